@@ -1,0 +1,92 @@
+# otelcol-gpu: the one entry point. `make demo` runs it, `make test` is what CI runs.
+# Every tool is installed at a pinned version into $(TOOLS) (git-ignored); nothing is assumed on PATH
+# beyond Go and gcc.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+OTELCOL_VERSION      := v0.160.0
+GOLANGCI_LINT_VERSION := v2.15.0
+
+ROOT  := $(abspath .)
+TOOLS := $(ROOT)/.tools/bin
+BIN   := $(ROOT)/bin
+CERTS := $(ROOT)/.certs
+DIST  := cmd/otelcol-gpu
+
+BUILDER       := $(TOOLS)/builder
+GOLANGCI_LINT := $(TOOLS)/golangci-lint
+OTELCOL       := $(BIN)/otelcol-gpu
+
+# go-nvml dlopens libnvidia-ml through cgo. Never link with -z now (BIND_NOW):
+# go-nvml resolves NVML symbols lazily, and eager binding kills the process on
+# drivers that lack a symbol.
+export CGO_ENABLED := 1
+GO_BUILD_FLAGS := -trimpath
+
+# Sources that feed the binary: the distribution's generated main and every
+# package of the root module (the custom components).
+GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum
+
+.PHONY: all build generate check-generate certs test unit smoke lint tools demo bench clean
+
+all: build
+
+## build: compile bin/otelcol-gpu (incremental through the Go build cache)
+build: $(OTELCOL)
+
+$(OTELCOL): $(GO_SOURCES)
+	@mkdir -p $(BIN)
+	cd $(DIST) && go build $(GO_BUILD_FLAGS) -o $(OTELCOL) .
+
+## generate: regenerate cmd/otelcol-gpu from builder-config.yaml
+generate: $(BUILDER)
+	$(BUILDER) --config builder-config.yaml --skip-compilation
+
+## check-generate: fail if the committed cmd/otelcol-gpu differs from what the builder writes
+check-generate: generate
+	@if ! git diff --exit-code --stat -- $(DIST); then \
+		echo "cmd/otelcol-gpu is out of date with builder-config.yaml: run 'make generate' and commit" >&2; exit 1; fi
+
+## certs: development CA, gateway and agent certificates in .certs (loopback only)
+certs: $(CERTS)/ca.pem
+
+$(CERTS)/ca.pem:
+	go run ./cmd/devcerts -dir $(CERTS)
+
+## test: everything CI runs (lint, unit tests, the built binary's smoke tests, generate drift)
+test: lint unit smoke check-generate
+
+unit:
+	go test -race -count=1 ./...
+
+smoke: $(OTELCOL)
+	OTELCOL_GPU_BIN=$(OTELCOL) go test -count=1 -tags system -run . ./test/smoke/...
+
+## lint: gofmt, go vet and golangci-lint (pinned)
+lint: $(GOLANGCI_LINT)
+	@bad=$$(gofmt -l $$({ git ls-files '*.go'; git ls-files --others --exclude-standard '*.go'; } | grep -v '^$(DIST)/')); \
+		if [ -n "$$bad" ]; then echo "gofmt would change: $$bad" >&2; exit 1; fi
+	go vet ./...
+	go vet -tags system ./test/...
+	$(GOLANGCI_LINT) run ./...
+
+tools: $(BUILDER) $(GOLANGCI_LINT)
+
+$(BUILDER):
+	GOBIN=$(TOOLS) go install go.opentelemetry.io/collector/cmd/builder@$(OTELCOL_VERSION)
+
+$(GOLANGCI_LINT):
+	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+## demo: agent -> gateway on loopback with TLS and a token; Ctrl-C stops both
+demo: $(OTELCOL) certs
+	OTELCOL=$(OTELCOL) CERTS=$(CERTS) scripts/demo.sh
+
+## bench: the Go micro-benchmarks of every package (see BENCHMARKS.md)
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN) $(CERTS) .demo

@@ -1,0 +1,210 @@
+//go:build system
+
+// Package smoke starts the built otelcol-gpu binary with the shipped configs
+// and checks that it validates, lists its components, runs in both roles
+// (agent -> gateway over TLS with a bearer token), stops cleanly on SIGTERM,
+// and refuses bad configs with an error that names the culprit.
+package smoke
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+)
+
+const shutdownDeadline = 10 * time.Second
+
+func configPath(t *testing.T, name string) string {
+	return filepath.Join(testbin.RepoRoot(t), "config", name)
+}
+
+func TestValidateShippedConfigs(t *testing.T) {
+	bin := testbin.Binary(t)
+	for _, cfg := range []string{"agent.yaml", "gateway.yaml"} {
+		t.Run(cfg, func(t *testing.T) {
+			out, code := testbin.Run(t, bin, []string{"validate", "--config", configPath(t, cfg)})
+			require.Equal(t, 0, code, out)
+		})
+	}
+}
+
+func TestComponentsListsTheDistribution(t *testing.T) {
+	out, code := testbin.Run(t, testbin.Binary(t), []string{"components"})
+	require.Equal(t, 0, code, out)
+	want := map[string][]string{
+		"receivers":  {"otlp", "host_metrics"},
+		"processors": {"memory_limiter", "batch", "resource", "resource_detection", "attributes", "filter"},
+		"exporters":  {"otlp_grpc", "otlp_http", "debug"},
+		"extensions": {"health_check", "file_storage", "bearertokenauth", "zpages", "pprof"},
+		"providers":  {"env", "file", "yaml"},
+	}
+	for kind, names := range want {
+		section := componentSection(t, out, kind)
+		for _, name := range names {
+			require.Regexp(t, regexp.MustCompile(`(?m)^\s+- (name|scheme): `+regexp.QuoteMeta(name)+`$`), section,
+				"%s %q missing from 'components'", kind, name)
+		}
+	}
+}
+
+// componentSection cuts one top-level list ("receivers:", ...) out of the
+// YAML that 'components' prints.
+func componentSection(t *testing.T, out, kind string) string {
+	t.Helper()
+	start := strings.Index(out, "\n"+kind+":")
+	require.GreaterOrEqual(t, start, 0, "no %q section in:\n%s", kind, out)
+	rest := out[start+len(kind)+2:]
+	if end := regexp.MustCompile(`\n[a-z]`).FindStringIndex(rest); end != nil {
+		rest = rest[:end[0]]
+	}
+	return rest
+}
+
+// stack is a gateway and an agent wired together on loopback.
+type stack struct {
+	dir, certs, token         string
+	gwGRPC, gwHTTP, gwHealth  int
+	gwMetrics, agHealth       int
+	agMetrics, agGRPC, agHTTP int
+	store                     int
+}
+
+func newStack(t *testing.T) *stack {
+	s := &stack{dir: t.TempDir()}
+	s.certs = filepath.Join(s.dir, "certs")
+	require.NoError(t, devcerts.Write(devcerts.Options{Dir: s.certs}))
+	s.token = "smoke-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "agent-token"), []byte(s.token+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "gateway-tokens"), []byte("some-other-token\n"+s.token+"\n"), 0o600))
+	for _, p := range []*int{&s.gwGRPC, &s.gwHTTP, &s.gwHealth, &s.gwMetrics, &s.agHealth, &s.agMetrics, &s.agGRPC, &s.agHTTP, &s.store} {
+		*p = testbin.FreePort(t)
+	}
+	return s
+}
+
+func (s *stack) gatewayEnv() []string {
+	return []string{
+		"OTELCOL_GPU_GRPC_ENDPOINT=" + testbin.Addr(s.gwGRPC),
+		"OTELCOL_GPU_HTTP_ENDPOINT=" + testbin.Addr(s.gwHTTP),
+		"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(s.certs, devcerts.ServerCertFile),
+		"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(s.certs, devcerts.ServerKeyFile),
+		"OTELCOL_GPU_TOKENS_FILE=" + filepath.Join(s.dir, "gateway-tokens"),
+		// Nothing listens here: the smoke test checks what the gateway accepted.
+		"OTELCOL_GPU_STORE_ENDPOINT=http://" + testbin.Addr(s.store) + "/opentelemetry/v1/metrics",
+		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "gateway-state"),
+		"OTELCOL_GPU_HEALTH_ENDPOINT=" + testbin.Addr(s.gwHealth),
+		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(s.gwMetrics),
+	}
+}
+
+func (s *stack) agentEnv() []string {
+	return []string{
+		"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(s.gwGRPC),
+		"OTELCOL_GPU_CA_FILE=" + filepath.Join(s.certs, devcerts.CAFile),
+		"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(s.dir, "agent-token"),
+		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "agent-state"),
+		"OTELCOL_GPU_INTERVAL=1s",
+		"OTELCOL_GPU_OTLP_GRPC=" + testbin.Addr(s.agGRPC),
+		"OTELCOL_GPU_OTLP_HTTP=" + testbin.Addr(s.agHTTP),
+		"OTELCOL_GPU_HEALTH_ENDPOINT=" + testbin.Addr(s.agHealth),
+		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(s.agMetrics),
+	}
+}
+
+func healthURL(port int) string { return "http://" + testbin.Addr(port) + "/" }
+
+// acceptedPoints reads the gateway's own counter of metric points its otlp
+// receiver accepted.
+func acceptedPoints(t *testing.T, metricsPort int) float64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	if err != nil {
+		return 0
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	total := 0.0
+	re := regexp.MustCompile(`(?m)^otelcol_receiver_accepted_metric_points(?:_total)?\{[^}]*\} ([0-9.e+]+)$`)
+	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
+		v, err := strconv.ParseFloat(m[1], 64)
+		require.NoError(t, err)
+		total += v
+	}
+	return total
+}
+
+func TestAgentAndGatewayRunAndStopCleanly(t *testing.T) {
+	bin := testbin.Binary(t)
+	s := newStack(t)
+
+	gw := testbin.Start(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, s.gatewayEnv()...)
+	require.NoError(t, gw.WaitHTTPOK(healthURL(s.gwHealth), 30*time.Second))
+	agent := testbin.Start(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
+	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+
+	// The agent's host metrics reach the gateway through TLS and the token.
+	require.Eventually(t, func() bool { return acceptedPoints(t, s.gwMetrics) > 0 }, 30*time.Second, 250*time.Millisecond,
+		"the gateway accepted no metric points from the agent")
+
+	start := time.Now()
+	require.NoError(t, agent.Stop(shutdownDeadline))
+	require.NoError(t, gw.Stop(shutdownDeadline))
+	t.Logf("agent and gateway stopped in %s", time.Since(start))
+}
+
+func TestGatewayRefusesAnAgentWithAWrongToken(t *testing.T) {
+	bin := testbin.Binary(t)
+	s := newStack(t)
+	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "agent-token"), []byte("not-a-listed-token\n"), 0o600))
+
+	gw := testbin.Start(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, s.gatewayEnv()...)
+	require.NoError(t, gw.WaitHTTPOK(healthURL(s.gwHealth), 30*time.Second))
+	agent := testbin.Start(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
+	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+
+	require.Eventually(t, func() bool { return strings.Contains(agent.Output(), "Unauthenticated") }, 30*time.Second, 250*time.Millisecond,
+		"the agent never reported that the gateway refused its token")
+	require.Zero(t, acceptedPoints(t, s.gwMetrics), "points accepted with a wrong token")
+	require.NoError(t, agent.Stop(shutdownDeadline))
+	require.NoError(t, gw.Stop(shutdownDeadline))
+}
+
+func TestBadConfigIsRefusedNamingTheKey(t *testing.T) {
+	bin := testbin.Binary(t)
+	agent, err := os.ReadFile(configPath(t, "agent.yaml"))
+	require.NoError(t, err)
+
+	cases := []struct {
+		name, from, to, want string
+	}{
+		// host_metrics ignores unknown keys at its top level (upstream
+		// Unmarshal uses WithIgnoreUnused); otlp, like most components, does not.
+		{"unknown key", "        endpoint: ${env:OTELCOL_GPU_OTLP_GRPC", "        endpiont: ${env:OTELCOL_GPU_OTLP_GRPC", "endpiont"},
+		{"bad value", "${env:OTELCOL_GPU_INTERVAL:-10s}", "every-ten-seconds", "collection_interval"},
+		{"unknown component", "  resource_detection:\n", "  resource_detektion:\n", "resource_detektion"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Contains(t, string(agent), tc.from)
+			path := filepath.Join(t.TempDir(), "agent.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(agent), tc.from, tc.to, 1)), 0o600))
+			for _, args := range [][]string{{"validate", "--config", path}, {"--config", path}} {
+				out, code := testbin.Run(t, bin, args)
+				require.NotEqual(t, 0, code, "%v accepted a bad config:\n%s", args, out)
+				require.Contains(t, out, tc.want, "%v: the error does not name %q", args, tc.want)
+			}
+		})
+	}
+}
