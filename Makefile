@@ -6,7 +6,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := build
 
-OTELCOL_VERSION      := v0.160.0
+OTELCOL_VERSION        := v0.160.0
+OTELCOL_STABLE_VERSION := v1.66.0
 GOLANGCI_LINT_VERSION := v2.15.0
 
 ROOT  := $(abspath .)
@@ -29,7 +30,7 @@ GO_BUILD_FLAGS := -trimpath
 # package of the root module (the custom components).
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum
 
-.PHONY: all build generate check-generate certs test unit smoke lint tools demo bench clean
+.PHONY: all build generate check-generate check-versions certs test unit smoke lint tools demo bench clean
 
 all: build
 
@@ -55,8 +56,14 @@ certs: $(CERTS)/ca.pem
 $(CERTS)/ca.pem:
 	go run ./cmd/devcerts -dir $(CERTS)
 
-## test: everything CI runs (lint, unit tests, the built binary's smoke tests, generate drift)
-test: lint unit smoke check-generate
+## test: everything CI runs (versions, lint, unit tests, the built binary's smoke tests, generate drift)
+test: check-versions lint unit smoke check-generate
+
+## check-versions: every collector module in both go.mod files at the one pinned release
+check-versions:
+	@bad=$$(grep -hE '^\s+(go.opentelemetry.io/collector|github.com/open-telemetry/opentelemetry-collector-contrib)[/ ]' go.mod $(DIST)/go.mod \
+		| grep -vE ' ($(OTELCOL_VERSION)|$(OTELCOL_STABLE_VERSION))( |$$)' || true); \
+		if [ -n "$$bad" ]; then echo "collector modules off the pinned release ($(OTELCOL_VERSION)/$(OTELCOL_STABLE_VERSION)):" >&2; echo "$$bad" >&2; exit 1; fi
 
 unit:
 	go test -race -count=1 ./...

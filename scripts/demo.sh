@@ -17,10 +17,18 @@ DEMO_SECONDS=${DEMO_SECONDS:-0}
 
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
+# Provision one VM the way an operator would: a random token for the VM, its
+# SHA-256 in the gateway's credentials file, the tenant id on the VM.
 token="demo-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 printf '%s\n' "$token" >"$DEMO_DIR/agent-token"
-printf '%s\n' "$token" >"$DEMO_DIR/gateway-tokens"
-chmod 600 "$DEMO_DIR/agent-token" "$DEMO_DIR/gateway-tokens"
+printf 'acme\n' >"$DEMO_DIR/tenant"
+cat >"$DEMO_DIR/credentials.yaml" <<YAML
+credentials:
+  - id: demo-vm-1
+    tenant: acme
+    sha256: $(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
+YAML
+chmod 600 "$DEMO_DIR/agent-token" "$DEMO_DIR/credentials.yaml"
 
 pids=()
 stop() {
@@ -57,7 +65,7 @@ OTELCOL_GPU_GRPC_ENDPOINT=127.0.0.1:24317 \
 OTELCOL_GPU_HTTP_ENDPOINT=127.0.0.1:24318 \
 OTELCOL_GPU_TLS_CERT_FILE="$CERTS/gateway.pem" \
 OTELCOL_GPU_TLS_KEY_FILE="$CERTS/gateway-key.pem" \
-OTELCOL_GPU_TOKENS_FILE="$DEMO_DIR/gateway-tokens" \
+OTELCOL_GPU_CREDENTIALS_FILE="$DEMO_DIR/credentials.yaml" \
 OTELCOL_GPU_STATE_DIR="$DEMO_DIR/gateway-state" \
 OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:23133 \
 OTELCOL_GPU_METRICS_PORT=28888 \
@@ -69,6 +77,7 @@ wait_healthy gateway 23133 "${pids[0]}"
 OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:24317 \
 OTELCOL_GPU_CA_FILE="$CERTS/ca.pem" \
 OTELCOL_GPU_TOKEN_FILE="$DEMO_DIR/agent-token" \
+OTELCOL_GPU_TENANT_FILE="$DEMO_DIR/tenant" \
 OTELCOL_GPU_STATE_DIR="$DEMO_DIR/agent-state" \
 OTELCOL_GPU_INTERVAL="$DEMO_INTERVAL" \
 OTELCOL_GPU_OTLP_GRPC=127.0.0.1:34317 \

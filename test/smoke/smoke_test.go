@@ -7,6 +7,8 @@
 package smoke
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,9 +47,9 @@ func TestComponentsListsTheDistribution(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	want := map[string][]string{
 		"receivers":  {"otlp", "host_metrics"},
-		"processors": {"memory_limiter", "batch", "resource", "resource_detection", "attributes", "filter"},
+		"processors": {"memory_limiter", "batch", "resource", "resource_detection", "attributes", "filter", "tenant"},
 		"exporters":  {"otlp_grpc", "otlp_http", "debug"},
-		"extensions": {"health_check", "file_storage", "bearertokenauth", "zpages", "pprof"},
+		"extensions": {"health_check", "file_storage", "bearertokenauth", "zpages", "pprof", "tenant_auth"},
 		"providers":  {"env", "file", "yaml"},
 	}
 	for kind, names := range want {
@@ -87,7 +89,9 @@ func newStack(t *testing.T) *stack {
 	require.NoError(t, devcerts.Write(devcerts.Options{Dir: s.certs}))
 	s.token = "smoke-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "agent-token"), []byte(s.token+"\n"), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "gateway-tokens"), []byte("some-other-token\n"+s.token+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "tenant"), []byte("acme\n"), 0o600))
+	creds := "credentials:\n" + credential("vm-other", "globex", "some-other-token") + credential("vm-smoke", "acme", s.token)
+	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "credentials.yaml"), []byte(creds), 0o600))
 	for _, p := range []*int{&s.gwGRPC, &s.gwHTTP, &s.gwHealth, &s.gwMetrics, &s.agHealth, &s.agMetrics, &s.agGRPC, &s.agHTTP, &s.store} {
 		*p = testbin.FreePort(t)
 	}
@@ -100,7 +104,7 @@ func (s *stack) gatewayEnv() []string {
 		"OTELCOL_GPU_HTTP_ENDPOINT=" + testbin.Addr(s.gwHTTP),
 		"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(s.certs, devcerts.ServerCertFile),
 		"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(s.certs, devcerts.ServerKeyFile),
-		"OTELCOL_GPU_TOKENS_FILE=" + filepath.Join(s.dir, "gateway-tokens"),
+		"OTELCOL_GPU_CREDENTIALS_FILE=" + filepath.Join(s.dir, "credentials.yaml"),
 		// Nothing listens here: the smoke test checks what the gateway accepted.
 		"OTELCOL_GPU_STORE_ENDPOINT=http://" + testbin.Addr(s.store) + "/opentelemetry/v1/metrics",
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "gateway-state"),
@@ -114,6 +118,7 @@ func (s *stack) agentEnv() []string {
 		"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(s.gwGRPC),
 		"OTELCOL_GPU_CA_FILE=" + filepath.Join(s.certs, devcerts.CAFile),
 		"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(s.dir, "agent-token"),
+		"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(s.dir, "tenant"),
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "agent-state"),
 		"OTELCOL_GPU_INTERVAL=1s",
 		"OTELCOL_GPU_OTLP_GRPC=" + testbin.Addr(s.agGRPC),
@@ -123,11 +128,31 @@ func (s *stack) agentEnv() []string {
 	}
 }
 
+// credential is one entry of tenant_auth's credentials file.
+func credential(id, tenant, token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return fmt.Sprintf("  - id: %s\n    tenant: %s\n    sha256: %s\n", id, tenant, hex.EncodeToString(sum[:]))
+}
+
+// start runs the gateway, then the agent, each until its health check answers.
+func (s *stack) start(t *testing.T, bin string) (gw, agent *testbin.Process) {
+	gw = testbin.Start(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, s.gatewayEnv()...)
+	require.NoError(t, gw.WaitHTTPOK(healthURL(s.gwHealth), 30*time.Second))
+	agent = testbin.Start(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
+	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+	return gw, agent
+}
+
 func healthURL(port int) string { return "http://" + testbin.Addr(port) + "/" }
 
 // acceptedPoints reads the gateway's own counter of metric points its otlp
 // receiver accepted.
 func acceptedPoints(t *testing.T, metricsPort int) float64 {
+	return ownMetric(t, metricsPort, "otelcol_receiver_accepted_metric_points")
+}
+
+// ownMetric sums every series of one of the collector's own counters.
+func ownMetric(t *testing.T, metricsPort int, name string) float64 {
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if err != nil {
 		return 0
@@ -136,7 +161,7 @@ func acceptedPoints(t *testing.T, metricsPort int) float64 {
 	_ = resp.Body.Close()
 	require.NoError(t, err)
 	total := 0.0
-	re := regexp.MustCompile(`(?m)^otelcol_receiver_accepted_metric_points(?:_total)?\{[^}]*\} ([0-9.e+]+)$`)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:_[a-z]+)?(?:_total)?\{[^}]*\} ([0-9.e+]+)$`)
 	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
 		v, err := strconv.ParseFloat(m[1], 64)
 		require.NoError(t, err)
@@ -149,10 +174,7 @@ func TestAgentAndGatewayRunAndStopCleanly(t *testing.T) {
 	bin := testbin.Binary(t)
 	s := newStack(t)
 
-	gw := testbin.Start(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, s.gatewayEnv()...)
-	require.NoError(t, gw.WaitHTTPOK(healthURL(s.gwHealth), 30*time.Second))
-	agent := testbin.Start(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
-	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+	gw, agent := s.start(t, bin)
 
 	// The agent's host metrics reach the gateway through TLS and the token.
 	require.Eventually(t, func() bool { return acceptedPoints(t, s.gwMetrics) > 0 }, 30*time.Second, 250*time.Millisecond,
@@ -164,15 +186,29 @@ func TestAgentAndGatewayRunAndStopCleanly(t *testing.T) {
 	t.Logf("agent and gateway stopped in %s", time.Since(start))
 }
 
+func TestAgentClaimingAnotherTenantLandsAsItsTokensTenant(t *testing.T) {
+	bin := testbin.Binary(t)
+	s := newStack(t)
+	// The VM's root edits the tenant the agent stamps; the token is still acme's.
+	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "tenant"), []byte("globex\n"), 0o600))
+
+	gw, agent := s.start(t, bin)
+
+	require.Eventually(t, func() bool {
+		return ownMetric(t, s.gwMetrics, "otelcol_processor_tenant_mismatched_resources") > 0
+	}, 30*time.Second, 250*time.Millisecond, "the gateway did not see the spoofed tenant")
+	require.Eventually(t, func() bool { return strings.Contains(gw.Output(), "payload claimed another tenant") }, 10*time.Second, 100*time.Millisecond)
+	require.Contains(t, gw.Output(), `"claimed": "globex"`)
+	require.NoError(t, agent.Stop(shutdownDeadline))
+	require.NoError(t, gw.Stop(shutdownDeadline))
+}
+
 func TestGatewayRefusesAnAgentWithAWrongToken(t *testing.T) {
 	bin := testbin.Binary(t)
 	s := newStack(t)
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "agent-token"), []byte("not-a-listed-token\n"), 0o600))
 
-	gw := testbin.Start(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, s.gatewayEnv()...)
-	require.NoError(t, gw.WaitHTTPOK(healthURL(s.gwHealth), 30*time.Second))
-	agent := testbin.Start(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
-	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+	gw, agent := s.start(t, bin)
 
 	require.Eventually(t, func() bool { return strings.Contains(agent.Output(), "Unauthenticated") }, 30*time.Second, 250*time.Millisecond,
 		"the agent never reported that the gateway refused its token")

@@ -1,0 +1,189 @@
+package tenantauthextension
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"go.opentelemetry.io/collector/client"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/extension/extensionauth"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+)
+
+// The errors a client sees. They say what is wrong with the request and
+// nothing about which tenants or credentials exist.
+var (
+	errMissingToken = errors.New("unauthenticated: missing bearer token")
+	errInvalidToken = errors.New("unauthenticated: invalid bearer token")
+)
+
+var (
+	resultOK      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
+	resultMissing = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "missing")))
+	resultInvalid = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "invalid")))
+	reloadOK      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
+	reloadFailed  = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "failed")))
+)
+
+type authenticator struct {
+	cfg    *Config
+	logger *zap.Logger
+
+	headerCanonical string
+	headerLower     string
+	scheme          string
+
+	creds atomic.Pointer[credentialSet]
+
+	// Owned by the reload loop after Start.
+	lastContent [sha256.Size]byte
+	failure     periodic.ErrorLatch
+
+	requests metric.Int64Counter
+	reloads  metric.Int64Counter
+
+	poller *periodic.Runner
+}
+
+var _ extensionauth.Server = (*authenticator)(nil)
+
+func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authenticator, error) {
+	meter := set.MeterProvider.Meter(metadata.ScopeName)
+	requests, err := meter.Int64Counter("otelcol_tenant_auth_requests",
+		metric.WithDescription("Authentication attempts by result (ok, missing, invalid)."), metric.WithUnit("{request}"))
+	if err != nil {
+		return nil, err
+	}
+	reloads, err := meter.Int64Counter("otelcol_tenant_auth_reloads",
+		metric.WithDescription("Credentials file loads by result (ok, failed)."), metric.WithUnit("{reload}"))
+	if err != nil {
+		return nil, err
+	}
+	return &authenticator{
+		cfg:             cfg,
+		logger:          set.Logger,
+		headerCanonical: http.CanonicalHeaderKey(cfg.Header),
+		headerLower:     strings.ToLower(cfg.Header),
+		scheme:          cfg.Scheme,
+		requests:        requests,
+		reloads:         reloads,
+	}, nil
+}
+
+// Start loads the credentials file (a gateway that cannot read it must not
+// start) and begins polling it for changes.
+func (a *authenticator) Start(_ context.Context, _ component.Host) error {
+	if err := a.reload(); err != nil {
+		return err
+	}
+	a.poller = periodic.Start(a.cfg.ReloadInterval, func() {
+		if err := a.reload(); a.failure.Changed(err) {
+			a.logger.Warn("tenant_auth: keeping the last good credentials", zap.String("file", a.cfg.CredentialsFile), zap.Error(err))
+		}
+	})
+	return nil
+}
+
+// Shutdown stops the reload loop.
+func (a *authenticator) Shutdown(context.Context) error {
+	a.poller.Stop()
+	return nil
+}
+
+// reload reads the credentials file and swaps it in when its content
+// changed and parses. On error the current credentials stay in force.
+func (a *authenticator) reload() error {
+	data, err := os.ReadFile(a.cfg.CredentialsFile)
+	if err != nil {
+		a.reloads.Add(context.Background(), 1, reloadFailed)
+		return fmt.Errorf("tenant_auth: read credentials_file: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if a.creds.Load() != nil && sum == a.lastContent {
+		return nil
+	}
+	set, err := parseCredentials(data)
+	if err != nil {
+		a.reloads.Add(context.Background(), 1, reloadFailed)
+		return fmt.Errorf("tenant_auth: %s: %w", a.cfg.CredentialsFile, err)
+	}
+	a.creds.Store(set)
+	a.lastContent = sum
+	a.reloads.Add(context.Background(), 1, reloadOK)
+	a.logger.Info("tenant_auth: credentials loaded", zap.String("file", a.cfg.CredentialsFile),
+		zap.Int("credentials", len(set.byHash)), zap.Int("tenants", set.tenants))
+	return nil
+}
+
+// Authenticate maps the request's bearer token to its tenant and puts the
+// tenant and credential id into the request's auth data.
+func (a *authenticator) Authenticate(ctx context.Context, headers map[string][]string) (context.Context, error) {
+	token, ok := a.token(headers)
+	if !ok {
+		a.requests.Add(ctx, 1, resultMissing)
+		return ctx, errMissingToken
+	}
+	cred, ok := a.creds.Load().lookup(token)
+	if !ok {
+		a.requests.Add(ctx, 1, resultInvalid)
+		return ctx, errInvalidToken
+	}
+	a.requests.Add(ctx, 1, resultOK)
+	info := client.FromContext(ctx)
+	info.Auth = authData{tenant: cred.tenant, credentialID: cred.id}
+	return client.NewContext(ctx, info), nil
+}
+
+// token extracts the credential from the header ("Bearer <token>"). HTTP
+// headers arrive canonicalised, gRPC metadata lower-case.
+func (a *authenticator) token(headers map[string][]string) (string, bool) {
+	values, ok := headers[a.headerCanonical]
+	if !ok {
+		values, ok = headers[a.headerLower]
+	}
+	if !ok || len(values) != 1 {
+		return "", false
+	}
+	v := strings.TrimSpace(values[0])
+	if a.scheme != "" {
+		prefix, rest, found := strings.Cut(v, " ")
+		if !found || !strings.EqualFold(prefix, a.scheme) {
+			return "", false
+		}
+		v = strings.TrimSpace(rest)
+	}
+	return v, v != ""
+}
+
+// authData is what the tenant processor reads from client.Info.Auth.
+type authData struct {
+	tenant       string
+	credentialID string
+}
+
+var authAttributeNames = []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential}
+
+func (d authData) GetAttribute(name string) any {
+	switch name {
+	case tenantid.AuthAttributeTenant:
+		return d.tenant
+	case tenantid.AuthAttributeCredential:
+		return d.credentialID
+	default:
+		return nil
+	}
+}
+
+func (authData) GetAttributeNames() []string { return authAttributeNames }

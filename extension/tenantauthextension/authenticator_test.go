@@ -1,0 +1,215 @@
+package tenantauthextension
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/client"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/extension/extensionauth"
+	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const pollEvery = 20 * time.Millisecond
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(data), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+// startAuth starts the extension the way the collector does and returns the
+// server authenticator and the observed logs.
+func startAuth(t *testing.T, file string) (extensionauth.Server, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	set := extensiontest.NewNopSettings(metadata.Type)
+	set.Logger = zap.New(core)
+	cfg := createDefaultConfig().(*Config)
+	cfg.CredentialsFile = file
+	cfg.ReloadInterval = pollEvery
+	ext, err := NewFactory().Create(context.Background(), set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
+	return ext.(extensionauth.Server), logs
+}
+
+func bearer(token string) map[string][]string {
+	return map[string][]string{"Authorization": {"Bearer " + token}}
+}
+
+func tenantOf(t *testing.T, auth extensionauth.Server, headers map[string][]string) (string, error) {
+	t.Helper()
+	ctx, err := auth.Authenticate(context.Background(), headers)
+	if err != nil {
+		return "", err
+	}
+	info := client.FromContext(ctx)
+	require.NotNil(t, info.Auth)
+	require.NotEmpty(t, info.Auth.GetAttribute(tenantid.AuthAttributeCredential))
+	require.ElementsMatch(t, []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential}, info.Auth.GetAttributeNames())
+	return info.Auth.GetAttribute(tenantid.AuthAttributeTenant).(string), nil
+}
+
+func TestAuthenticateMapsTokensToTenants(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "credentials.yaml")
+	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a")+credLine("vm-2", "globex", "token-g"))
+	auth, logs := startAuth(t, file)
+
+	got, err := tenantOf(t, auth, bearer("token-a"))
+	require.NoError(t, err)
+	require.Equal(t, "acme", got)
+	ctx, err := auth.Authenticate(context.Background(), bearer("token-a"))
+	require.NoError(t, err)
+	require.Equal(t, "vm-1", client.FromContext(ctx).Auth.GetAttribute(tenantid.AuthAttributeCredential))
+
+	// gRPC metadata arrives lower-case; the scheme is case-insensitive.
+	got, err = tenantOf(t, auth, map[string][]string{"authorization": {"bearer token-g"}})
+	require.NoError(t, err)
+	require.Equal(t, "globex", got)
+
+	refused := map[string]struct {
+		headers map[string][]string
+		err     error
+	}{
+		"no header":      {map[string][]string{}, errMissingToken},
+		"empty":          {map[string][]string{"Authorization": {""}}, errMissingToken},
+		"no scheme":      {map[string][]string{"Authorization": {"token-a"}}, errMissingToken},
+		"other scheme":   {map[string][]string{"Authorization": {"Basic token-a"}}, errMissingToken},
+		"scheme only":    {map[string][]string{"Authorization": {"Bearer "}}, errMissingToken},
+		"two values":     {map[string][]string{"Authorization": {"Bearer token-a", "Bearer token-g"}}, errMissingToken},
+		"unknown token":  {bearer("token-x"), errInvalidToken},
+		"hash as token":  {bearer(hashOf("token-a")), errInvalidToken},
+		"token + suffix": {bearer("token-a2"), errInvalidToken},
+	}
+	for name, tc := range refused {
+		_, err := auth.Authenticate(context.Background(), tc.headers)
+		require.ErrorIs(t, err, tc.err, name)
+		require.NotContains(t, err.Error(), "acme", "the error must not reveal tenants")
+	}
+	for _, entry := range logs.All() {
+		for _, secret := range []string{"token-a", "token-g", "token-x"} {
+			require.NotContains(t, entry.Message, secret)
+			for _, f := range entry.Context {
+				require.NotContains(t, f.String, secret, "a token reached the logs")
+			}
+		}
+	}
+}
+
+func TestReloadRotatesAndRevokesWithoutRestart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "credentials.yaml")
+	writeFile(t, file, "credentials:\n"+credLine("vm-1-old", "acme", "old"))
+	auth, _ := startAuth(t, file)
+	_, err := tenantOf(t, auth, bearer("old"))
+	require.NoError(t, err)
+
+	// Rotation with overlap: both live.
+	writeFile(t, file, "credentials:\n"+credLine("vm-1-old", "acme", "old")+credLine("vm-1-new", "acme", "new"))
+	require.Eventually(t, func() bool { _, err := tenantOf(t, auth, bearer("new")); return err == nil }, 5*time.Second, pollEvery)
+	_, err = tenantOf(t, auth, bearer("old"))
+	require.NoError(t, err)
+
+	// Revoke the old one: the new one keeps working.
+	writeFile(t, file, "credentials:\n"+credLine("vm-1-new", "acme", "new"))
+	require.Eventually(t, func() bool { _, err := tenantOf(t, auth, bearer("old")); return err != nil }, 5*time.Second, pollEvery)
+	_, err = tenantOf(t, auth, bearer("new"))
+	require.NoError(t, err)
+
+	// Delete the tenant: nothing of it authenticates.
+	writeFile(t, file, "credentials: []\n")
+	require.Eventually(t, func() bool { _, err := tenantOf(t, auth, bearer("new")); return err != nil }, 5*time.Second, pollEvery)
+}
+
+func TestBrokenFileKeepsTheLastGoodCredentials(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "credentials.yaml")
+	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a"))
+	auth, logs := startAuth(t, file)
+
+	writeFile(t, file, "credentials:\n"+credLine("vm-1", "Not A Tenant", "token-a"))
+	require.Eventually(t, func() bool {
+		return logs.FilterMessage("tenant_auth: keeping the last good credentials").Len() > 0
+	}, 5*time.Second, pollEvery)
+	got, err := tenantOf(t, auth, bearer("token-a"))
+	require.NoError(t, err)
+	require.Equal(t, "acme", got)
+	require.Contains(t, logs.FilterMessage("tenant_auth: keeping the last good credentials").All()[0].ContextMap()["error"], `tenant id "Not A Tenant"`)
+
+	// A vanished file (mid-deploy) keeps them too, and is logged once, not per poll.
+	require.NoError(t, os.Remove(file))
+	time.Sleep(10 * pollEvery)
+	_, err = tenantOf(t, auth, bearer("token-a"))
+	require.NoError(t, err)
+	require.Equal(t, 2, logs.FilterMessage("tenant_auth: keeping the last good credentials").Len())
+}
+
+func TestKubernetesSecretSymlinkSwapIsSeen(t *testing.T) {
+	dir := t.TempDir()
+	// The layout a Secret volume has: file -> ..data/file, ..data -> ..v1.
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "..v1"), 0o755))
+	writeFile(t, filepath.Join(dir, "..v1", "credentials.yaml"), "credentials:\n"+credLine("vm-1", "acme", "v1"))
+	require.NoError(t, os.Symlink("..v1", filepath.Join(dir, "..data")))
+	require.NoError(t, os.Symlink(filepath.Join("..data", "credentials.yaml"), filepath.Join(dir, "credentials.yaml")))
+	auth, _ := startAuth(t, filepath.Join(dir, "credentials.yaml"))
+	_, err := tenantOf(t, auth, bearer("v1"))
+	require.NoError(t, err)
+
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "..v2"), 0o755))
+	writeFile(t, filepath.Join(dir, "..v2", "credentials.yaml"), "credentials:\n"+credLine("vm-1", "acme", "v2"))
+	require.NoError(t, os.Symlink("..v2", filepath.Join(dir, "..data_tmp")))
+	require.NoError(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	require.Eventually(t, func() bool { _, err := tenantOf(t, auth, bearer("v2")); return err == nil }, 5*time.Second, pollEvery)
+	_, err = tenantOf(t, auth, bearer("v1"))
+	require.ErrorIs(t, err, errInvalidToken)
+}
+
+func TestStartFailsWithoutAReadableFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := createDefaultConfig().(*Config)
+	for name, setup := range map[string]func() string{
+		"missing": func() string { return filepath.Join(dir, "nope.yaml") },
+		"invalid": func() string {
+			p := filepath.Join(dir, "bad.yaml")
+			writeFile(t, p, "credentials:\n  - id: a\n    tenant: acme\n    sha256: 12\n")
+			return p
+		},
+	} {
+		cfg.CredentialsFile = setup()
+		ext, err := NewFactory().Create(context.Background(), extensiontest.NewNopSettings(metadata.Type), cfg)
+		require.NoError(t, err)
+		err = ext.Start(context.Background(), componenttest.NewNopHost())
+		require.ErrorContains(t, err, cfg.CredentialsFile, name)
+		require.NoError(t, ext.Shutdown(context.Background()))
+	}
+}
+
+func TestCustomHeaderWithoutScheme(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "credentials.yaml")
+	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "k1"))
+	cfg := createDefaultConfig().(*Config)
+	cfg.CredentialsFile, cfg.Header, cfg.Scheme = file, "X-Api-Key", ""
+	ext, err := NewFactory().Create(context.Background(), extensiontest.NewNopSettings(metadata.Type), cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
+	auth := ext.(extensionauth.Server)
+	got, err := tenantOf(t, auth, map[string][]string{"x-api-key": {"k1"}})
+	require.NoError(t, err)
+	require.Equal(t, "acme", got)
+	_, err = auth.Authenticate(context.Background(), bearer("k1"))
+	require.ErrorIs(t, err, errMissingToken)
+}

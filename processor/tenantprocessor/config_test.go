@@ -1,0 +1,93 @@
+package tenantprocessor
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
+)
+
+func defaultSource() SourceConfig {
+	return SourceConfig{Timeout: defaultSourceTimeout, RefreshInterval: defaultRefreshInterval}
+}
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+
+	valid := map[string]*Config{
+		"gateway": {Mode: ModeGateway, Attribute: "tenant.id", OnMismatch: OnMismatchOverride, Source: defaultSource()},
+		"gateway_reject": {
+			Mode: ModeGateway, Attribute: "customer.id", OnMismatch: OnMismatchReject, SetMetadata: true, Source: defaultSource(),
+		},
+		"static": {
+			Mode: ModeAgent, Attribute: "tenant.id", OnMismatch: OnMismatchOverride,
+			Source: SourceConfig{Type: SourceStatic, Value: "acme", Timeout: defaultSourceTimeout, RefreshInterval: defaultRefreshInterval},
+		},
+		"env": {
+			Mode: ModeAgent, Attribute: "tenant.id", OnMismatch: OnMismatchOverride, CacheFile: "/var/lib/otelcol-gpu/tenant.json",
+			Source: SourceConfig{Type: SourceEnv, Env: "OTELCOL_GPU_TENANT", Timeout: defaultSourceTimeout, RefreshInterval: defaultRefreshInterval},
+		},
+		"file_json": {
+			Mode: ModeAgent, Attribute: "tenant.id", OnMismatch: OnMismatchOverride,
+			Source: SourceConfig{
+				Type: SourceFile, Path: "/etc/otelcol-gpu/instance.json", JSONPointer: "/tenant",
+				Timeout: defaultSourceTimeout, RefreshInterval: time.Minute,
+			},
+			Attributes: map[string]string{"cloud.instance.id": "/instance/id", "cloud.region": "/region"},
+		},
+		"http": {
+			Mode: ModeAgent, Attribute: "tenant.id", OnMismatch: OnMismatchOverride, Required: true,
+			CacheFile: "/var/lib/otelcol-gpu/tenant.json",
+			Source: SourceConfig{
+				Type: SourceHTTP, URL: "http://169.254.169.254/metadata/v1/instance",
+				Headers:     map[string]configopaque.String{"Metadata": "true"},
+				JSONPointer: "/tags/tenant", Timeout: time.Second, RefreshInterval: defaultRefreshInterval,
+			},
+			Attributes: map[string]string{"host.type": "/machine_type"},
+		},
+	}
+	invalid := map[string]string{
+		"no_mode":                       `mode: must be "agent" or "gateway", got ""`,
+		"bad_mode":                      `got "relay"`,
+		"gateway_source":                "source: only agent mode has a source",
+		"gateway_bad_mismatch":          `on_mismatch: must be "override" or "reject", got "drop"`,
+		"agent_no_source":               `source.type: must be one of static, env, file, http; got ""`,
+		"agent_bad_static":              `source.value: tenant id "Acme Corp"`,
+		"agent_env_empty":               "source.env: must name an environment variable",
+		"agent_file_no_path":            "source.path: must be set",
+		"agent_bad_url":                 `source.url: must be an http(s) URL, got "169.254.169.254/metadata"`,
+		"agent_attributes_without_json": "attributes.cloud.region: needs a JSON source",
+		"agent_bad_pointer":             `source.json_pointer: JSON pointer "tenant" must start with '/'`,
+		"agent_set_metadata":            "set_metadata: only used in gateway mode",
+		"empty_attribute":               "attribute: must not be empty",
+	}
+	for name, want := range valid {
+		t.Run(name, func(t *testing.T) {
+			cfg := load(t, cm, name)
+			require.NoError(t, confmap.Validate(cfg))
+			require.Equal(t, want, cfg)
+		})
+	}
+	for name, wantErr := range invalid {
+		t.Run(name, func(t *testing.T) {
+			require.ErrorContains(t, confmap.Validate(load(t, cm, name)), wantErr)
+		})
+	}
+}
+
+func load(t *testing.T, cm *confmap.Conf, name string) *Config {
+	t.Helper()
+	cfg := NewFactory().CreateDefaultConfig()
+	sub, err := cm.Sub(component.NewIDWithName(metadata.Type, name).String())
+	require.NoError(t, err)
+	require.NoError(t, sub.Unmarshal(cfg))
+	return cfg.(*Config)
+}

@@ -1,0 +1,246 @@
+package tenantprocessor
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/client"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
+)
+
+// noAttr marks a resource that carries no tenant attribute at all.
+type noAttr struct{}
+
+// pipeline is one configured tenant processor id in all three signals.
+type pipeline struct {
+	metrics processor.Metrics
+	logs    processor.Logs
+	traces  processor.Traces
+	mSink   *consumertest.MetricsSink
+	lSink   *consumertest.LogsSink
+	tSink   *consumertest.TracesSink
+	logsObs *observer.ObservedLogs
+	tel     *componenttest.Telemetry
+}
+
+var idSeq atomic.Int64
+
+// newPipeline creates (not starts) the three processors under a fresh id.
+func newPipeline(t testing.TB, cfg *Config) *pipeline {
+	t.Helper()
+	require.NoError(t, cfg.Validate())
+	core, obs := observer.New(zap.DebugLevel)
+	p := &pipeline{
+		mSink: new(consumertest.MetricsSink), lSink: new(consumertest.LogsSink), tSink: new(consumertest.TracesSink),
+		logsObs: obs, tel: componenttest.NewTelemetry(),
+	}
+	t.Cleanup(func() { require.NoError(t, p.tel.Shutdown(context.Background())) })
+	set := processortest.NewNopSettings(metadata.Type)
+	set.ID = component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1)))
+	set.TelemetrySettings = p.tel.NewTelemetrySettings()
+	set.Logger = zap.New(core)
+	f := NewFactory()
+	var err error
+	p.metrics, err = f.CreateMetrics(context.Background(), set, cfg, p.mSink)
+	require.NoError(t, err)
+	p.logs, err = f.CreateLogs(context.Background(), set, cfg, p.lSink)
+	require.NoError(t, err)
+	p.traces, err = f.CreateTraces(context.Background(), set, cfg, p.tSink)
+	require.NoError(t, err)
+	return p
+}
+
+func (p *pipeline) start(t testing.TB) error {
+	t.Helper()
+	var firstErr error
+	for _, c := range []component.Component{p.metrics, p.logs, p.traces} {
+		if err := c.Start(context.Background(), componenttest.NewNopHost()); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	t.Cleanup(func() {
+		for _, c := range []component.Component{p.metrics, p.logs, p.traces} {
+			require.NoError(t, c.Shutdown(context.Background()))
+		}
+	})
+	return firstErr
+}
+
+func (p *pipeline) mustStart(t testing.TB) *pipeline {
+	t.Helper()
+	require.NoError(t, p.start(t))
+	return p
+}
+
+func putClaim(attrs pcommon.Map, attr string, claim any) {
+	switch c := claim.(type) {
+	case noAttr:
+	case string:
+		attrs.PutStr(attr, c)
+	case int:
+		attrs.PutInt(attr, int64(c))
+	default:
+		panic(fmt.Sprintf("claim %T", claim))
+	}
+	attrs.PutStr("host.name", "vm-1")
+}
+
+func buildMetrics(attr string, claims []any) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	for _, c := range claims {
+		rm := md.ResourceMetrics().AppendEmpty()
+		putClaim(rm.Resource().Attributes(), attr, c)
+		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName("hw.gpu.utilization")
+		m.SetEmptyGauge().DataPoints().AppendEmpty().SetDoubleValue(0.5)
+	}
+	return md
+}
+
+func buildLogs(attr string, claims []any) plog.Logs {
+	ld := plog.NewLogs()
+	for _, c := range claims {
+		rl := ld.ResourceLogs().AppendEmpty()
+		putClaim(rl.Resource().Attributes(), attr, c)
+		rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("xid 79")
+	}
+	return ld
+}
+
+func buildTraces(attr string, claims []any) ptrace.Traces {
+	td := ptrace.NewTraces()
+	for _, c := range claims {
+		rs := td.ResourceSpans().AppendEmpty()
+		putClaim(rs.Resource().Attributes(), attr, c)
+		rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("train-step")
+	}
+	return td
+}
+
+// signal runs one request through one signal's processor and reads back the
+// tenant attribute of every resource that reached the sink.
+type signal struct {
+	name string
+	send func(ctx context.Context, p *pipeline, attr string, claims []any) error
+	got  func(p *pipeline, attr string) []any
+	ctxs func(p *pipeline) []context.Context
+}
+
+func tenantsOf(n int, res func(i int) pcommon.Resource, attr string) []any {
+	out := make([]any, 0, n)
+	for i := 0; i < n; i++ {
+		if v, ok := res(i).Attributes().Get(attr); ok {
+			out = append(out, v.AsRaw())
+		} else {
+			out = append(out, noAttr{})
+		}
+	}
+	return out
+}
+
+var signals = []signal{
+	{
+		name: "metrics",
+		send: func(ctx context.Context, p *pipeline, attr string, claims []any) error {
+			return p.metrics.ConsumeMetrics(ctx, buildMetrics(attr, claims))
+		},
+		got: func(p *pipeline, attr string) []any {
+			var out []any
+			for _, md := range p.mSink.AllMetrics() {
+				rms := md.ResourceMetrics()
+				out = append(out, tenantsOf(rms.Len(), func(i int) pcommon.Resource { return rms.At(i).Resource() }, attr)...)
+			}
+			return out
+		},
+		ctxs: func(p *pipeline) []context.Context { return p.mSink.Contexts() },
+	},
+	{
+		name: "logs",
+		send: func(ctx context.Context, p *pipeline, attr string, claims []any) error {
+			return p.logs.ConsumeLogs(ctx, buildLogs(attr, claims))
+		},
+		got: func(p *pipeline, attr string) []any {
+			var out []any
+			for _, ld := range p.lSink.AllLogs() {
+				rls := ld.ResourceLogs()
+				out = append(out, tenantsOf(rls.Len(), func(i int) pcommon.Resource { return rls.At(i).Resource() }, attr)...)
+			}
+			return out
+		},
+		ctxs: func(p *pipeline) []context.Context { return p.lSink.Contexts() },
+	},
+	{
+		name: "traces",
+		send: func(ctx context.Context, p *pipeline, attr string, claims []any) error {
+			return p.traces.ConsumeTraces(ctx, buildTraces(attr, claims))
+		},
+		got: func(p *pipeline, attr string) []any {
+			var out []any
+			for _, td := range p.tSink.AllTraces() {
+				rss := td.ResourceSpans()
+				out = append(out, tenantsOf(rss.Len(), func(i int) pcommon.Resource { return rss.At(i).Resource() }, attr)...)
+			}
+			return out
+		},
+		ctxs: func(p *pipeline) []context.Context { return p.tSink.Contexts() },
+	},
+}
+
+// testAuth is what tenant_auth puts into client.Info.Auth.
+type testAuth map[string]any
+
+func (a testAuth) GetAttribute(name string) any { return a[name] }
+func (a testAuth) GetAttributeNames() []string {
+	names := make([]string, 0, len(a))
+	for k := range a {
+		names = append(names, k)
+	}
+	return names
+}
+
+func authedCtx(tenant string) context.Context {
+	return client.NewContext(context.Background(), client.Info{
+		Auth: testAuth{tenantid.AuthAttributeTenant: tenant, tenantid.AuthAttributeCredential: "vm-" + tenant},
+	})
+}
+
+// counter sums a counter's data points whose attributes include want.
+func counter(t *testing.T, tel *componenttest.Telemetry, name string, want map[string]string) int64 {
+	t.Helper()
+	m, err := tel.GetMetric(name)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		match := true
+		for k, v := range want {
+			got, ok := dp.Attributes.Value(attribute.Key(k))
+			if !ok || got.AsString() != v {
+				match = false
+			}
+		}
+		if match {
+			total += dp.Value
+		}
+	}
+	return total
+}
