@@ -19,18 +19,22 @@ DIST  := cmd/otelcol-gpu
 BUILDER       := $(TOOLS)/builder
 GOLANGCI_LINT := $(TOOLS)/golangci-lint
 OTELCOL       := $(BIN)/otelcol-gpu
+GPU_CHECK     := $(BIN)/gpu-check
 
 # go-nvml dlopens libnvidia-ml through cgo. Never link with -z now (BIND_NOW):
 # go-nvml resolves NVML symbols lazily, and eager binding kills the process on
 # drivers that lack a symbol.
 export CGO_ENABLED := 1
-GO_BUILD_FLAGS := -trimpath
+# go-nvml declares every NVML function, deprecated ones too; their warnings are noise.
+export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
+# Stripped (-s -w), and -z lazy in case the toolchain defaults to BIND_NOW.
+GO_BUILD_FLAGS := -trimpath -ldflags "-s -w -extldflags=-Wl,-z,lazy"
 
 # Sources that feed the binary: the distribution's generated main and every
 # package of the root module (the custom components).
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum
 
-.PHONY: all build generate check-generate check-versions certs test unit smoke lint tools demo bench clean
+.PHONY: all build gpu-check generate check-generate check-versions certs test unit smoke lint tools demo bench clean
 
 all: build
 
@@ -40,6 +44,13 @@ build: $(OTELCOL)
 $(OTELCOL): $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	cd $(DIST) && go build $(GO_BUILD_FLAGS) -o $(OTELCOL) .
+
+## gpu-check: build bin/gpu-check, which compares the nvml receiver with nvidia-smi on a GPU machine
+gpu-check: $(GPU_CHECK)
+
+$(GPU_CHECK): $(GO_SOURCES)
+	@mkdir -p $(BIN)
+	go build $(GO_BUILD_FLAGS) -o $(GPU_CHECK) ./cmd/gpu-check
 
 ## generate: regenerate cmd/otelcol-gpu from builder-config.yaml
 generate: $(BUILDER)
@@ -68,8 +79,8 @@ check-versions:
 unit:
 	go test -race -count=1 ./...
 
-smoke: $(OTELCOL)
-	OTELCOL_GPU_BIN=$(OTELCOL) go test -count=1 -tags system -run . ./test/smoke/...
+smoke: $(OTELCOL) $(GPU_CHECK)
+	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) go test -count=1 -tags system -run . ./test/smoke/...
 
 ## lint: gofmt, go vet and golangci-lint (pinned)
 lint: $(GOLANGCI_LINT)

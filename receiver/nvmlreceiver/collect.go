@@ -1,0 +1,531 @@
+package nvmlreceiver
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+)
+
+const (
+	mib = 1 << 20
+	kib = 1 << 10
+)
+
+var virtualizationModes = map[nvml.GpuVirtualizationMode]string{
+	nvml.GPU_VIRTUALIZATION_MODE_NONE:        "none",
+	nvml.GPU_VIRTUALIZATION_MODE_PASSTHROUGH: "passthrough",
+	nvml.GPU_VIRTUALIZATION_MODE_VGPU:        "vgpu",
+	nvml.GPU_VIRTUALIZATION_MODE_HOST_VGPU:   "host_vgpu",
+	nvml.GPU_VIRTUALIZATION_MODE_HOST_VSGA:   "host_vsga",
+}
+
+// readIdentity reads what never changes about a GPU, once, for nvidia.gpu.info.
+func (d *device) readIdentity() []kv {
+	info := []kv{str("hw.vendor", "NVIDIA")}
+	h := d.h
+	if d.can("nvmlDeviceGetName", "") {
+		if v, ret := h.GetName(); d.ok("nvmlDeviceGetName", "", ret) {
+			info = append(info, str("hw.model", v))
+		}
+	}
+	if d.can("nvmlDeviceGetSerial", "") {
+		if v, ret := h.GetSerial(); d.ok("nvmlDeviceGetSerial", "", ret) {
+			info = append(info, str("hw.serial_number", v))
+		}
+	}
+	if d.s.driverVersion != "" {
+		info = append(info, str("hw.driver_version", d.s.driverVersion))
+	}
+	if d.can("nvmlDeviceGetVbiosVersion", "") {
+		if v, ret := h.GetVbiosVersion(); d.ok("nvmlDeviceGetVbiosVersion", "", ret) {
+			info = append(info, str("hw.firmware_version", v))
+		}
+	}
+	if d.can("nvmlDeviceGetPciInfo", "") {
+		if v, ret := h.GetPciInfo(); d.ok("nvmlDeviceGetPciInfo", "", ret) {
+			info = append(info, str("nvidia.gpu.pci_bus_id", pciBusID(v)))
+		}
+	}
+	mode := "unknown"
+	if d.can("nvmlDeviceGetVirtualizationMode", "") {
+		if v, ret := h.GetVirtualizationMode(); d.ok("nvmlDeviceGetVirtualizationMode", "", ret) {
+			if name, known := virtualizationModes[v]; known {
+				mode = name
+			}
+		}
+	}
+	info = append(info, str("nvidia.gpu.virtualization_mode", mode))
+	if d.s.cudaVersion != "" {
+		info = append(info, str("nvidia.cuda.driver_version", d.s.cudaVersion))
+	}
+	return info
+}
+
+func pciBusID(p nvml.PciInfo) string {
+	b := make([]byte, 0, len(p.BusId))
+	for _, c := range p.BusId {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	if len(b) == 0 {
+		return fmt.Sprintf("%08x:%02x:%02x.0", p.Domain, p.Bus, p.Device)
+	}
+	return string(b)
+}
+
+func (d *device) emitInfo() { d.emit(mInfo, d.ent, 1, 0) }
+
+// sampleValue decodes an NVML sample or field value.
+func sampleValue(vt nvml.ValueType, b [8]byte) float64 {
+	switch vt {
+	case nvml.VALUE_TYPE_DOUBLE:
+		return math.Float64frombits(binary.LittleEndian.Uint64(b[:]))
+	case nvml.VALUE_TYPE_UNSIGNED_INT:
+		return float64(binary.LittleEndian.Uint32(b[:]))
+	case nvml.VALUE_TYPE_UNSIGNED_LONG, nvml.VALUE_TYPE_UNSIGNED_LONG_LONG:
+		return float64(binary.LittleEndian.Uint64(b[:]))
+	case nvml.VALUE_TYPE_SIGNED_LONG_LONG:
+		return float64(int64(binary.LittleEndian.Uint64(b[:])))
+	case nvml.VALUE_TYPE_SIGNED_INT:
+		return float64(int32(binary.LittleEndian.Uint32(b[:])))
+	case nvml.VALUE_TYPE_UNSIGNED_SHORT:
+		return float64(binary.LittleEndian.Uint16(b[:]))
+	default:
+		return math.NaN()
+	}
+}
+
+// averageSamples averages the utilization samples NVML buffered since the
+// last scrape. false: none new (the caller falls back to an instant reading).
+func (d *device) averageSamples(h nvml.Device, typ nvml.SamplingType) (float64, bool) {
+	variant := "gpu"
+	if typ == nvml.MEMORY_UTILIZATION_SAMPLES {
+		variant = "memory"
+	}
+	if !d.can("nvmlDeviceGetSamples", variant) {
+		return 0, false
+	}
+	last := d.lastSeen[typ]
+	vt, samples, ret := h.GetSamples(typ, last)
+	if ret == nvml.ERROR_NOT_FOUND {
+		return 0, false // no sample newer than the last one seen
+	}
+	if !d.ok("nvmlDeviceGetSamples", variant, ret) {
+		return 0, false
+	}
+	sum, n, newest := 0.0, 0, last
+	for _, smp := range samples {
+		if smp.TimeStamp <= last {
+			continue
+		}
+		v := sampleValue(vt, smp.SampleValue)
+		if math.IsNaN(v) {
+			continue
+		}
+		sum += v
+		n++
+		newest = max(newest, smp.TimeStamp)
+	}
+	if n == 0 {
+		return 0, false
+	}
+	d.lastSeen[typ] = newest
+	return sum / float64(n), true
+}
+
+func (d *device) collectUtilization() {
+	on := &d.s.enabled
+	if !on[mUtilization] && !on[mMemBandwidthUtil] {
+		return
+	}
+	h := d.handle()
+	var rates nvml.Utilization
+	ratesRead, ratesOK := false, false
+	instant := func() bool {
+		if !ratesRead {
+			ratesRead = true
+			if d.can("nvmlDeviceGetUtilizationRates", "") {
+				var ret nvml.Return
+				rates, ret = h.GetUtilizationRates()
+				ratesOK = d.ok("nvmlDeviceGetUtilizationRates", "", ret)
+			}
+		}
+		return ratesOK
+	}
+	if on[mUtilization] {
+		if v, ok := d.averageSamples(h, nvml.GPU_UTILIZATION_SAMPLES); ok {
+			d.emit(mUtilization, d.ent, v/100, 0, str("hw.gpu.task", "general"))
+		} else if instant() {
+			d.emit(mUtilization, d.ent, float64(rates.Gpu)/100, 0, str("hw.gpu.task", "general"))
+		}
+		if d.can("nvmlDeviceGetEncoderUtilization", "") {
+			if v, _, ret := h.GetEncoderUtilization(); d.ok("nvmlDeviceGetEncoderUtilization", "", ret) {
+				d.emit(mUtilization, d.ent, float64(v)/100, 0, str("hw.gpu.task", "encoder"))
+			}
+		}
+		if d.can("nvmlDeviceGetDecoderUtilization", "") {
+			if v, _, ret := h.GetDecoderUtilization(); d.ok("nvmlDeviceGetDecoderUtilization", "", ret) {
+				d.emit(mUtilization, d.ent, float64(v)/100, 0, str("hw.gpu.task", "decoder"))
+			}
+		}
+	}
+	if on[mMemBandwidthUtil] {
+		if v, ok := d.averageSamples(h, nvml.MEMORY_UTILIZATION_SAMPLES); ok {
+			d.emit(mMemBandwidthUtil, d.ent, v/100, 0)
+		} else if instant() {
+			d.emit(mMemBandwidthUtil, d.ent, float64(rates.Memory)/100, 0)
+		}
+	}
+}
+
+// collectMemory reads a GPU's or a MIG instance's memory (variant tells
+// them apart in the "not supported" memory).
+func (d *device) collectMemory(h nvml.Device, ent *entity, variant string) {
+	on := &d.s.enabled
+	if !on[mMemUsage] && !on[mMemLimit] && !on[mMemUtilization] && !on[mMemReserved] {
+		return
+	}
+	var used, total, reserved uint64
+	haveReserved, have := false, false
+	if d.can("nvmlDeviceGetMemoryInfo_v2", variant) {
+		if m, ret := h.GetMemoryInfo_v2(); d.ok("nvmlDeviceGetMemoryInfo_v2", variant, ret) {
+			used, total, reserved, have, haveReserved = m.Used, m.Total, m.Reserved, true, true
+		}
+	}
+	if !have && d.can("nvmlDeviceGetMemoryInfo", variant) {
+		if m, ret := h.GetMemoryInfo(); d.ok("nvmlDeviceGetMemoryInfo", variant, ret) {
+			used, total, have = m.Used, m.Total, true
+		}
+	}
+	if !have {
+		return
+	}
+	d.emitInt(mMemUsage, ent, int64(used), 0)
+	d.emitInt(mMemLimit, ent, int64(total), 0)
+	if total > 0 {
+		d.emit(mMemUtilization, ent, float64(used)/float64(total), 0)
+	}
+	if haveReserved {
+		d.emitInt(mMemReserved, ent, int64(reserved), 0)
+	}
+}
+
+func (d *device) collectPower(now pcommon.Timestamp) {
+	h := d.handle()
+	gpu := str("hw.type", "gpu")
+	if d.s.enabled[mPower] && d.can("nvmlDeviceGetPowerUsage", "") {
+		if mw, ret := h.GetPowerUsage(); d.ok("nvmlDeviceGetPowerUsage", "", ret) {
+			d.emit(mPower, d.ent, float64(mw)/1000, 0, gpu)
+		}
+	}
+	if d.s.enabled[mPowerLimit] && d.can("nvmlDeviceGetEnforcedPowerLimit", "") {
+		if mw, ret := h.GetEnforcedPowerLimit(); d.ok("nvmlDeviceGetEnforcedPowerLimit", "", ret) {
+			d.emit(mPowerLimit, d.ent, float64(mw)/1000, 0)
+		}
+	}
+	if d.s.enabled[mEnergy] && d.can("nvmlDeviceGetTotalEnergyConsumption", "") {
+		if mj, ret := h.GetTotalEnergyConsumption(); d.ok("nvmlDeviceGetTotalEnergyConsumption", "", ret) {
+			start := d.cumulative("nvmlDeviceGetTotalEnergyConsumption", "", mj, now)
+			d.emit(mEnergy, d.ent, float64(mj)/1000, start, gpu)
+		}
+	}
+}
+
+// fieldValue decodes one field of a GetFieldValues answer; a field the GPU
+// does not support is remembered like an unsupported function.
+func (d *device) fieldValue(variant string, fv nvml.FieldValue) (float64, bool) {
+	ret := nvml.Return(fv.NvmlReturn)
+	if ret != nvml.SUCCESS {
+		d.ok("nvmlDeviceGetFieldValues", variant, ret)
+		return 0, false
+	}
+	v := sampleValue(nvml.ValueType(fv.ValueType), fv.Value)
+	return v, !math.IsNaN(v)
+}
+
+func (d *device) collectThermal() {
+	if !d.s.enabled[mTemperature] {
+		return
+	}
+	h := d.handle()
+	if d.can("nvmlDeviceGetTemperature", "") {
+		if c, ret := h.GetTemperature(nvml.TEMPERATURE_GPU); d.ok("nvmlDeviceGetTemperature", "", ret) {
+			d.emit(mTemperature, d.ent, float64(c), 0, str("hw.sensor_location", "gpu"))
+		}
+	}
+	if d.can("nvmlDeviceGetFieldValues", "memory_temp") {
+		fvs := []nvml.FieldValue{{FieldId: nvml.FI_DEV_MEMORY_TEMP}}
+		if ret := h.GetFieldValues(fvs); d.ok("nvmlDeviceGetFieldValues", "memory_temp", ret) {
+			if c, ok := d.fieldValue("memory_temp", fvs[0]); ok {
+				d.emit(mTemperature, d.ent, c, 0, str("hw.sensor_location", "memory"))
+			}
+		}
+	}
+}
+
+var clocks = []struct {
+	typ  nvml.ClockType
+	name string
+}{
+	{nvml.CLOCK_GRAPHICS, "graphics"}, {nvml.CLOCK_SM, "sm"}, {nvml.CLOCK_MEM, "memory"}, {nvml.CLOCK_VIDEO, "video"},
+}
+
+var throttleReasons = []struct {
+	bit  uint64
+	name string
+}{
+	{nvml.ClocksEventReasonGpuIdle, "gpu_idle"},
+	{nvml.ClocksEventReasonApplicationsClocksSetting, "applications_clocks_setting"},
+	{nvml.ClocksEventReasonSwPowerCap, "sw_power_cap"},
+	{nvml.ClocksThrottleReasonHwSlowdown, "hw_slowdown"},
+	{nvml.ClocksEventReasonSyncBoost, "sync_boost"},
+	{nvml.ClocksEventReasonSwThermalSlowdown, "sw_thermal_slowdown"},
+	{nvml.ClocksThrottleReasonHwThermalSlowdown, "hw_thermal_slowdown"},
+	{nvml.ClocksThrottleReasonHwPowerBrakeSlowdown, "hw_power_brake_slowdown"},
+	{nvml.ClocksEventReasonDisplayClockSetting, "display_clock_setting"},
+}
+
+var violationPolicies = []struct {
+	policy nvml.PerfPolicyType
+	name   string
+}{
+	{nvml.PERF_POLICY_POWER, "power"}, {nvml.PERF_POLICY_THERMAL, "thermal"}, {nvml.PERF_POLICY_SYNC_BOOST, "sync_boost"},
+	{nvml.PERF_POLICY_BOARD_LIMIT, "board_limit"}, {nvml.PERF_POLICY_LOW_UTILIZATION, "low_utilization"},
+	{nvml.PERF_POLICY_RELIABILITY, "reliability"}, {nvml.PERF_POLICY_TOTAL_APP_CLOCKS, "app_clocks"},
+	{nvml.PERF_POLICY_TOTAL_BASE_CLOCKS, "base_clocks"},
+}
+
+func (d *device) collectClocks(now pcommon.Timestamp) {
+	h := d.handle()
+	if d.s.enabled[mClock] {
+		for _, c := range clocks {
+			if d.can("nvmlDeviceGetClockInfo", c.name) {
+				if mhz, ret := h.GetClockInfo(c.typ); d.ok("nvmlDeviceGetClockInfo", c.name, ret) {
+					d.emit(mClock, d.ent, float64(mhz)*1e6, 0, str("nvidia.gpu.clock", c.name))
+				}
+			}
+		}
+	}
+	if d.s.enabled[mThrottleActive] && d.can("nvmlDeviceGetCurrentClocksEventReasons", "") {
+		if bits, ret := h.GetCurrentClocksEventReasons(); d.ok("nvmlDeviceGetCurrentClocksEventReasons", "", ret) {
+			for _, r := range throttleReasons {
+				active := 0.0
+				if bits&r.bit != 0 {
+					active = 1
+				}
+				d.emit(mThrottleActive, d.ent, active, 0, str("nvidia.gpu.throttle.reason", r.name))
+			}
+		}
+	}
+	if d.s.enabled[mThrottleDuration] {
+		for _, p := range violationPolicies {
+			if !d.can("nvmlDeviceGetViolationStatus", p.name) {
+				continue
+			}
+			if vt, ret := h.GetViolationStatus(p.policy); d.ok("nvmlDeviceGetViolationStatus", p.name, ret) {
+				start := d.cumulative("nvmlDeviceGetViolationStatus", p.name, vt.ViolationTime, now)
+				d.emit(mThrottleDuration, d.ent, float64(vt.ViolationTime)/1e9, start, str("nvidia.gpu.violation.policy", p.name))
+			}
+		}
+	}
+}
+
+func (d *device) collectPCIe(now pcommon.Timestamp) {
+	h := d.handle()
+	if d.s.enabled[mPCIeThroughput] {
+		for _, dir := range []struct {
+			c    nvml.PcieUtilCounter
+			name string
+		}{{nvml.PCIE_UTIL_TX_BYTES, "transmit"}, {nvml.PCIE_UTIL_RX_BYTES, "receive"}} {
+			if d.can("nvmlDeviceGetPcieThroughput", dir.name) {
+				if kbs, ret := h.GetPcieThroughput(dir.c); d.ok("nvmlDeviceGetPcieThroughput", dir.name, ret) {
+					d.emit(mPCIeThroughput, d.ent, float64(kbs)*kib, 0, str("network.io.direction", dir.name))
+				}
+			}
+		}
+	}
+	if d.s.enabled[mPCIeReplays] && d.can("nvmlDeviceGetPcieReplayCounter", "") {
+		if n, ret := h.GetPcieReplayCounter(); d.ok("nvmlDeviceGetPcieReplayCounter", "", ret) {
+			start := d.cumulative("nvmlDeviceGetPcieReplayCounter", "", uint64(n), now)
+			d.emitInt(mPCIeReplays, d.ent, int64(n), start)
+		}
+	}
+}
+
+// activeLinks finds the NVLinks that are up, once per (re)discovery.
+func (d *device) activeLinks(h nvml.Device) []int {
+	if d.linksKnown || !d.can("nvmlDeviceGetNvLinkState", "") {
+		return d.links
+	}
+	d.linksKnown = true
+	d.links = d.links[:0]
+	for link := 0; link < nvml.NVLINK_MAX_LINKS; link++ {
+		state, ret := h.GetNvLinkState(link)
+		if ret == nvml.ERROR_INVALID_ARGUMENT || ret == nvml.ERROR_NOT_SUPPORTED {
+			break // past the GPU's last link, or no NVLink at all
+		}
+		if ret != nvml.SUCCESS {
+			d.ok("nvmlDeviceGetNvLinkState", "", ret)
+			continue
+		}
+		if state == nvml.FEATURE_ENABLED {
+			d.links = append(d.links, link)
+		}
+	}
+	return d.links
+}
+
+var nvlinkErrorTypes = []struct {
+	c    nvml.NvLinkErrorCounter
+	name string
+}{
+	{nvml.NVLINK_ERROR_DL_CRC_FLIT, "crc_flit"}, {nvml.NVLINK_ERROR_DL_CRC_DATA, "crc_data"},
+	{nvml.NVLINK_ERROR_DL_REPLAY, "replay"}, {nvml.NVLINK_ERROR_DL_RECOVERY, "recovery"},
+}
+
+func (d *device) collectNVLink(now pcommon.Timestamp) {
+	if !d.s.enabled[mNVLinkIO] && !d.s.enabled[mNVLinkErrors] {
+		return
+	}
+	h := d.handle()
+	links := d.activeLinks(h)
+	if len(links) == 0 {
+		return
+	}
+	if d.s.enabled[mNVLinkIO] && d.can("nvmlDeviceGetFieldValues", "nvlink_throughput") {
+		fvs := make([]nvml.FieldValue, 0, 2*len(links))
+		for _, l := range links {
+			fvs = append(fvs,
+				nvml.FieldValue{FieldId: nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, ScopeId: uint32(l)},
+				nvml.FieldValue{FieldId: nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, ScopeId: uint32(l)})
+		}
+		if ret := h.GetFieldValues(fvs); d.ok("nvmlDeviceGetFieldValues", "nvlink_throughput", ret) {
+			var tx, rx float64
+			okAll := true
+			for i, fv := range fvs {
+				v, ok := d.fieldValue("nvlink_throughput", fv)
+				if !ok {
+					okAll = false
+					break
+				}
+				if i%2 == 0 {
+					tx += v
+				} else {
+					rx += v
+				}
+			}
+			if okAll {
+				for _, dir := range []struct {
+					name string
+					kib  float64
+				}{{"transmit", tx}, {"receive", rx}} {
+					b := uint64(dir.kib) * kib
+					start := d.cumulative("nvlink_throughput", dir.name, b, now)
+					d.emitInt(mNVLinkIO, d.ent, int64(b), start, str("network.io.direction", dir.name))
+				}
+			}
+		}
+	}
+	if d.s.enabled[mNVLinkErrors] {
+		for _, t := range nvlinkErrorTypes {
+			if !d.can("nvmlDeviceGetNvLinkErrorCounter", t.name) {
+				continue
+			}
+			var total uint64
+			okAll := true
+			for _, l := range links {
+				n, ret := h.GetNvLinkErrorCounter(l, t.c)
+				if !d.ok("nvmlDeviceGetNvLinkErrorCounter", t.name, ret) {
+					okAll = false
+					break
+				}
+				total += n
+			}
+			if okAll {
+				start := d.cumulative("nvmlDeviceGetNvLinkErrorCounter", t.name, total, now)
+				d.emitInt(mNVLinkErrors, d.ent, int64(total), start, str("error.type", t.name))
+			}
+		}
+	}
+}
+
+func (d *device) collectErrors(now pcommon.Timestamp) {
+	h := d.handle()
+	gpu := str("hw.type", "gpu")
+	d.newUncorrected = false
+	if d.s.enabled[mErrors] {
+		for _, e := range []struct {
+			typ  nvml.MemoryErrorType
+			name string
+		}{{nvml.MEMORY_ERROR_TYPE_CORRECTED, "corrected"}, {nvml.MEMORY_ERROR_TYPE_UNCORRECTED, "uncorrected"}} {
+			if !d.can("nvmlDeviceGetTotalEccErrors", e.name) {
+				continue
+			}
+			n, ret := h.GetTotalEccErrors(e.typ, nvml.VOLATILE_ECC)
+			if !d.ok("nvmlDeviceGetTotalEccErrors", e.name, ret) {
+				continue
+			}
+			start := d.cumulative("nvmlDeviceGetTotalEccErrors", e.name, n, now)
+			d.emitInt(mErrors, d.ent, int64(n), start, gpu, str("error.type", e.name))
+			if e.typ == nvml.MEMORY_ERROR_TYPE_UNCORRECTED {
+				if d.havePrevUnc && n > d.prevUncorr {
+					d.newUncorrected = true
+				}
+				d.prevUncorr, d.havePrevUnc = n, true
+			}
+		}
+		start, counts := d.xid.snapshot()
+		for _, c := range counts {
+			d.emitInt(mErrors, d.ent, int64(c.count), start, gpu, str("error.type", "xid"), num("nvidia.xid.code", int64(c.code)))
+		}
+	}
+}
+
+func (d *device) collectMisc() {
+	h := d.handle()
+	on := &d.s.enabled
+	d.remapBad = false
+	if (on[mRemappedRows] || on[mStatus]) && d.can("nvmlDeviceGetRemappedRows", "") {
+		if corr, unc, pending, failed, ret := h.GetRemappedRows(); d.ok("nvmlDeviceGetRemappedRows", "", ret) {
+			d.remapBad = pending || failed
+			d.emit(mRemappedRows, d.ent, float64(corr), 0, str("nvidia.gpu.remap.state", "correctable"))
+			d.emit(mRemappedRows, d.ent, float64(unc), 0, str("nvidia.gpu.remap.state", "uncorrectable"))
+			d.emit(mRemappedRows, d.ent, b2f(pending), 0, str("nvidia.gpu.remap.state", "pending"))
+			d.emit(mRemappedRows, d.ent, b2f(failed), 0, str("nvidia.gpu.remap.state", "failed"))
+		}
+	}
+	if on[mRetiredPages] {
+		for _, c := range []struct {
+			cause nvml.PageRetirementCause
+			name  string
+		}{{nvml.PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS, "sbe"}, {nvml.PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR, "dbe"}} {
+			if d.can("nvmlDeviceGetRetiredPages", c.name) {
+				if pages, ret := h.GetRetiredPages(c.cause); d.ok("nvmlDeviceGetRetiredPages", c.name, ret) {
+					d.emit(mRetiredPages, d.ent, float64(len(pages)), 0, str("nvidia.gpu.retire.cause", c.name))
+				}
+			}
+		}
+	}
+	if on[mPerfState] && d.can("nvmlDeviceGetPerformanceState", "") {
+		if p, ret := h.GetPerformanceState(); d.ok("nvmlDeviceGetPerformanceState", "", ret) && p != nvml.PSTATE_UNKNOWN {
+			d.emit(mPerfState, d.ent, float64(p), 0)
+		}
+	}
+	if on[mFanSpeed] && d.can("nvmlDeviceGetFanSpeed", "") {
+		if pct, ret := h.GetFanSpeed(); d.ok("nvmlDeviceGetFanSpeed", "", ret) {
+			d.emit(mFanSpeed, d.ent, float64(pct)/100, 0)
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

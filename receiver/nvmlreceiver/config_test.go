@@ -1,0 +1,86 @@
+package nvmlreceiver
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/otelcol-gpu/otelcol-gpu/receiver/nvmlreceiver/internal/metadata"
+)
+
+func loadConfig(t *testing.T, name string) *Config {
+	t.Helper()
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	id := component.NewID(metadata.Type)
+	if name != "" {
+		id = component.NewIDWithName(metadata.Type, name)
+	}
+	sub, err := cm.Sub(id.String())
+	require.NoError(t, err)
+	cfg := NewFactory().CreateDefaultConfig()
+	require.NoError(t, sub.Unmarshal(cfg))
+	return cfg.(*Config)
+}
+
+func TestLoadConfig(t *testing.T) {
+	def := loadConfig(t, "")
+	require.NoError(t, confmap.Validate(def))
+	require.Equal(t, createDefaultConfig(), def)
+	require.Equal(t, 10*time.Second, def.CollectionInterval)
+	require.Equal(t, 30*time.Second, def.InitRetryInterval)
+	require.Equal(t, time.Duration(0), def.CallTimeout)
+	require.Equal(t, 2*time.Second, def.callTimeout(), "half of 10s, capped at 2s")
+	def.CollectionInterval = time.Second
+	require.Equal(t, 500*time.Millisecond, def.callTimeout())
+
+	custom := loadConfig(t, "custom")
+	require.NoError(t, confmap.Validate(custom))
+	want := createDefaultConfig().(*Config)
+	want.CollectionInterval = 5 * time.Second
+	want.LibraryPath = "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"
+	want.Devices = []string{"0", "GPU-abc00003-1111-4222-8333-000000000003"}
+	want.InitRetryInterval = time.Minute
+	want.CallTimeout = time.Second
+	want.Metrics = map[string]MetricConfig{
+		"nvidia.gpu.process.memory.usage": {Enabled: true},
+		"nvidia.gpu.fan.speed":            {Enabled: false},
+	}
+	require.Equal(t, want, custom)
+	on := custom.enabledMetrics()
+	require.True(t, on[mProcMemory])
+	require.False(t, on[mFanSpeed])
+	require.False(t, on[mProcUtil], "still off by default")
+	require.True(t, on[mPower])
+}
+
+func TestValidateErrorsNameTheField(t *testing.T) {
+	cases := map[string][]string{
+		"bad_device": {
+			`devices: "-1" is not a GPU index`,
+			`devices: "gpu0" is neither a GPU index nor a UUID`,
+			`devices: "0" listed twice`,
+		},
+		"zero_intervals": {
+			"collection_interval: must be positive, got 0s",
+			"init_retry_interval: must be positive, got 0s",
+		},
+		"slow_calls":     {"call_timeout: 5s must be shorter than collection_interval 5s"},
+		"negative_call":  {"call_timeout: must not be negative, got -1s"},
+		"unknown_metric": {`metrics: unknown metric "hw.gpu.utilisation"`},
+	}
+	for name, wants := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := confmap.Validate(loadConfig(t, name))
+			require.Error(t, err)
+			for _, w := range wants {
+				require.ErrorContains(t, err, w)
+			}
+		})
+	}
+}

@@ -1,0 +1,206 @@
+package nvmlreceiver
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.uber.org/zap"
+)
+
+// job is one scrape's request to a GPU's worker.
+type job struct {
+	now  pcommon.Timestamp
+	done chan<- *device
+}
+
+// callKey names one NVML call on one GPU, for the "not supported" memory:
+// the function and, where one function reads several things, which one.
+type callKey struct {
+	fn, variant string
+}
+
+// counterState follows one cumulative driver counter, to give it a start
+// time and a new one when the counter goes backwards (driver reload, reset).
+type counterState struct {
+	last  uint64
+	start pcommon.Timestamp
+}
+
+// device is one GPU: its identity, its worker and everything that lives
+// from one scrape to the next.
+type device struct {
+	s     *session
+	index int
+	ent   *entity
+
+	handleMu sync.Mutex
+	h        nvml.Device
+
+	jobs      chan job
+	busy      atomic.Bool
+	hungSince atomic.Int64
+
+	// Owned by the worker goroutine.
+	discovered     pcommon.Timestamp
+	unsupported    map[callKey]bool
+	counters       map[callKey]*counterState
+	lost           bool
+	lostReason     string
+	lastSeen       map[nvml.SamplingType]uint64
+	lastProcSeen   uint64
+	links          []int
+	linksKnown     bool
+	gpm            *gpmState
+	migs           []*migInstance
+	buf            [numMetrics][]point
+	prevUncorr     uint64
+	havePrevUnc    bool
+	newUncorrected bool // uncorrected ECC rose during the last interval
+	remapBad       bool // a row remap is pending or has failed
+
+	xid xidCounts
+}
+
+func newDevice(s *session, index int, h nvml.Device, uuid string, now pcommon.Timestamp) *device {
+	d := &device{
+		s: s, index: index, h: h,
+		jobs:        make(chan job, 1),
+		discovered:  now,
+		unsupported: map[callKey]bool{},
+		counters:    map[callKey]*counterState{},
+		lastSeen:    map[nvml.SamplingType]uint64{},
+	}
+	d.ent = &entity{hwID: uuid, hwName: "nvidia" + strconv.Itoa(index)}
+	d.ent.info = d.readIdentity()
+	d.xid.start = now
+	return d
+}
+
+func (d *device) handle() nvml.Device {
+	d.handleMu.Lock()
+	defer d.handleMu.Unlock()
+	return d.h
+}
+
+func (d *device) run() {
+	for j := range d.jobs {
+		d.collect(j.now)
+		d.hungSince.Store(0)
+		d.busy.Store(false)
+		j.done <- d
+	}
+}
+
+// can says whether an NVML call is worth making: the GPU is not lost, the
+// driver has the function, and it has not answered NOT_SUPPORTED before.
+func (d *device) can(fn, variant string) bool {
+	return !d.lost && d.s.has(fn) && !d.unsupported[callKey{fn, variant}]
+}
+
+// ok interprets an NVML return: NOT_SUPPORTED and NO_PERMISSION are
+// remembered (and logged once at debug), a lost GPU is marked lost, other
+// errors are counted.
+func (d *device) ok(fn, variant string, ret nvml.Return) bool {
+	switch ret {
+	case nvml.SUCCESS:
+		return true
+	case nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_NO_PERMISSION:
+		d.unsupported[callKey{fn, variant}] = true
+		d.s.logger.Debug("nvml: not available on this GPU; not asked again", zap.String("hw.id", d.ent.hwID),
+			zap.String("function", fn), zap.String("variant", variant), zap.String("code", returnName(ret)))
+	case nvml.ERROR_GPU_IS_LOST, nvml.ERROR_RESET_REQUIRED:
+		d.markLost(fn, ret)
+	}
+	d.s.tel.nvmlError(fn, ret)
+	return false
+}
+
+func (d *device) markLost(fn string, ret nvml.Return) {
+	if d.lost {
+		return
+	}
+	d.lost = true
+	d.lostReason = returnName(ret)
+	d.s.logger.Warn("nvml: GPU lost; reporting it failed until it comes back", zap.String("hw.id", d.ent.hwID),
+		zap.String("hw.name", d.ent.hwName), zap.String("function", fn), zap.String("code", d.lostReason))
+}
+
+// tryRecover reopens a lost GPU by UUID (after a reset its old handle is
+// dead). Its cumulative counters start over.
+func (d *device) tryRecover(now pcommon.Timestamp) bool {
+	if !d.s.has("nvmlDeviceGetHandleByUUID") {
+		return false
+	}
+	h, ret := d.s.lib.DeviceGetHandleByUUID(d.ent.hwID)
+	if ret != nvml.SUCCESS {
+		return false
+	}
+	if _, ret := h.GetUUID(); ret != nvml.SUCCESS {
+		return false
+	}
+	d.handleMu.Lock()
+	d.h = h
+	d.handleMu.Unlock()
+	d.lost = false
+	d.lostReason = ""
+	d.counters = map[callKey]*counterState{}
+	d.lastSeen = map[nvml.SamplingType]uint64{}
+	d.lastProcSeen = 0
+	d.linksKnown = false
+	d.gpm = nil
+	d.havePrevUnc = false
+	d.discovered = now
+	d.xid.restart(now)
+	d.s.logger.Info("nvml: GPU is back", zap.String("hw.id", d.ent.hwID), zap.String("hw.name", d.ent.hwName))
+	return true
+}
+
+// cumulative turns a driver counter into a value and its start time.
+func (d *device) cumulative(fn, variant string, v uint64, now pcommon.Timestamp) pcommon.Timestamp {
+	k := callKey{fn, variant}
+	c, ok := d.counters[k]
+	if !ok {
+		c = &counterState{last: v, start: d.discovered}
+		d.counters[k] = c
+		return c.start
+	}
+	if v < c.last {
+		// The counter went backwards: the driver was reloaded or the GPU
+		// reset. Start a new series rather than report a negative rate.
+		c.start = now
+	}
+	c.last = v
+	return c.start
+}
+
+func (d *device) resetBuffers() {
+	for i := range d.buf {
+		d.buf[i] = d.buf[i][:0]
+	}
+}
+
+// collect reads everything enabled from the GPU into d.buf.
+func (d *device) collect(now pcommon.Timestamp) {
+	d.resetBuffers()
+	if d.lost && !d.tryRecover(now) {
+		d.emitStatus(stateFailed)
+		return
+	}
+	d.emitInfo()
+	d.collectUtilization()
+	d.collectMemory(d.handle(), d.ent, "")
+	d.collectPower(now)
+	d.collectThermal()
+	d.collectClocks(now)
+	d.collectPCIe(now)
+	d.collectNVLink(now)
+	d.collectErrors(now)
+	d.collectMisc()
+	d.collectGPM()
+	d.collectMIG()
+	d.collectProcesses()
+	d.emitStatus(d.state())
+}

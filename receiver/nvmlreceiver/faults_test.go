@@ -1,0 +1,312 @@
+package nvmlreceiver
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap"
+)
+
+func counterValue(t *testing.T, tel *componenttest.Telemetry, name string, want map[string]string) int64 {
+	t.Helper()
+	m, err := tel.GetMetric(name)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	switch data := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		for _, dp := range data.DataPoints {
+			if hasAttrs(dp.Attributes, want) {
+				total += dp.Value
+			}
+		}
+	case metricdata.Gauge[int64]:
+		for _, dp := range data.DataPoints {
+			if hasAttrs(dp.Attributes, want) {
+				total += dp.Value
+			}
+		}
+	}
+	return total
+}
+
+func hasAttrs(set attribute.Set, want map[string]string) bool {
+	for k, v := range want {
+		got, ok := set.Value(attribute.Key(k))
+		if !ok || got.AsString() != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestFaultNoLibraryThenDriverInstalled(t *testing.T) {
+	f := newH100Fleet()
+	f.initRet = nvml.ERROR_LIBRARY_NOT_FOUND
+	cfg := testConfig()
+	cfg.LibraryPath = "/opt/nvidia/libnvidia-ml.so.1"
+	h := startHarness(t, f, cfg)
+	for i := 0; i < 3; i++ {
+		md := h.scrape(t)
+		require.Zero(t, md.DataPointCount(), "no GPU data without NVML, and no error either")
+		time.Sleep(2 * time.Millisecond)
+	}
+	warn := h.logs.FilterMessageSnippet("NVML library not found").All()
+	require.Len(t, warn, 1, "one clear warning, not one per retry")
+	require.Equal(t, "/opt/nvidia/libnvidia-ml.so.1", warn[0].ContextMap()["library"], "the warning names where it looked")
+	require.GreaterOrEqual(t, f.inits.Load(), int64(3), "init is retried")
+
+	// The driver gets installed: the next retry picks the GPUs up.
+	f.mu.Lock()
+	f.initRet = nvml.SUCCESS
+	f.mu.Unlock()
+	time.Sleep(2 * time.Millisecond)
+	md := h.scrape(t)
+	require.Len(t, points(md, "nvidia.gpu.info", nil), 8)
+}
+
+func TestFaultInitErrorIsRetriedAtTheInterval(t *testing.T) {
+	f := newH100Fleet()
+	f.initRet = nvml.ERROR_DRIVER_NOT_LOADED
+	cfg := testConfig()
+	cfg.InitRetryInterval = time.Hour
+	h := startHarness(t, f, cfg)
+	for i := 0; i < 5; i++ {
+		require.Zero(t, h.scrape(t).DataPointCount())
+	}
+	require.Equal(t, int64(1), f.inits.Load(), "no retry before init_retry_interval")
+	require.Len(t, h.logs.FilterMessageSnippet("NVML did not initialise").All(), 1)
+	require.Equal(t, "ERROR_DRIVER_NOT_LOADED", h.logs.FilterMessageSnippet("NVML did not initialise").All()[0].ContextMap()["code"])
+}
+
+func TestFaultMissingSymbolIsNeverCalled(t *testing.T) {
+	f := newH100Fleet()
+	f.lacks("nvmlDeviceGetPowerUsage", "nvmlDeviceGetMemoryInfo_v2")
+	// Calling a symbol the driver lacks would kill the process; the fake
+	// fails the test instead.
+	for i := range f.Devices {
+		f.device(i).GetPowerUsageFunc = func() (uint32, nvml.Return) { panic("called nvmlDeviceGetPowerUsage, which the driver lacks") }
+		f.device(i).GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) { panic("called nvmlDeviceGetMemoryInfo_v2") }
+	}
+	h := startHarness(t, f, testConfig())
+	md := h.scrape(t)
+	require.Empty(t, points(md, "hw.power", nil))
+	require.Empty(t, points(md, "nvidia.gpu.memory.reserved", nil), "only v2 has reserved memory")
+	require.Len(t, points(md, "hw.gpu.memory.usage", nil), 8, "memory falls back to GetMemoryInfo (v1)")
+	require.Len(t, points(md, "hw.energy", nil), 8, "other metrics go on")
+	missing := h.logs.FilterMessageSnippet("lacks some NVML functions").All()
+	require.Len(t, missing, 1)
+	require.ElementsMatch(t, []any{"nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetPowerUsage"}, missing[0].ContextMap()["missing"])
+}
+
+func TestFaultNotSupportedIsRememberedPerDeviceAndMetric(t *testing.T) {
+	ns := nvml.ERROR_NOT_SUPPORTED
+	cases := []struct {
+		metric string
+		fn     string
+		break_ func(d *server.Device)
+		calls  func(d *server.Device) int
+	}{
+		{"hw.power", "nvmlDeviceGetPowerUsage", func(d *server.Device) { d.GetPowerUsageFunc = func() (uint32, nvml.Return) { return 0, ns } },
+			func(d *server.Device) int { return len(d.GetPowerUsageCalls()) }},
+		{"hw.energy", "nvmlDeviceGetTotalEnergyConsumption", func(d *server.Device) {
+			d.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) { return 0, nvml.ERROR_NO_PERMISSION }
+		},
+			func(d *server.Device) int { return len(d.GetTotalEnergyConsumptionCalls()) }},
+		{"nvidia.gpu.pcie.replays", "nvmlDeviceGetPcieReplayCounter", func(d *server.Device) { d.GetPcieReplayCounterFunc = func() (int, nvml.Return) { return 0, ns } },
+			func(d *server.Device) int { return len(d.GetPcieReplayCounterCalls()) }},
+		{"nvidia.gpu.memory.remapped_rows", "nvmlDeviceGetRemappedRows", func(d *server.Device) {
+			d.GetRemappedRowsFunc = func() (int, int, bool, bool, nvml.Return) { return 0, 0, false, false, ns }
+		}, func(d *server.Device) int { return len(d.GetRemappedRowsCalls()) }},
+		{"nvidia.gpu.performance_state", "nvmlDeviceGetPerformanceState", func(d *server.Device) {
+			d.GetPerformanceStateFunc = func() (nvml.Pstates, nvml.Return) { return 0, ns }
+		},
+			func(d *server.Device) int { return len(d.GetPerformanceStateCalls()) }},
+		{"nvidia.gpu.power.limit", "nvmlDeviceGetEnforcedPowerLimit", func(d *server.Device) { d.GetEnforcedPowerLimitFunc = func() (uint32, nvml.Return) { return 0, ns } },
+			func(d *server.Device) int { return len(d.GetEnforcedPowerLimitCalls()) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.metric, func(t *testing.T) {
+			f := newH100Fleet()
+			tc.break_(f.device(0))
+			h := startHarness(t, f, testConfig())
+			var md = h.scrape(t)
+			for i := 0; i < 3; i++ {
+				md = h.scrape(t)
+			}
+			require.Empty(t, points(md, tc.metric, map[string]any{"hw.id": fixedUUID(0)}), "GPU 0 lacks it")
+			require.NotEmpty(t, points(md, tc.metric, map[string]any{"hw.id": fixedUUID(1)}), "GPU 1 still reports it")
+			require.Len(t, points(md, "hw.gpu.utilization", map[string]any{"hw.id": fixedUUID(0), "hw.gpu.task": "general"}), 1, "GPU 0 reports the rest")
+			require.Equal(t, 1, tc.calls(f.device(0)), "asked once, then remembered")
+			require.Equal(t, 4, tc.calls(f.device(1)))
+			require.Empty(t, h.logs.FilterLevelExact(zap.WarnLevel).All(), "not a warning")
+			require.Len(t, h.logs.FilterMessageSnippet("not available on this GPU").FilterField(zap.String("function", tc.fn)).All(), 1, "one debug line")
+		})
+	}
+}
+
+// loseGPU makes every call on GPU i answer GPU_IS_LOST until restore is called.
+func loseGPU(f *fleet, i int) (restore func()) {
+	d := f.device(i)
+	power, samples, rates, uuid := d.GetPowerUsageFunc, d.GetSamplesFunc, d.GetUtilizationRatesFunc, d.GetUUIDFunc
+	lost := nvml.ERROR_GPU_IS_LOST
+	d.GetPowerUsageFunc = func() (uint32, nvml.Return) { return 0, lost }
+	d.GetSamplesFunc = func(nvml.SamplingType, uint64) (nvml.ValueType, []nvml.Sample, nvml.Return) { return 0, nil, lost }
+	d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, lost }
+	d.GetUUIDFunc = func() (string, nvml.Return) { return "", lost }
+	getByUUID := f.DeviceGetHandleByUUIDFunc
+	f.DeviceGetHandleByUUIDFunc = func(uuid string) (nvml.Device, nvml.Return) {
+		if uuid == fixedUUID(i) {
+			return nil, lost
+		}
+		return getByUUID(uuid)
+	}
+	return func() {
+		d.GetPowerUsageFunc, d.GetSamplesFunc, d.GetUtilizationRatesFunc, d.GetUUIDFunc = power, samples, rates, uuid
+		f.DeviceGetHandleByUUIDFunc = getByUUID
+	}
+}
+
+func TestFaultGPULostThenBack(t *testing.T) {
+	f := newH100Fleet()
+	h := startHarness(t, f, testConfig())
+	before := h.scrape(t)
+	energyStart := points(before, "hw.energy", map[string]any{"hw.id": fixedUUID(2)})[0].StartTimestamp()
+
+	restore := loseGPU(f, 2)
+	h.scrape(t) // the scrape that notices
+	md := h.scrape(t)
+	lost := map[string]any{"hw.id": fixedUUID(2)}
+	require.InDelta(t, 1, value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(2), "hw.state": "failed"})[0]), 0)
+	require.InDelta(t, 0, value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(2), "hw.state": "ok"})[0]), 0)
+	require.Empty(t, points(md, "hw.energy", lost), "a lost GPU reports only its status")
+	for _, i := range []int{0, 1, 3, 7} {
+		require.Len(t, points(md, "hw.energy", map[string]any{"hw.id": fixedUUID(i)}), 1, "GPU %d keeps reporting", i)
+	}
+	require.Len(t, h.logs.FilterMessageSnippet("GPU lost").All(), 1)
+	require.Equal(t, int64(1), counterValue(t, h.tel, "otelcol_receiver_nvml_devices", map[string]string{"state": "lost"}))
+
+	restore()
+	time.Sleep(time.Millisecond)
+	md = h.scrape(t)
+	require.InDelta(t, 1, value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(2), "hw.state": "ok"})[0]), 0)
+	back := points(md, "hw.energy", lost)
+	require.Len(t, back, 1)
+	require.Greater(t, back[0].StartTimestamp(), energyStart, "cumulative series start over after a reset")
+	require.Len(t, h.logs.FilterMessageSnippet("GPU is back").All(), 1)
+}
+
+func TestFaultHungCallIsBoundedAndDoesNotPileUp(t *testing.T) {
+	f := newH100Fleet()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 100)
+	f.device(1).GetPowerUsageFunc = func() (uint32, nvml.Return) {
+		entered <- struct{}{}
+		<-release
+		return 1, nvml.SUCCESS
+	}
+	cfg := testConfig()
+	cfg.CallTimeout = 100 * time.Millisecond
+	h := startHarness(t, f, cfg)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+
+	start := time.Now()
+	md := h.scrape(t)
+	require.Less(t, time.Since(start), time.Second, "a scrape is bounded by call_timeout")
+	require.Empty(t, points(md, "nvidia.gpu.info", map[string]any{"hw.id": fixedUUID(1)}), "the hung GPU is left out")
+	require.Len(t, points(md, "nvidia.gpu.info", nil), 7, "the others report")
+
+	goroutines := runtime.NumGoroutine()
+	for i := 0; i < 5; i++ {
+		md = h.scrape(t)
+		require.Len(t, points(md, "nvidia.gpu.info", nil), 7)
+	}
+	require.LessOrEqual(t, runtime.NumGoroutine(), goroutines+1, "no goroutine per scrape piles up behind the hung call")
+	require.Len(t, entered, 1, "the hung GPU is not asked again while its call is in flight")
+	require.Len(t, h.logs.FilterMessageSnippet("did not return in time").All(), 1)
+	require.Equal(t, int64(1), counterValue(t, h.tel, "otelcol_receiver_nvml_devices", map[string]string{"state": "hung"}))
+
+	close(release)
+	require.Eventually(t, func() bool { return !h.s.devices[1].busy.Load() }, 5*time.Second, time.Millisecond)
+	md = h.scrape(t)
+	require.Len(t, points(md, "nvidia.gpu.info", nil), 8, "back once the call returns")
+}
+
+func TestFaultCounterResetStartsANewSeries(t *testing.T) {
+	f := newH100Fleet()
+	energy := uint64(5_000_000)
+	f.device(0).GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) { return energy, nvml.SUCCESS }
+	h := startHarness(t, f, testConfig())
+	first := points(h.scrape(t), "hw.energy", map[string]any{"hw.id": fixedUUID(0)})[0]
+	energy = 6_000_000
+	second := points(h.scrape(t), "hw.energy", map[string]any{"hw.id": fixedUUID(0)})[0]
+	require.Equal(t, first.StartTimestamp(), second.StartTimestamp(), "a rising counter keeps its start")
+	require.InDelta(t, 6000, second.DoubleValue(), 1e-9)
+	time.Sleep(time.Millisecond)
+	energy = 1_000 // driver reload
+	third := points(h.scrape(t), "hw.energy", map[string]any{"hw.id": fixedUUID(0)})[0]
+	require.Greater(t, third.StartTimestamp(), second.StartTimestamp(), "a counter that went backwards starts a new series")
+	require.InDelta(t, 1, third.DoubleValue(), 1e-9)
+	other := points(h.scrape(t), "hw.energy", map[string]any{"hw.id": fixedUUID(1)})[0]
+	require.Equal(t, first.StartTimestamp(), other.StartTimestamp(), "other GPUs are unaffected")
+}
+
+func TestFaultXIDCountsAndStatus(t *testing.T) {
+	f := newH100Fleet()
+	h := startHarness(t, f, testConfig())
+	h.scrape(t)
+	f.xids <- nvml.EventData{Device: f.Devices[3], EventType: nvml.EventTypeXidCriticalError, EventData: 48, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
+	f.xids <- nvml.EventData{Device: f.Devices[3], EventType: nvml.EventTypeXidCriticalError, EventData: 48, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
+	f.xids <- nvml.EventData{Device: f.Devices[5], EventType: nvml.EventTypeXidCriticalError, EventData: 79, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
+	require.Eventually(t, func() bool { return len(f.xids) == 0 }, 5*time.Second, time.Millisecond)
+	time.Sleep(10 * time.Millisecond)
+	md := h.scrape(t)
+	xid := func(gpu int, code int64) []float64 {
+		var out []float64
+		for _, dp := range points(md, "hw.errors", map[string]any{"hw.id": fixedUUID(gpu), "error.type": "xid", "nvidia.xid.code": code}) {
+			out = append(out, value(dp))
+		}
+		return out
+	}
+	require.Equal(t, []float64{2}, xid(3, 48))
+	require.Equal(t, []float64{1}, xid(5, 79))
+	require.Empty(t, xid(0, 48))
+	state := func(gpu int, s string) float64 {
+		return value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(gpu), "hw.state": s})[0])
+	}
+	require.InDelta(t, 1, state(3, "degraded"), 0)
+	require.InDelta(t, 1, state(5, "failed"), 0)
+	require.InDelta(t, 1, state(0, "ok"), 0)
+	// The interval has passed: status recovers, the count stays.
+	md = h.scrape(t)
+	require.InDelta(t, 1, value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(3), "hw.state": "ok"})[0]), 0)
+	require.Len(t, points(md, "hw.errors", map[string]any{"hw.id": fixedUUID(3), "nvidia.xid.code": int64(48)}), 1)
+}
+
+func TestFaultEveryCaseKeepsTheSessionUsable(t *testing.T) {
+	// After all of the above on one session, a scrape still works and
+	// shutdown is clean (goleak checks the workers and the watcher).
+	f := newH100Fleet()
+	restore := loseGPU(f, 0)
+	f.lacks("nvmlDeviceGetFanSpeed")
+	h := startHarness(t, f, testConfig())
+	h.scrape(t)
+	restore()
+	_, err := h.s.scrape(context.Background())
+	require.NoError(t, err)
+}

@@ -1,0 +1,125 @@
+package nvmlreceiver
+
+import (
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+)
+
+// GPM (GPU Performance Monitoring, Hopper and later) derives SM, DRAM and
+// pipe utilization from two samples: each scrape takes one and compares it
+// with the previous scrape's.
+var gpmMetrics = []struct {
+	id   nvml.GpmMetricId
+	m    int
+	pipe string
+}{
+	{nvml.GPM_METRIC_SM_UTIL, mSMUtil, ""},
+	{nvml.GPM_METRIC_SM_OCCUPANCY, mSMOccupancy, ""},
+	{nvml.GPM_METRIC_DRAM_BW_UTIL, mDRAMUtil, ""},
+	{nvml.GPM_METRIC_ANY_TENSOR_UTIL, mPipeUtil, "tensor"},
+	{nvml.GPM_METRIC_FP64_UTIL, mPipeUtil, "fp64"},
+	{nvml.GPM_METRIC_FP32_UTIL, mPipeUtil, "fp32"},
+	{nvml.GPM_METRIC_FP16_UTIL, mPipeUtil, "fp16"},
+	{nvml.GPM_METRIC_INTEGER_UTIL, mPipeUtil, "int"},
+}
+
+// gpmPair is the previous and the current sample of one GPU or MIG instance.
+type gpmPair struct {
+	prev, cur nvml.GpmSample
+	havePrev  bool
+}
+
+// gpmState is a GPU's GPM support and samples. The metrics request is large
+// (hundreds of slots), so it is allocated once per GPU.
+type gpmState struct {
+	supported bool
+	pair      gpmPair
+	req       nvml.GpmMetricsGetType
+}
+
+func (d *device) gpmWanted() bool {
+	on := &d.s.enabled
+	return on[mSMUtil] || on[mSMOccupancy] || on[mDRAMUtil] || on[mPipeUtil]
+}
+
+func (d *device) newGPMPair(variant string) *gpmPair {
+	if !d.can("nvmlGpmSampleAlloc", variant) {
+		return nil
+	}
+	a, ret := d.s.lib.GpmSampleAlloc()
+	if !d.ok("nvmlGpmSampleAlloc", variant, ret) {
+		return nil
+	}
+	b, ret := d.s.lib.GpmSampleAlloc()
+	if !d.ok("nvmlGpmSampleAlloc", variant, ret) {
+		_ = a.Free()
+		return nil
+	}
+	return &gpmPair{prev: a, cur: b}
+}
+
+func (p *gpmPair) free() {
+	if p != nil {
+		_ = p.prev.Free()
+		_ = p.cur.Free()
+	}
+}
+
+func (d *device) collectGPM() {
+	if !d.gpmWanted() {
+		return
+	}
+	h := d.handle()
+	if d.gpm == nil {
+		d.gpm = &gpmState{}
+		if d.can("nvmlGpmQueryDeviceSupport", "") {
+			sup, ret := d.s.lib.GpmQueryDeviceSupport(h)
+			if d.ok("nvmlGpmQueryDeviceSupport", "", ret) && sup.IsSupportedDevice != 0 {
+				if p := d.newGPMPair(""); p != nil {
+					d.gpm.supported = true
+					d.gpm.pair = *p
+				}
+			}
+		}
+	}
+	if !d.gpm.supported || !d.can("nvmlGpmSampleGet", "") {
+		return
+	}
+	d.gpmMeasure(&d.gpm.pair, d.ent, "", func(s nvml.GpmSample) nvml.Return { return d.s.lib.GpmSampleGet(h, s) })
+}
+
+// gpmMeasure takes a sample and, with the previous one, emits the GPM
+// metrics for ent.
+func (d *device) gpmMeasure(p *gpmPair, ent *entity, variant string, sample func(nvml.GpmSample) nvml.Return) {
+	fn := "nvmlGpmSampleGet"
+	if variant != "" {
+		fn = "nvmlGpmMigSampleGet"
+	}
+	if !d.ok(fn, variant, sample(p.cur)) {
+		p.havePrev = false
+		return
+	}
+	if p.havePrev && d.can("nvmlGpmMetricsGet", variant) {
+		req := &d.gpm.req
+		req.Version = nvml.GPM_METRICS_GET_VERSION
+		req.NumMetrics = uint32(len(gpmMetrics))
+		req.Sample1, req.Sample2 = p.prev, p.cur
+		for i, g := range gpmMetrics {
+			req.Metrics[i] = nvml.GpmMetric{MetricId: uint32(g.id)}
+		}
+		if d.ok("nvmlGpmMetricsGet", variant, d.s.lib.GpmMetricsGet(req)) {
+			for i, g := range gpmMetrics {
+				r := req.Metrics[i]
+				if nvml.Return(r.NvmlReturn) != nvml.SUCCESS {
+					continue
+				}
+				if g.pipe != "" {
+					d.emit(g.m, ent, r.Value/100, 0, str("nvidia.gpu.pipe", g.pipe))
+				} else {
+					d.emit(g.m, ent, r.Value/100, 0)
+				}
+			}
+		}
+	}
+	p.prev, p.cur = p.cur, p.prev
+	p.havePrev = true
+}

@@ -1,0 +1,247 @@
+package nvmlreceiver
+
+// metricKind is how a metric is exported.
+type metricKind int
+
+const (
+	kindGauge  metricKind = iota
+	kindSum               // monotonic cumulative sum
+	kindUpDown            // non-monotonic cumulative sum (semconv UpDownCounter)
+)
+
+func (k metricKind) String() string {
+	switch k {
+	case kindSum:
+		return "sum, monotonic"
+	case kindUpDown:
+		return "updowncounter"
+	default:
+		return "gauge"
+	}
+}
+
+// metricDef is one row of the metric table: it drives the scraper (what is
+// enabled, how points are typed), config validation (known names) and the
+// README's metric table (a test keeps them identical).
+type metricDef struct {
+	name        string
+	unit        string
+	kind        metricKind
+	isInt       bool
+	attrs       []string // attributes beyond hw.id and hw.name
+	enabled     bool     // default
+	description string
+	source      string   // NVML source, for the README
+	symbols     []string // NVML functions the metric needs; one missing disables it
+}
+
+// Metric indices: the scraper refers to metrics by these, the table below
+// holds everything else about them.
+const (
+	mUtilization = iota
+	mMemBandwidthUtil
+	mMemUsage
+	mMemLimit
+	mMemUtilization
+	mMemReserved
+	mPower
+	mPowerLimit
+	mEnergy
+	mTemperature
+	mClock
+	mThrottleActive
+	mThrottleDuration
+	mPCIeThroughput
+	mPCIeReplays
+	mNVLinkIO
+	mNVLinkErrors
+	mErrors
+	mRemappedRows
+	mRetiredPages
+	mStatus
+	mPerfState
+	mFanSpeed
+	mSMUtil
+	mSMOccupancy
+	mDRAMUtil
+	mPipeUtil
+	mProcMemory
+	mProcUtil
+	mInfo
+	numMetrics
+)
+
+var metricDefs = [numMetrics]metricDef{
+	mUtilization: {
+		name: "hw.gpu.utilization", unit: "1", kind: kindGauge, attrs: []string{"hw.gpu.task"}, enabled: true,
+		description: "Fraction of time the GPU (general), its encoder or its decoder was busy, averaged over the scrape interval.",
+		source:      "GetSamples(GPU_UTILIZATION_SAMPLES, last seen) averaged; fallback GetUtilizationRates; Get{Encoder,Decoder}Utilization",
+		symbols:     []string{"nvmlDeviceGetSamples", "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetEncoderUtilization", "nvmlDeviceGetDecoderUtilization"},
+	},
+	mMemBandwidthUtil: {
+		name: "nvidia.gpu.memory.bandwidth.utilization", unit: "1", kind: kindGauge, enabled: true,
+		description: "Fraction of time device memory was being read or written, averaged over the scrape interval.",
+		source:      "GetSamples(MEMORY_UTILIZATION_SAMPLES) averaged; fallback GetUtilizationRates().Memory",
+		symbols:     []string{"nvmlDeviceGetSamples", "nvmlDeviceGetUtilizationRates"},
+	},
+	mMemUsage: {
+		name: "hw.gpu.memory.usage", unit: "By", kind: kindUpDown, isInt: true, enabled: true,
+		description: "Device memory in use.", source: "GetMemoryInfo_v2 used (fallback GetMemoryInfo)",
+		symbols: []string{"nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetMemoryInfo"},
+	},
+	mMemLimit: {
+		name: "hw.gpu.memory.limit", unit: "By", kind: kindUpDown, isInt: true, enabled: true,
+		description: "Device memory size.", source: "GetMemoryInfo_v2 total (fallback GetMemoryInfo)",
+		symbols: []string{"nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetMemoryInfo"},
+	},
+	mMemUtilization: {
+		name: "hw.gpu.memory.utilization", unit: "1", kind: kindGauge, enabled: true,
+		description: "Fraction of device memory in use.", source: "used / total",
+		symbols: []string{"nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetMemoryInfo"},
+	},
+	mMemReserved: {
+		name: "nvidia.gpu.memory.reserved", unit: "By", kind: kindUpDown, isInt: true, enabled: true,
+		description: "Device memory reserved by the driver and firmware.", source: "GetMemoryInfo_v2 reserved",
+		symbols: []string{"nvmlDeviceGetMemoryInfo_v2"},
+	},
+	mPower: {
+		name: "hw.power", unit: "W", kind: kindGauge, attrs: []string{"hw.type"}, enabled: true,
+		description: "Power drawn by the GPU board.", source: "GetPowerUsage (mW)",
+		symbols: []string{"nvmlDeviceGetPowerUsage"},
+	},
+	mPowerLimit: {
+		name: "nvidia.gpu.power.limit", unit: "W", kind: kindGauge, enabled: true,
+		description: "Power limit the driver enforces.", source: "GetEnforcedPowerLimit (mW)",
+		symbols: []string{"nvmlDeviceGetEnforcedPowerLimit"},
+	},
+	mEnergy: {
+		name: "hw.energy", unit: "J", kind: kindSum, attrs: []string{"hw.type"}, enabled: true,
+		description: "Energy consumed by the GPU board; a new start time when the counter goes down (driver reload).",
+		source:      "GetTotalEnergyConsumption (mJ)",
+		symbols:     []string{"nvmlDeviceGetTotalEnergyConsumption"},
+	},
+	mTemperature: {
+		name: "hw.temperature", unit: "Cel", kind: kindGauge, attrs: []string{"hw.sensor_location"}, enabled: true,
+		description: "GPU die (gpu) and HBM (memory) temperature.", source: "GetTemperature; field MEMORY_TEMP",
+		symbols: []string{"nvmlDeviceGetTemperature", "nvmlDeviceGetFieldValues"},
+	},
+	mClock: {
+		name: "nvidia.gpu.clock.frequency", unit: "Hz", kind: kindGauge, attrs: []string{"nvidia.gpu.clock"}, enabled: true,
+		description: "Current graphics, SM, memory and video clocks.", source: "GetClockInfo (MHz)",
+		symbols: []string{"nvmlDeviceGetClockInfo"},
+	},
+	mThrottleActive: {
+		name: "nvidia.gpu.clock.throttle.active", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.throttle.reason"}, enabled: true,
+		description: "1 while a clock event reason holds the clocks down, else 0.", source: "GetCurrentClocksEventReasons bits",
+		symbols: []string{"nvmlDeviceGetCurrentClocksEventReasons"},
+	},
+	mThrottleDuration: {
+		name: "nvidia.gpu.clock.throttle.duration", unit: "s", kind: kindSum, attrs: []string{"nvidia.gpu.violation.policy"}, enabled: true,
+		description: "Time the clocks were held below their target, by policy.", source: "GetViolationStatus (ns)",
+		symbols: []string{"nvmlDeviceGetViolationStatus"},
+	},
+	mPCIeThroughput: {
+		name: "nvidia.gpu.pcie.throughput", unit: "By/s", kind: kindGauge, attrs: []string{"network.io.direction"}, enabled: true,
+		description: "PCIe traffic, transmit and receive.", source: "GetPcieThroughput (KB/s)",
+		symbols: []string{"nvmlDeviceGetPcieThroughput"},
+	},
+	mPCIeReplays: {
+		name: "nvidia.gpu.pcie.replays", unit: "{replay}", kind: kindSum, isInt: true, enabled: true,
+		description: "PCIe replays (link-level retransmissions).", source: "GetPcieReplayCounter",
+		symbols: []string{"nvmlDeviceGetPcieReplayCounter"},
+	},
+	mNVLinkIO: {
+		name: "hw.gpu.io", unit: "By", kind: kindSum, isInt: true, attrs: []string{"network.io.direction"}, enabled: true,
+		description: "NVLink data traffic, summed over the active links.", source: "field values NVLINK_THROUGHPUT_DATA_TX/RX (KiB) per active link",
+		symbols: []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetFieldValues"},
+	},
+	mNVLinkErrors: {
+		name: "nvidia.gpu.nvlink.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"error.type"}, enabled: true,
+		description: "NVLink errors by type, summed over the active links.", source: "GetNvLinkErrorCounter, summed over links",
+		symbols: []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetNvLinkErrorCounter"},
+	},
+	mErrors: {
+		name: "hw.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"hw.type", "error.type", "nvidia.xid.code"}, enabled: true,
+		description: "Corrected and uncorrected ECC errors (volatile) and XID errors by code (nvidia.xid.code on xid only).",
+		source:      "GetTotalEccErrors (volatile); XID: event set",
+		symbols:     []string{"nvmlDeviceGetTotalEccErrors"},
+	},
+	mRemappedRows: {
+		name: "nvidia.gpu.memory.remapped_rows", unit: "{row}", kind: kindUpDown, isInt: true, attrs: []string{"nvidia.gpu.remap.state"}, enabled: true,
+		description: "Remapped memory rows (correctable, uncorrectable) and whether a remap is pending or has failed (0/1).",
+		source:      "GetRemappedRows (Ampere+)",
+		symbols:     []string{"nvmlDeviceGetRemappedRows"},
+	},
+	mRetiredPages: {
+		name: "nvidia.gpu.memory.retired_pages", unit: "{page}", kind: kindUpDown, isInt: true, attrs: []string{"nvidia.gpu.retire.cause"}, enabled: true,
+		description: "Retired memory pages by cause (single/double bit ECC).", source: "GetRetiredPages (pre-Ampere)",
+		symbols: []string{"nvmlDeviceGetRetiredPages"},
+	},
+	mStatus: {
+		name: "hw.status", unit: "1", kind: kindUpDown, isInt: true, attrs: []string{"hw.type", "hw.state"}, enabled: true,
+		description: "1 for the GPU's current state (ok, degraded, failed), 0 for the others.",
+		source:      "derived: lost/reset required/XID 79 -> failed; remap pending or failed, new uncorrected ECC, XID 48/63/64/74/92/94/95/119/120 -> degraded",
+	},
+	mPerfState: {
+		name: "nvidia.gpu.performance_state", unit: "{state}", kind: kindGauge, isInt: true, enabled: true,
+		description: "Performance state (P0 = 0, maximum performance, to P15).", source: "GetPerformanceState",
+		symbols: []string{"nvmlDeviceGetPerformanceState"},
+	},
+	mFanSpeed: {
+		name: "nvidia.gpu.fan.speed", unit: "1", kind: kindGauge, enabled: true,
+		description: "Fan speed as a fraction of its maximum.", source: "GetFanSpeed (%)",
+		symbols: []string{"nvmlDeviceGetFanSpeed"},
+	},
+	mSMUtil: {
+		name: "nvidia.gpu.sm.utilization", unit: "1", kind: kindGauge, enabled: true,
+		description: "Fraction of SMs busy, over the interval (GPM, Hopper+); per MIG instance too.", source: "GPM SM_UTIL (GpmMigSampleGet for MIG)",
+		symbols: []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
+	},
+	mSMOccupancy: {
+		name: "nvidia.gpu.sm.occupancy", unit: "1", kind: kindGauge, enabled: true,
+		description: "Resident warps as a fraction of the maximum, over the interval (GPM, Hopper+).", source: "GPM SM_OCCUPANCY",
+		symbols: []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
+	},
+	mDRAMUtil: {
+		name: "nvidia.gpu.dram.utilization", unit: "1", kind: kindGauge, enabled: true,
+		description: "DRAM bandwidth used as a fraction of peak, over the interval (GPM, Hopper+).", source: "GPM DRAM_BW_UTIL",
+		symbols: []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
+	},
+	mPipeUtil: {
+		name: "nvidia.gpu.pipe.utilization", unit: "1", kind: kindGauge, attrs: []string{"nvidia.gpu.pipe"}, enabled: true,
+		description: "Tensor, FP64, FP32, FP16 and integer pipe activity, over the interval (GPM, Hopper+).", source: "GPM ANY_TENSOR/FP64/FP32/FP16/INTEGER_UTIL",
+		symbols: []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
+	},
+	mProcMemory: {
+		name: "nvidia.gpu.process.memory.usage", unit: "By", kind: kindUpDown, isInt: true, attrs: []string{"process.pid", "process.executable.name"},
+		description: "Device memory used by each process.", source: "Get{Compute,Graphics,MPSCompute}RunningProcesses",
+		symbols: []string{"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses", "nvmlDeviceGetMPSComputeRunningProcesses"},
+	},
+	mProcUtil: {
+		name: "nvidia.gpu.process.utilization", unit: "1", kind: kindGauge, attrs: []string{"process.pid", "hw.gpu.task"},
+		description: "Each process's SM (general), encoder and decoder utilization, averaged over the interval.",
+		source:      "GetProcessUtilization(last seen), once per device per scrape",
+		symbols:     []string{"nvmlDeviceGetProcessUtilization"},
+	},
+	mInfo: {
+		name: "nvidia.gpu.info", unit: "1", kind: kindGauge, isInt: true,
+		attrs: []string{
+			"hw.model", "hw.vendor", "hw.serial_number", "hw.driver_version", "hw.firmware_version",
+			"nvidia.gpu.pci_bus_id", "nvidia.gpu.virtualization_mode", "nvidia.cuda.driver_version",
+		},
+		enabled:     true,
+		description: "Always 1; carries the GPU's identity once per scrape.",
+		source:      "GetName, GetSerial, GetVbiosVersion, GetPciInfo, GetVirtualizationMode, SystemGetDriverVersion, SystemGetCudaDriverVersion",
+		symbols:     []string{"nvmlDeviceGetName"},
+	},
+}
+
+// metricIndex finds a metric by name.
+func metricIndex(name string) (int, bool) {
+	for i := range metricDefs {
+		if metricDefs[i].name == name {
+			return i, true
+		}
+	}
+	return 0, false
+}

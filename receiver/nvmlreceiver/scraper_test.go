@@ -1,0 +1,283 @@
+package nvmlreceiver
+
+import (
+	"context"
+	"flag"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/pmetrictest"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/metricwalk"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/expected_*.yaml from the current output")
+
+func TestMain(m *testing.M) {
+	xidWaitMillis = 20 // shutdown waits for one event-set wait
+	goleak.VerifyTestMain(m)
+}
+
+// harness is a started session over a fake fleet, with its logs and telemetry.
+type harness struct {
+	s    *session
+	f    *fleet
+	logs *observer.ObservedLogs
+	tel  *componenttest.Telemetry
+}
+
+func testConfig() *Config {
+	cfg := createDefaultConfig().(*Config)
+	cfg.CallTimeout = 2 * time.Second
+	cfg.InitRetryInterval = time.Millisecond
+	return cfg
+}
+
+func allMetricsConfig() *Config {
+	cfg := testConfig()
+	cfg.Metrics = map[string]MetricConfig{}
+	for _, d := range metricDefs {
+		cfg.Metrics[d.name] = MetricConfig{Enabled: true}
+	}
+	return cfg
+}
+
+func startHarness(t *testing.T, f *fleet, cfg *Config) *harness {
+	t.Helper()
+	require.NoError(t, cfg.Validate())
+	core, logs := observer.New(zap.DebugLevel)
+	tel := componenttest.NewTelemetry()
+	set := tel.NewTelemetrySettings()
+	set.Logger = zap.New(core)
+	s, err := newSession(cfg, f, set)
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() {
+		require.NoError(t, s.Shutdown(context.Background()))
+		require.NoError(t, tel.Shutdown(context.Background()))
+	})
+	return &harness{s: s, f: f, logs: logs, tel: tel}
+}
+
+func (h *harness) scrape(t *testing.T) pmetric.Metrics {
+	t.Helper()
+	md, err := h.s.scrape(context.Background())
+	require.NoError(t, err)
+	return md
+}
+
+// points finds the data points of one metric whose attributes include want.
+func points(md pmetric.Metrics, name string, want map[string]any) []pmetric.NumberDataPoint {
+	var out []pmetric.NumberDataPoint
+	metricwalk.NumberPoints(md, func(m pmetric.Metric, dp pmetric.NumberDataPoint) {
+		if m.Name() != name {
+			return
+		}
+		for key, v := range want {
+			got, ok := dp.Attributes().Get(key)
+			if !ok || got.AsRaw() != v {
+				return
+			}
+		}
+		out = append(out, dp)
+	})
+	return out
+}
+
+func value(dp pmetric.NumberDataPoint) float64 { return metricwalk.Value(dp) }
+
+// metricNames lists the metrics in a batch.
+func metricNames(md pmetric.Metrics) map[string]bool {
+	out := map[string]bool{}
+	for _, d := range metricDefs {
+		if len(points(md, d.name, nil)) > 0 {
+			out[d.name] = true
+		}
+	}
+	return out
+}
+
+func compareGolden(t *testing.T, name string, got pmetric.Metrics) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, golden.WriteMetrics(t, path, got))
+	}
+	want, err := golden.ReadMetrics(path)
+	require.NoError(t, err)
+	require.NoError(t, pmetrictest.CompareMetrics(want, got,
+		pmetrictest.IgnoreTimestamp(), pmetrictest.IgnoreStartTimestamp(),
+		pmetrictest.IgnoreMetricsOrder(), pmetrictest.IgnoreMetricDataPointsOrder()))
+}
+
+func TestGoldenH100FleetAllMetrics(t *testing.T) {
+	h := startHarness(t, newH100Fleet(), allMetricsConfig())
+	h.scrape(t) // GPM compares two samples: the second scrape has everything
+	compareGolden(t, "expected_h100.yaml", h.scrape(t))
+}
+
+func TestGoldenH200FleetDefaults(t *testing.T) {
+	h := startHarness(t, newH200Fleet(), testConfig())
+	h.scrape(t)
+	md := h.scrape(t)
+	compareGolden(t, "expected_h200.yaml", md)
+	require.False(t, metricNames(md)["nvidia.gpu.process.memory.usage"], "process metrics are off by default")
+	require.Len(t, points(md, "nvidia.gpu.info", nil), 8)
+}
+
+func TestGoldenMIG(t *testing.T) {
+	f := newH100Fleet()
+	f.enableMIG(0)
+	h := startHarness(t, f, testConfig())
+	h.scrape(t)
+	md := h.scrape(t)
+	compareGolden(t, "expected_mig.yaml", md)
+	mig := points(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": fixedUUID(0), "nvidia.mig.profile": "3g.40gb"})
+	require.Len(t, mig, 1)
+	require.Equal(t, int64(1024*mib), mig[0].IntValue())
+	require.Len(t, points(md, "nvidia.gpu.sm.utilization", map[string]any{"hw.parent": fixedUUID(0)}), 2, "GPM MIG samples per instance")
+	require.Len(t, points(md, "hw.power", map[string]any{"hw.id": fixedUUID(0)}), 1, "the parent GPU keeps its metrics")
+}
+
+func TestGoldenVGPUGuest(t *testing.T) {
+	f := newH100Fleet()
+	f.Devices = f.Devices[:1]
+	f.vgpuGuest(0)
+	h := startHarness(t, f, testConfig())
+	h.scrape(t)
+	md := h.scrape(t)
+	compareGolden(t, "expected_vgpu.yaml", md)
+	for _, missing := range []string{"hw.power", "hw.energy", "hw.temperature", "nvidia.gpu.pcie.throughput", "hw.gpu.io", "nvidia.gpu.sm.utilization"} {
+		require.Empty(t, points(md, missing, nil), missing)
+	}
+	require.Equal(t, "vgpu", mustAttr(t, points(md, "nvidia.gpu.info", nil)[0], "nvidia.gpu.virtualization_mode"))
+	require.Empty(t, h.logs.FilterLevelExact(zap.WarnLevel).All(), "NOT_SUPPORTED on a vGPU guest is normal, not a warning")
+}
+
+func mustAttr(t *testing.T, dp pmetric.NumberDataPoint, key string) any {
+	t.Helper()
+	v, ok := dp.Attributes().Get(key)
+	require.True(t, ok, key)
+	return v.AsRaw()
+}
+
+func TestValuesAndUnits(t *testing.T) {
+	h := startHarness(t, newH100Fleet(), allMetricsConfig())
+	md := h.scrape(t)
+	gpu3 := map[string]any{"hw.id": fixedUUID(3)}
+	one := func(name string, extra map[string]any) float64 {
+		want := map[string]any{"hw.id": fixedUUID(3)}
+		for k, v := range extra {
+			want[k] = v
+		}
+		dps := points(md, name, want)
+		require.Len(t, dps, 1, "%s %v", name, want)
+		return value(dps[0])
+	}
+	// Samples 43, 53, 63, 73 averaged (the stale one at last-seen ignored).
+	require.InDelta(t, 0.58, one("hw.gpu.utilization", map[string]any{"hw.gpu.task": "general"}), 1e-9)
+	require.InDelta(t, 0.03, one("hw.gpu.utilization", map[string]any{"hw.gpu.task": "encoder"}), 1e-9)
+	require.InDelta(t, 0.38, one("nvidia.gpu.memory.bandwidth.utilization", nil), 1e-9)
+	require.InDelta(t, 353.0, one("hw.power", map[string]any{"hw.type": "gpu"}), 1e-9)
+	require.InDelta(t, 700.0, one("nvidia.gpu.power.limit", nil), 1e-9)
+	require.InDelta(t, 123456.792, one("hw.energy", nil), 1e-9)
+	require.InDelta(t, 43.0, one("hw.temperature", map[string]any{"hw.sensor_location": "gpu"}), 1e-9)
+	require.InDelta(t, 53.0, one("hw.temperature", map[string]any{"hw.sensor_location": "memory"}), 1e-9)
+	require.InDelta(t, 2619e6, one("nvidia.gpu.clock.frequency", map[string]any{"nvidia.gpu.clock": "memory"}), 1e-3)
+	require.InDelta(t, 4*1024*mib, one("hw.gpu.memory.usage", nil), 0)
+	require.InDelta(t, 4.5, one("nvidia.gpu.clock.throttle.duration", map[string]any{"nvidia.gpu.violation.policy": "sync_boost"}), 1e-9)
+	require.InDelta(t, 2048000, one("nvidia.gpu.pcie.throughput", map[string]any{"network.io.direction": "receive"}), 0)
+	require.InDelta(t, 18*4000*1024, one("hw.gpu.io", map[string]any{"network.io.direction": "transmit"}), 0, "summed over 18 links")
+	require.InDelta(t, 2, one("nvidia.gpu.nvlink.errors", map[string]any{"error.type": "replay"}), 0, "link 3's replays")
+	require.InDelta(t, 3, one("hw.errors", map[string]any{"error.type": "corrected"}), 0)
+	require.InDelta(t, 1, one("hw.status", map[string]any{"hw.state": "ok"}), 0)
+	require.InDelta(t, 0, one("hw.status", map[string]any{"hw.state": "failed"}), 0)
+	require.InDelta(t, 0.85, one("nvidia.gpu.process.utilization", map[string]any{"hw.gpu.task": "general", "process.pid": int64(1003)}), 1e-9)
+	require.InDelta(t, 4096*mib, one("nvidia.gpu.process.memory.usage", map[string]any{"process.pid": int64(1003)}), 0)
+	require.Equal(t, "nvidia3", mustAttr(t, points(md, "hw.power", gpu3)[0], "hw.name"))
+
+	// GPU 1 has its power cap and thermal slowdown bits set.
+	gpu1 := func(reason string) float64 {
+		return value(points(md, "nvidia.gpu.clock.throttle.active", map[string]any{"hw.id": fixedUUID(1), "nvidia.gpu.throttle.reason": reason})[0])
+	}
+	require.InDelta(t, 1, gpu1("sw_power_cap"), 0)
+	require.InDelta(t, 1, gpu1("hw_thermal_slowdown"), 0)
+	require.InDelta(t, 0, gpu1("gpu_idle"), 0)
+
+	// Units and types come from the table.
+	for _, def := range metricDefs {
+		rms := md.ResourceMetrics()
+		ms := rms.At(0).ScopeMetrics().At(0).Metrics()
+		for k := 0; k < ms.Len(); k++ {
+			m := ms.At(k)
+			if m.Name() != def.name {
+				continue
+			}
+			require.Equal(t, def.unit, m.Unit(), def.name)
+			switch def.kind {
+			case kindGauge:
+				require.Equal(t, pmetric.MetricTypeGauge, m.Type(), def.name)
+			default:
+				require.Equal(t, pmetric.MetricTypeSum, m.Type(), def.name)
+				require.Equal(t, def.kind == kindSum, m.Sum().IsMonotonic(), def.name)
+				require.Equal(t, pmetric.AggregationTemporalityCumulative, m.Sum().AggregationTemporality(), def.name)
+			}
+		}
+	}
+}
+
+func TestOnlyHwIDAndNameOnEveryPoint(t *testing.T) {
+	h := startHarness(t, newH100Fleet(), allMetricsConfig())
+	h.scrape(t)
+	md := h.scrape(t)
+	for _, def := range metricDefs {
+		allowed := map[string]bool{"hw.id": true, "hw.name": true}
+		for _, a := range def.attrs {
+			allowed[a] = true
+		}
+		for _, dp := range points(md, def.name, nil) {
+			dp.Attributes().Range(func(k string, _ pcommon.Value) bool {
+				require.True(t, allowed[k], "%s carries %s, which its table row does not list", def.name, k)
+				return true
+			})
+		}
+	}
+}
+
+func TestDisabledMetricsAreNotEmittedNorAsked(t *testing.T) {
+	cfg := testConfig()
+	cfg.Metrics = map[string]MetricConfig{"hw.power": {Enabled: false}, "nvidia.gpu.fan.speed": {Enabled: false}}
+	f := newH100Fleet()
+	h := startHarness(t, f, cfg)
+	md := h.scrape(t)
+	require.Empty(t, points(md, "hw.power", nil))
+	require.NotEmpty(t, points(md, "hw.energy", nil))
+	require.Empty(t, f.device(0).GetPowerUsageCalls(), "a disabled metric's NVML function is not called")
+}
+
+func TestUtilizationFallsBackToInstantReading(t *testing.T) {
+	f := newH100Fleet()
+	for i := range f.Devices {
+		f.device(i).GetSamplesFunc = func(nvml.SamplingType, uint64) (nvml.ValueType, []nvml.Sample, nvml.Return) {
+			return 0, nil, nvml.ERROR_NOT_FOUND
+		}
+	}
+	h := startHarness(t, f, testConfig())
+	md := h.scrape(t)
+	dps := points(md, "hw.gpu.utilization", map[string]any{"hw.id": fixedUUID(2), "hw.gpu.task": "general"})
+	require.Len(t, dps, 1)
+	require.InDelta(t, 0.62, value(dps[0]), 1e-9)
+	require.InDelta(t, 0.32, value(points(md, "nvidia.gpu.memory.bandwidth.utilization", map[string]any{"hw.id": fixedUUID(2)})[0]), 1e-9)
+	require.Zero(t, counterValue(t, h.tel, "otelcol_receiver_nvml_errors", map[string]string{"function": "nvmlDeviceGetSamples"}), "no new sample is not an error")
+	require.Len(t, f.device(2).GetUtilizationRatesCalls(), 1, "one instant reading serves both metrics")
+}

@@ -1,0 +1,331 @@
+package nvmlreceiver
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+)
+
+// session is one NVML session: initialisation (retried while the library or
+// driver is missing), the GPUs found, one worker goroutine per GPU, and the
+// XID event watcher. The metrics and logs pipelines of one receiver id share it.
+type session struct {
+	cfg     *Config
+	lib     nvml.Interface
+	logger  *zap.Logger
+	tel     *receiverTelemetry
+	enabled [numMetrics]bool
+
+	// Written by init (under scrapeMu) before any worker or the watcher
+	// starts; read-only afterwards.
+	symbols       map[string]bool
+	driverVersion string
+	cudaVersion   string
+
+	scrapeMu    sync.Mutex // one scrape (or init) at a time
+	closed      bool       // shut down: a late scrape must not reopen NVML
+	initialized bool
+	lastInit    time.Time
+	initFailure periodic.ErrorLatch
+	devices     []*device
+
+	logs    atomic.Pointer[consumer.Logs]
+	watcher *xidWatcher
+}
+
+func newSession(cfg *Config, lib nvml.Interface, set component.TelemetrySettings) (*session, error) {
+	tel, err := newReceiverTelemetry(set)
+	if err != nil {
+		return nil, err
+	}
+	return &session{cfg: cfg, lib: lib, logger: set.Logger, tel: tel, enabled: cfg.enabledMetrics()}, nil
+}
+
+func (s *session) setLogsConsumer(next consumer.Logs) { s.logs.Store(&next) }
+
+// Start initialises NVML once; failing that, the receiver still starts and
+// retries every init_retry_interval from the scrape loop.
+func (s *session) Start(context.Context, component.Host) error {
+	s.scrapeMu.Lock()
+	defer s.scrapeMu.Unlock()
+	s.ensureInit(time.Now())
+	return nil
+}
+
+// Shutdown stops the watcher and the workers and closes NVML, unless a call
+// is still hung inside it (closing the library under it could crash).
+func (s *session) Shutdown(context.Context) error {
+	s.scrapeMu.Lock()
+	defer s.scrapeMu.Unlock()
+	s.closed = true
+	if !s.initialized {
+		return nil
+	}
+	s.watcher.stop()
+	hung := false
+	for _, d := range s.devices {
+		close(d.jobs)
+		hung = hung || d.busy.Load()
+	}
+	s.initialized = false
+	if hung {
+		s.logger.Warn("nvml: leaving NVML open at shutdown: a call on a GPU has not returned")
+		return nil
+	}
+	if ret := s.lib.Shutdown(); ret != nvml.SUCCESS {
+		s.logger.Debug("nvml: shutdown", zap.String("code", returnName(ret)))
+	}
+	return nil
+}
+
+// libraryDescription says where NVML was looked for, for the one warning a
+// VM without a driver gets.
+func (s *session) libraryDescription() string {
+	if s.cfg.LibraryPath != "" {
+		return s.cfg.LibraryPath
+	}
+	return "libnvidia-ml.so.1 via the dynamic linker (LD_LIBRARY_PATH, /etc/ld.so.cache, /lib, /usr/lib)"
+}
+
+// ensureInit initialises NVML if it is not yet, at most once per
+// init_retry_interval. Callers hold scrapeMu.
+func (s *session) ensureInit(now time.Time) bool {
+	if s.initialized || s.closed {
+		return s.initialized
+	}
+	if !s.lastInit.IsZero() && now.Sub(s.lastInit) < s.cfg.InitRetryInterval {
+		return false
+	}
+	s.lastInit = now
+	if ret := s.lib.Init(); ret != nvml.SUCCESS {
+		err := fmt.Errorf("%s", returnName(ret))
+		if s.initFailure.Changed(err) {
+			msg := "nvml: NVML did not initialise; GPU metrics start when it does"
+			if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
+				msg = "nvml: NVML library not found (no NVIDIA driver yet?); GPU metrics start when it appears"
+			}
+			s.logger.Warn(msg, zap.String("library", s.libraryDescription()), zap.String("code", returnName(ret)),
+				zap.Duration("retry_every", s.cfg.InitRetryInterval))
+		}
+		s.tel.nvmlError("nvmlInit_v2", ret)
+		return false
+	}
+	s.initFailure.Changed(nil)
+	s.lookupSymbols()
+	if v, ret := s.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
+		s.driverVersion = v
+	}
+	if s.has("nvmlSystemGetCudaDriverVersion") {
+		if v, ret := s.lib.SystemGetCudaDriverVersion(); ret == nvml.SUCCESS {
+			s.cudaVersion = fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
+		}
+	}
+	devices, err := s.discover(pcommon.NewTimestampFromTime(now))
+	if err != nil {
+		s.logger.Warn("nvml: cannot list GPUs; retrying", zap.Error(err))
+		_ = s.lib.Shutdown()
+		return false
+	}
+	s.devices = devices
+	s.initialized = true
+	uuids := make([]string, len(devices))
+	for i, d := range devices {
+		uuids[i] = d.ent.hwID
+		go d.run()
+	}
+	s.logger.Info("nvml: initialised", zap.String("driver_version", s.driverVersion),
+		zap.String("cuda_driver_version", s.cudaVersion), zap.Strings("gpus", uuids))
+	s.watcher = startXIDWatcher(s)
+	return true
+}
+
+// allSymbols is every NVML function the receiver may call. Each is looked up
+// once per initialisation: calling a function the loaded driver lacks would
+// kill the process (go-nvml binds symbols lazily).
+var allSymbols = func() []string {
+	set := map[string]bool{}
+	for _, d := range metricDefs {
+		for _, sym := range d.symbols {
+			set[sym] = true
+		}
+	}
+	for _, sym := range []string{
+		"nvmlSystemGetCudaDriverVersion", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetHandleByUUID",
+		"nvmlDeviceGetUUID", "nvmlDeviceGetSerial", "nvmlDeviceGetVbiosVersion", "nvmlDeviceGetPciInfo",
+		"nvmlDeviceGetVirtualizationMode", "nvmlDeviceGetMigMode", "nvmlDeviceGetMaxMigDeviceCount",
+		"nvmlDeviceGetMigDeviceHandleByIndex", "nvmlDeviceGetGpuInstanceId", "nvmlDeviceGetComputeInstanceId",
+		"nvmlGpmMigSampleGet", "nvmlEventSetCreate", "nvmlDeviceGetSupportedEventTypes", "nvmlDeviceRegisterEvents",
+		"nvmlEventSetWait", "nvmlEventSetWait_v2", "nvmlEventSetFree",
+	} {
+		set[sym] = true
+	}
+	out := make([]string, 0, len(set))
+	for sym := range set {
+		out = append(out, sym)
+	}
+	sort.Strings(out)
+	return out
+}()
+
+func (s *session) lookupSymbols() {
+	ext := s.lib.Extensions()
+	s.symbols = make(map[string]bool, len(allSymbols))
+	var missing []string
+	for _, sym := range allSymbols {
+		ok := ext.LookupSymbol(sym) == nil
+		s.symbols[sym] = ok
+		if !ok {
+			missing = append(missing, sym)
+		}
+	}
+	if len(missing) > 0 {
+		s.logger.Info("nvml: the installed driver lacks some NVML functions; the metrics that need only those are not collected",
+			zap.Strings("missing", missing))
+	}
+}
+
+// has reports whether every named NVML function exists in the loaded library.
+func (s *session) has(symbols ...string) bool {
+	for _, sym := range symbols {
+		if !s.symbols[sym] {
+			return false
+		}
+	}
+	return true
+}
+
+// discover opens a handle on every GPU the config selects.
+func (s *session) discover(now pcommon.Timestamp) ([]*device, error) {
+	if !s.has("nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetUUID") {
+		return nil, fmt.Errorf("the NVML library lacks device enumeration")
+	}
+	n, ret := s.lib.DeviceGetCount()
+	if ret != nvml.SUCCESS {
+		return nil, fmt.Errorf("nvmlDeviceGetCount: %s", returnName(ret))
+	}
+	want := map[string]bool{}
+	for _, d := range s.cfg.Devices {
+		want[d] = true
+	}
+	var out []*device
+	for i := 0; i < n; i++ {
+		h, ret := s.lib.DeviceGetHandleByIndex(i)
+		if ret != nvml.SUCCESS {
+			s.tel.nvmlError("nvmlDeviceGetHandleByIndex", ret)
+			s.logger.Warn("nvml: cannot open GPU", zap.Int("index", i), zap.String("code", returnName(ret)))
+			continue
+		}
+		uuid, ret := h.GetUUID()
+		if ret != nvml.SUCCESS {
+			s.tel.nvmlError("nvmlDeviceGetUUID", ret)
+			s.logger.Warn("nvml: cannot read GPU UUID", zap.Int("index", i), zap.String("code", returnName(ret)))
+			continue
+		}
+		if len(want) > 0 && !want[strconv.Itoa(i)] && !want[uuid] {
+			continue
+		}
+		out = append(out, newDevice(s, i, h, uuid, now))
+	}
+	if len(want) > 0 && len(out) == 0 {
+		s.logger.Warn("nvml: none of the configured devices exist", zap.Strings("devices", s.cfg.Devices), zap.Int("gpus", n))
+	}
+	return out, nil
+}
+
+// scrape collects every GPU in parallel, each on its own worker, and waits
+// at most call_timeout for them. A GPU whose previous calls have not
+// returned is skipped: at most one goroutine per GPU is ever inside NVML.
+func (s *session) scrape(ctx context.Context) (pmetric.Metrics, error) {
+	s.scrapeMu.Lock()
+	defer s.scrapeMu.Unlock()
+	start := time.Now()
+	md := pmetric.NewMetrics()
+	if !s.ensureInit(start) {
+		s.recordDevices(0, 0, 0)
+		return md, nil
+	}
+	now := pcommon.NewTimestampFromTime(start)
+	done := make(chan *device, len(s.devices))
+	dispatched := 0
+	hung := 0
+	for _, d := range s.devices {
+		if !d.busy.CompareAndSwap(false, true) {
+			hung++
+			continue
+		}
+		d.jobs <- job{now: now, done: done}
+		dispatched++
+	}
+	ready := make([]*device, 0, dispatched)
+	timer := time.NewTimer(s.cfg.callTimeout())
+	defer timer.Stop()
+wait:
+	for len(ready) < dispatched {
+		select {
+		case d := <-done:
+			ready = append(ready, d)
+		case <-timer.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	for _, d := range s.devices {
+		if d.busy.Load() && d.hungSince.CompareAndSwap(0, start.UnixNano()) {
+			s.logger.Warn("nvml: NVML calls on a GPU did not return in time; it is left out until they do",
+				zap.String("hw.id", d.ent.hwID), zap.Duration("call_timeout", s.cfg.callTimeout()))
+		}
+	}
+	hung += dispatched - len(ready)
+	sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
+	lost := 0
+	for _, d := range ready {
+		if d.lost {
+			lost++
+		}
+	}
+	s.assemble(md, ready, now)
+	s.recordDevices(len(ready)-lost, lost, hung)
+	s.tel.scrapeDuration.Record(ctx, time.Since(start).Seconds())
+	return md, nil
+}
+
+func (s *session) recordDevices(reporting, lost, hung int) {
+	ctx := context.Background()
+	s.tel.devices.Record(ctx, int64(reporting), metric.WithAttributes(attribute.String("state", "reporting")))
+	s.tel.devices.Record(ctx, int64(lost), metric.WithAttributes(attribute.String("state", "lost")))
+	s.tel.devices.Record(ctx, int64(hung), metric.WithAttributes(attribute.String("state", "hung")))
+}
+
+// deviceByHandle maps an event's device handle to the GPU it belongs to.
+func (s *session) deviceByHandle(h nvml.Device) *device {
+	for _, d := range s.devices {
+		if d.handle() == h {
+			return d
+		}
+	}
+	if uuid, ret := h.GetUUID(); ret == nvml.SUCCESS {
+		for _, d := range s.devices {
+			if d.ent.hwID == uuid || strings.EqualFold(d.ent.hwID, uuid) {
+				return d
+			}
+		}
+	}
+	return nil
+}

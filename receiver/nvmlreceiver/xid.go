@@ -1,0 +1,224 @@
+package nvmlreceiver
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+	"github.com/otelcol-gpu/otelcol-gpu/receiver/nvmlreceiver/internal/metadata"
+)
+
+// xidWaitMillis bounds one wait on the event set, and so how long shutdown
+// waits for the watcher. Tests shorten it.
+var xidWaitMillis uint32 = 500
+
+// xidCounts is one GPU's XID tally, written by the watcher and read by the
+// GPU's worker.
+type xidCounts struct {
+	mu       sync.Mutex
+	start    pcommon.Timestamp
+	counts   map[uint64]uint64
+	failed   bool // an XID that fails the GPU arrived since the last status
+	degraded bool
+}
+
+type xidCount struct{ code, count uint64 }
+
+func (x *xidCounts) record(code uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.counts == nil {
+		x.counts = map[uint64]uint64{}
+	}
+	x.counts[code]++
+	x.failed = x.failed || xidFailed[code]
+	x.degraded = x.degraded || xidDegraded[code]
+}
+
+func (x *xidCounts) snapshot() (pcommon.Timestamp, []xidCount) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]xidCount, 0, len(x.counts))
+	for code, n := range x.counts {
+		out = append(out, xidCount{code, n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].code < out[j].code })
+	return x.start, out
+}
+
+// takeInterval returns and clears the XID flags of the interval.
+func (x *xidCounts) takeInterval() (failed, degraded bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	failed, degraded = x.failed, x.degraded
+	x.failed, x.degraded = false, false
+	return failed, degraded
+}
+
+// restart starts the XID series over (the GPU came back from a reset).
+func (x *xidCounts) restart(now pcommon.Timestamp) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.start = now
+	x.counts = nil
+}
+
+// xidDescriptions are the XIDs an operator meets most, from NVIDIA's XID catalogue.
+var xidDescriptions = map[uint64]string{
+	13: "graphics engine exception", 31: "GPU memory page fault", 43: "GPU stopped processing",
+	45: "preemptive cleanup, due to previous errors", 48: "double bit ECC error", 61: "internal micro-controller breakpoint/warning",
+	62: "internal micro-controller halt", 63: "ECC page retirement or row remapping recording event",
+	64: "ECC page retirement or row remapper recording failure", 69: "graphics engine class error",
+	74: "NVLink error", 79: "GPU has fallen off the bus", 92: "high single-bit ECC error rate",
+	94: "contained ECC error", 95: "uncontained ECC error", 119: "GSP RPC timeout", 120: "GSP error",
+}
+
+func xidDescription(code uint64) string {
+	if d, ok := xidDescriptions[code]; ok {
+		return d
+	}
+	return "see NVIDIA's XID catalogue"
+}
+
+// xidWatcher is the one goroutine per receiver that waits on the NVML event
+// set for XID critical errors.
+type xidWatcher struct {
+	s    *session
+	set  nvml.EventSet
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startXIDWatcher(s *session) *xidWatcher {
+	wait := "nvmlEventSetWait"
+	if !s.has(wait) {
+		wait = "nvmlEventSetWait_v2"
+	}
+	if !s.has("nvmlEventSetCreate", "nvmlDeviceRegisterEvents", "nvmlDeviceGetSupportedEventTypes", "nvmlEventSetFree", wait) {
+		s.logger.Info("nvml: the driver lacks NVML event functions; XID errors are not reported")
+		return nil
+	}
+	set, ret := s.lib.EventSetCreate()
+	if ret != nvml.SUCCESS {
+		s.tel.nvmlError("nvmlEventSetCreate", ret)
+		s.logger.Warn("nvml: cannot create an NVML event set; XID errors are not reported", zap.String("code", returnName(ret)))
+		return nil
+	}
+	registered := 0
+	for _, d := range s.devices {
+		h := d.handle()
+		types, ret := h.GetSupportedEventTypes()
+		if ret != nvml.SUCCESS || types&nvml.EventTypeXidCriticalError == 0 {
+			s.logger.Debug("nvml: GPU does not report XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
+			continue
+		}
+		if ret := h.RegisterEvents(nvml.EventTypeXidCriticalError, set); ret != nvml.SUCCESS {
+			s.tel.nvmlError("nvmlDeviceRegisterEvents", ret)
+			s.logger.Warn("nvml: cannot watch XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
+			continue
+		}
+		registered++
+	}
+	if registered == 0 {
+		_ = set.Free()
+		return nil
+	}
+	w := &xidWatcher{s: s, set: set, done: make(chan struct{})}
+	w.wg.Add(1)
+	go w.run()
+	return w
+}
+
+func (w *xidWatcher) stop() {
+	if w == nil {
+		return
+	}
+	close(w.done)
+	w.wg.Wait()
+	_ = w.set.Free()
+}
+
+func (w *xidWatcher) run() {
+	defer w.wg.Done()
+	var failure periodic.ErrorLatch
+	for {
+		select {
+		case <-w.done:
+			return
+		default:
+		}
+		data, ret := w.set.Wait(xidWaitMillis)
+		switch ret {
+		case nvml.SUCCESS:
+			failure.Changed(nil)
+		case nvml.ERROR_TIMEOUT:
+			continue
+		default:
+			w.s.tel.nvmlError("nvmlEventSetWait", ret)
+			if failure.Changed(fmt.Errorf("%s", returnName(ret))) {
+				w.s.logger.Warn("nvml: waiting for XID events failed; retrying", zap.String("code", returnName(ret)))
+			}
+			select {
+			case <-w.done:
+				return
+			case <-time.After(time.Duration(xidWaitMillis) * time.Millisecond):
+			}
+			continue
+		}
+		if data.EventType&nvml.EventTypeXidCriticalError == 0 {
+			continue
+		}
+		d := w.s.deviceByHandle(data.Device)
+		if d == nil {
+			continue
+		}
+		d.xid.record(data.EventData)
+		w.emitLog(d, data)
+	}
+}
+
+// emitLog sends an XID event to the logs pipeline, when there is one.
+func (w *xidWatcher) emitLog(d *device, data nvml.EventData) {
+	next := w.s.logs.Load()
+	if next == nil {
+		return
+	}
+	code := data.EventData
+	ld := plog.NewLogs()
+	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
+	sl.Scope().SetName(metadata.ScopeName)
+	lr := sl.LogRecords().AppendEmpty()
+	now := pcommon.NewTimestampFromTime(time.Now())
+	lr.SetTimestamp(now)
+	lr.SetObservedTimestamp(now)
+	lr.SetEventName("nvidia.gpu.xid")
+	lr.SetSeverityNumber(plog.SeverityNumberError)
+	lr.SetSeverityText("ERROR")
+	if xidFailed[code] {
+		lr.SetSeverityNumber(plog.SeverityNumberFatal)
+		lr.SetSeverityText("FATAL")
+	}
+	lr.Body().SetStr(fmt.Sprintf("XID %d on %s (%s): %s", code, d.ent.hwName, d.ent.hwID, xidDescription(code)))
+	attrs := lr.Attributes()
+	attrs.PutStr("hw.id", d.ent.hwID)
+	attrs.PutStr("hw.name", d.ent.hwName)
+	attrs.PutInt("nvidia.xid.code", int64(code))
+	attrs.PutStr("nvidia.xid.description", xidDescription(code))
+	if data.GpuInstanceId != 0xFFFFFFFF {
+		attrs.PutInt("nvidia.mig.gpu_instance_id", int64(data.GpuInstanceId))
+	}
+	if data.ComputeInstanceId != 0xFFFFFFFF {
+		attrs.PutInt("nvidia.mig.compute_instance_id", int64(data.ComputeInstanceId))
+	}
+	if err := (*next).ConsumeLogs(context.Background(), ld); err != nil {
+		w.s.logger.Warn("nvml: the logs pipeline refused an XID record", zap.Uint64("xid", code), zap.Error(err))
+	}
+}
