@@ -20,6 +20,15 @@ BUILDER       := $(TOOLS)/builder
 GOLANGCI_LINT := $(TOOLS)/golangci-lint
 OTELCOL       := $(BIN)/otelcol-gpu
 GPU_CHECK     := $(BIN)/gpu-check
+BUILD         := $(ROOT)/build
+
+# The simulated NVML library (test and demo equipment; see test/nvmlsim/README.md).
+# NVMLSIM_OMIT builds a variant without these functions: an "older driver".
+NVMLSIM        := $(BUILD)/nvmlsim/libnvidia-ml.so.1
+NVMLSIM_OMIT   ?= nvmlDeviceGetPowerUsage nvmlGpmMetricsGet
+NVMLSIM_OLD    := $(BUILD)/nvmlsim-omit/libnvidia-ml.so.1
+NVML_H_DIR      = $(shell go list -m -f '{{.Dir}}' github.com/NVIDIA/go-nvml)/pkg/nvml
+NVMLSIM_CFLAGS := -std=gnu2x -shared -fPIC -O2 -Wall -Wextra -Werror -Wno-deprecated-declarations -fvisibility=hidden
 
 # go-nvml dlopens libnvidia-ml through cgo. Never link with -z now (BIND_NOW):
 # go-nvml resolves NVML symbols lazily, and eager binding kills the process on
@@ -34,7 +43,7 @@ GO_BUILD_FLAGS := -trimpath -ldflags "-s -w -extldflags=-Wl,-z,lazy"
 # package of the root module (the custom components).
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum
 
-.PHONY: all build gpu-check generate check-generate check-versions certs test unit smoke lint tools demo bench clean
+.PHONY: all build gpu-check nvmlsim system generate check-generate check-versions certs test unit smoke lint tools demo bench clean
 
 all: build
 
@@ -52,6 +61,18 @@ $(GPU_CHECK): $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build $(GO_BUILD_FLAGS) -o $(GPU_CHECK) ./cmd/gpu-check
 
+## nvmlsim: the simulated libnvidia-ml.so.1, and its variant without $(NVMLSIM_OMIT)
+nvmlsim: $(NVMLSIM) $(NVMLSIM_OLD)
+
+$(NVMLSIM): test/nvmlsim/nvmlsim.c go.mod
+	@mkdir -p $(@D)
+	gcc $(NVMLSIM_CFLAGS) -I$(NVML_H_DIR) -o $@ $< -lm -lpthread
+
+$(NVMLSIM_OLD): test/nvmlsim/nvmlsim.c go.mod Makefile
+	@mkdir -p $(@D)
+	printf '{\n  global: *;\n  local: %s;\n};\n' "$$(echo $(NVMLSIM_OMIT) | sed 's/ /; /g')" > $(@D)/omit.map
+	gcc $(NVMLSIM_CFLAGS) -I$(NVML_H_DIR) -Wl,--version-script=$(@D)/omit.map -o $@ $< -lm -lpthread
+
 ## generate: regenerate cmd/otelcol-gpu from builder-config.yaml
 generate: $(BUILDER)
 	$(BUILDER) --config builder-config.yaml --skip-compilation
@@ -67,8 +88,8 @@ certs: $(CERTS)/ca.pem
 $(CERTS)/ca.pem:
 	go run ./cmd/devcerts -dir $(CERTS)
 
-## test: everything CI runs (versions, lint, unit tests, the built binary's smoke tests, generate drift)
-test: check-versions lint unit smoke check-generate
+## test: everything CI runs (versions, lint, unit tests, the built binary's smoke and system tests, generate drift)
+test: check-versions lint unit smoke system check-generate
 
 ## check-versions: every collector module in both go.mod files at the one pinned release
 check-versions:
@@ -81,6 +102,11 @@ unit:
 
 smoke: $(OTELCOL) $(GPU_CHECK)
 	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) go test -count=1 -tags system -run . ./test/smoke/...
+
+## system: the real binary on the simulated NVML library, every metric and every fault
+system: $(OTELCOL) nvmlsim
+	OTELCOL_GPU_BIN=$(OTELCOL) NVMLSIM_LIB=$(NVMLSIM) NVMLSIM_OLD_LIB=$(NVMLSIM_OLD) NVMLSIM_OMITTED="$(NVMLSIM_OMIT)" \
+		go test -count=1 -tags system ./test/system/...
 
 ## lint: gofmt, go vet and golangci-lint (pinned)
 lint: $(GOLANGCI_LINT)
@@ -99,12 +125,12 @@ $(GOLANGCI_LINT):
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 ## demo: agent -> gateway on loopback with TLS and a token; Ctrl-C stops both
-demo: $(OTELCOL) certs
-	OTELCOL=$(OTELCOL) CERTS=$(CERTS) scripts/demo.sh
+demo: $(OTELCOL) certs nvmlsim
+	OTELCOL=$(OTELCOL) CERTS=$(CERTS) NVMLSIM_DIR=$(dir $(NVMLSIM)) scripts/demo.sh
 
 ## bench: the Go micro-benchmarks of every package (see BENCHMARKS.md)
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf $(BIN) $(CERTS) .demo
+	rm -rf $(BIN) $(BUILD) $(CERTS) .demo

@@ -3,7 +3,12 @@
 # OTLP/gRPC with TLS (development CA from `make certs`) and a bearer token.
 # The gateway prints what it receives (debug exporter). Ctrl-C stops both.
 #
-# Variables: OTELCOL (binary), CERTS (certificate dir), DEMO_DIR (state, logs),
+# The agent's "VM" has 8 simulated H100s: the simulated NVML library
+# (test/nvmlsim, test equipment only) is found through LD_LIBRARY_PATH, the
+# way a driver's library would be; config/agent.yaml is unchanged.
+#
+# Variables: OTELCOL (binary), CERTS (certificate dir), NVMLSIM_DIR (folder of
+# the simulated libnvidia-ml.so.1), DEMO_FLEET (fleet file), DEMO_DIR (state, logs),
 # DEMO_INTERVAL (agent scrape interval, default 5s), DEMO_SECONDS (stop by
 # itself after this many seconds; default: run until Ctrl-C).
 set -euo pipefail
@@ -12,6 +17,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 OTELCOL=${OTELCOL:-$root/bin/otelcol-gpu}
 CERTS=${CERTS:-$root/.certs}
 DEMO_DIR=${DEMO_DIR:-$root/.demo}
+NVMLSIM_DIR=${NVMLSIM_DIR:-$root/build/nvmlsim}
+DEMO_FLEET=${DEMO_FLEET:-$root/test/nvmlsim/fleets/h100x8-waves.fleet}
 DEMO_INTERVAL=${DEMO_INTERVAL:-5s}
 DEMO_SECONDS=${DEMO_SECONDS:-0}
 
@@ -74,6 +81,7 @@ OTELCOL_GPU_METRICS_PORT=28888 \
 pids+=($!)
 wait_healthy gateway 23133 "${pids[0]}"
 
+LD_LIBRARY_PATH="$NVMLSIM_DIR" NVMLSIM_FLEET="$DEMO_FLEET" \
 OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:24317 \
 OTELCOL_GPU_CA_FILE="$CERTS/ca.pem" \
 OTELCOL_GPU_TOKEN_FILE="$DEMO_DIR/agent-token" \
@@ -89,7 +97,7 @@ pids+=($!)
 wait_healthy agent 33133 "${pids[1]}"
 
 cat <<TXT
-demo: gateway (OTLP/gRPC+TLS on localhost:24317) and agent are running.
+demo: gateway (OTLP/gRPC+TLS on localhost:24317) and agent (8 simulated H100s) are running.
   gateway log:            $DEMO_DIR/gateway.log
   agent log:              $DEMO_DIR/agent.log
   gateway own metrics:    http://127.0.0.1:28888/metrics

@@ -38,3 +38,22 @@ func Value(dp pmetric.NumberDataPoint) float64 {
 	}
 	return dp.DoubleValue()
 }
+
+// Find returns the data points of the metric called name whose attributes
+// include every key and value of want (values compared as AsRaw gives them).
+func Find(md pmetric.Metrics, name string, want map[string]any) []pmetric.NumberDataPoint {
+	var out []pmetric.NumberDataPoint
+	NumberPoints(md, func(m pmetric.Metric, dp pmetric.NumberDataPoint) {
+		if m.Name() != name {
+			return
+		}
+		for k, v := range want {
+			got, ok := dp.Attributes().Get(k)
+			if !ok || got.AsRaw() != v {
+				return
+			}
+		}
+		out = append(out, dp)
+	})
+	return out
+}

@@ -31,3 +31,19 @@ func TestNumberPoints(t *testing.T) {
 	require.Equal(t, []string{"g", "s", "s"}, got)
 	require.InDelta(t, 6.5, sum, 0)
 }
+
+func TestFind(t *testing.T) {
+	md := pmetric.NewMetrics()
+	g := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	g.SetName("hw.power")
+	dps := g.SetEmptyGauge().DataPoints()
+	a := dps.AppendEmpty()
+	a.Attributes().PutStr("hw.name", "nvidia0")
+	a.Attributes().PutInt("n", 1)
+	b := dps.AppendEmpty()
+	b.Attributes().PutStr("hw.name", "nvidia1")
+	require.Len(t, Find(md, "hw.power", nil), 2)
+	require.Len(t, Find(md, "hw.power", map[string]any{"hw.name": "nvidia0", "n": int64(1)}), 1)
+	require.Empty(t, Find(md, "hw.power", map[string]any{"hw.name": "nvidia0", "n": int64(2)}))
+	require.Empty(t, Find(md, "hw.energy", nil))
+}

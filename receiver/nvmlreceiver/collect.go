@@ -454,7 +454,7 @@ func (d *device) collectNVLink(now pcommon.Timestamp) {
 	}
 }
 
-func (d *device) collectErrors(now pcommon.Timestamp) {
+func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval) {
 	h := d.handle()
 	gpu := str("hw.type", "gpu")
 	d.newUncorrected = false
@@ -479,9 +479,8 @@ func (d *device) collectErrors(now pcommon.Timestamp) {
 				d.prevUncorr, d.havePrevUnc = n, true
 			}
 		}
-		start, counts := d.xid.snapshot()
-		for _, c := range counts {
-			d.emitInt(mErrors, d.ent, int64(c.count), start, gpu, str("error.type", "xid"), num("nvidia.xid.code", int64(c.code)))
+		for _, c := range xids.counts {
+			d.emitInt(mErrors, d.ent, int64(c.count), xids.start, gpu, str("error.type", "xid"), num("nvidia.xid.code", int64(c.code)))
 		}
 	}
 }

@@ -189,6 +189,7 @@ func (d *device) collect(now pcommon.Timestamp) {
 		d.emitStatus(stateFailed)
 		return
 	}
+	xids := d.xid.take()
 	d.emitInfo()
 	d.collectUtilization()
 	d.collectMemory(d.handle(), d.ent, "")
@@ -197,10 +198,10 @@ func (d *device) collect(now pcommon.Timestamp) {
 	d.collectClocks(now)
 	d.collectPCIe(now)
 	d.collectNVLink(now)
-	d.collectErrors(now)
+	d.collectErrors(now, xids)
 	d.collectMisc()
 	d.collectGPM()
 	d.collectMIG()
 	d.collectProcesses()
-	d.emitStatus(d.state())
+	d.emitStatus(d.state(xids))
 }

@@ -310,3 +310,22 @@ func TestFaultEveryCaseKeepsTheSessionUsable(t *testing.T) {
 	_, err := h.s.scrape(context.Background())
 	require.NoError(t, err)
 }
+
+// go-nvml calls whichever version of these functions the driver exports; a
+// driver with only the _v3 symbol still has them.
+func TestVersionedSymbolsCountAsPresent(t *testing.T) {
+	f := newH100Fleet()
+	f.lacks("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v2")
+	cfg := testConfig()
+	cfg.Metrics = map[string]MetricConfig{"nvidia.gpu.process.memory.usage": {Enabled: true}}
+	h := startHarness(t, f, cfg)
+	require.Len(t, points(h.scrape(t), "nvidia.gpu.process.memory.usage", nil), 8, "_v3 is there")
+
+	g := newH100Fleet()
+	g.lacks("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetComputeRunningProcesses_v3")
+	for i := range g.Devices {
+		g.device(i).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { panic("no version of it exists") }
+	}
+	h = startHarness(t, g, cfg)
+	require.Empty(t, points(h.scrape(t), "nvidia.gpu.process.memory.usage", nil))
+}

@@ -78,20 +78,7 @@ func (h *harness) scrape(t *testing.T) pmetric.Metrics {
 
 // points finds the data points of one metric whose attributes include want.
 func points(md pmetric.Metrics, name string, want map[string]any) []pmetric.NumberDataPoint {
-	var out []pmetric.NumberDataPoint
-	metricwalk.NumberPoints(md, func(m pmetric.Metric, dp pmetric.NumberDataPoint) {
-		if m.Name() != name {
-			return
-		}
-		for key, v := range want {
-			got, ok := dp.Attributes().Get(key)
-			if !ok || got.AsRaw() != v {
-				return
-			}
-		}
-		out = append(out, dp)
-	})
-	return out
+	return metricwalk.Find(md, name, want)
 }
 
 func value(dp pmetric.NumberDataPoint) float64 { return metricwalk.Value(dp) }

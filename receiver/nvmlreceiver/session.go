@@ -183,12 +183,23 @@ var allSymbols = func() []string {
 	return out
 }()
 
+// goNVMLVersioned are the functions go-nvml calls in whichever version the
+// driver exports (it probes _v2, _v3 at load): any one of them will do.
+var goNVMLVersioned = map[string]bool{
+	"nvmlDeviceGetCount": true, "nvmlDeviceGetHandleByIndex": true, "nvmlDeviceGetPciInfo": true, "nvmlEventSetWait": true,
+	"nvmlDeviceGetComputeRunningProcesses": true, "nvmlDeviceGetGraphicsRunningProcesses": true,
+	"nvmlDeviceGetMPSComputeRunningProcesses": true,
+}
+
 func (s *session) lookupSymbols() {
 	ext := s.lib.Extensions()
 	s.symbols = make(map[string]bool, len(allSymbols))
 	var missing []string
 	for _, sym := range allSymbols {
 		ok := ext.LookupSymbol(sym) == nil
+		if goNVMLVersioned[sym] {
+			ok = ok || ext.LookupSymbol(sym+"_v2") == nil || ext.LookupSymbol(sym+"_v3") == nil
+		}
 		s.symbols[sym] = ok
 		if !ok {
 			missing = append(missing, sym)

@@ -17,12 +17,11 @@ var (
 )
 
 // state derives the GPU's hw.status for this interval.
-func (d *device) state() string {
-	failed, degraded := d.xid.takeInterval()
+func (d *device) state(x xidInterval) string {
 	switch {
-	case d.lost || failed:
+	case d.lost || x.failed:
 		return stateFailed
-	case degraded || d.remapBad || d.newUncorrected:
+	case x.degraded || d.remapBad || d.newUncorrected:
 		return stateDegraded
 	default:
 		return stateOK

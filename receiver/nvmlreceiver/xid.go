@@ -43,24 +43,25 @@ func (x *xidCounts) record(code uint64) {
 	x.degraded = x.degraded || xidDegraded[code]
 }
 
-func (x *xidCounts) snapshot() (pcommon.Timestamp, []xidCount) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	out := make([]xidCount, 0, len(x.counts))
-	for code, n := range x.counts {
-		out = append(out, xidCount{code, n})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].code < out[j].code })
-	return x.start, out
+// xidInterval is what one scrape learns from the XID tally.
+type xidInterval struct {
+	start            pcommon.Timestamp
+	counts           []xidCount
+	failed, degraded bool // an XID of that class arrived since the last scrape
 }
 
-// takeInterval returns and clears the XID flags of the interval.
-func (x *xidCounts) takeInterval() (failed, degraded bool) {
+// take snapshots the counts and clears the interval's flags in one step, so
+// a count and the status it implies always land in the same scrape.
+func (x *xidCounts) take() xidInterval {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	failed, degraded = x.failed, x.degraded
+	out := xidInterval{start: x.start, counts: make([]xidCount, 0, len(x.counts)), failed: x.failed, degraded: x.degraded}
+	for code, n := range x.counts {
+		out.counts = append(out.counts, xidCount{code, n})
+	}
+	sort.Slice(out.counts, func(i, j int) bool { return out.counts[i].code < out.counts[j].code })
 	x.failed, x.degraded = false, false
-	return failed, degraded
+	return out
 }
 
 // restart starts the XID series over (the GPU came back from a reset).

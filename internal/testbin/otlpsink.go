@@ -1,0 +1,107 @@
+package testbin
+
+import (
+	"compress/gzip"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+)
+
+// OTLPSink is an OTLP/HTTP server on loopback that keeps every metrics and
+// logs request it receives: what the system tests point an otlp_http
+// exporter at to read a real collector's output.
+type OTLPSink struct {
+	URL string
+
+	mu      sync.Mutex
+	metrics []pmetric.Metrics
+	logs    []plog.Logs
+}
+
+// StartOTLPSink serves until the test ends.
+func StartOTLPSink(t testing.TB) *OTLPSink {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testbin: sink: %v", err)
+	}
+	s := &OTLPSink{URL: "http://" + l.Addr().String()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/metrics", func(w http.ResponseWriter, r *http.Request) {
+		body, ok := readBody(w, r)
+		if !ok {
+			return
+		}
+		req := pmetricotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.metrics = append(s.metrics, req.Metrics())
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		resp, _ := pmetricotlp.NewExportResponse().MarshalProto()
+		_, _ = w.Write(resp)
+	})
+	mux.HandleFunc("/v1/logs", func(w http.ResponseWriter, r *http.Request) {
+		body, ok := readBody(w, r)
+		if !ok {
+			return
+		}
+		req := plogotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.logs = append(s.logs, req.Logs())
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		resp, _ := plogotlp.NewExportResponse().MarshalProto()
+		_, _ = w.Write(resp)
+	})
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return s
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	var rd io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return nil, false
+		}
+		rd = gz
+	}
+	body, err := io.ReadAll(rd)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	return body, true
+}
+
+// Metrics returns every metrics batch received so far.
+func (s *OTLPSink) Metrics() []pmetric.Metrics {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]pmetric.Metrics(nil), s.metrics...)
+}
+
+// Logs returns every logs batch received so far.
+func (s *OTLPSink) Logs() []plog.Logs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]plog.Logs(nil), s.logs...)
+}

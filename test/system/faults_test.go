@@ -1,0 +1,167 @@
+//go:build system
+
+package system
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+)
+
+// faultFleet gives each of 8 GPUs its own fault, so one run of the real
+// binary shows every per-GPU fault kind next to GPUs that keep reporting.
+// Times are seconds since the library was loaded.
+const faultFleet = `gpus = 8
+model = h100
+signal.utilization = const 60
+signal.memory_used = const 4096
+fault = 0 0 slow nvmlDeviceGetPowerUsage 100
+fault = 3 1 lost 4
+fault = 0 2 unsupported nvmlDeviceGetPowerUsage
+fault = 0 3 nopermission nvmlDeviceGetTotalEnergyConsumption
+fault = 3 4 hang nvmlDeviceGetTemperature 4
+fault = 3 5 xid 48 4242
+fault = 3 6 ecc 5 uncorrected
+fault = 4 7 reset_counters
+`
+
+func TestEveryFaultKindThroughTheRealBinary(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), faultFleet)
+	everyoneElse := func(md pmetric.Metrics, except ...string) {
+		t.Helper()
+		skip := map[string]bool{}
+		for _, e := range except {
+			skip[e] = true
+		}
+		for _, g := range []string{"nvidia0", "nvidia1", "nvidia2", "nvidia3", "nvidia4", "nvidia5", "nvidia6", "nvidia7"} {
+			if !skip[g] {
+				require.True(t, has(md, "hw.gpu.utilization", gpu(g)), "%s stopped reporting", g)
+			}
+		}
+	}
+	first := c.waitBatch(t, 20*time.Second, "all 8 GPUs report", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.info", nil)) == 8
+	})
+	energy7 := find(first, "hw.energy", gpu("nvidia7"))[0]
+	energy1 := find(first, "hw.energy", gpu("nvidia1"))[0]
+
+	t.Run("unsupported and no permission are per GPU and per function", func(t *testing.T) {
+		require.False(t, has(first, "hw.power", gpu("nvidia2")), "GPU 2 answers NOT_SUPPORTED for power")
+		require.True(t, has(first, "hw.energy", gpu("nvidia2")))
+		require.False(t, has(first, "hw.energy", gpu("nvidia3")), "GPU 3 answers NO_PERMISSION for energy")
+		require.True(t, has(first, "hw.power", gpu("nvidia3")))
+		require.True(t, has(first, "hw.power", gpu("nvidia0")), "a slow call within call_timeout still reports")
+	})
+
+	lost := c.waitBatch(t, 20*time.Second, "GPU 1 is reported failed", func(md pmetric.Metrics) bool {
+		p := find(md, "hw.status", gpu("nvidia1", "hw.state", "failed"))
+		return len(p) == 1 && value(p[0]) == 1
+	})
+	t.Run("GPU lost: failed, the others go on", func(t *testing.T) {
+		require.False(t, has(lost, "hw.energy", gpu("nvidia1")), "a lost GPU reports only its status")
+		everyoneElse(lost, "nvidia1", "nvidia4")
+	})
+
+	hung := c.waitBatch(t, 20*time.Second, "GPU 4 is left out while its call hangs", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.info", nil)) >= 6 && !has(md, "nvidia.gpu.info", gpu("nvidia4"))
+	})
+	t.Run("hung call: bounded scrape, the others go on", func(t *testing.T) {
+		everyoneElse(hung, "nvidia1", "nvidia4")
+	})
+
+	xid := c.firstBatch(t, 20*time.Second, "XID 48 counted on GPU 5", func(md pmetric.Metrics) bool {
+		return has(md, "hw.errors", gpu("nvidia5", "error.type", "xid", "nvidia.xid.code", int64(48)))
+	})
+	t.Run("XID: counted, degraded, and a log record", func(t *testing.T) {
+		require.InDelta(t, 1, value(find(xid, "hw.errors", gpu("nvidia5", "error.type", "xid"))[0]), 0)
+		require.InDelta(t, 1, value(find(xid, "hw.status", gpu("nvidia5", "hw.state", "degraded"))[0]), 0,
+			"XID 48 degrades the GPU for the interval it arrived in")
+		require.Eventually(t, func() bool {
+			for _, ld := range c.sink.Logs() {
+				lr := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
+				code, _ := lr.Attributes().Get("nvidia.xid.code")
+				name, _ := lr.Attributes().Get("hw.name")
+				if code.Int() == 48 && name.Str() == "nvidia5" && strings.Contains(lr.Body().Str(), "double bit ECC") {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 100*time.Millisecond, "no XID log record reached the logs pipeline")
+	})
+
+	ecc := c.firstBatch(t, 20*time.Second, "5 uncorrected ECC errors on GPU 6", func(md pmetric.Metrics) bool {
+		p := find(md, "hw.errors", gpu("nvidia6", "error.type", "uncorrected"))
+		return len(p) == 1 && value(p[0]) == 5
+	})
+	t.Run("ECC burst: counted, remap pending, degraded", func(t *testing.T) {
+		require.InDelta(t, 1, value(find(ecc, "nvidia.gpu.memory.remapped_rows", gpu("nvidia6", "nvidia.gpu.remap.state", "pending"))[0]), 0)
+		require.InDelta(t, 1, value(find(ecc, "hw.status", gpu("nvidia6", "hw.state", "degraded"))[0]), 0)
+	})
+
+	reset := c.waitBatch(t, 20*time.Second, "GPU 7's energy counter restarted", func(md pmetric.Metrics) bool {
+		p := find(md, "hw.energy", gpu("nvidia7"))
+		return len(p) == 1 && p[0].StartTimestamp() != energy7.StartTimestamp()
+	})
+	t.Run("counter reset: a new series", func(t *testing.T) {
+		p := find(reset, "hw.energy", gpu("nvidia7"))[0]
+		require.Greater(t, p.StartTimestamp(), energy7.StartTimestamp())
+		// GPU 0 draws the same power and was never reset: GPU 7's counter is
+		// short of it by the ~4 s before the reset (~400 W each).
+		same := value(find(reset, "hw.energy", gpu("nvidia0"))[0])
+		require.Less(t, value(p), same-1000, "the driver's counter started over")
+	})
+
+	back := c.waitBatch(t, 20*time.Second, "GPUs 1 and 4 are back", func(md pmetric.Metrics) bool {
+		ok := find(md, "hw.status", gpu("nvidia1", "hw.state", "ok"))
+		return len(ok) == 1 && value(ok[0]) == 1 && has(md, "nvidia.gpu.info", gpu("nvidia4"))
+	})
+	t.Run("GPU back after reset, hung call returned", func(t *testing.T) {
+		p := find(back, "hw.energy", gpu("nvidia1"))
+		require.Len(t, p, 1)
+		require.Greater(t, p[0].StartTimestamp(), energy1.StartTimestamp(), "cumulative series start over after a reset")
+		everyoneElse(back)
+	})
+
+	t.Run("one clear log line per condition", func(t *testing.T) {
+		out := c.proc.Output()
+		require.Equal(t, 1, strings.Count(out, "GPU lost; reporting it failed"), out)
+		require.Equal(t, 1, strings.Count(out, "GPU is back"), out)
+		require.Equal(t, 1, strings.Count(out, "did not return in time"), out)
+		require.NotContains(t, out, "panic")
+	})
+}
+
+func TestInitFailureIsRetried(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 2\nfault = 0 * init_fail 3\n")
+	c.waitBatch(t, 30*time.Second, "the GPUs appear once the driver loads", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.info", nil)) == 2
+	})
+	out := c.proc.Output()
+	require.Equal(t, 1, strings.Count(out, "NVML did not initialise"), out)
+	require.Contains(t, out, "ERROR_DRIVER_NOT_LOADED")
+	require.Contains(t, out, "nvml: initialised")
+}
+
+func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_OLD_LIB"), "gpus = 2\nsignal.utilization = const 40\n")
+	md := c.waitBatch(t, 30*time.Second, "a second scrape (GPM would be there)", func(md pmetric.Metrics) bool {
+		return has(md, "hw.energy", gpu("nvidia1")) && has(md, "nvidia.gpu.info", gpu("nvidia1")) &&
+			len(c.sink.Metrics()) >= 3
+	})
+	// The Makefile builds this variant without NVMLSIM_OMIT (default:
+	// nvmlDeviceGetPowerUsage nvmlGpmMetricsGet).
+	require.False(t, has(md, "hw.power", nil), "power needs nvmlDeviceGetPowerUsage")
+	for _, gpm := range []string{"nvidia.gpu.sm.utilization", "nvidia.gpu.sm.occupancy", "nvidia.gpu.dram.utilization", "nvidia.gpu.pipe.utilization"} {
+		require.False(t, has(md, gpm, nil), "%s needs nvmlGpmMetricsGet", gpm)
+	}
+	for _, still := range []string{"hw.energy", "nvidia.gpu.power.limit", "hw.temperature", "hw.gpu.utilization", "hw.gpu.memory.usage", "hw.status"} {
+		require.True(t, has(md, still, gpu("nvidia0")), "%s does not need the missing functions", still)
+	}
+	out := c.proc.Output()
+	require.Equal(t, 1, strings.Count(out, "lacks some NVML functions"), out)
+	require.Contains(t, out, "nvmlDeviceGetPowerUsage")
+	require.Contains(t, out, "nvmlGpmMetricsGet")
+}
