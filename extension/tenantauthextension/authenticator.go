@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -27,12 +28,14 @@ import (
 var (
 	errMissingToken = errors.New("unauthenticated: missing bearer token")
 	errInvalidToken = errors.New("unauthenticated: invalid bearer token")
+	errThrottled    = errors.New("unauthenticated: too many failed attempts from this address; try again later")
 )
 
 var (
 	resultOK      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
 	resultMissing = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "missing")))
 	resultInvalid = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "invalid")))
+	resultBlocked = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "throttled")))
 	reloadOK      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
 	reloadFailed  = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "failed")))
 )
@@ -53,6 +56,10 @@ type authenticator struct {
 
 	requests metric.Int64Counter
 	reloads  metric.Int64Counter
+	refused  metric.Int64Counter
+
+	throttle *failureThrottle
+	guard    payloadGuard
 
 	poller *periodic.Runner
 }
@@ -71,7 +78,14 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 	if err != nil {
 		return nil, err
 	}
+	refused, err := meter.Int64Counter("otelcol_tenant_auth_refused_payloads",
+		metric.WithDescription("Requests refused before decoding, by reason (too_deep, too_many, malformed)."), metric.WithUnit("{request}"))
+	if err != nil {
+		return nil, err
+	}
 	return &authenticator{
+		refused:         refused,
+		throttle:        newFailureThrottle(cfg.FailureLimit.PerMinute, cfg.FailureLimit.TrackedSources),
 		cfg:             cfg,
 		logger:          set.Logger,
 		headerCanonical: http.CanonicalHeaderKey(cfg.Header),
@@ -102,6 +116,41 @@ func (a *authenticator) Shutdown(context.Context) error {
 	return nil
 }
 
+// check authenticates the credential in headers from source, counting and
+// throttling failures. It is the whole decision; Authenticate and the gRPC
+// tap handle only differ in what they do with it.
+func (a *authenticator) check(ctx context.Context, headers map[string][]string, source string) (*credential, error) {
+	if a.throttle.blocked(source) {
+		a.requests.Add(ctx, 1, resultBlocked)
+		return nil, errThrottled
+	}
+	token, ok := a.token(headers)
+	if !ok {
+		a.requests.Add(ctx, 1, resultMissing)
+		a.throttle.fail(source)
+		return nil, errMissingToken
+	}
+	cred, ok := a.creds.Load().lookup(token)
+	if !ok {
+		a.requests.Add(ctx, 1, resultInvalid)
+		a.throttle.fail(source)
+		return nil, errInvalidToken
+	}
+	return cred, nil
+}
+
+// sourceOf is the address a request came from, without its port.
+func sourceOf(addr net.Addr) string {
+	if addr == nil {
+		return ""
+	}
+	s := addr.String()
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		return host
+	}
+	return s
+}
+
 // reload reads the credentials file and swaps it in when its content
 // changed and parses. On error the current credentials stay in force.
 func (a *authenticator) reload() error {
@@ -130,18 +179,12 @@ func (a *authenticator) reload() error {
 // Authenticate maps the request's bearer token to its tenant and puts the
 // tenant and credential id into the request's auth data.
 func (a *authenticator) Authenticate(ctx context.Context, headers map[string][]string) (context.Context, error) {
-	token, ok := a.token(headers)
-	if !ok {
-		a.requests.Add(ctx, 1, resultMissing)
-		return ctx, errMissingToken
-	}
-	cred, ok := a.creds.Load().lookup(token)
-	if !ok {
-		a.requests.Add(ctx, 1, resultInvalid)
-		return ctx, errInvalidToken
+	info := client.FromContext(ctx)
+	cred, err := a.check(ctx, headers, sourceOf(info.Addr))
+	if err != nil {
+		return ctx, err
 	}
 	a.requests.Add(ctx, 1, resultOK)
-	info := client.FromContext(ctx)
 	info.Auth = authData{tenant: cred.tenant, credentialID: cred.id}
 	return client.NewContext(ctx, info), nil
 }

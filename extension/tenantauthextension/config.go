@@ -23,6 +23,30 @@ type Config struct {
 	Header string `mapstructure:"header"`
 	// Scheme is the prefix before the token in the header ("Bearer").
 	Scheme string `mapstructure:"scheme"`
+	// DecodeLimits bound the shape of a request before it is decoded; they
+	// apply where the extension is also listed in the receiver's middlewares.
+	DecodeLimits DecodeLimits `mapstructure:"decode_limits"`
+	// FailureLimit bounds failed authentications per source address.
+	FailureLimit FailureLimit `mapstructure:"failure_limit"`
+}
+
+// DecodeLimits bound one OTLP request on the wire.
+type DecodeLimits struct {
+	// MaxNestingDepth is the deepest attribute value nesting accepted
+	// (array or map values inside each other); a plain value is depth 1.
+	MaxNestingDepth int `mapstructure:"max_nesting_depth"`
+	// MaxValues bounds the attributes and values of one request together.
+	MaxValues int `mapstructure:"max_values"`
+}
+
+// FailureLimit refuses a source address outright, for the rest of the
+// minute, once it has failed to authenticate this many times in it.
+type FailureLimit struct {
+	// PerMinute failures per source address; 0 turns the limit off.
+	PerMinute int `mapstructure:"per_minute"`
+	// TrackedSources is the size of the table that counts them (memory is
+	// bounded by it, whatever the number of sources).
+	TrackedSources int `mapstructure:"tracked_sources"`
 }
 
 var _ component.Config = (*Config)(nil)
@@ -41,6 +65,18 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Scheme, " \t") {
 		errs = append(errs, fmt.Errorf("scheme: %q must be a single word", c.Scheme))
+	}
+	if c.DecodeLimits.MaxNestingDepth < 1 {
+		errs = append(errs, fmt.Errorf("decode_limits.max_nesting_depth: must be at least 1, got %d", c.DecodeLimits.MaxNestingDepth))
+	}
+	if c.DecodeLimits.MaxValues < 1 {
+		errs = append(errs, fmt.Errorf("decode_limits.max_values: must be at least 1, got %d", c.DecodeLimits.MaxValues))
+	}
+	if c.FailureLimit.PerMinute < 0 {
+		errs = append(errs, fmt.Errorf("failure_limit.per_minute: must not be negative, got %d", c.FailureLimit.PerMinute))
+	}
+	if c.FailureLimit.PerMinute > 0 && c.FailureLimit.TrackedSources < 1 {
+		errs = append(errs, fmt.Errorf("failure_limit.tracked_sources: must be at least 1, got %d", c.FailureLimit.TrackedSources))
 	}
 	return errors.Join(errs...)
 }

@@ -29,6 +29,8 @@ func TestLoadConfig(t *testing.T) {
 				ReloadInterval:  defaultReloadInterval,
 				Header:          defaultHeader,
 				Scheme:          defaultScheme,
+				DecodeLimits:    DecodeLimits{MaxNestingDepth: 16, MaxValues: 100_000},
+				FailureLimit:    FailureLimit{PerMinute: 30, TrackedSources: 65536},
 			},
 		},
 		{
@@ -38,14 +40,19 @@ func TestLoadConfig(t *testing.T) {
 				ReloadInterval:  30 * time.Second,
 				Header:          "X-Api-Key",
 				Scheme:          "",
+				DecodeLimits:    DecodeLimits{MaxNestingDepth: 8, MaxValues: 5000},
+				FailureLimit:    FailureLimit{PerMinute: 0, TrackedSources: 65536},
 			},
 		},
 		{id: component.NewIDWithName(metadata.Type, "no_file"), wantErr: "credentials_file: must be set"},
 		{id: component.NewIDWithName(metadata.Type, "zero_interval"), wantErr: "reload_interval: must be positive"},
 		{id: component.NewIDWithName(metadata.Type, "bad_scheme"), wantErr: `scheme: "Bearer token" must be a single word`},
+		{id: component.NewIDWithName(metadata.Type, "bad_limits"), wantErr: "decode_limits.max_nesting_depth: must be at least 1, got 0"},
+		{id: component.NewIDWithName(metadata.Type, "bad_limits"), wantErr: "decode_limits.max_values: must be at least 1, got -1"},
+		{id: component.NewIDWithName(metadata.Type, "bad_limits"), wantErr: "failure_limit.per_minute: must not be negative, got -5"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.id.String(), func(t *testing.T) {
+		t.Run(tt.id.String()+tt.wantErr, func(t *testing.T) {
 			cfg := NewFactory().CreateDefaultConfig()
 			sub, err := cm.Sub(tt.id.String())
 			require.NoError(t, err)

@@ -14,6 +14,14 @@ const (
 	defaultReloadInterval = 5 * time.Second
 	defaultHeader         = "Authorization"
 	defaultScheme         = "Bearer"
+	// An agent's request nests attribute values 1 deep; 16 leaves room for
+	// any real customer payload and keeps decoding far from the stack limit.
+	defaultMaxNestingDepth = 16
+	// A 340-point agent request holds ~700 attributes; a batched one a few
+	// thousand.
+	defaultMaxValues         = 100_000
+	defaultFailuresPerMinute = 30
+	defaultTrackedSources    = 65536
 )
 
 // NewFactory returns the factory of the tenant_auth extension.
@@ -26,6 +34,8 @@ func createDefaultConfig() component.Config {
 		ReloadInterval: defaultReloadInterval,
 		Header:         defaultHeader,
 		Scheme:         defaultScheme,
+		DecodeLimits:   DecodeLimits{MaxNestingDepth: defaultMaxNestingDepth, MaxValues: defaultMaxValues},
+		FailureLimit:   FailureLimit{PerMinute: defaultFailuresPerMinute, TrackedSources: defaultTrackedSources},
 	}
 }
 

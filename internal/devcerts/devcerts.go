@@ -85,21 +85,7 @@ func Write(opts Options) error {
 	if err != nil {
 		return err
 	}
-	server := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "otelcol-gpu gateway"},
-		NotBefore:   notBefore,
-		NotAfter:    notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range opts.ServerHosts {
-		if ip := net.ParseIP(h); ip != nil {
-			server.IPAddresses = append(server.IPAddresses, ip)
-		} else {
-			server.DNSNames = append(server.DNSNames, h)
-		}
-	}
-	srv, err := issue(server, ca)
+	srv, err := issue(serverTemplate(opts.ServerHosts, notBefore, notAfter), ca)
 	if err != nil {
 		return err
 	}
@@ -127,6 +113,61 @@ func Write(opts Options) error {
 		}
 	}
 	return nil
+}
+
+// ReissueServer writes a new gateway certificate and key into dir, signed by
+// the CA already there: a certificate rotation, for reload tests and drills.
+func ReissueServer(dir string, hosts []string, now time.Time) error {
+	caPEM, err := os.ReadFile(filepath.Join(dir, CAFile))
+	if err != nil {
+		return fmt.Errorf("devcerts: %w", err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		return fmt.Errorf("devcerts: %w", err)
+	}
+	cb, _ := pem.Decode(caPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return errors.New("devcerts: the CA files are not PEM")
+	}
+	caCert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return fmt.Errorf("devcerts: CA certificate: %w", err)
+	}
+	caKey, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return fmt.Errorf("devcerts: CA key: %w", err)
+	}
+	if len(hosts) == 0 {
+		hosts = DefaultServerHosts
+	}
+	srv, err := issue(serverTemplate(hosts, now.Add(-time.Hour), now.Add(validity)), &keyPair{cert: caCert, der: cb.Bytes, key: caKey})
+	if err != nil {
+		return err
+	}
+	if err := writePEM(filepath.Join(dir, ServerKeyFile), srv, false); err != nil {
+		return err
+	}
+	return writePEM(filepath.Join(dir, ServerCertFile), srv, true)
+}
+
+func serverTemplate(hosts []string, notBefore, notAfter time.Time) *x509.Certificate {
+	server := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "otelcol-gpu gateway"},
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			server.IPAddresses = append(server.IPAddresses, ip)
+		} else {
+			server.DNSNames = append(server.DNSNames, h)
+		}
+	}
+	return server
 }
 
 func issue(tmpl *x509.Certificate, parent *keyPair) (*keyPair, error) {

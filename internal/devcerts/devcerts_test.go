@@ -61,3 +61,23 @@ func TestWriteHonoursHostsAndTime(t *testing.T) {
 func TestWriteRejectsEmptyDir(t *testing.T) {
 	require.ErrorContains(t, Write(Options{}), "output directory is empty")
 }
+
+func TestReissueServerKeepsTheCA(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, Write(Options{Dir: dir}))
+	before, err := tls.LoadX509KeyPair(filepath.Join(dir, ServerCertFile), filepath.Join(dir, ServerKeyFile))
+	require.NoError(t, err)
+	require.NoError(t, ReissueServer(dir, nil, time.Now()))
+	after, err := tls.LoadX509KeyPair(filepath.Join(dir, ServerCertFile), filepath.Join(dir, ServerKeyFile))
+	require.NoError(t, err)
+	require.NotEqual(t, before.Certificate[0], after.Certificate[0])
+	caPEM, err := os.ReadFile(filepath.Join(dir, CAFile))
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(caPEM))
+	leaf, err := x509.ParseCertificate(after.Certificate[0])
+	require.NoError(t, err)
+	_, err = leaf.Verify(x509.VerifyOptions{DNSName: "localhost", Roots: pool})
+	require.NoError(t, err)
+	require.ErrorContains(t, ReissueServer(t.TempDir(), nil, time.Now()), "no such file")
+}

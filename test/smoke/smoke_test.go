@@ -205,6 +205,34 @@ func TestAgentClaimingAnotherTenantLandsAsItsTokensTenant(t *testing.T) {
 	require.NoError(t, gw.Stop(shutdownDeadline))
 }
 
+func TestMutualTLSOnlyLetsProviderCertificatesIn(t *testing.T) {
+	bin := testbin.Binary(t)
+	s := newStack(t)
+	gwEnv := append(s.gatewayEnv(), "OTELCOL_GPU_CLIENT_CA_FILE="+filepath.Join(s.certs, devcerts.CAFile))
+	gw := testbin.Start(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, gwEnv...)
+	require.NoError(t, gw.WaitHTTPOK(healthURL(s.gwHealth), 30*time.Second))
+
+	// An agent with the right token but no client certificate: the handshake fails.
+	agent := testbin.Start(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
+	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+	require.Eventually(t, func() bool {
+		return strings.Contains(agent.Output(), "tls") && strings.Contains(agent.Output(), "Unavailable")
+	},
+		30*time.Second, 250*time.Millisecond, "the agent without a certificate should fail the handshake")
+	require.Zero(t, acceptedPoints(t, s.gwMetrics))
+	require.NoError(t, agent.Stop(shutdownDeadline))
+
+	// With the provider-issued client certificate it gets in.
+	withCert := append(s.agentEnv(),
+		"OTELCOL_GPU_CLIENT_CERT_FILE="+filepath.Join(s.certs, devcerts.ClientCertFile),
+		"OTELCOL_GPU_CLIENT_KEY_FILE="+filepath.Join(s.certs, devcerts.ClientKeyFile))
+	agent = testbin.Start(t, "agent-with-cert", bin, []string{"--config", configPath(t, "agent.yaml")}, withCert...)
+	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+	require.Eventually(t, func() bool { return acceptedPoints(t, s.gwMetrics) > 0 }, 30*time.Second, 250*time.Millisecond)
+	require.NoError(t, agent.Stop(shutdownDeadline))
+	require.NoError(t, gw.Stop(shutdownDeadline))
+}
+
 func TestGatewayRefusesAnAgentWithAWrongToken(t *testing.T) {
 	bin := testbin.Binary(t)
 	s := newStack(t)

@@ -1,0 +1,400 @@
+package tenantauthextension
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	grpcgzip "google.golang.org/grpc/encoding/gzip"
+	grpcmd "google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+)
+
+const goodToken = "token-acme"
+
+type hostWith struct {
+	component.Host
+	ext map[component.ID]component.Component
+}
+
+func (h hostWith) GetExtensions() map[component.ID]component.Component { return h.ext }
+
+// gateway is the real otlp receiver with tenant_auth as authenticator and,
+// unless unguarded, as middleware.
+type gateway struct {
+	grpcAddr, httpAddr string
+	sink               *consumertest.MetricsSink
+	tel                *componenttest.Telemetry
+	certs              string
+}
+
+type gatewayOpts struct {
+	unguarded  bool
+	perMinute  int
+	tls        bool // server TLS with reload, client certificates required
+	maxBodyMiB int
+}
+
+func startGateway(t *testing.T, o gatewayOpts) *gateway {
+	t.Helper()
+	g := &gateway{grpcAddr: testbin.Addr(testbin.FreePort(t)), httpAddr: testbin.Addr(testbin.FreePort(t)), sink: new(consumertest.MetricsSink)}
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "credentials.yaml")
+	writeFile(t, creds, "credentials:\n"+credLine("vm-1", "acme", goodToken))
+
+	g.tel = componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, g.tel.Shutdown(context.Background())) })
+	set := extensiontest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = g.tel.NewTelemetrySettings()
+	cfg := createDefaultConfig().(*Config)
+	cfg.CredentialsFile = creds
+	cfg.FailureLimit.PerMinute = o.perMinute
+	ext, err := NewFactory().Create(context.Background(), set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
+
+	if o.maxBodyMiB == 0 {
+		o.maxBodyMiB = 64
+	}
+	proto := func(endpoint string) map[string]any {
+		m := map[string]any{"endpoint": endpoint, "auth": map[string]any{"authenticator": "tenant_auth"}}
+		if !o.unguarded {
+			m["middlewares"] = []any{map[string]any{"id": "tenant_auth"}}
+		}
+		if o.tls {
+			g.certs = filepath.Join(dir, "certs")
+			require.NoError(t, devcerts.Write(devcerts.Options{Dir: g.certs}))
+			m["tls"] = map[string]any{
+				"cert_file": filepath.Join(g.certs, devcerts.ServerCertFile), "key_file": filepath.Join(g.certs, devcerts.ServerKeyFile),
+				"client_ca_file": filepath.Join(g.certs, devcerts.CAFile), "reload_interval": "100ms",
+			}
+		}
+		return m
+	}
+	grpcCfg := proto(g.grpcAddr)
+	grpcCfg["max_recv_msg_size_mib"] = o.maxBodyMiB
+	httpCfg := proto(g.httpAddr)
+	httpCfg["max_request_body_size"] = o.maxBodyMiB << 20
+	rf := otlpreceiver.NewFactory()
+	rcfg := rf.CreateDefaultConfig()
+	require.NoError(t, confmap.NewFromStringMap(map[string]any{"protocols": map[string]any{"grpc": grpcCfg, "http": httpCfg}}).Unmarshal(rcfg))
+	rcv, err := rf.CreateMetrics(context.Background(), receivertest.NewNopSettings(rf.Type()), rcfg, g.sink)
+	require.NoError(t, err)
+	host := hostWith{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{component.NewID(metadata.Type): ext}}
+	require.NoError(t, rcv.Start(context.Background(), host))
+	t.Cleanup(func() { require.NoError(t, rcv.Shutdown(context.Background())) })
+	return g
+}
+
+func (g *gateway) sendGRPC(t *testing.T, token string, payload []byte, opts ...grpc.CallOption) error {
+	t.Helper()
+	conn, err := grpc.NewClient(g.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if token != "" {
+		ctx = grpcmd.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	// Raw bytes: the test client must not decode what would crash it.
+	in, out := rawMessage(payload), rawMessage(nil)
+	return conn.Invoke(ctx, "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", &in, &out, opts...)
+}
+
+// rawMessage goes through the collector's gRPC codec as the bytes it is.
+type rawMessage []byte
+
+func (m *rawMessage) SizeProto() int                { return len(*m) }
+func (m *rawMessage) MarshalProto(b []byte) int     { return copy(b, *m) }
+func (m *rawMessage) UnmarshalProto(b []byte) error { *m = append((*m)[:0], b...); return nil }
+
+func (g *gateway) sendHTTP(t *testing.T, token string, body []byte, encoding string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+g.httpAddr+"/v1/metrics", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	if encoding != "" {
+		req.Header.Set("Content-Encoding", encoding)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// heapAllocated is the total bytes the process has allocated so far.
+func heapAllocated() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+func bigPayload(t *testing.T, size int) []byte {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("blob", strings.Repeat("x", size))
+	rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints().AppendEmpty().SetIntValue(1)
+	b, err := (&pmetric.ProtoMarshaler{}).MarshalMetrics(md)
+	require.NoError(t, err)
+	return b
+}
+
+// allocatedBy is the least the process allocated over three runs of f:
+// background work of the runtime and earlier tests only ever adds.
+func allocatedBy(t *testing.T, f func()) uint64 {
+	least := ^uint64(0)
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+		before := heapAllocated()
+		f()
+		least = min(least, heapAllocated()-before)
+	}
+	return least
+}
+
+func TestGRPCStrangersAreRefusedBeforeDecoding(t *testing.T) {
+	payload := bigPayload(t, 4<<20)
+	guarded := startGateway(t, gatewayOpts{})
+	unguarded := startGateway(t, gatewayOpts{unguarded: true})
+
+	// Warm both up so connection set-up is not measured.
+	require.NoError(t, guarded.sendGRPC(t, goodToken, bigPayload(t, 10)))
+	require.NoError(t, unguarded.sendGRPC(t, goodToken, bigPayload(t, 10)))
+
+	var err error
+	upstream := allocatedBy(t, func() { err = unguarded.sendGRPC(t, "", payload) })
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+	refused := allocatedBy(t, func() { err = guarded.sendGRPC(t, "", payload) })
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+	require.Contains(t, err.Error(), "missing bearer token")
+	accepted := allocatedBy(t, func() { err = guarded.sendGRPC(t, goodToken, payload) })
+	require.NoError(t, err)
+
+	t.Logf("4 MiB request allocated: without the tap handle %d KiB, refused by it %d KiB, authenticated %d KiB",
+		upstream>>10, refused>>10, accepted>>10)
+	// The client marshals the 4 MiB once itself in every case; the
+	// difference is what the server spent.
+	require.Greater(t, upstream, refused+2<<20, "without the tap handle the server decodes a stranger's 4 MiB")
+	require.Greater(t, accepted, refused+3<<20, "an authenticated request is decoded")
+	require.Len(t, guarded.sink.AllMetrics(), 4, "only the authenticated requests arrived (warm-up and three measured)")
+}
+
+// nested builds metrics whose one attribute nests array values depth deep
+// (depth 1 is a plain value), as raw protobuf, so any size can be built.
+func nested(depth int) []byte {
+	leaf := []byte{0x0a, 0x01, 'x'}
+	sizes := make([]int, depth)
+	sizes[0] = len(leaf)
+	for i := 1; i < depth; i++ {
+		arr := hdr(1, sizes[i-1]) + sizes[i-1]
+		sizes[i] = hdr(5, arr) + arr
+	}
+	var v []byte
+	for i := depth - 1; i >= 1; i-- {
+		v = tagLen(v, 5, hdr(1, sizes[i-1])+sizes[i-1])
+		v = tagLen(v, 1, sizes[i-1])
+	}
+	v = append(v, leaf...)
+	kv := append(tagLen(nil, 1, 1), 'k')
+	kv = append(tagLen(kv, 2, len(v)), v...)
+	res := append(tagLen(nil, 1, len(kv)), kv...)
+	rm := append(tagLen(nil, 1, len(res)), res...)
+	// scope_metrics { metrics { name: "m", gauge { data_points { as_int: 1 } } } }:
+	// the receiver skips requests without data points.
+	rm = append(rm, 0x12, 18, 0x12, 16, 0x0a, 0x01, 'm', 0x2a, 11, 0x0a, 9, 0x31, 1, 0, 0, 0, 0, 0, 0, 0)
+	return append(tagLen(nil, 1, len(rm)), rm...)
+}
+
+func tagLen(b []byte, field, n int) []byte {
+	b = binary.AppendUvarint(b, uint64(field<<3|2))
+	return binary.AppendUvarint(b, uint64(n))
+}
+
+func hdr(field, n int) int { return len(tagLen(nil, field, n)) }
+
+func gz(t *testing.T, b []byte) []byte {
+	var buf bytes.Buffer
+	w, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	require.NoError(t, err)
+	_, err = w.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	return buf.Bytes()
+}
+
+func TestNestingLimitOnBothTransports(t *testing.T) {
+	g := startGateway(t, gatewayOpts{})
+	ok, deep := nested(16), nested(17)
+
+	require.NoError(t, g.sendGRPC(t, goodToken, ok))
+	require.NoError(t, g.sendGRPC(t, goodToken, ok, grpc.UseCompressor(grpcgzip.Name)))
+	require.Equal(t, http.StatusOK, g.sendHTTP(t, goodToken, ok, ""))
+	require.Equal(t, http.StatusOK, g.sendHTTP(t, goodToken, gz(t, ok), "gzip"))
+	require.Len(t, g.sink.AllMetrics(), 4)
+
+	err := g.sendGRPC(t, goodToken, deep)
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	require.Contains(t, err.Error(), "nesting too deep")
+	err = g.sendGRPC(t, goodToken, deep, grpc.UseCompressor(grpcgzip.Name))
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	require.Equal(t, http.StatusBadRequest, g.sendHTTP(t, goodToken, deep, ""))
+	require.Equal(t, http.StatusBadRequest, g.sendHTTP(t, goodToken, gz(t, deep), "gzip"))
+	require.Len(t, g.sink.AllMetrics(), 4, "nothing refused reached the pipeline")
+	require.Equal(t, int64(4), counterOf(t, g.tel, "otelcol_tenant_auth_refused_payloads", "reason", "too_deep"))
+}
+
+func TestTheProcessKillingPayloadIsRefused(t *testing.T) {
+	g := startGateway(t, gatewayOpts{maxBodyMiB: 64})
+	payload := nested(2_000_000) // ~16 MB of nested array_values: aborts an unguarded gateway
+	require.Greater(t, len(payload), 15<<20)
+	var code codes.Code
+	grew := allocatedBy(t, func() { code = status.Code(g.sendGRPC(t, goodToken, payload)) })
+	require.Equal(t, codes.InvalidArgument, code)
+	require.Equal(t, http.StatusBadRequest, g.sendHTTP(t, goodToken, payload, ""))
+	t.Logf("16 MB nested payload over gRPC: %d MiB allocated in all (client included)", grew>>20)
+	// Still alive, still serving.
+	require.NoError(t, g.sendGRPC(t, goodToken, nested(3)))
+}
+
+// bombs compress 256 MiB of zeros with gzip and zstd.
+func bombs(t *testing.T) (gzBomb, zstdBomb []byte) {
+	zeros := make([]byte, 256<<20)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+	require.NoError(t, err)
+	zstdBomb = enc.EncodeAll(zeros, nil)
+	require.NoError(t, enc.Close())
+	return gz(t, zeros), zstdBomb
+}
+
+func TestCompressionBombsAreBounded(t *testing.T) {
+	g := startGateway(t, gatewayOpts{maxBodyMiB: 4})
+	gzBomb, zstdBomb := bombs(t)
+	t.Logf("bombs: gzip %d KiB, zstd %d KiB, each 256 MiB inflated", len(gzBomb)>>10, len(zstdBomb)>>10)
+
+	for name, bomb := range map[string][]byte{"gzip": gzBomb, "zstd": zstdBomb} {
+		var code int
+		grew := allocatedBy(t, func() { code = g.sendHTTP(t, goodToken, bomb, name) })
+		require.GreaterOrEqual(t, code, 400, name)
+		require.Less(t, code, 500, name)
+		require.Less(t, grew, uint64(64<<20), "%s: decompression is bounded by max_request_body_size", name)
+		t.Logf("%s bomb: HTTP %d, %d MiB allocated", name, code, grew>>20)
+	}
+	require.Empty(t, g.sink.AllMetrics())
+}
+
+func TestAuthFailuresArePerSourceLimited(t *testing.T) {
+	g := startGateway(t, gatewayOpts{perMinute: 3})
+	for i := 0; i < 3; i++ {
+		err := g.sendGRPC(t, "guess-"+string(rune('a'+i)), nested(2))
+		require.Contains(t, err.Error(), "invalid bearer token")
+	}
+	err := g.sendGRPC(t, goodToken, nested(2))
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+	require.Contains(t, err.Error(), "too many failed attempts", "even the right token, from that address, this minute")
+	require.Equal(t, http.StatusUnauthorized, g.sendHTTP(t, goodToken, nested(2), ""))
+	require.Equal(t, int64(2), counterOf(t, g.tel, "otelcol_tenant_auth_requests", "result", "throttled"))
+	require.Empty(t, g.sink.AllMetrics())
+}
+
+func TestMutualTLSAndCertificateReload(t *testing.T) {
+	g := startGateway(t, gatewayOpts{tls: true})
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(filepath.Join(g.certs, devcerts.CAFile))
+	require.NoError(t, err)
+	require.True(t, pool.AppendCertsFromPEM(ca))
+	clientCert, err := tls.LoadX509KeyPair(filepath.Join(g.certs, devcerts.ClientCertFile), filepath.Join(g.certs, devcerts.ClientKeyFile))
+	require.NoError(t, err)
+
+	dial := func(withCert bool) (*x509.Certificate, error) {
+		cfg := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+		if withCert {
+			cfg.Certificates = []tls.Certificate{clientCert}
+		}
+		conn, err := grpc.NewClient(g.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		require.NoError(t, err)
+		defer func() { _ = conn.Close() }()
+		ctx, cancel := context.WithTimeout(grpcmd.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+goodToken), 5*time.Second)
+		defer cancel()
+		req := pmetricotlp.NewExportRequestFromMetrics(pmetric.NewMetrics())
+		_, err = pmetricotlp.NewGRPCClient(conn).Export(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := tls.Dial("tcp", g.grpcAddr, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = raw.Close() }()
+		return raw.ConnectionState().PeerCertificates[0], nil
+	}
+
+	_, err = dial(false)
+	require.Error(t, err, "without a provider-issued client certificate the handshake fails")
+	first, err := dial(true)
+	require.NoError(t, err)
+
+	// Rotate the server certificate on disk (same CA): new connections get it.
+	require.NoError(t, devcerts.ReissueServer(g.certs, nil, time.Now()))
+	rotated, err := tls.LoadX509KeyPair(filepath.Join(g.certs, devcerts.ServerCertFile), filepath.Join(g.certs, devcerts.ServerKeyFile))
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(rotated.Certificate[0])
+	require.NoError(t, err)
+	require.NotEqual(t, first.SerialNumber, leaf.SerialNumber)
+	require.Eventually(t, func() bool {
+		c, err := dial(true)
+		return err == nil && c.SerialNumber.Cmp(leaf.SerialNumber) == 0
+	}, 10*time.Second, 200*time.Millisecond, "the rotated certificate was not picked up without a restart")
+}
+
+// counterOf sums the points of one of the extension's counters whose
+// attribute key has value.
+func counterOf(t *testing.T, tel *componenttest.Telemetry, name, key, value string) int64 {
+	t.Helper()
+	m, err := tel.GetMetric(name)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		if v, ok := dp.Attributes.Value(attribute.Key(key)); ok && v.AsString() == value {
+			total += dp.Value
+		}
+	}
+	return total
+}
