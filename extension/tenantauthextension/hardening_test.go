@@ -27,8 +27,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -39,6 +37,7 @@ import (
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetrytest"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
 )
 
@@ -386,15 +385,5 @@ func TestMutualTLSAndCertificateReload(t *testing.T) {
 // attribute key has value.
 func counterOf(t *testing.T, tel *componenttest.Telemetry, name, key, value string) int64 {
 	t.Helper()
-	m, err := tel.GetMetric(name)
-	if err != nil {
-		return 0
-	}
-	var total int64
-	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-		if v, ok := dp.Attributes.Value(attribute.Key(key)); ok && v.AsString() == value {
-			total += dp.Value
-		}
-	}
-	return total
+	return telemetrytest.Int64(tel, name, map[string]string{key: value})
 }

@@ -17,11 +17,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetrytest"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
 )
@@ -225,22 +224,5 @@ func authedCtx(tenant string) context.Context {
 // counter sums a counter's data points whose attributes include want.
 func counter(t *testing.T, tel *componenttest.Telemetry, name string, want map[string]string) int64 {
 	t.Helper()
-	m, err := tel.GetMetric(name)
-	if err != nil {
-		return 0
-	}
-	var total int64
-	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-		match := true
-		for k, v := range want {
-			got, ok := dp.Attributes.Value(attribute.Key(k))
-			if !ok || got.AsString() != v {
-				match = false
-			}
-		}
-		if match {
-			total += dp.Value
-		}
-	}
-	return total
+	return telemetrytest.Int64(tel, name, want)
 }

@@ -10,43 +10,14 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetrytest"
 )
 
 func counterValue(t *testing.T, tel *componenttest.Telemetry, name string, want map[string]string) int64 {
 	t.Helper()
-	m, err := tel.GetMetric(name)
-	if err != nil {
-		return 0
-	}
-	var total int64
-	switch data := m.Data.(type) {
-	case metricdata.Sum[int64]:
-		for _, dp := range data.DataPoints {
-			if hasAttrs(dp.Attributes, want) {
-				total += dp.Value
-			}
-		}
-	case metricdata.Gauge[int64]:
-		for _, dp := range data.DataPoints {
-			if hasAttrs(dp.Attributes, want) {
-				total += dp.Value
-			}
-		}
-	}
-	return total
-}
-
-func hasAttrs(set attribute.Set, want map[string]string) bool {
-	for k, v := range want {
-		got, ok := set.Value(attribute.Key(k))
-		if !ok || got.AsString() != v {
-			return false
-		}
-	}
-	return true
+	return telemetrytest.Int64(tel, name, want)
 }
 
 func TestFaultNoLibraryThenDriverInstalled(t *testing.T) {
