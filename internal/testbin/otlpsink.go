@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -22,6 +23,7 @@ type OTLPSink struct {
 
 	mu      sync.Mutex
 	metrics []pmetric.Metrics
+	queries []string // the URL query of each metrics request
 	logs    []plog.Logs
 }
 
@@ -33,8 +35,7 @@ func StartOTLPSink(t testing.TB) *OTLPSink {
 		t.Fatalf("testbin: sink: %v", err)
 	}
 	s := &OTLPSink{URL: "http://" + l.Addr().String()}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/v1/metrics", func(w http.ResponseWriter, r *http.Request) {
+	metrics := func(w http.ResponseWriter, r *http.Request) {
 		body, ok := readBody(w, r)
 		if !ok {
 			return
@@ -46,12 +47,13 @@ func StartOTLPSink(t testing.TB) *OTLPSink {
 		}
 		s.mu.Lock()
 		s.metrics = append(s.metrics, req.Metrics())
+		s.queries = append(s.queries, r.URL.RawQuery)
 		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		resp, _ := pmetricotlp.NewExportResponse().MarshalProto()
 		_, _ = w.Write(resp)
-	})
-	mux.HandleFunc("/v1/logs", func(w http.ResponseWriter, r *http.Request) {
+	}
+	logs := func(w http.ResponseWriter, r *http.Request) {
 		body, ok := readBody(w, r)
 		if !ok {
 			return
@@ -67,8 +69,19 @@ func StartOTLPSink(t testing.TB) *OTLPSink {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		resp, _ := plogotlp.NewExportResponse().MarshalProto()
 		_, _ = w.Write(resp)
+	}
+	// Any path prefix: stores put OTLP under their own (/opentelemetry/v1/...).
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/v1/metrics"):
+			metrics(w, r)
+		case strings.HasSuffix(r.URL.Path, "/v1/logs"):
+			logs(w, r)
+		default:
+			http.NotFound(w, r)
+		}
 	})
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: handler}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return s
@@ -97,6 +110,14 @@ func (s *OTLPSink) Metrics() []pmetric.Metrics {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]pmetric.Metrics(nil), s.metrics...)
+}
+
+// MetricsQueries returns the URL query of every metrics request, in the
+// order of Metrics.
+func (s *OTLPSink) MetricsQueries() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.queries...)
 }
 
 // Logs returns every logs batch received so far.

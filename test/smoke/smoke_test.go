@@ -48,7 +48,7 @@ func TestComponentsListsTheDistribution(t *testing.T) {
 	want := map[string][]string{
 		"receivers":  {"otlp", "host_metrics", "nvml"},
 		"processors": {"memory_limiter", "batch", "resource", "resource_detection", "attributes", "filter", "tenant"},
-		"exporters":  {"otlp_grpc", "otlp_http", "debug"},
+		"exporters":  {"otlp_grpc", "otlp_http", "debug", "tenant_otlp_http"},
 		"extensions": {"health_check", "file_storage", "bearertokenauth", "zpages", "pprof", "tenant_auth"},
 		"providers":  {"env", "file", "yaml"},
 	}
@@ -81,6 +81,7 @@ type stack struct {
 	gwMetrics, agHealth       int
 	agMetrics, agGRPC, agHTTP int
 	store                     int
+	storeURL                  string // default: a port nothing listens on
 }
 
 func newStack(t *testing.T) *stack {
@@ -106,11 +107,18 @@ func (s *stack) gatewayEnv() []string {
 		"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(s.certs, devcerts.ServerKeyFile),
 		"OTELCOL_GPU_CREDENTIALS_FILE=" + filepath.Join(s.dir, "credentials.yaml"),
 		// Nothing listens here: the smoke test checks what the gateway accepted.
-		"OTELCOL_GPU_STORE_ENDPOINT=http://" + testbin.Addr(s.store) + "/opentelemetry/v1/metrics",
+		"OTELCOL_GPU_STORE_URL=" + s.storeOrNothing(),
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "gateway-state"),
 		"OTELCOL_GPU_HEALTH_ENDPOINT=" + testbin.Addr(s.gwHealth),
 		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(s.gwMetrics),
 	}
+}
+
+func (s *stack) storeOrNothing() string {
+	if s.storeURL != "" {
+		return s.storeURL
+	}
+	return "http://" + testbin.Addr(s.store)
 }
 
 func (s *stack) agentEnv() []string {
@@ -191,6 +199,8 @@ func TestAgentAndGatewayRunAndStopCleanly(t *testing.T) {
 func TestAgentClaimingAnotherTenantLandsAsItsTokensTenant(t *testing.T) {
 	bin := testbin.Binary(t)
 	s := newStack(t)
+	store := testbin.StartOTLPSink(t)
+	s.storeURL = store.URL
 	// The VM's root edits the tenant the agent stamps; the token is still acme's.
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "tenant"), []byte("globex\n"), 0o600))
 
@@ -201,6 +211,17 @@ func TestAgentClaimingAnotherTenantLandsAsItsTokensTenant(t *testing.T) {
 	}, 30*time.Second, 250*time.Millisecond, "the gateway did not see the spoofed tenant")
 	require.Eventually(t, func() bool { return strings.Contains(gw.Output(), "payload claimed another tenant") }, 10*time.Second, 100*time.Millisecond)
 	require.Contains(t, gw.Output(), `"claimed": "globex"`)
+
+	// What reaches the store: acme's label and attribute only (tenant_otlp_http).
+	require.Eventually(t, func() bool { return len(store.Metrics()) > 0 }, 30*time.Second, 250*time.Millisecond)
+	for i, md := range store.Metrics() {
+		require.Equal(t, "extra_label=tenant_id=acme", store.MetricsQueries()[i])
+		rms := md.ResourceMetrics()
+		for j := 0; j < rms.Len(); j++ {
+			v, _ := rms.At(j).Resource().Attributes().Get("tenant.id")
+			require.Equal(t, "acme", v.Str())
+		}
+	}
 	require.NoError(t, agent.Stop(shutdownDeadline))
 	require.NoError(t, gw.Stop(shutdownDeadline))
 }

@@ -1,0 +1,188 @@
+package tenantotlphttpexporter
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configretry"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+)
+
+// Config configures the tenant_otlp_http exporter.
+type Config struct {
+	// ClientConfig is the upstream HTTP client: endpoint (a template: the
+	// base URL, /v1/<signal> appended), tls, timeout, compression, static
+	// headers. One transport serves every tenant.
+	ClientConfig confighttp.ClientConfig `mapstructure:",squash"` // named, so its Unmarshal is not promoted to Config
+	// MetricsEndpoint, LogsEndpoint and TracesEndpoint override endpoint per
+	// signal, as templates.
+	MetricsEndpoint string `mapstructure:"metrics_endpoint"`
+	LogsEndpoint    string `mapstructure:"logs_endpoint"`
+	TracesEndpoint  string `mapstructure:"traces_endpoint"`
+	// TenantHeaders are header templates rendered per tenant, e.g.
+	// X-Scope-OrgID: "{tenant}".
+	TenantHeaders map[string]string `mapstructure:"tenant_headers"`
+	// Attribute is the resource attribute that carries the tenant id.
+	Attribute string `mapstructure:"attribute"`
+	// Tenants holds per-tenant template variables, e.g. acme: {account: "12"}.
+	Tenants map[string]map[string]string `mapstructure:"tenants"`
+	// Batch says when a tenant's queued data leaves as one request.
+	Batch BatchConfig `mapstructure:"batch"`
+	// Queue bounds what waits to be sent.
+	Queue QueueConfig `mapstructure:"queue"`
+	// RateLimit bounds each tenant's intake.
+	RateLimit RateLimitConfig `mapstructure:"rate_limit"`
+	// Senders is the shared pool of requests in flight (one per tenant at a time).
+	Senders int `mapstructure:"senders"`
+	// MaxTenants bounds the tenant queues alive at once.
+	MaxTenants int `mapstructure:"max_tenants"`
+	// IdleTimeout releases a tenant whose queue has been empty this long.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// DrainTimeout is how long shutdown tries to send what is queued; with
+	// storage the rest stays on disk for the next start.
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+	// RetryOnFailure is each tenant's backoff; max_elapsed_time 0 retries forever.
+	RetryOnFailure configretry.BackOffConfig `mapstructure:"retry_on_failure"`
+}
+
+// BatchConfig says when queued data is sent.
+type BatchConfig struct {
+	// MaxItems (data points, log records or spans) in one request.
+	MaxItems int `mapstructure:"max_items"`
+	// MaxBytes of protobuf in one request (before compression).
+	MaxBytes int `mapstructure:"max_bytes"`
+	// FlushInterval: data waits at most this long for a batch to fill.
+	FlushInterval time.Duration `mapstructure:"flush_interval"`
+}
+
+// QueueConfig bounds the queues.
+type QueueConfig struct {
+	// MaxItemsPerTenant a tenant may have queued before its data is refused
+	// (retryably) while the others go on.
+	MaxItemsPerTenant int `mapstructure:"max_items_per_tenant"`
+	// MaxBytes queued for all tenants together (the memory, or disk, budget).
+	MaxBytes int64 `mapstructure:"max_bytes"`
+	// Storage names a storage extension (file_storage) that keeps the queues
+	// across restarts. Empty: in memory only.
+	Storage *component.ID `mapstructure:"storage"`
+}
+
+// RateLimitConfig is a token bucket per tenant, in items.
+type RateLimitConfig struct {
+	// ItemsPerSecond per tenant; 0 turns the limit off.
+	ItemsPerSecond float64 `mapstructure:"items_per_second"`
+	// Burst items above the rate.
+	Burst int `mapstructure:"burst"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+// templates are the parsed endpoint and header templates.
+type templates struct {
+	endpoints [numSignals]template
+	headers   map[string]template
+}
+
+func (c *Config) endpointTemplate(s signal) string {
+	explicit := [numSignals]string{c.MetricsEndpoint, c.LogsEndpoint, c.TracesEndpoint}[s]
+	if explicit != "" {
+		return explicit
+	}
+	if c.ClientConfig.Endpoint == "" {
+		return ""
+	}
+	return strings.TrimSuffix(c.ClientConfig.Endpoint, "/") + "/v1/" + s.String()
+}
+
+func (c *Config) parseTemplates() (templates, []error) {
+	var t templates
+	var errs []error
+	for s := signal(0); s < numSignals; s++ {
+		raw := c.endpointTemplate(s)
+		if raw == "" {
+			continue
+		}
+		tmpl, err := parseTemplate(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s endpoint: %w", s, err))
+			continue
+		}
+		t.endpoints[s] = tmpl
+	}
+	t.headers = map[string]template{}
+	for name, raw := range c.TenantHeaders {
+		tmpl, err := parseTemplate(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant_headers.%s: %w", name, err))
+			continue
+		}
+		t.headers[http.CanonicalHeaderKey(name)] = tmpl
+	}
+	return t, errs
+}
+
+// Validate checks the configuration; every error names its field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ClientConfig.Endpoint == "" && c.MetricsEndpoint == "" && c.LogsEndpoint == "" && c.TracesEndpoint == "" {
+		errs = append(errs, errors.New("endpoint: must be set, or metrics_endpoint, logs_endpoint or traces_endpoint for the signals exported"))
+	}
+	t, terrs := c.parseTemplates()
+	errs = append(errs, terrs...)
+	// Every variable a template uses must be given for every listed tenant;
+	// tenants not listed may only use {tenant}.
+	for tenant, vars := range c.Tenants {
+		if err := tenantid.Validate(tenant); err != nil {
+			errs = append(errs, fmt.Errorf("tenants: %w", err))
+			continue
+		}
+		for _, tmpl := range append(t.endpoints[:], headerTemplates(t)...) {
+			for _, v := range tmpl.vars() {
+				if _, ok := vars[v]; !ok {
+					errs = append(errs, fmt.Errorf("tenants.%s: no %q, which %q needs", tenant, v, tmpl.raw))
+				}
+			}
+		}
+	}
+	if strings.TrimSpace(c.Attribute) == "" {
+		errs = append(errs, errors.New("attribute: must not be empty"))
+	}
+	if c.Batch.MaxItems < 1 || c.Batch.MaxBytes < 1 || c.Batch.FlushInterval <= 0 {
+		errs = append(errs, fmt.Errorf("batch: max_items, max_bytes and flush_interval must be positive, got %d, %d, %s",
+			c.Batch.MaxItems, c.Batch.MaxBytes, c.Batch.FlushInterval))
+	}
+	if c.Queue.MaxItemsPerTenant < c.Batch.MaxItems {
+		errs = append(errs, fmt.Errorf("queue.max_items_per_tenant: %d must be at least batch.max_items %d", c.Queue.MaxItemsPerTenant, c.Batch.MaxItems))
+	}
+	if c.Queue.MaxBytes < int64(c.Batch.MaxBytes) {
+		errs = append(errs, fmt.Errorf("queue.max_bytes: %d must be at least batch.max_bytes %d", c.Queue.MaxBytes, c.Batch.MaxBytes))
+	}
+	if c.RateLimit.ItemsPerSecond < 0 || (c.RateLimit.ItemsPerSecond > 0 && c.RateLimit.Burst < c.Batch.MaxItems) {
+		errs = append(errs, fmt.Errorf("rate_limit: items_per_second must not be negative and burst at least batch.max_items (%d), got %g, %d",
+			c.Batch.MaxItems, c.RateLimit.ItemsPerSecond, c.RateLimit.Burst))
+	}
+	if c.Senders < 1 {
+		errs = append(errs, fmt.Errorf("senders: must be at least 1, got %d", c.Senders))
+	}
+	if c.MaxTenants < 1 {
+		errs = append(errs, fmt.Errorf("max_tenants: must be at least 1, got %d", c.MaxTenants))
+	}
+	if c.IdleTimeout <= 0 || c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("idle_timeout must be positive and drain_timeout not negative, got %s, %s", c.IdleTimeout, c.DrainTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func headerTemplates(t templates) []template {
+	out := make([]template, 0, len(t.headers))
+	for _, h := range t.headers {
+		out = append(out, h)
+	}
+	return out
+}

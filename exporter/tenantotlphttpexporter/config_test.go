@@ -1,0 +1,90 @@
+package tenantotlphttpexporter
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
+)
+
+func loadConfig(t *testing.T, name string) *Config {
+	t.Helper()
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	id := component.NewID(metadata.Type)
+	if name != "" {
+		id = component.NewIDWithName(metadata.Type, name)
+	}
+	sub, err := cm.Sub(id.String())
+	require.NoError(t, err)
+	cfg := NewFactory().CreateDefaultConfig()
+	require.NoError(t, sub.Unmarshal(cfg))
+	return cfg.(*Config)
+}
+
+func TestLoadConfig(t *testing.T) {
+	def := loadConfig(t, "")
+	require.NoError(t, confmap.Validate(def))
+	require.Equal(t, "http://store:8428/opentelemetry/v1/metrics", def.endpointTemplate(sigMetrics))
+	require.Equal(t, "http://store:8428/opentelemetry/v1/logs", def.endpointTemplate(sigLogs))
+	require.Equal(t, "gzip", string(def.ClientConfig.Compression))
+	require.Equal(t, time.Duration(0), def.RetryOnFailure.MaxElapsedTime, "never give up on a tenant")
+
+	c := loadConfig(t, "cluster")
+	require.NoError(t, confmap.Validate(c))
+	require.Equal(t, map[string]map[string]string{"acme": {"account": "12"}, "globex": {"account": "34"}}, c.Tenants)
+	require.Equal(t, BatchConfig{MaxItems: 1000, MaxBytes: 1 << 20, FlushInterval: time.Second}, c.Batch)
+	require.Equal(t, "file_storage/queue", c.Queue.Storage.String())
+	require.Equal(t, RateLimitConfig{ItemsPerSecond: 20000, Burst: 40000}, c.RateLimit)
+	require.Equal(t, 4, c.Senders)
+	require.Equal(t, 500, c.MaxTenants)
+	tmpl, errs := c.parseTemplates()
+	require.Empty(t, errs)
+	u, err := renderURL(tmpl.endpoints[sigMetrics], "acme", c.Tenants["acme"])
+	require.NoError(t, err)
+	require.Equal(t, "http://vminsert:8480/insert/12/opentelemetry/v1/metrics", u)
+}
+
+func TestValidateErrorsNameTheField(t *testing.T) {
+	for name, want := range map[string]string{
+		"no_endpoint":  "endpoint: must be set",
+		"bad_template": `metrics endpoint: template "http://store/{tenant/x": '{' without '}'`,
+		"missing_var":  `tenants.acme: no "account"`,
+		"bad_tenant":   `tenants: tenant id "Acme"`,
+		"small_queue":  "queue.max_items_per_tenant: 10 must be at least batch.max_items 1000",
+		"bad_rate":     "rate_limit: items_per_second must not be negative and burst at least batch.max_items",
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.ErrorContains(t, confmap.Validate(loadConfig(t, name)), want)
+		})
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	tm, err := parseTemplate("http://s/{tenant}/{account}?x={tenant}")
+	require.NoError(t, err)
+	require.Equal(t, []string{"account"}, tm.vars())
+	got, err := renderURL(tm, "acme", map[string]string{"account": "a b/c"})
+	require.NoError(t, err)
+	require.Equal(t, "http://s/acme/a%20b%2Fc?x=acme", got, "variables are escaped, never spliced raw into the URL")
+	_, err = tm.render("acme", nil, func(s string) string { return s })
+	require.ErrorContains(t, err, `tenant "acme" has no "account"`)
+	for _, bad := range []string{"{}", "{Tenant}", "a}b", "{a{b}"} {
+		_, err := parseTemplate(bad)
+		require.Error(t, err, bad)
+	}
+	_, err = renderURL(mustTemplate(t, "{tenant}"), "acme", nil)
+	require.ErrorContains(t, err, "not an http(s) URL")
+}
+
+func mustTemplate(t *testing.T, s string) template {
+	tm, err := parseTemplate(s)
+	require.NoError(t, err)
+	return tm
+}

@@ -1,0 +1,150 @@
+package tenantotlphttpexporter
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/sharedcomponent"
+)
+
+// Defaults: batches of a few agent requests, queues that ride out a store
+// outage of minutes for a tenant sending ~20k points/s, a budget a gateway
+// can hold in memory.
+const (
+	defaultAttribute         = "tenant.id"
+	defaultBatchItems        = 8192
+	defaultBatchBytes        = 4 << 20
+	defaultFlushInterval     = 200 * time.Millisecond
+	defaultMaxItemsPerTenant = 1_000_000
+	defaultMaxBytes          = 256 << 20
+	defaultSenders           = 16
+	defaultMaxTenants        = 10_000
+	defaultIdleTimeout       = 5 * time.Minute
+	defaultDrainTimeout      = 10 * time.Second
+)
+
+// NewFactory returns the factory of the tenant_otlp_http exporter.
+func NewFactory() exporter.Factory {
+	return exporter.NewFactory(metadata.Type, createDefaultConfig,
+		exporter.WithMetrics(createMetrics, metadata.Stability),
+		exporter.WithLogs(createLogs, metadata.Stability),
+		exporter.WithTraces(createTraces, metadata.Stability))
+}
+
+func createDefaultConfig() component.Config {
+	client := confighttp.NewDefaultClientConfig()
+	client.Timeout = 30 * time.Second
+	client.Compression = "gzip"
+	retry := configretry.NewDefaultBackOffConfig()
+	retry.MaxElapsedTime = 0 // the queue bounds what is kept; never give up on a tenant
+	return &Config{
+		ClientConfig:   client,
+		Attribute:      defaultAttribute,
+		Batch:          BatchConfig{MaxItems: defaultBatchItems, MaxBytes: defaultBatchBytes, FlushInterval: defaultFlushInterval},
+		Queue:          QueueConfig{MaxItemsPerTenant: defaultMaxItemsPerTenant, MaxBytes: defaultMaxBytes},
+		Senders:        defaultSenders,
+		MaxTenants:     defaultMaxTenants,
+		IdleTimeout:    defaultIdleTimeout,
+		DrainTimeout:   defaultDrainTimeout,
+		RetryOnFailure: retry,
+	}
+}
+
+// exporters shares one set of queues, senders and storage between the
+// signals of one exporter id.
+var exporters sharedcomponent.Map[component.ID, *tenantExporter]
+
+func shared(set exporter.Settings, cfg component.Config) (*sharedcomponent.Component[*tenantExporter], error) {
+	return exporters.LoadOrStore(set.ID, func() (*tenantExporter, error) {
+		return newTenantExporter(cfg.(*Config), set.TelemetrySettings)
+	})
+}
+
+type base struct {
+	*sharedcomponent.Component[*tenantExporter]
+}
+
+func (base) Capabilities() consumer.Capabilities { return consumer.Capabilities{MutatesData: false} }
+
+// consume enqueues every tenant's part; untagged data is refused for good.
+// A retryable refusal of one tenant's part is returned as it is (the
+// receiver then asks the agent to retry the whole request; parts already
+// accepted may arrive twice, which the store's deduplication absorbs).
+func (b base) consume(ctx context.Context, sig signal, res splitResult, err error) error {
+	if err != nil {
+		return consumererror.NewPermanent(fmt.Errorf("tenant_otlp_http: cannot encode: %w", err))
+	}
+	e := b.Unwrap
+	var firstErr error
+	for _, p := range res.parts {
+		if perr := e.enqueue(ctx, sig, p); perr != nil && firstErr == nil {
+			firstErr = perr
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if res.untagged > 0 {
+		e.failed.Add(ctx, int64(res.untagged), attrs(queueKey{sig: sig, tenant: ""}))
+		return consumererror.NewPermanent(fmt.Errorf("tenant_otlp_http: %d %s item(s) have no valid %q resource attribute; not sent",
+			res.untagged, sig, e.cfg.Attribute))
+	}
+	return nil
+}
+
+type metricsExporter struct{ base }
+
+func (x *metricsExporter) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error {
+	res, err := splitGeneric(metricsSplitter, md, x.Unwrap.cfg.Attribute)
+	return x.consume(ctx, sigMetrics, res, err)
+}
+
+type logsExporter struct{ base }
+
+func (x *logsExporter) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	res, err := splitGeneric(logsSplitter, ld, x.Unwrap.cfg.Attribute)
+	return x.consume(ctx, sigLogs, res, err)
+}
+
+type tracesExporter struct{ base }
+
+func (x *tracesExporter) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	res, err := splitGeneric(tracesSplitter, td, x.Unwrap.cfg.Attribute)
+	return x.consume(ctx, sigTraces, res, err)
+}
+
+func createMetrics(_ context.Context, set exporter.Settings, cfg component.Config) (exporter.Metrics, error) {
+	c, err := shared(set, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &metricsExporter{base{c}}, nil
+}
+
+func createLogs(_ context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
+	c, err := shared(set, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &logsExporter{base{c}}, nil
+}
+
+func createTraces(_ context.Context, set exporter.Settings, cfg component.Config) (exporter.Traces, error) {
+	c, err := shared(set, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &tracesExporter{base{c}}, nil
+}

@@ -1,0 +1,227 @@
+package tenantotlphttpexporter
+
+import (
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/goleak"
+
+	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("go.etcd.io/bbolt.(*DB).freepages"))
+}
+
+// store is a fake OTLP/HTTP store: it decodes every request and records it
+// per URL path and query; a tenant's answers can be switched to an error or
+// to hanging.
+type store struct {
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	requests []storeRequest
+	status   map[string]int  // tenant -> status to answer
+	hang     map[string]bool // tenant -> hold the request until released
+	release  chan struct{}
+	points   map[string]int // tenant -> points stored
+	arrival  map[string][]time.Time
+}
+
+type storeRequest struct {
+	path, query string
+	header      http.Header
+	points      int
+	tenants     map[string]int
+}
+
+func newStore(t *testing.T) *store {
+	s := &store{status: map[string]int{}, hang: map[string]bool{}, release: make(chan struct{}), points: map[string]int{}, arrival: map[string][]time.Time{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(func() {
+		s.mu.Lock()
+		select {
+		case <-s.release:
+		default:
+			close(s.release)
+		}
+		s.mu.Unlock()
+		s.srv.Close()
+	})
+	return s
+}
+
+// tenantOfPath reads the tenant out of "/t/<tenant>/..." or "?tenant=".
+func tenantOfRequest(r *http.Request) string {
+	if t := r.URL.Query().Get("tenant"); t != "" {
+		return t
+	}
+	parts := strings.Split(r.URL.Path, "/")
+	if len(parts) > 2 && parts[1] == "t" {
+		return parts[2]
+	}
+	return r.Header.Get("X-Scope-OrgID")
+}
+
+func (s *store) serve(w http.ResponseWriter, r *http.Request) {
+	tenant := tenantOfRequest(r)
+	s.mu.Lock()
+	hang, code := s.hang[tenant], s.status[tenant]
+	s.mu.Unlock()
+	if hang {
+		s.mu.Lock()
+		release := s.release
+		s.mu.Unlock()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		if r.Context().Err() != nil {
+			return // the client gave up: not stored
+		}
+	}
+	if code != 0 {
+		w.WriteHeader(code)
+		return
+	}
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		body = gz
+	}
+	b, _ := io.ReadAll(body)
+	md, err := (&pmetric.ProtoUnmarshaler{}).UnmarshalMetrics(b)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	req := storeRequest{path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone(), points: md.DataPointCount(), tenants: map[string]int{}}
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		v, _ := rms.At(i).Resource().Attributes().Get("tenant.id")
+		req.tenants[v.Str()] += countPoints(rms.At(i))
+	}
+	s.mu.Lock()
+	s.requests = append(s.requests, req)
+	s.points[tenant] += req.points
+	s.arrival[tenant] = append(s.arrival[tenant], time.Now())
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+func countPoints(rm pmetric.ResourceMetrics) int {
+	md := pmetric.NewMetrics()
+	rm.CopyTo(md.ResourceMetrics().AppendEmpty())
+	return md.DataPointCount()
+}
+
+func (s *store) set(tenant string, status int, hang bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status[tenant] = status
+	s.hang[tenant] = hang
+	if !hang {
+		select {
+		case <-s.release:
+		default:
+			close(s.release)
+		}
+		s.release = make(chan struct{})
+	}
+}
+
+func (s *store) pointsOf(tenant string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.points[tenant]
+}
+
+// batch is n data points for tenant, one resource.
+func batch(tenant string, n int) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	if tenant != "" {
+		rm.Resource().Attributes().PutStr("tenant.id", tenant)
+	}
+	dps := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints()
+	for i := 0; i < n; i++ {
+		dp := dps.AppendEmpty()
+		dp.SetIntValue(int64(i))
+		dp.Attributes().PutStr("hw.id", fmt.Sprintf("GPU-%d", i%8))
+	}
+	return md
+}
+
+var idSeq atomic.Int64
+
+func testConfig(s *store) *Config {
+	cfg := createDefaultConfig().(*Config)
+	cfg.MetricsEndpoint = s.srv.URL + "/t/{tenant}/opentelemetry/v1/metrics"
+	cfg.LogsEndpoint = s.srv.URL + "/t/{tenant}/logs"
+	cfg.TracesEndpoint = s.srv.URL + "/t/{tenant}/traces"
+	cfg.Batch.FlushInterval = 20 * time.Millisecond
+	cfg.RetryOnFailure.InitialInterval = 50 * time.Millisecond
+	cfg.RetryOnFailure.MaxInterval = 200 * time.Millisecond
+	cfg.ClientConfig.Timeout = 2 * time.Second
+	return cfg
+}
+
+type host struct {
+	component.Host
+	ext map[component.ID]component.Component
+}
+
+func (h host) GetExtensions() map[component.ID]component.Component { return h.ext }
+
+// startMetrics starts a metrics exporter; storageDir, when set, gives it a
+// real file_storage extension there.
+func startMetrics(t *testing.T, cfg *Config, storageDir string) exporter.Metrics {
+	t.Helper()
+	require.NoError(t, cfg.Validate())
+	h := host{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{}}
+	if storageDir != "" {
+		id := component.MustNewIDWithName("file_storage", "queue")
+		f := filestorage.NewFactory()
+		scfg := f.CreateDefaultConfig()
+		require.NoError(t, confmap.NewFromStringMap(map[string]any{"directory": storageDir}).Unmarshal(scfg))
+		ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), scfg)
+		require.NoError(t, err)
+		require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+		t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
+		h.ext[id] = ext
+		cfg.Queue.Storage = &id
+	}
+	set := exportertest.NewNopSettings(metadata.Type)
+	set.ID = component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1)))
+	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, exp.Start(context.Background(), h))
+	return exp
+}
+
+func stop(t *testing.T, exp exporter.Metrics) {
+	t.Helper()
+	require.NoError(t, exp.Shutdown(context.Background()))
+}
