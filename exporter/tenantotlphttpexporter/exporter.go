@@ -66,6 +66,7 @@ type tenantQueue struct {
 	bytes      int
 	head, next uint64 // sequence numbers, for storage keys
 	busy       bool   // with a sender, or waiting in the ready channel
+	removed    bool   // released as idle: enqueue must look the tenant up again
 	retryAt    time.Time
 	attempt    int
 	failingFor time.Time
@@ -291,16 +292,25 @@ func (e *tenantExporter) newQueue(k queueKey) (*tenantQueue, error) {
 // disk (with storage) before enqueue returns.
 func (e *tenantExporter) enqueue(ctx context.Context, sig signal, p part) error {
 	k := queueKey{sig: sig, tenant: p.tenant}
-	q, err := e.queue(k)
-	if err != nil {
-		if errors.Is(err, errMaxTenants) {
-			e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "max_tenants")))
+	var q *tenantQueue
+	for {
+		var err error
+		if q, err = e.queue(k); err != nil {
+			if errors.Is(err, errMaxTenants) {
+				e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "max_tenants")))
+			}
+			return err
 		}
-		return err
+		q.mu.Lock()
+		if !q.removed {
+			break
+		}
+		// Released as idle between the lookup and the lock: a new queue
+		// takes its place.
+		q.mu.Unlock()
 	}
-	now := time.Now()
-	q.mu.Lock()
 	defer q.mu.Unlock()
+	now := time.Now()
 	q.lastActive = now
 	if q.limiter != nil && !q.limiter.AllowN(now, p.items) {
 		e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "rate_limit")))
@@ -350,21 +360,26 @@ func (e *tenantExporter) flush() {
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	released := false
 	for k, q := range e.queues {
 		q.mu.Lock()
 		if len(q.records) > 0 && now.Sub(q.records[0].added) >= e.cfg.Batch.FlushInterval {
 			e.markReady(q)
 		}
 		idle := len(q.records) == 0 && !q.busy && now.Sub(q.lastActive) > e.cfg.IdleTimeout
+		if idle {
+			q.removed = true
+		}
 		q.mu.Unlock()
 		if idle {
 			delete(e.queues, k)
+			released = true
 			if e.store != nil {
 				_ = e.store.Delete(context.Background(), metaKey(k))
 			}
 		}
 	}
-	if e.store != nil {
+	if released {
 		_ = e.saveIndex()
 	}
 }

@@ -289,3 +289,21 @@ func heapInUse() uint64 {
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
+
+func TestIdleTenantsAreReleasedAndComeBack(t *testing.T) {
+	s := newStore(t)
+	cfg := testConfig(s)
+	cfg.IdleTimeout = 50 * time.Millisecond
+	exp := startMetrics(t, cfg, t.TempDir())
+	defer stop(t, exp)
+	e := exp.(*metricsExporter).Unwrap
+	for round := 1; round <= 3; round++ {
+		require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 5)))
+		require.Eventually(t, func() bool { return s.pointsOf("acme") == 5*round }, 5*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return len(e.queues) == 0
+		}, 5*time.Second, 5*time.Millisecond, "an empty, idle tenant is released")
+	}
+}
