@@ -104,8 +104,8 @@ smoke: $(OTELCOL) $(GPU_CHECK)
 	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) go test -count=1 -tags system -run . ./test/smoke/...
 
 ## system: the real binary on the simulated NVML library, every metric and every fault
-system: $(OTELCOL) nvmlsim
-	OTELCOL_GPU_BIN=$(OTELCOL) NVMLSIM_LIB=$(NVMLSIM) NVMLSIM_OLD_LIB=$(NVMLSIM_OLD) NVMLSIM_OMITTED="$(NVMLSIM_OMIT)" \
+system: $(OTELCOL) $(GPU_CHECK) nvmlsim
+	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) NVMLSIM_LIB=$(NVMLSIM) NVMLSIM_OLD_LIB=$(NVMLSIM_OLD) NVMLSIM_OMITTED="$(NVMLSIM_OMIT)" \
 		go test -count=1 -tags system ./test/system/...
 
 ## lint: gofmt, go vet and golangci-lint (pinned)

@@ -212,7 +212,7 @@ func compare(rec *recorder, gpus map[string]bool, rows map[string]map[string]str
 	sort.Strings(ids)
 	for _, id := range ids {
 		row, ok := rows[id]
-		short := id[:12]
+		short := id
 		if !ok {
 			fmt.Fprintf(tw, "%s\t(present)\tyes\tnot listed\t-\tDIFF\n", short)
 			failures++
