@@ -9,6 +9,8 @@ SHELL := /bin/bash
 OTELCOL_VERSION        := v0.160.0
 OTELCOL_STABLE_VERSION := v1.66.0
 GOLANGCI_LINT_VERSION := v2.15.0
+NFPM_VERSION          := v2.45.2
+VERSION               ?= 0.1.0
 
 ROOT  := $(abspath .)
 TOOLS := $(ROOT)/.tools/bin
@@ -18,6 +20,8 @@ DIST  := cmd/otelcol-gpu
 
 BUILDER       := $(TOOLS)/builder
 GOLANGCI_LINT := $(TOOLS)/golangci-lint
+NFPM          := $(TOOLS)/nfpm
+DISTDIR       := $(ROOT)/dist
 OTELCOL       := $(BIN)/otelcol-gpu
 GPU_CHECK     := $(BIN)/gpu-check
 BUILD         := $(ROOT)/build
@@ -43,7 +47,7 @@ GO_BUILD_FLAGS := -trimpath -ldflags "-s -w -extldflags=-Wl,-z,lazy"
 # package of the root module (the custom components).
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum
 
-.PHONY: all build gpu-check nvmlsim system generate check-generate check-versions certs test unit smoke lint tools demo bench clean
+.PHONY: all build gpu-check nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
 
 all: build
 
@@ -60,6 +64,31 @@ gpu-check: $(GPU_CHECK)
 $(GPU_CHECK): $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build $(GO_BUILD_FLAGS) -o $(GPU_CHECK) ./cmd/gpu-check
+
+## package: .deb and .rpm for amd64 and arm64 in dist/ (arm64: cgo cross-compiled with Debian's gcc-aarch64-linux-gnu)
+package: $(NFPM) $(BIN)/linux-amd64/otelcol-gpu $(BIN)/linux-arm64/otelcol-gpu
+	@mkdir -p $(DISTDIR)
+	for arch in amd64 arm64; do \
+		sed -e "s|\$${ARCH}|$$arch|g" -e "s|\$${VERSION}|$(VERSION)|g" -e "s|\$${BINARY}|$(BIN)/linux-$$arch/otelcol-gpu|g" \
+			packaging/nfpm.yaml > $(DISTDIR)/nfpm-$$arch.yaml; \
+		for fmt in deb rpm; do $(NFPM) package --config $(DISTDIR)/nfpm-$$arch.yaml --packager $$fmt --target $(DISTDIR)/; done; \
+	done
+
+$(BIN)/linux-amd64/otelcol-gpu: $(OTELCOL)
+	@mkdir -p $(@D)
+	cp $(OTELCOL) $@
+
+$(BIN)/linux-arm64/otelcol-gpu: $(GO_SOURCES)
+	@mkdir -p $(@D)
+	@command -v aarch64-linux-gnu-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu; }
+	cd $(DIST) && GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc go build $(GO_BUILD_FLAGS) -o $@ .
+
+## packaging-test: build the packages and check them (contents, units, configs, deploy manifests)
+packaging-test: package
+	OTELCOL_GPU_DIST=$(DISTDIR) VERSION=$(VERSION) go test -count=1 -tags system ./test/packaging/...
+
+$(NFPM):
+	GOBIN=$(TOOLS) go install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 
 ## nvmlsim: the simulated libnvidia-ml.so.1, and its variant without $(NVMLSIM_OMIT)
 nvmlsim: $(NVMLSIM) $(NVMLSIM_OLD)
@@ -89,7 +118,7 @@ $(CERTS)/ca.pem:
 	go run ./cmd/devcerts -dir $(CERTS)
 
 ## test: everything CI runs (versions, lint, unit tests, the built binary's smoke and system tests, generate drift)
-test: check-versions lint unit smoke system check-generate
+test: check-versions lint unit smoke system packaging-test check-generate
 
 ## check-versions: every collector module in both go.mod files at the one pinned release
 check-versions:
@@ -133,4 +162,4 @@ bench:
 	go test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf $(BIN) $(BUILD) $(CERTS) .demo
+	rm -rf $(BIN) $(BUILD) $(DISTDIR) $(CERTS) .demo

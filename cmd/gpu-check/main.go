@@ -212,9 +212,9 @@ func compare(rec *recorder, gpus map[string]bool, rows map[string]map[string]str
 	sort.Strings(ids)
 	for _, id := range ids {
 		row, ok := rows[id]
-		short := id
+		gpuID := id
 		if !ok {
-			fmt.Fprintf(tw, "%s\t(present)\tyes\tnot listed\t-\tDIFF\n", short)
+			fmt.Fprintf(tw, "%s\t(present)\tyes\tnot listed\t-\tDIFF\n", gpuID)
 			failures++
 			continue
 		}
@@ -223,13 +223,13 @@ func compare(rec *recorder, gpus map[string]bool, rows map[string]map[string]str
 			want, err := strconv.ParseFloat(row[c.smiField], 64)
 			switch {
 			case err != nil && !ok:
-				fmt.Fprintf(tw, "%s\t%s\t-\t%s\t-\tn/a (neither reports it)\n", short, c.what, row[c.smiField])
+				fmt.Fprintf(tw, "%s\t%s\t-\t%s\t-\tn/a (neither reports it)\n", gpuID, c.what, row[c.smiField])
 				continue
 			case err != nil:
-				fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t-\tn/a (nvidia-smi has no value)\n", short, c.what, got*c.scale, row[c.smiField])
+				fmt.Fprintf(tw, "%s\t%s\t%.1f\t%s\t-\tn/a (nvidia-smi has no value)\n", gpuID, c.what, got*c.scale, row[c.smiField])
 				continue
 			case !ok:
-				fmt.Fprintf(tw, "%s\t%s\t-\t%.1f\t-\tDIFF (receiver has no value)\n", short, c.what, want)
+				fmt.Fprintf(tw, "%s\t%s\t-\t%.1f\t-\tDIFF (receiver has no value)\n", gpuID, c.what, want)
 				failures++
 				continue
 			}
@@ -239,10 +239,10 @@ func compare(rec *recorder, gpus map[string]bool, rows map[string]map[string]str
 				result = "DIFF"
 				failures++
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t±%.1f (%s)\t%s\n", short, c.what, got*c.scale, want, tol, c.rationale, result)
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t±%.1f (%s)\t%s\n", gpuID, c.what, got*c.scale, want, tol, c.rationale, result)
 		}
-		failures += energyCheck(tw, rec, id, short)
-		fmt.Fprintf(tw, "%s\tPCIe link (context)\t-\tgen %s x%s, bus %s\t-\tinfo\n", short, row["pcie.link.gen.current"], row["pcie.link.width.current"], row["pci.bus_id"])
+		failures += energyCheck(tw, rec, id, gpuID)
+		fmt.Fprintf(tw, "%s\tPCIe link (context)\t-\tgen %s x%s, bus %s\t-\tinfo\n", gpuID, row["pcie.link.gen.current"], row["pcie.link.width.current"], row["pci.bus_id"])
 	}
 	if err := tw.Flush(); err != nil {
 		fmt.Fprintln(os.Stderr, "gpu-check:", err)
@@ -258,13 +258,13 @@ func compare(rec *recorder, gpus map[string]bool, rows map[string]map[string]str
 
 // energyCheck has no nvidia-smi twin: the energy counter's rate over the run
 // must match the average power the receiver read.
-func energyCheck(tw *tabwriter.Writer, rec *recorder, id, short string) int {
+func energyCheck(tw *tabwriter.Writer, rec *recorder, id, gpuID string) int {
 	key := strings.Join([]string{id, "hw.energy", "hw.type=gpu"}, "|")
 	first, ok1 := rec.first[key]
 	last, ok2 := rec.last[key]
 	power, ok3 := rec.get(id, "hw.power", "hw.type=gpu")
 	if !ok1 || !ok2 || !ok3 || !last.t.After(first.t) {
-		fmt.Fprintf(tw, "%s\tenergy rate W\t-\t-\t-\tn/a (no energy counter)\n", short)
+		fmt.Fprintf(tw, "%s\tenergy rate W\t-\t-\t-\tn/a (no energy counter)\n", gpuID)
 		return 0
 	}
 	rate := (last.v - first.v) / last.t.Sub(first.t).Seconds()
@@ -273,7 +273,7 @@ func energyCheck(tw *tabwriter.Writer, rec *recorder, id, short string) int {
 	if d := rate - power; d > tol || d < -tol || last.v < first.v {
 		result = "DIFF"
 	}
-	fmt.Fprintf(tw, "%s\tenergy rate W\t%.1f\t(hw.power %.1f)\t±%.1f (counter delta / time vs power)\t%s\n", short, rate, power, tol, result)
+	fmt.Fprintf(tw, "%s\tenergy rate W\t%.1f\t(hw.power %.1f)\t±%.1f (counter delta / time vs power)\t%s\n", gpuID, rate, power, tol, result)
 	if result == "DIFF" {
 		return 1
 	}
