@@ -1,17 +1,14 @@
 package tenantprocessor
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/confmap"
-	"go.opentelemetry.io/collector/confmap/confmaptest"
 
-	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/configtest"
 )
 
 func defaultSource() SourceConfig {
@@ -19,9 +16,6 @@ func defaultSource() SourceConfig {
 }
 
 func TestLoadConfig(t *testing.T) {
-	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
-	require.NoError(t, err)
-
 	valid := map[string]*Config{
 		"gateway": {Mode: ModeGateway, Attribute: "tenant.id", OnMismatch: OnMismatchOverride, Source: defaultSource()},
 		"gateway_reject": {
@@ -71,23 +65,18 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for name, want := range valid {
 		t.Run(name, func(t *testing.T) {
-			cfg := load(t, cm, name)
+			cfg := load(t, name)
 			require.NoError(t, confmap.Validate(cfg))
 			require.Equal(t, want, cfg)
 		})
 	}
 	for name, wantErr := range invalid {
 		t.Run(name, func(t *testing.T) {
-			require.ErrorContains(t, confmap.Validate(load(t, cm, name)), wantErr)
+			require.ErrorContains(t, confmap.Validate(load(t, name)), wantErr)
 		})
 	}
 }
 
-func load(t *testing.T, cm *confmap.Conf, name string) *Config {
-	t.Helper()
-	cfg := NewFactory().CreateDefaultConfig()
-	sub, err := cm.Sub(component.NewIDWithName(metadata.Type, name).String())
-	require.NoError(t, err)
-	require.NoError(t, sub.Unmarshal(cfg))
-	return cfg.(*Config)
+func load(t *testing.T, name string) *Config {
+	return configtest.Load[*Config](t, NewFactory(), name)
 }
