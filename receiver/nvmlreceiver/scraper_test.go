@@ -3,7 +3,10 @@ package nvmlreceiver
 import (
 	"context"
 	"flag"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -25,7 +28,30 @@ var update = flag.Bool("update", false, "rewrite testdata/expected_*.yaml from t
 
 func TestMain(m *testing.M) {
 	xidWaitMillis = 20 // shutdown waits for one event-set wait
-	goleak.VerifyTestMain(m)
+	// Process names come from a fake /proc: the fleets' pids (1000+i) are
+	// whatever happens to run on the test machine otherwise.
+	dir, err := os.MkdirTemp("", "nvml-proc")
+	if err != nil {
+		panic(err)
+	}
+	for pid := 1000; pid < 1008; pid++ {
+		if err := os.MkdirAll(filepath.Join(dir, strconv.Itoa(pid)), 0o755); err != nil {
+			panic(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(pid), "comm"), []byte("python3\n"), 0o644); err != nil {
+			panic(err)
+		}
+	}
+	procRoot = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // harness is a started session over a fake fleet, with its logs and telemetry.
