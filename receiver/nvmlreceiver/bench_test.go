@@ -2,13 +2,13 @@ package nvmlreceiver
 
 import (
 	"context"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
 )
 
 // leanLib is a hand-written nvml.Interface answering from fixed values, for
@@ -149,14 +149,6 @@ func newLeanLib(n int) *leanLib {
 	return l
 }
 
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkScrape8GPUs is one scrape of 8 GPUs with every metric on: the
 // receiver's own cost, NVML answering instantly.
 func BenchmarkScrape8GPUs(b *testing.B) {
@@ -171,7 +163,7 @@ func BenchmarkScrape8GPUs(b *testing.B) {
 	points := md.DataPointCount()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := testbin.ProcessCPU()
 	for b.Loop() {
 		if _, err := s.scrape(context.Background()); err != nil {
 			b.Fatal(err)
@@ -179,7 +171,7 @@ func BenchmarkScrape8GPUs(b *testing.B) {
 	}
 	// Workers run in parallel, so wall time (ns/op) understates the CPU a
 	// scrape costs: report that too (process CPU, all threads).
-	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/scrape")
+	b.ReportMetric(float64((testbin.ProcessCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/scrape")
 	b.ReportMetric(float64(points), "points/scrape")
 }
 
