@@ -10,6 +10,7 @@ OTELCOL_VERSION        := v0.160.0
 OTELCOL_STABLE_VERSION := v1.66.0
 GOLANGCI_LINT_VERSION := v2.15.0
 NFPM_VERSION          := v2.45.2
+VICTORIA_METRICS_VERSION := v1.151.0
 VERSION               ?= 0.1.0
 
 ROOT  := $(abspath .)
@@ -21,6 +22,8 @@ DIST  := cmd/otelcol-gpu
 BUILDER       := $(TOOLS)/builder
 GOLANGCI_LINT := $(TOOLS)/golangci-lint
 NFPM          := $(TOOLS)/nfpm
+VM            := $(TOOLS)/victoria-metrics
+LOADGEN       := $(BIN)/loadgen
 DISTDIR       := $(ROOT)/dist
 OTELCOL       := $(BIN)/otelcol-gpu
 GPU_CHECK     := $(BIN)/gpu-check
@@ -47,7 +50,7 @@ GO_BUILD_FLAGS := -trimpath -ldflags "-s -w -extldflags=-Wl,-z,lazy"
 # package of the root module (the custom components).
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum
 
-.PHONY: all build gpu-check nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
+.PHONY: all build gpu-check loadgen store e2e nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
 
 all: build
 
@@ -64,6 +67,19 @@ gpu-check: $(GPU_CHECK)
 $(GPU_CHECK): $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build $(GO_BUILD_FLAGS) -o $(GPU_CHECK) ./cmd/gpu-check
+
+## loadgen: build bin/loadgen, agent-shaped OTLP load (and a counting sink) for the e2e tests and make bench
+loadgen: $(LOADGEN)
+
+$(LOADGEN): $(GO_SOURCES)
+	@mkdir -p $(BIN)
+	go build -trimpath -o $(LOADGEN) ./cmd/loadgen
+
+## store: install VictoriaMetrics single-node ($(VICTORIA_METRICS_VERSION)), the demo's and the e2e tests' store
+store: $(VM)
+
+$(VM):
+	GOBIN=$(TOOLS) CGO_ENABLED=0 go install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$(VICTORIA_METRICS_VERSION)
 
 ## package: .deb and .rpm for amd64 and arm64 in dist/ (arm64: cgo cross-compiled with Debian's gcc-aarch64-linux-gnu)
 package: $(NFPM) $(BIN)/linux-amd64/otelcol-gpu $(BIN)/linux-arm64/otelcol-gpu
@@ -118,7 +134,7 @@ $(CERTS)/ca.pem:
 	go run ./cmd/devcerts -dir $(CERTS)
 
 ## test: everything CI runs (versions, lint, unit tests, the built binary's smoke and system tests, generate drift)
-test: check-versions lint unit smoke system packaging-test check-generate
+test: check-versions lint unit smoke system e2e packaging-test check-generate
 
 ## check-versions: every collector module in both go.mod files at the one pinned release
 check-versions:
@@ -137,12 +153,21 @@ system: $(OTELCOL) $(GPU_CHECK) nvmlsim
 	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) NVMLSIM_LIB=$(NVMLSIM) NVMLSIM_OLD_LIB=$(NVMLSIM_OLD) NVMLSIM_OMITTED="$(NVMLSIM_OMIT)" \
 		go test -count=1 -tags system ./test/system/...
 
+## e2e: agents -> gateway -> VictoriaMetrics as real processes, with faults (test/e2e)
+# One line per scenario: "e2e: <scenario> sent=... stored=... lost=... dup=...".
+e2e: $(OTELCOL) $(LOADGEN) $(VM) nvmlsim
+	@mkdir -p $(BUILD)
+	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) NVMLSIM_LIB=$(NVMLSIM) \
+		go test -count=1 -tags e2e -timeout 15m -v ./test/e2e/... 2>&1 | tee $(BUILD)/e2e.log | grep -vE '^\s+20[0-9]{2}-'; \
+		test $${PIPESTATUS[0]} -eq 0 || { echo "e2e failed: the processes' logs are in $(BUILD)/e2e.log" >&2; exit 1; }
+
 ## lint: gofmt, go vet and golangci-lint (pinned)
 lint: $(GOLANGCI_LINT)
 	@bad=$$(gofmt -l $$({ git ls-files '*.go'; git ls-files --others --exclude-standard '*.go'; } | grep -v '^$(DIST)/')); \
 		if [ -n "$$bad" ]; then echo "gofmt would change: $$bad" >&2; exit 1; fi
 	go vet ./...
 	go vet -tags system ./test/...
+	go vet -tags e2e ./test/...
 	$(GOLANGCI_LINT) run ./...
 
 tools: $(BUILDER) $(GOLANGCI_LINT)

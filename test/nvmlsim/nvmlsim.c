@@ -309,6 +309,7 @@ static int load_fleet(void) {
     const model_t *model = find_model("h100");
     signal_t defaults[S_COUNT] = {0};
     int virt = NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH;
+    int host = 0;
     char line[512];
     int lineno = 0, rc = 0;
     ngpus = 0;
@@ -334,6 +335,11 @@ static int load_fleet(void) {
         if (strcmp(key, "gpus") == 0) {
             ngpus = atoi(val);
             if (ngpus < 1 || ngpus > MAX_GPUS) rc = fail(path, lineno, "gpus: want 1 to %d, got '%s'", MAX_GPUS, val);
+        } else if (strcmp(key, "host") == 0) {
+            char *end;
+            long h = strtol(val, &end, 10);
+            if (*val == 0 || *end != 0 || h < 0 || h > 0xffff) rc = fail(path, lineno, "host: want 0 to 65535, got '%s'", val);
+            else host = (int)h;
         } else if (strcmp(key, "model") == 0) {
             if (!(model = find_model(val))) rc = fail(path, lineno, "model: unknown '%s' (h100, h200, a100, l40s)", val);
         } else if (strcmp(key, "virtualization") == 0) {
@@ -392,12 +398,12 @@ static int load_fleet(void) {
     for (int i = 0; i < ngpus; i++) {
         gpu_t *g = &gpus[i];
         if (g->nmig && !g->model->mig) return fail(path, 0, "gpu.%d: %s has no MIG", i, g->model->name);
-        snprintf(g->uuid, sizeof(g->uuid), "GPU-5e1f0000-%04x-4000-8000-%012x", i, 0x51a000 + i);
-        snprintf(g->serial, sizeof(g->serial), "1650%09d", 124000 + i);
+        snprintf(g->uuid, sizeof(g->uuid), "GPU-5e1f%04x-%04x-4000-8000-%012x", host, i, 0x51a000 + i);
+        snprintf(g->serial, sizeof(g->serial), "1650%09d", 124000 + 100 * host + i);
         snprintf(g->busid, sizeof(g->busid), "00000000:%02X:00.0", 0x18 + 0x10 * i);
         g->h = (struct nvmlDevice_st){.gpu = i, .mig = -1};
         for (int m = 0; m < g->nmig; m++) {
-            snprintf(g->mig[m].uuid, sizeof(g->mig[m].uuid), "MIG-5e1f0000-%04x-4000-8000-%012x", i, 0x316000 + m);
+            snprintf(g->mig[m].uuid, sizeof(g->mig[m].uuid), "MIG-5e1f%04x-%04x-4000-8000-%012x", host, i, 0x316000 + m);
             g->mig[m].h = (struct nvmlDevice_st){.gpu = i, .mig = m};
         }
         pthread_mutex_init(&g->lock, NULL);

@@ -16,20 +16,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/metricwalk"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
 )
 
 // allMetrics is the metric table of ../../shared/docs/gpu-metrics.md.
-var allMetrics = []string{
-	"hw.gpu.utilization", "nvidia.gpu.memory.bandwidth.utilization", "hw.gpu.memory.usage", "hw.gpu.memory.limit",
-	"hw.gpu.memory.utilization", "nvidia.gpu.memory.reserved", "hw.power", "nvidia.gpu.power.limit", "hw.energy",
-	"hw.temperature", "nvidia.gpu.clock.frequency", "nvidia.gpu.clock.throttle.active", "nvidia.gpu.clock.throttle.duration",
-	"nvidia.gpu.pcie.throughput", "nvidia.gpu.pcie.replays", "hw.gpu.io", "nvidia.gpu.nvlink.errors", "hw.errors",
-	"nvidia.gpu.memory.remapped_rows", "nvidia.gpu.memory.retired_pages", "hw.status", "nvidia.gpu.performance_state",
-	"nvidia.gpu.fan.speed", "nvidia.gpu.sm.utilization", "nvidia.gpu.sm.occupancy", "nvidia.gpu.dram.utilization",
-	"nvidia.gpu.pipe.utilization", "nvidia.gpu.process.memory.usage", "nvidia.gpu.process.utilization", "nvidia.gpu.info",
-}
+var allMetrics = loadgen.GPUMetrics
 
 func simLibrary(t *testing.T, env string) string {
 	path := os.Getenv(env)
