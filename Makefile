@@ -50,7 +50,7 @@ GO_BUILD_FLAGS := -trimpath -ldflags "-s -w -extldflags=-Wl,-z,lazy"
 # package of the root module (the custom components).
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum
 
-.PHONY: all build gpu-check loadgen store e2e nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
+.PHONY: all build gpu-check loadgen store e2e screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
 
 all: build
 
@@ -145,8 +145,8 @@ check-versions:
 unit:
 	go test -race -count=1 ./...
 
-smoke: $(OTELCOL) $(GPU_CHECK)
-	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) go test -count=1 -tags system -run . ./test/smoke/...
+smoke: $(OTELCOL) $(GPU_CHECK) $(LOADGEN) $(BIN)/gwbench nvmlsim
+	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) LOADGEN_BIN=$(LOADGEN) GWBENCH_BIN=$(BIN)/gwbench NVMLSIM_LIB=$(NVMLSIM) go test -count=1 -tags system -run . ./test/smoke/...
 
 ## system: the real binary on the simulated NVML library, every metric and every fault
 system: $(OTELCOL) $(GPU_CHECK) nvmlsim
@@ -178,13 +178,30 @@ $(BUILDER):
 $(GOLANGCI_LINT):
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
-## demo: agent -> gateway on loopback with TLS and a token; Ctrl-C stops both
-demo: $(OTELCOL) certs nvmlsim
-	OTELCOL=$(OTELCOL) CERTS=$(CERTS) NVMLSIM_DIR=$(dir $(NVMLSIM)) scripts/demo.sh
+## demo: store + gateway + 2 agents x 8 simulated GPUs on loopback, live summary; Ctrl-C stops all (DEMO_AGENTS, DEMO_GPUS, DEMO_INTERVAL, DEMO_SECONDS)
+demo: $(OTELCOL) $(VM) nvmlsim $(BIN)/demo
+	$(BIN)/demo -otelcol $(OTELCOL) -store $(VM) -nvmlsim $(dir $(NVMLSIM)) -certs $(CERTS)
 
-## bench: the Go micro-benchmarks of every package (see BENCHMARKS.md)
-bench:
-	go test -run '^$$' -bench . -benchmem ./...
+## screenshot: run the demo ~3 min and photograph the store's UI with headless Chromium (Debian package) into docs/img/demo-vmui.png
+screenshot: $(OTELCOL) $(VM) nvmlsim $(BIN)/demo
+	DEMO=$(BIN)/demo scripts/screenshot.sh -otelcol $(OTELCOL) -store $(VM) -nvmlsim $(dir $(NVMLSIM)) -certs $(CERTS)
+
+$(BIN)/demo: $(GO_SOURCES)
+	@mkdir -p $(BIN)
+	go build -trimpath -o $@ ./cmd/demo
+
+## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, and the Go micro-benchmarks (BENCHMARKS.md; ~20 min). BENCH_FLAGS=-quick for a look
+BENCH_FLAGS ?=
+bench: $(OTELCOL) $(BIN)/gwbench nvmlsim
+	@mkdir -p $(BUILD)/bench
+	go test -run '^$$' -bench . -benchmem ./receiver/... ./processor/... ./exporter/... ./extension/... ./internal/... 2>&1 \
+		| tee $(BUILD)/bench/micro.txt | grep -E '^(Benchmark|ok|FAIL)'
+	$(BIN)/gwbench -otelcol $(OTELCOL) -nvmlsim $(dir $(NVMLSIM)) -out $(BUILD)/bench/report.json -profile $(BUILD)/bench/gateway-cpu.pprof $(BENCH_FLAGS) \
+		| tee $(BUILD)/bench/report.txt
+
+$(BIN)/gwbench: $(GO_SOURCES)
+	@mkdir -p $(BIN)
+	go build -trimpath -o $@ ./cmd/gwbench
 
 clean:
 	rm -rf $(BIN) $(BUILD) $(DISTDIR) $(CERTS) .demo

@@ -104,6 +104,7 @@ func send(args []string) error {
 	fs.StringVar(&c.Transport.ServerName, "server-name", "", "TLS server name to verify (default: the endpoint's host)")
 	fs.BoolVar(&c.Transport.Gzip, "gzip", false, "compress requests with gzip")
 	fs.IntVar(&c.Transport.Conns, "conns", 4, "gRPC connections (HTTP: idle connections kept = 4x)")
+	fs.StringVar(&c.Transport.TenantHeader, "tenant-header", "", "also send the agent's tenant in this header (for upstream tenant pipelines)")
 	fs.DurationVar(&c.Transport.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.IntVar(&c.Agents, "agents", 10, "simulated agents (VMs)")
 	fs.IntVar(&c.FirstAgent, "first-agent", 0, "number the agents from here (host.name loadgen-vm-<n>)")

@@ -284,7 +284,7 @@ func (a *agentState) work(sendCtx, ctx context.Context, c Config, tr Transport, 
 		backoff := 50 * time.Millisecond
 		for {
 			t0 := time.Now()
-			r := tr.Send(ctx, raw, a.token)
+			r := tr.Send(ctx, raw, a.token, a.tenant)
 			st.record(a.tenant, r, time.Since(t0), points)
 			if r.Outcome == Accepted {
 				break

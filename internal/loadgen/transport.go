@@ -45,7 +45,9 @@ type Result struct {
 
 // Transport sends one encoded request.
 type Transport interface {
-	Send(ctx context.Context, body []byte, token string) Result
+	// Send sends body with the bearer token (none when empty) and, where
+	// TenantHeader is set, the tenant in that header.
+	Send(ctx context.Context, body []byte, token, tenant string) Result
 	Close() error
 }
 
@@ -57,8 +59,12 @@ type TransportConfig struct {
 	// ServerName overrides the TLS server name (certificates for "localhost" reached at 127.0.0.1).
 	ServerName string
 	Gzip       bool
-	Conns      int           // gRPC connections (requests are spread over them); HTTP: idle connections kept
-	Timeout    time.Duration // per request
+	Conns      int // gRPC connections (requests are spread over them); HTTP: idle connections kept
+	// TenantHeader, when set, names a header (gRPC metadata) that carries
+	// the agent's tenant: what an upstream-components tenant pipeline
+	// (include_metadata, resource from_context, batch metadata_keys) reads.
+	TenantHeader string
+	Timeout      time.Duration // per request
 }
 
 // NewTransport opens the connections.
@@ -135,12 +141,15 @@ func newGRPC(c TransportConfig, tlsConf *tls.Config) (*grpcTransport, error) {
 	return t, nil
 }
 
-func (t *grpcTransport) Send(ctx context.Context, body []byte, token string) Result {
+func (t *grpcTransport) Send(ctx context.Context, body []byte, token, tenant string) Result {
 	conn := t.conns[t.next.Add(1)%uint64(len(t.conns))]
 	ctx, cancel := context.WithTimeout(ctx, t.c.Timeout)
 	defer cancel()
 	if token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	if t.c.TenantHeader != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, strings.ToLower(t.c.TenantHeader), tenant)
 	}
 	var resp []byte
 	err := conn.Invoke(ctx, exportMethod, &body, &resp)
@@ -190,7 +199,7 @@ func newHTTP(c TransportConfig, tlsConf *tls.Config) *httpTransport {
 	}
 }
 
-func (t *httpTransport) Send(ctx context.Context, body []byte, token string) Result {
+func (t *httpTransport) Send(ctx context.Context, body []byte, token, tenant string) Result {
 	var rd io.Reader = bytes.NewReader(body)
 	if t.c.Gzip {
 		var buf bytes.Buffer
@@ -209,6 +218,9 @@ func (t *httpTransport) Send(ctx context.Context, body []byte, token string) Res
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if t.c.TenantHeader != "" {
+		req.Header.Set(t.c.TenantHeader, tenant)
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {

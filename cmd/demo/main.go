@@ -1,0 +1,340 @@
+// Command demo is `make demo`: on a machine without GPUs it runs the whole
+// product on loopback. A store (VictoriaMetrics single-node), one gateway
+// (config/gateway.yaml) and agents (config/agent.yaml) for two or more
+// tenants, each agent in a "VM" with simulated GPUs (test/nvmlsim, found
+// through LD_LIBRARY_PATH the way a driver's library would be) plus the host's
+// own metrics. Every VM is provisioned the way an operator would: a random
+// token, its SHA-256 in the gateway's credentials file, the tenant id on the
+// VM. It prints where to look (the store's UI, with ready-made queries), a
+// live summary per tenant, and stops everything on Ctrl-C (SIGTERM to each
+// process, then waits), leaving nothing running.
+//
+// The simulated library is demo equipment: the production configs load the
+// driver's libnvidia-ml.so.1 and nothing here changes them.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/vmstore"
+)
+
+var tenantNames = []string{"acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell"}
+
+type options struct {
+	root, dir, otelcol, nvmlsim, certs, storeBin, storeAddr string
+	agents, tenants, gpus                                   int
+	interval, every, seconds                                time.Duration
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDur(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if d, err := time.ParseDuration(v); err == nil {
+		return d
+	}
+	if n, err := strconv.Atoi(v); err == nil { // plain seconds
+		return time.Duration(n) * time.Second
+	}
+	return def
+}
+
+func envStr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	wd, _ := os.Getwd()
+	var o options
+	flag.StringVar(&o.root, "root", wd, "repository root (config/ is read from here)")
+	flag.StringVar(&o.dir, "dir", envStr("DEMO_DIR", filepath.Join(wd, ".demo")), "state, data and logs (emptied at start) [DEMO_DIR]")
+	flag.StringVar(&o.otelcol, "otelcol", filepath.Join(wd, "bin", "otelcol-gpu"), "the otelcol-gpu binary")
+	flag.StringVar(&o.nvmlsim, "nvmlsim", filepath.Join(wd, "build", "nvmlsim"), "folder of the simulated libnvidia-ml.so.1")
+	flag.StringVar(&o.certs, "certs", filepath.Join(wd, ".certs"), "development certificates (written if missing)")
+	flag.StringVar(&o.storeBin, "store", "", "victoria-metrics binary (default: $VICTORIA_METRICS_BIN or .tools/bin/victoria-metrics)")
+	flag.StringVar(&o.storeAddr, "store-addr", envStr("DEMO_STORE_ADDR", "127.0.0.1:8428"), "the store's listen address (its UI is /vmui) [DEMO_STORE_ADDR]")
+	flag.IntVar(&o.agents, "agents", envInt("DEMO_AGENTS", 2), "agents (VMs) [DEMO_AGENTS]")
+	flag.IntVar(&o.tenants, "tenants", envInt("DEMO_TENANTS", 2), "tenants; agent i belongs to tenant i % tenants [DEMO_TENANTS]")
+	flag.IntVar(&o.gpus, "gpus", envInt("DEMO_GPUS", 8), "simulated GPUs per agent, 1-64 [DEMO_GPUS]")
+	flag.DurationVar(&o.interval, "interval", envDur("DEMO_INTERVAL", 5*time.Second), "the agents' scrape interval [DEMO_INTERVAL]")
+	flag.DurationVar(&o.every, "summary-every", envDur("DEMO_SUMMARY_EVERY", 5*time.Second), "how often to print the summary [DEMO_SUMMARY_EVERY]")
+	flag.DurationVar(&o.seconds, "duration", envDur("DEMO_SECONDS", 0), "stop by itself after this long (0: run until Ctrl-C) [DEMO_SECONDS]")
+	flag.Parse()
+	if err := validate(&o); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func validate(o *options) error {
+	switch {
+	case o.agents < 1:
+		return fmt.Errorf("-agents must be >= 1, got %d", o.agents)
+	case o.tenants < 1 || o.tenants > len(tenantNames) || o.tenants > o.agents:
+		return fmt.Errorf("-tenants must be between 1 and min(agents, %d), got %d", len(tenantNames), o.tenants)
+	case o.gpus < 1 || o.gpus > 64:
+		return fmt.Errorf("-gpus must be between 1 and 64 (the simulated library's limit), got %d", o.gpus)
+	case o.interval < time.Second:
+		return fmt.Errorf("-interval must be at least 1s, got %s", o.interval)
+	case o.every <= 0:
+		return fmt.Errorf("-summary-every must be > 0, got %s", o.every)
+	}
+	for _, p := range []string{o.otelcol, filepath.Join(o.nvmlsim, "libnvidia-ml.so.1")} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s: %w (run it through 'make demo', which builds it)", p, err)
+		}
+	}
+	if o.storeBin == "" {
+		b, err := vmstore.FindBinary(o.root)
+		if err != nil {
+			return err
+		}
+		o.storeBin = b
+	}
+	return nil
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return "demo-" + hex.EncodeToString(b)
+}
+
+// fleet is agent i's simulated VM: its GPUs run one job in step (a few
+// seconds apart, as data-parallel training does), so the VM's mean rises and
+// falls; the tenants' workloads differ so their graphs do.
+func fleet(i, gpus, tenant int) string {
+	var b strings.Builder
+	models := []string{"h100", "h200"}
+	fmt.Fprintf(&b, "# demo VM %d (tenant %s)\ngpus = %d\nhost = %d\nmodel = %s\n", i, tenantNames[tenant], gpus, i+1, models[tenant%2])
+	lo, hi, period := 55, 95, 180
+	if tenant%2 == 1 {
+		lo, hi, period = 10, 60, 120
+	}
+	for g := 0; g < gpus; g++ {
+		fmt.Fprintf(&b, "gpu.%d.signal.utilization = wave %d %d %d %d\n", g, lo+g%4, hi-g%3, period, (i*37+g*3)%period)
+	}
+	b.WriteString("signal.memory_used = wave 20000 70000 300\n")
+	return b.String()
+}
+
+func run(ctx context.Context, o options) error {
+	if err := os.RemoveAll(o.dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(o.certs, devcerts.CAFile)); err != nil {
+		if err := devcerts.Write(devcerts.Options{Dir: o.certs}); err != nil {
+			return fmt.Errorf("certificates: %w", err)
+		}
+	}
+	var procs []*proc.Proc
+	defer func() {
+		fmt.Println()
+		fmt.Println("demo: stopping (SIGTERM): agents, gateway, store...")
+		for i := len(procs) - 1; i >= 0; i-- { // agents first, the store last
+			if err := procs[i].Stop(20 * time.Second); err != nil {
+				fmt.Println("demo:", err)
+			}
+		}
+		fmt.Printf("demo: stopped; logs and data in %s\n", o.dir)
+	}()
+
+	// The store.
+	storeLog := filepath.Join(o.dir, "store.log")
+	logf, err := os.Create(storeLog)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logf.Close() }()
+	store := vmstore.New(o.storeBin, filepath.Join(o.dir, "store-data"), o.storeAddr, logf)
+	if err := store.Start(ctx); err != nil {
+		return fmt.Errorf("%w (is something else listening on %s? set DEMO_STORE_ADDR)", err, o.storeAddr)
+	}
+	defer func() { _ = store.Stop() }()
+
+	// Provision the VMs: token per VM, hash at the gateway, tenant on the VM.
+	var creds strings.Builder
+	creds.WriteString("credentials:\n")
+	tokens := make([]string, o.agents)
+	for i := range tokens {
+		tokens[i] = randomToken()
+		sum := sha256.Sum256([]byte(tokens[i]))
+		fmt.Fprintf(&creds, "  - id: demo-vm-%d\n    tenant: %s\n    sha256: %s\n", i+1, tenantNames[i%o.tenants], hex.EncodeToString(sum[:]))
+	}
+	credsPath := filepath.Join(o.dir, "credentials.yaml")
+	if err := os.WriteFile(credsPath, []byte(creds.String()), 0o600); err != nil {
+		return err
+	}
+
+	ports := map[string]int{}
+	for _, k := range []string{"gw-grpc", "gw-http", "gw-health", "gw-metrics"} {
+		if ports[k], err = proc.FreePort(); err != nil {
+			return err
+		}
+	}
+	gwLog := filepath.Join(o.dir, "gateway.log")
+	gw, err := proc.Start("gateway", o.otelcol, []string{"--config", filepath.Join(o.root, "config", "gateway.yaml")}, []string{
+		"OTELCOL_GPU_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-grpc"]),
+		"OTELCOL_GPU_HTTP_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-http"]),
+		"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(o.certs, devcerts.ServerCertFile),
+		"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(o.certs, devcerts.ServerKeyFile),
+		"OTELCOL_GPU_CREDENTIALS_FILE=" + credsPath,
+		"OTELCOL_GPU_STORE_URL=" + store.URL,
+		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(o.dir, "gateway-state"),
+		"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-health"]),
+		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(ports["gw-metrics"]),
+	}, gwLog)
+	if err != nil {
+		return err
+	}
+	procs = append(procs, gw)
+	if err := gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", ports["gw-health"]), time.Minute); err != nil {
+		return err
+	}
+
+	type agentInfo struct{ grpc, http int }
+	agents := make([]agentInfo, o.agents)
+	for i := 0; i < o.agents; i++ {
+		dir := filepath.Join(o.dir, fmt.Sprintf("vm-%d", i+1))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		tenant := i % o.tenants
+		files := map[string]string{"token": tokens[i] + "\n", "tenant": tenantNames[tenant] + "\n", "fleet": fleet(i, o.gpus, tenant)}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+				return err
+			}
+		}
+		p := map[string]int{}
+		for _, k := range []string{"grpc", "http", "health", "metrics"} {
+			if p[k], err = proc.FreePort(); err != nil {
+				return err
+			}
+		}
+		agents[i] = agentInfo{p["grpc"], p["http"]}
+		log := filepath.Join(o.dir, fmt.Sprintf("agent-%d.log", i+1))
+		a, err := proc.Start(fmt.Sprintf("agent %d", i+1), o.otelcol, []string{"--config", filepath.Join(o.root, "config", "agent.yaml")}, []string{
+			"LD_LIBRARY_PATH=" + o.nvmlsim,
+			"NVMLSIM_FLEET=" + filepath.Join(dir, "fleet"),
+			"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(ports["gw-grpc"]),
+			"OTELCOL_GPU_CA_FILE=" + filepath.Join(o.certs, devcerts.CAFile),
+			"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(dir, "token"),
+			"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(dir, "tenant"),
+			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(dir, "state"),
+			"OTELCOL_GPU_INTERVAL=" + o.interval.String(),
+			"OTELCOL_GPU_OTLP_GRPC=127.0.0.1:" + strconv.Itoa(p["grpc"]),
+			"OTELCOL_GPU_OTLP_HTTP=127.0.0.1:" + strconv.Itoa(p["http"]),
+			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(p["health"]),
+			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(p["metrics"]),
+		}, log)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, a)
+		if err := a.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", p["health"]), time.Minute); err != nil {
+			return err
+		}
+	}
+
+	ui := store.URL + "/vmui/#/?" + url.Values{
+		"g0.expr":          {`avg by (tenant_id) (hw.gpu.utilization{hw.gpu.task="general"}) * 100`},
+		"g0.range_input":   {"15m"},
+		"g0.relative_time": {"last_15_minutes"},
+		"g0.tab":           {"0"},
+	}.Encode()
+	fmt.Printf("demo: store, gateway and %d agents (%d simulated GPUs each, host metrics, every %s) for %d tenants are running.\n",
+		o.agents, o.gpus, o.interval, o.tenants)
+	fmt.Printf("  the store's UI, GPU utilization per tenant (%%):\n    %s\n", ui)
+	fmt.Println("  more queries to paste there:")
+	fmt.Printf("    hw.gpu.utilization{tenant_id=%q,hw.gpu.task=\"general\"}   one tenant's GPUs\n", tenantNames[0])
+	fmt.Println(`    sum by (tenant_id) (hw.power)                                   power per tenant (W)`)
+	fmt.Println(`    hw.status{hw.state!="ok"} == 1                                  GPUs not ok`)
+	fmt.Println(`    count by (tenant_id) ({__name__!=""})                           series per tenant`)
+	fmt.Printf("  a tenant's own view (the store enforces the label): %s/api/v1/query?query=count(hw.gpu.utilization)&extra_label=tenant_id=%s\n", store.URL, tenantNames[0])
+	fmt.Printf("  gateway: OTLP/gRPC+TLS 127.0.0.1:%d, own metrics http://127.0.0.1:%d/metrics\n", ports["gw-grpc"], ports["gw-metrics"])
+	for i, a := range agents {
+		fmt.Printf("  agent %d (tenant %s): local OTLP grpc 127.0.0.1:%d, http 127.0.0.1:%d\n", i+1, tenantNames[i%o.tenants], a.grpc, a.http)
+	}
+	fmt.Printf("  logs: %s\n", o.dir)
+	fmt.Printf("Summary every %s; Ctrl-C stops everything.\n", o.every)
+
+	var deadline <-chan time.Time
+	if o.seconds > 0 {
+		deadline = time.After(o.seconds)
+	}
+	tick := time.NewTicker(o.every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline:
+			return nil
+		case <-tick.C:
+		}
+		for _, p := range procs {
+			if p.Exited() {
+				return fmt.Errorf("%s exited unexpectedly; see %s", p.Name, p.Log)
+			}
+		}
+		if !store.Running() {
+			return errors.New("the store exited unexpectedly; see store.log")
+		}
+		summary(ctx, store, o)
+	}
+}
+
+// summary prints, per tenant, what the store holds: series, GPUs seen and
+// their mean utilization now.
+func summary(ctx context.Context, store *vmstore.Store, o options) {
+	_ = store.Flush(ctx)
+	now := time.Now().Format("15:04:05")
+	for t := 0; t < o.tenants; t++ {
+		scope := "tenant_id=" + tenantNames[t]
+		series, err1 := store.Scalar(ctx, `count({__name__!=""})`, scope)
+		gpus, err2 := store.Scalar(ctx, `count(count by (hw.id) (hw.gpu.utilization))`, scope)
+		util, err3 := store.Scalar(ctx, `avg(hw.gpu.utilization{hw.gpu.task="general"})`, scope)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			fmt.Printf("%s  %-8s  (query failed: %v)\n", now, tenantNames[t], err)
+			continue
+		}
+		want := o.gpus * ((o.agents - t + o.tenants - 1) / o.tenants)
+		fmt.Printf("%s  %-8s  series stored %6.0f   GPUs seen %3.0f/%d   mean GPU utilization %5.1f%%\n",
+			now, tenantNames[t], series, gpus, want, util*100)
+	}
+}

@@ -1,0 +1,595 @@
+// Command gwbench is `make bench`'s harness: it measures gateway pipelines
+// side by side, each in the real otelcol-gpu binary pinned to one core
+// (taskset -c 0, GOMAXPROCS=1) at saturation, with the load generator and
+// the counting sink on the other cores, and the agent's footprint.
+//
+// Pipelines (plaintext OTLP/gRPC in, OTLP/HTTP out without compression, same
+// data, same transport):
+//
+//	a  otlp -> memory_limiter -> batch -> otlp_http                       (batched pass-through)
+//	b  otlp(include_metadata)+bearertokenauth -> memory_limiter ->
+//	   resource(tenant from context) -> batch(metadata_keys) -> otlp_http (upstream tenant pipeline)
+//	c  otlp+tenant_auth -> memory_limiter -> tenant(gateway) -> tenant_otlp_http (this project)
+//
+// with 1, 100 and 1,000 tenants, plus c over TLS. Throughput is what the sink
+// was delivered per second of the measuring window, not what the receiver
+// accepted. Runs alternate a, b, c within each round so machine drift cancels
+// in the ratios c/a and c/b, which are medians over rounds.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/proc"
+)
+
+type options struct {
+	otelcol, nvmlsim, root, out, profile string
+	tenants                              []int
+	rounds                               int
+	warmup, measure                      time.Duration
+	agentDur, agentFastDur               time.Duration
+	tls, quick                           bool
+}
+
+func main() {
+	wd, _ := os.Getwd()
+	var o options
+	var tenants string
+	flag.StringVar(&o.otelcol, "otelcol", filepath.Join(wd, "bin", "otelcol-gpu"), "the otelcol-gpu binary")
+	flag.StringVar(&o.nvmlsim, "nvmlsim", filepath.Join(wd, "build", "nvmlsim"), "folder of the simulated libnvidia-ml.so.1 (agent footprint)")
+	flag.StringVar(&o.root, "root", wd, "repository root (config/agent.yaml)")
+	flag.StringVar(&o.out, "out", filepath.Join(wd, "build", "bench", "report.json"), "JSON report")
+	flag.StringVar(&o.profile, "profile", filepath.Join(wd, "build", "bench", "gateway-cpu.pprof"), "CPU profile of pipeline c at saturation (empty: none)")
+	flag.StringVar(&tenants, "tenants", "1,100,1000", "tenant counts for the gateway runs")
+	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds of a, b, c")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "load before measuring, each run")
+	flag.DurationVar(&o.measure, "measure", 10*time.Second, "measuring window, each run")
+	flag.DurationVar(&o.agentDur, "agent", 5*time.Minute, "agent footprint run at 10 s interval (0: skip)")
+	flag.DurationVar(&o.agentFastDur, "agent-fast", 2*time.Minute, "agent footprint run at 1 s interval (0: skip)")
+	flag.BoolVar(&o.tls, "tls", true, "also run pipeline c over TLS")
+	flag.BoolVar(&o.quick, "quick", false, "a few seconds of everything (make test): 1 round, 1 and 10 tenants, short windows")
+	flag.Parse()
+	for _, f := range strings.Split(tenants, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "gwbench: -tenants: %q is not a count\n", f)
+			os.Exit(2)
+		}
+		o.tenants = append(o.tenants, n)
+	}
+	if o.quick {
+		o.tenants, o.rounds, o.warmup, o.measure = []int{1, 10}, 1, time.Second, 2*time.Second
+		o.agentDur, o.agentFastDur = 4*time.Second, 0
+	}
+	if err := pinSelf(); err != nil {
+		fmt.Fprintln(os.Stderr, "gwbench:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gwbench:", err)
+		os.Exit(1)
+	}
+	printReport(os.Stdout, rep)
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err == nil {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "gwbench:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("\nreport: %s\n", o.out)
+	}
+}
+
+// pinSelf re-runs the harness off core 0 (taskset -c 1-N), which the
+// gateway under test gets to itself.
+func pinSelf() error {
+	if os.Getenv("GWBENCH_PINNED") != "" || runtime.NumCPU() < 2 {
+		return nil
+	}
+	cmd := exec.Command("taskset", append([]string{"-c", fmt.Sprintf("1-%d", runtime.NumCPU()-1), os.Args[0]}, os.Args[1:]...)...)
+	cmd.Env = append(os.Environ(), "GWBENCH_PINNED=1", "GWBENCH_CORES="+strconv.Itoa(runtime.NumCPU()))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.ExitCode())
+	}
+	if err != nil {
+		return fmt.Errorf("taskset (util-linux) is needed to pin the harness: %w", err)
+	}
+	os.Exit(0)
+	return nil
+}
+
+// Row is one measured run.
+type Row struct {
+	Pipeline      string  `json:"pipeline"` // a, b, c, c+tls
+	Tenants       int     `json:"tenants"`
+	Round         int     `json:"round"`
+	PointsPerSec  float64 `json:"delivered_points_per_second"`
+	CPUPercent    float64 `json:"gateway_cpu_percent_of_one_core"`
+	PointsPerCore float64 `json:"delivered_points_per_cpu_second"`
+	PeakRSSMiB    float64 `json:"gateway_peak_rss_mib"`
+	P99ms         float64 `json:"send_latency_p99_ms"`
+	Accepted      float64 `json:"accepted_points_per_second"`
+	Refused       int64   `json:"requests_refused"`
+}
+
+// AgentRow is one agent footprint run.
+type AgentRow struct {
+	Interval   string  `json:"interval"`
+	Seconds    float64 `json:"seconds"`
+	CPUPercent float64 `json:"cpu_percent_of_one_core"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	Points     int64   `json:"points_delivered"`
+}
+
+// Report is the whole bench.
+type Report struct {
+	Date       string             `json:"date"`
+	CPU        string             `json:"cpu"`
+	Cores      int                `json:"cores"`
+	Rows       []Row              `json:"gateway"`
+	Ratios     map[string]float64 `json:"ratios"` // "c/a@100" -> median over rounds
+	Agent      []AgentRow         `json:"agent"`
+	ProfileTop string             `json:"profile_top,omitempty"`
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func run(ctx context.Context, o options) (*Report, error) {
+	dir, err := os.MkdirTemp("", "gwbench-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	if err := devcerts.Write(devcerts.Options{Dir: filepath.Join(dir, "certs")}); err != nil {
+		return nil, err
+	}
+	maxT := slices.Max(o.tenants)
+	if err := os.WriteFile(filepath.Join(dir, "credentials.yaml"), []byte(loadgen.Credentials(maxT, nil)), 0o600); err != nil {
+		return nil, err
+	}
+	sink := loadgen.NewSink()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: sink, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	defer func() { _ = srv.Close() }()
+	b := &bench{o: o, dir: dir, sink: sink, sinkURL: "http://" + l.Addr().String(), maxTenants: maxT}
+
+	cores := runtime.NumCPU() // of this process, pinned: the machine's, from before the pinning
+	if n, err := strconv.Atoi(os.Getenv("GWBENCH_CORES")); err == nil {
+		cores = n
+	}
+	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), CPU: cpuModel(), Cores: cores, Ratios: map[string]float64{}}
+	for _, t := range o.tenants {
+		ca, cb := []float64{}, []float64{}
+		for r := 1; r <= o.rounds; r++ {
+			var got [3]Row
+			for i, p := range []string{"a", "b", "c"} {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				prof := ""
+				if p == "c" && r == 1 && t == maxT && o.profile != "" {
+					prof = o.profile
+				}
+				row, err := b.gateway(ctx, p, t, false, prof)
+				if err != nil {
+					return nil, fmt.Errorf("pipeline %s, %d tenants: %w", p, t, err)
+				}
+				row.Round = r
+				got[i] = row
+				rep.Rows = append(rep.Rows, row)
+				fmt.Fprintf(os.Stderr, "gwbench: %-5s tenants=%-5d round=%d  %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB  p99 %6.1f ms\n",
+					p, t, r, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB, row.P99ms)
+			}
+			if got[0].PointsPerSec > 0 && got[1].PointsPerSec > 0 {
+				ca = append(ca, got[2].PointsPerSec/got[0].PointsPerSec)
+				cb = append(cb, got[2].PointsPerSec/got[1].PointsPerSec)
+			}
+		}
+		rep.Ratios[fmt.Sprintf("c/a@%d", t)] = median(ca)
+		rep.Ratios[fmt.Sprintf("c/b@%d", t)] = median(cb)
+	}
+	if o.tls {
+		t := o.tenants[len(o.tenants)/2]
+		row, err := b.gateway(ctx, "c", t, true, "")
+		if err != nil {
+			return nil, fmt.Errorf("pipeline c over TLS: %w", err)
+		}
+		row.Pipeline = "c+tls"
+		rep.Rows = append(rep.Rows, row)
+		fmt.Fprintf(os.Stderr, "gwbench: c+tls tenants=%-5d          %9.0f points/s  cpu %5.1f%%\n", t, row.PointsPerSec, row.CPUPercent)
+	}
+	if o.profile != "" {
+		if out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", o.otelcol, o.profile).Output(); err == nil {
+			rep.ProfileTop = string(out)
+		}
+	}
+	for _, a := range []struct {
+		interval time.Duration
+		dur      time.Duration
+	}{{10 * time.Second, o.agentDur}, {time.Second, o.agentFastDur}} {
+		if a.dur <= 0 {
+			continue
+		}
+		row, err := b.agent(ctx, a.interval, a.dur)
+		if err != nil {
+			return nil, fmt.Errorf("agent footprint at %s: %w", a.interval, err)
+		}
+		rep.Agent = append(rep.Agent, row)
+		fmt.Fprintf(os.Stderr, "gwbench: agent interval=%s  cpu %.2f%%  peak rss %.0f MiB\n", row.Interval, row.CPUPercent, row.PeakRSSMiB)
+	}
+	return rep, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+type bench struct {
+	o          options
+	dir        string
+	sink       *loadgen.Sink
+	sinkURL    string
+	maxTenants int
+}
+
+// config is the YAML of pipeline p.
+func (b *bench) config(p string, grpcPort, healthPort, pprofPort int, tls bool) string {
+	tlsBlock := ""
+	if tls {
+		tlsBlock = fmt.Sprintf("\n        tls: {cert_file: %s, key_file: %s}", filepath.Join(b.dir, "certs", devcerts.ServerCertFile), filepath.Join(b.dir, "certs", devcerts.ServerKeyFile))
+	}
+	common := `  memory_limiter:
+    check_interval: 1s
+    limit_mib: 1536
+    spike_limit_mib: 384
+`
+	service := func(ext, procs, exp string) string {
+		if pprofPort > 0 {
+			ext += ", pprof"
+		}
+		return fmt.Sprintf(`service:
+  extensions: [%s]
+  telemetry:
+    metrics: {level: none}
+    logs: {level: warn}
+  pipelines:
+    metrics: {receivers: [otlp], processors: [%s], exporters: [%s]}
+`, ext, procs, exp)
+	}
+	ext := fmt.Sprintf("  health_check: {endpoint: 127.0.0.1:%d}\n", healthPort)
+	if pprofPort > 0 {
+		ext += fmt.Sprintf("  pprof: {endpoint: 127.0.0.1:%d}\n", pprofPort)
+	}
+	otlpHTTP := fmt.Sprintf(`  otlp_http:
+    metrics_endpoint: %s/v1/metrics
+    compression: none
+`, b.sinkURL)
+	switch p {
+	case "a":
+		return fmt.Sprintf(`extensions:
+%sreceivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:%d
+        max_recv_msg_size_mib: 4%s
+processors:
+%s  batch: {}
+exporters:
+%s`, ext, grpcPort, tlsBlock, common, otlpHTTP) + service("health_check", "memory_limiter, batch", "otlp_http")
+	case "b":
+		var tokens strings.Builder
+		for i := 0; i < b.maxTenants; i++ {
+			fmt.Fprintf(&tokens, "      - %s\n", loadgen.DefaultToken(loadgen.DefaultTenantName(i)))
+		}
+		return fmt.Sprintf(`extensions:
+%s  bearertokenauth:
+    tokens:
+%sreceivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:%d
+        max_recv_msg_size_mib: 4
+        include_metadata: true
+        auth: {authenticator: bearertokenauth}%s
+processors:
+%s  resource:
+    attributes:
+      - {key: tenant.id, from_context: metadata.x-tenant-id, action: upsert}
+  batch:
+    metadata_keys: [x-tenant-id]
+    metadata_cardinality_limit: %d
+exporters:
+%s`, ext, tokens.String(), grpcPort, tlsBlock, common, b.maxTenants+10, otlpHTTP) +
+			service("health_check, bearertokenauth", "memory_limiter, resource, batch", "otlp_http")
+	default:
+		return fmt.Sprintf(`extensions:
+%s  tenant_auth:
+    credentials_file: %s
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:%d
+        max_recv_msg_size_mib: 4
+        auth: {authenticator: tenant_auth}
+        middlewares: [{id: tenant_auth}]%s
+processors:
+%s  tenant:
+    mode: gateway
+exporters:
+  tenant_otlp_http:
+    metrics_endpoint: %s/v1/metrics?extra_label=tenant_id={tenant}
+    compression: none
+`, ext, filepath.Join(b.dir, "credentials.yaml"), grpcPort, tlsBlock, common, b.sinkURL) +
+			service("health_check, tenant_auth", "memory_limiter, tenant", "tenant_otlp_http")
+	}
+}
+
+// gateway runs pipeline p pinned to core 0 at saturation and measures it.
+func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, profile string) (Row, error) {
+	grpcPort, healthPort := freePort(), freePort()
+	pprofPort := 0
+	if profile != "" {
+		pprofPort = freePort()
+	}
+	cfg := filepath.Join(b.dir, "gateway-"+p+".yaml")
+	if err := os.WriteFile(cfg, []byte(b.config(p, grpcPort, healthPort, pprofPort, tls)), 0o600); err != nil {
+		return Row{}, err
+	}
+	gw, err := startPinned(b.otelcol(), cfg, filepath.Join(b.dir, "gateway-"+p+".log"))
+	if err != nil {
+		return Row{}, err
+	}
+	defer func() { _ = gw.Stop(15 * time.Second) }()
+	if err := gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", healthPort), time.Minute); err != nil {
+		return Row{}, err
+	}
+
+	agents := max(32, tenants)
+	lc := loadgen.Config{
+		Transport: loadgen.TransportConfig{Protocol: "grpc", Endpoint: fmt.Sprintf("127.0.0.1:%d", grpcPort), Conns: 8},
+		Agents:    agents, Tenants: tenants, Duration: b.o.warmup + b.o.measure,
+	}
+	if p == "b" {
+		lc.Transport.TenantHeader = "x-tenant-id"
+	}
+	if tls {
+		lc.Transport.CAFile = filepath.Join(b.dir, "certs", devcerts.CAFile)
+		lc.Transport.ServerName = "localhost"
+	}
+	type result struct {
+		rep loadgen.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := loadgen.Run(ctx, lc)
+		done <- result{rep, err}
+	}()
+	select {
+	case <-time.After(b.o.warmup):
+	case <-ctx.Done():
+		return Row{}, ctx.Err()
+	}
+	p0, cpu0, t0 := b.sink.Counts().Points, gw.CPU(), time.Now()
+	var profErr chan error
+	if profile != "" {
+		profErr = make(chan error, 1)
+		go func() { profErr <- fetchProfile(pprofPort, b.o.measure-time.Second, profile) }()
+	}
+	select {
+	case <-time.After(b.o.measure):
+	case <-ctx.Done():
+		return Row{}, ctx.Err()
+	}
+	p1, cpu1, t1 := b.sink.Counts().Points, gw.CPU(), time.Now()
+	res := <-done
+	if res.err != nil {
+		return Row{}, res.err
+	}
+	if profErr != nil {
+		if err := <-profErr; err != nil {
+			fmt.Fprintln(os.Stderr, "gwbench: profile:", err)
+		}
+	}
+	secs := t1.Sub(t0).Seconds()
+	cpuSecs := (cpu1 - cpu0).Seconds()
+	row := Row{
+		Pipeline: p, Tenants: tenants,
+		PointsPerSec: float64(p1-p0) / secs,
+		CPUPercent:   100 * cpuSecs / secs,
+		PeakRSSMiB:   gw.PeakRSSMiB(),
+		P99ms:        res.rep.LatencyMS["p99"],
+		Accepted:     res.rep.PointsPerSecond,
+		Refused:      res.rep.Failed,
+	}
+	if cpuSecs > 0 {
+		row.PointsPerCore = float64(p1-p0) / cpuSecs
+	}
+	if p1 == p0 {
+		return row, fmt.Errorf("nothing was delivered to the sink (last loadgen error: %s; see %s)", res.rep.LastError, gw.Log)
+	}
+	return row, nil
+}
+
+func (b *bench) otelcol() string { return b.o.otelcol }
+
+func fetchProfile(port int, d time.Duration, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, max(1, int(d.Seconds())))) //nolint:noctx // loopback
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
+}
+
+// agent runs config/agent.yaml (8 simulated GPUs, host metrics) at the
+// interval for d, sending to a gateway (pipeline c over TLS, unpinned) and
+// measures the agent's CPU and peak RSS.
+func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow, error) {
+	grpcPort, healthPort := freePort(), freePort()
+	cfg := filepath.Join(b.dir, "gateway-agentbench.yaml")
+	if err := os.WriteFile(cfg, []byte(b.config("c", grpcPort, healthPort, 0, true)), 0o600); err != nil {
+		return AgentRow{}, err
+	}
+	gw, err := proc.Start("gateway", b.otelcol(), []string{"--config", cfg}, nil, filepath.Join(b.dir, "gateway-agentbench.log"))
+	if err != nil {
+		return AgentRow{}, err
+	}
+	defer func() { _ = gw.Stop(15 * time.Second) }()
+	if err := gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", healthPort), time.Minute); err != nil {
+		return AgentRow{}, err
+	}
+	vm := filepath.Join(b.dir, "vm")
+	_ = os.RemoveAll(vm)
+	if err := os.MkdirAll(vm, 0o700); err != nil {
+		return AgentRow{}, err
+	}
+	tenant := loadgen.DefaultTenantName(0)
+	files := map[string]string{
+		"token":  loadgen.DefaultToken(tenant) + "\n",
+		"tenant": tenant + "\n",
+		"fleet":  "gpus = 8\nmodel = h100\nsignal.utilization = wave 20 95 120\nsignal.memory_used = wave 20000 70000 300\n",
+	}
+	for name, c := range files {
+		if err := os.WriteFile(filepath.Join(vm, name), []byte(c), 0o600); err != nil {
+			return AgentRow{}, err
+		}
+	}
+	agHealth := freePort()
+	env := []string{
+		"LD_LIBRARY_PATH=" + b.o.nvmlsim,
+		"NVMLSIM_FLEET=" + filepath.Join(vm, "fleet"),
+		"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(grpcPort),
+		"OTELCOL_GPU_CA_FILE=" + filepath.Join(b.dir, "certs", devcerts.CAFile),
+		"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(vm, "token"),
+		"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(vm, "tenant"),
+		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(vm, "state"),
+		"OTELCOL_GPU_INTERVAL=" + interval.String(),
+		"OTELCOL_GPU_OTLP_GRPC=127.0.0.1:" + strconv.Itoa(freePort()),
+		"OTELCOL_GPU_OTLP_HTTP=127.0.0.1:" + strconv.Itoa(freePort()),
+		"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(agHealth),
+		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(freePort()),
+	}
+	ag, err := proc.Start("agent", b.otelcol(), []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
+	if err != nil {
+		return AgentRow{}, err
+	}
+	defer func() { _ = ag.Stop(15 * time.Second) }()
+	if err := ag.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", agHealth), time.Minute); err != nil {
+		return AgentRow{}, err
+	}
+	p0, cpu0, t0 := b.sink.Counts().Points, ag.CPU(), time.Now()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return AgentRow{}, ctx.Err()
+	}
+	cpu1, t1 := ag.CPU(), time.Now()
+	secs := t1.Sub(t0).Seconds()
+	return AgentRow{
+		Interval: interval.String(), Seconds: secs,
+		CPUPercent: 100 * (cpu1 - cpu0).Seconds() / secs,
+		PeakRSSMiB: ag.PeakRSSMiB(),
+		Points:     b.sink.Counts().Points - p0,
+	}, nil
+}
+
+// startPinned runs the collector on core 0 alone: taskset sets the
+// affinity before exec, so every thread the Go runtime starts inherits it.
+func startPinned(bin, cfg, log string) (*proc.Proc, error) {
+	return proc.Start("gateway", "taskset", []string{"-c", "0", bin, "--config", cfg}, []string{"GOMAXPROCS=1"}, log)
+}
+
+func freePort() int {
+	p, err := proc.FreePort()
+	if err != nil {
+		panic(err) // loopback without a free port: nothing here can run
+	}
+	return p
+}
+
+// ---- report ----
+
+func printReport(w io.Writer, r *Report) {
+	fmt.Fprintf(w, "\n## gateway on one pinned core (%s, %d cores; %s)\n\n", r.CPU, r.Cores, r.Date)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pipeline\ttenants\tround\tdelivered points/s\tgateway CPU %\tpoints per CPU-s\tpeak RSS MiB\tp99 ms\t")
+	for _, x := range r.Rows {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.1f\t%.0f\t%.0f\t%.1f\t\n", x.Pipeline, x.Tenants, x.Round, x.PointsPerSec, x.CPUPercent, x.PointsPerCore, x.PeakRSSMiB, x.P99ms)
+	}
+	_ = tw.Flush()
+	keys := make([]string, 0, len(r.Ratios))
+	for k := range r.Ratios {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	fmt.Fprintln(w, "\nratios (median over alternating rounds; target c/a >= 0.95, c/b >= 1.0):")
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %-10s %.2f\n", k, r.Ratios[k])
+	}
+	if len(r.Agent) > 0 {
+		fmt.Fprintln(w, "\n## agent: 8 simulated GPUs + host metrics (target < 0.5% of a core, < 80 MiB)")
+		for _, a := range r.Agent {
+			fmt.Fprintf(w, "  interval %-4s over %4.0f s: CPU %.2f%% of one core, peak RSS %.0f MiB, %d points delivered\n", a.Interval, a.Seconds, a.CPUPercent, a.PeakRSSMiB, a.Points)
+		}
+	}
+	if r.ProfileTop != "" {
+		fmt.Fprintln(w, "\n## CPU profile of pipeline c at saturation (top)")
+		fmt.Fprintln(w, r.ProfileTop)
+	}
+}
