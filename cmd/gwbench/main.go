@@ -11,7 +11,8 @@
 //	   resource(tenant from context) -> batch(metadata_keys) -> otlp_http (upstream tenant pipeline)
 //	c  otlp+tenant_auth -> memory_limiter -> tenant(gateway) -> tenant_otlp_http (this project)
 //
-// with 1, 100 and 1,000 tenants, plus c over TLS. Throughput is what the sink
+// with 1, 100 and 1,000 tenants, plus c over TLS and c with its queues on
+// disk (file_storage, as config/gateway.yaml runs it). Throughput is what the sink
 // was delivered per second of the measuring window, not what the receiver
 // accepted. Runs alternate a, b, c within each round so machine drift cancels
 // in the ratios c/a and c/b, which are medians over rounds.
@@ -49,7 +50,8 @@ type options struct {
 	rounds                               int
 	warmup, measure                      time.Duration
 	agentDur, agentFastDur               time.Duration
-	tls, quick                           bool
+	tls, disk, quick                     bool
+	agentEnv                             string
 }
 
 func main() {
@@ -68,6 +70,8 @@ func main() {
 	flag.DurationVar(&o.agentDur, "agent", 5*time.Minute, "agent footprint run at 10 s interval (0: skip)")
 	flag.DurationVar(&o.agentFastDur, "agent-fast", 2*time.Minute, "agent footprint run at 1 s interval (0: skip)")
 	flag.BoolVar(&o.tls, "tls", true, "also run pipeline c over TLS")
+	flag.BoolVar(&o.disk, "disk", true, "also run pipeline c with its queues in file_storage (as config/gateway.yaml), at the most tenants")
+	flag.StringVar(&o.agentEnv, "agent-env", "package", `the agent's Go runtime settings: "package" (the GO* lines of packaging/default/otelcol-gpu-agent, what an installed agent runs with), "none", or "GOGC=50 GOMEMLIMIT=96MiB ..."`)
 	flag.BoolVar(&o.quick, "quick", false, "a few seconds of everything (make test): 1 round, 1 and 10 tenants, short windows")
 	flag.Parse()
 	for _, f := range strings.Split(tenants, ",") {
@@ -142,6 +146,7 @@ type Row struct {
 // AgentRow is one agent footprint run.
 type AgentRow struct {
 	Interval   string  `json:"interval"`
+	Env        string  `json:"go_runtime_env"`
 	Seconds    float64 `json:"seconds"`
 	CPUPercent float64 `json:"cpu_percent_of_one_core"`
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
@@ -237,6 +242,15 @@ func run(ctx context.Context, o options) (*Report, error) {
 		rep.Rows = append(rep.Rows, row)
 		fmt.Fprintf(os.Stderr, "gwbench: c+tls tenants=%-5d          %9.0f points/s  cpu %5.1f%%\n", t, row.PointsPerSec, row.CPUPercent)
 	}
+	if o.disk {
+		t := slices.Max(o.tenants)
+		row, err := b.gateway(ctx, "c+disk", t, false, "")
+		if err != nil {
+			return nil, fmt.Errorf("pipeline c with file_storage queues: %w", err)
+		}
+		rep.Rows = append(rep.Rows, row)
+		fmt.Fprintf(os.Stderr, "gwbench: c+disk tenants=%-5d         %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB\n", t, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB)
+	}
 	if o.profile != "" {
 		if out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", o.otelcol, o.profile).Output(); err == nil {
 			rep.ProfileTop = string(out)
@@ -254,7 +268,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 			return nil, fmt.Errorf("agent footprint at %s: %w", a.interval, err)
 		}
 		rep.Agent = append(rep.Agent, row)
-		fmt.Fprintf(os.Stderr, "gwbench: agent interval=%s  cpu %.2f%%  peak rss %.0f MiB\n", row.Interval, row.CPUPercent, row.PeakRSSMiB)
+		fmt.Fprintf(os.Stderr, "gwbench: agent interval=%s  cpu %.2f%%  peak rss %.0f MiB  env %q\n", row.Interval, row.CPUPercent, row.PeakRSSMiB, row.Env)
 	}
 	return rep, nil
 }
@@ -347,9 +361,16 @@ processors:
 exporters:
 %s`, ext, tokens.String(), grpcPort, tlsBlock, common, b.maxTenants+10, otlpHTTP) +
 			service("health_check, bearertokenauth", "memory_limiter, resource, batch", "otlp_http")
-	default:
+	default: // c, and c+disk: queues in file_storage, as config/gateway.yaml runs
+		storage, queue, svcExt := "", "", "health_check, tenant_auth"
+		if p == "c+disk" {
+			dir := filepath.Join(b.dir, "state-"+strconv.Itoa(grpcPort))
+			storage = fmt.Sprintf("  file_storage/queue: {directory: %s, create_directory: true}\n", dir)
+			queue = "    queue: {storage: file_storage/queue}\n"
+			svcExt += ", file_storage/queue"
+		}
 		return fmt.Sprintf(`extensions:
-%s  tenant_auth:
+%s%s  tenant_auth:
     credentials_file: %s
 receivers:
   otlp:
@@ -366,8 +387,8 @@ exporters:
   tenant_otlp_http:
     metrics_endpoint: %s/v1/metrics?extra_label=tenant_id={tenant}
     compression: none
-`, ext, filepath.Join(b.dir, "credentials.yaml"), grpcPort, tlsBlock, common, b.sinkURL) +
-			service("health_check, tenant_auth", "memory_limiter, tenant", "tenant_otlp_http")
+%s`, ext, storage, filepath.Join(b.dir, "credentials.yaml"), grpcPort, tlsBlock, common, b.sinkURL, queue) +
+			service(svcExt, "memory_limiter, tenant", "tenant_otlp_http")
 	}
 }
 
@@ -429,6 +450,12 @@ func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, pr
 		return Row{}, ctx.Err()
 	}
 	p1, cpu1, t1 := b.sink.Counts().Points, gw.CPU(), time.Now()
+	if profile != "" {
+		heap := strings.TrimSuffix(profile, filepath.Ext(profile)) + "-heap.pprof"
+		if err := fetch(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", pprofPort), heap); err != nil {
+			fmt.Fprintln(os.Stderr, "gwbench: heap profile:", err)
+		}
+	}
 	res := <-done
 	if res.err != nil {
 		return Row{}, res.err
@@ -461,7 +488,11 @@ func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, pr
 func (b *bench) otelcol() string { return b.o.otelcol }
 
 func fetchProfile(port int, d time.Duration, path string) error {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, max(1, int(d.Seconds())))) //nolint:noctx // loopback
+	return fetch(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, max(1, int(d.Seconds()))), path)
+}
+
+func fetch(url, path string) error {
+	resp, err := http.Get(url) //nolint:noctx // loopback
 	if err != nil {
 		return err
 	}
@@ -525,6 +556,11 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 		"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(agHealth),
 		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(freePort()),
 	}
+	runtimeEnv, err := b.agentRuntimeEnv()
+	if err != nil {
+		return AgentRow{}, err
+	}
+	env = append(env, runtimeEnv...)
 	ag, err := proc.Start("agent", b.otelcol(), []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
 	if err != nil {
 		return AgentRow{}, err
@@ -542,7 +578,7 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	cpu1, t1 := ag.CPU(), time.Now()
 	secs := t1.Sub(t0).Seconds()
 	return AgentRow{
-		Interval: interval.String(), Seconds: secs,
+		Interval: interval.String(), Seconds: secs, Env: strings.Join(runtimeEnv, " "),
 		CPUPercent: 100 * (cpu1 - cpu0).Seconds() / secs,
 		PeakRSSMiB: ag.PeakRSSMiB(),
 		Points:     b.sink.Counts().Points - p0,
@@ -561,6 +597,29 @@ func freePort() int {
 		panic(err) // loopback without a free port: nothing here can run
 	}
 	return p
+}
+
+// agentRuntimeEnv is the Go runtime environment the agent runs with.
+func (b *bench) agentRuntimeEnv() ([]string, error) {
+	switch b.o.agentEnv {
+	case "none", "":
+		return nil, nil
+	case "package":
+		path := filepath.Join(b.o.root, "packaging", "default", "otelcol-gpu-agent")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		var env []string
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, "GO") && strings.Contains(l, "=") {
+				env = append(env, strings.TrimSpace(l))
+			}
+		}
+		return env, nil
+	default:
+		return strings.Fields(b.o.agentEnv), nil
+	}
 }
 
 // ---- report ----
@@ -585,7 +644,7 @@ func printReport(w io.Writer, r *Report) {
 	if len(r.Agent) > 0 {
 		fmt.Fprintln(w, "\n## agent: 8 simulated GPUs + host metrics (target < 0.5% of a core, < 80 MiB)")
 		for _, a := range r.Agent {
-			fmt.Fprintf(w, "  interval %-4s over %4.0f s: CPU %.2f%% of one core, peak RSS %.0f MiB, %d points delivered\n", a.Interval, a.Seconds, a.CPUPercent, a.PeakRSSMiB, a.Points)
+			fmt.Fprintf(w, "  interval %-4s over %4.0f s: CPU %.2f%% of one core, peak RSS %.0f MiB, %d points delivered (env: %s)\n", a.Interval, a.Seconds, a.CPUPercent, a.PeakRSSMiB, a.Points, a.Env)
 		}
 	}
 	if r.ProfileTop != "" {

@@ -82,17 +82,16 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.delegate.Unmarshal(data, v)
 	}
-	var b []byte
-	if len(data) == 1 {
-		b = data[0].ReadOnlyData()
-	} else {
-		b = data.Materialize()
-	}
-	if err := c.a.checkPayload(context.Background(), b, sig, false); err != nil {
+	// One contiguous copy (none when gRPC already holds one buffer), from
+	// the pool, shared by the check and the decoder: the pdata codec would
+	// otherwise make its own.
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	if err := c.a.checkPayload(context.Background(), buf.ReadOnlyData(), sig, false); err != nil {
 		c.a.guard.refused.Store(v, err)
 		return nil // left empty; refuseGuarded answers InvalidArgument
 	}
-	return c.delegate.Unmarshal(data, v)
+	return c.delegate.Unmarshal(mem.BufferSlice{buf}, v)
 }
 
 var signalTypes sync.Map // reflect.Type -> otlpguard.Signal

@@ -140,18 +140,24 @@ type checker struct {
 // walk checks one message. depth counts the AnyValues above it.
 func (c *checker) walk(b []byte, typ msg, depth int) error {
 	for len(b) > 0 {
-		tag, n := uvarint(b)
-		if n <= 0 {
-			return fmt.Errorf("%w: bad field tag", ErrMalformed)
+		var tag uint64
+		if b[0] < 0x80 { // every OTLP field number fits a one-byte tag
+			tag, b = uint64(b[0]), b[1:]
+		} else {
+			t, n := uvarint(b)
+			if n <= 0 {
+				return fmt.Errorf("%w: bad field tag", ErrMalformed)
+			}
+			tag, b = t, b[n:]
 		}
-		b = b[n:]
 		field, wire := tag>>3, tag&7
 		if field == 0 {
 			return fmt.Errorf("%w: field number 0", ErrMalformed)
 		}
 		switch wire {
 		case 0:
-			if _, n = uvarint(b); n <= 0 {
+			_, n := uvarint(b)
+			if n <= 0 {
 				return fmt.Errorf("%w: bad varint", ErrMalformed)
 			}
 			b = b[n:]
@@ -166,7 +172,13 @@ func (c *checker) walk(b []byte, typ msg, depth int) error {
 			}
 			b = b[4:]
 		case 2:
-			l, n := uvarint(b)
+			var l uint64
+			var n int
+			if len(b) > 0 && b[0] < 0x80 {
+				l, n = uint64(b[0]), 1
+			} else {
+				l, n = uvarint(b)
+			}
 			if n <= 0 || l > uint64(len(b)-n) {
 				return fmt.Errorf("%w: length beyond the message", ErrMalformed)
 			}
@@ -190,6 +202,9 @@ func (c *checker) walk(b []byte, typ msg, depth int) error {
 			if c.values > c.lim.MaxValues {
 				return fmt.Errorf("%w: more than %d", ErrTooMany, c.lim.MaxValues)
 			}
+			if next == mAnyValue && scalar(sub) {
+				continue // nothing nested: no need to walk it
+			}
 			if err := c.walk(sub, next, d); err != nil {
 				return err
 			}
@@ -199,6 +214,27 @@ func (c *checker) walk(b []byte, typ msg, depth int) error {
 		}
 	}
 	return nil
+}
+
+// scalar reports whether an AnyValue is exactly one well-formed scalar
+// field (string 1, bool 2, int 3, double 4, bytes 7): the common case, which
+// holds nothing nested and so needs no walk.
+func scalar(b []byte) bool {
+	if len(b) < 2 || b[0] >= 0x80 {
+		return false
+	}
+	switch tag := b[0]; tag {
+	case 1<<3 | 2, 7<<3 | 2: // string, bytes
+		l, n := uvarint(b[1:])
+		return n > 0 && l == uint64(len(b)-1-n)
+	case 2 << 3, 3 << 3: // bool, int (wire type 0, varint)
+		_, n := uvarint(b[1:])
+		return n > 0 && 1+n == len(b)
+	case 4<<3 | 1: // double
+		return len(b) == 9
+	default:
+		return false
+	}
 }
 
 func childOf(typ msg, field uint64) msg {

@@ -268,3 +268,43 @@ func BenchmarkCheckAgentRequest(b *testing.B) {
 		}
 	}
 }
+
+// The scalar fast path skips walking an AnyValue only when it is exactly one
+// scalar field: a string followed by a nested array in the same AnyValue (a
+// repeated oneof, which decoders accept, last one wins) is still walked.
+func TestScalarFastPathCannotHideNesting(t *testing.T) {
+	deep := rawNested(40)
+	// Find the attribute's AnyValue and put a string field in front of it.
+	kvStart := bytes.Index(deep, []byte{0x0a, 0x01, 'k'})
+	require.Positive(t, kvStart)
+	value := deep[kvStart+3:] // AnyValue field 2 header + the nested AnyValue
+	_, n := binary.Uvarint(value[1:])
+	inner := value[1+n:]
+	prefixed := append([]byte{0x0a, 0x01, 'y'}, inner...) // string_value "y", then array_value
+	kv := append(appendTagLen(nil, 1, 1), 'k')
+	kv = append(appendTagLen(kv, 2, len(prefixed)), prefixed...)
+	res := append(appendTagLen(nil, 1, len(kv)), kv...)
+	rm := append(appendTagLen(nil, 1, len(res)), res...)
+	req := append(appendTagLen(nil, 1, len(rm)), rm...)
+	require.ErrorIs(t, Check(req, Metrics, defaults), ErrTooDeep)
+
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"string", []byte{0x0a, 0x02, 'h', 'i'}, true},
+		{"empty string", []byte{0x0a, 0x00}, true},
+		{"bool", []byte{0x10, 0x01}, true},
+		{"int", []byte{0x18, 0x96, 0x01}, true},
+		{"double", []byte{0x21, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f}, true},
+		{"bytes", []byte{0x3a, 0x01, 0xff}, true},
+		{"string then more", []byte{0x0a, 0x01, 'x', 0x10, 0x01}, false},
+		{"truncated string", []byte{0x0a, 0x05, 'x'}, false},
+		{"array", []byte{0x2a, 0x00}, false},
+		{"kvlist", []byte{0x32, 0x00}, false},
+		{"empty", nil, false},
+	} {
+		require.Equal(t, tc.want, scalar(tc.b), tc.name)
+	}
+}
