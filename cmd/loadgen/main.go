@@ -154,5 +154,8 @@ func send(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "loadgen: %d points accepted in %.1fs (%.0f/s), p99 %.1f ms, %d failed, %d retries\n",
 		rep.Points, rep.Seconds, rep.PointsPerSecond, rep.LatencyMS["p99"], rep.Failed, rep.Retries)
+	if rep.Points == 0 && (rep.Failed > 0 || rep.Unacked > 0) {
+		return fmt.Errorf("nothing was accepted (last error: %s)", rep.LastError)
+	}
 	return nil
 }

@@ -1279,10 +1279,16 @@ EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *dat
                 return NVML_SUCCESS;
             }
         }
+        /* Sleep until the next XID is due or the deadline, whichever is
+         * first: a real driver blocks in the kernel, and a poll loop here
+         * would be the simulator's CPU counted as the agent's. */
+        double wake = deadline;
+        for (int i = 0; i < nfaults; i++)
+            if (faults[i].kind == F_XID && !s->delivered[i] && faults[i].start > t && faults[i].start < wake)
+                wake = faults[i].start;
         pthread_mutex_unlock(&global_lock);
         if (t >= deadline) return NVML_ERROR_TIMEOUT;
-        double left = deadline - t;
-        sleep_seconds(left < 0.01 ? left : 0.01);
+        sleep_seconds(wake - t + 0.0005);
     }
 }
 
