@@ -403,7 +403,7 @@ func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, pr
 	if err := os.WriteFile(cfg, []byte(b.config(p, grpcPort, healthPort, pprofPort, tls)), 0o600); err != nil {
 		return Row{}, err
 	}
-	gw, err := startPinned(b.otelcol(), cfg, filepath.Join(b.dir, "gateway-"+p+".log"))
+	gw, err := startPinned(b.o.otelcol, cfg, filepath.Join(b.dir, "gateway-"+p+".log"))
 	if err != nil {
 		return Row{}, err
 	}
@@ -485,8 +485,6 @@ func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, pr
 	return row, nil
 }
 
-func (b *bench) otelcol() string { return b.o.otelcol }
-
 func fetchProfile(port int, d time.Duration, path string) error {
 	return fetch(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, max(1, int(d.Seconds()))), path)
 }
@@ -517,7 +515,7 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	if err := os.WriteFile(cfg, []byte(b.config("c", grpcPort, healthPort, 0, true)), 0o600); err != nil {
 		return AgentRow{}, err
 	}
-	gw, err := proc.Start("gateway", b.otelcol(), []string{"--config", cfg}, nil, filepath.Join(b.dir, "gateway-agentbench.log"))
+	gw, err := proc.Start("gateway", b.o.otelcol, []string{"--config", cfg}, nil, filepath.Join(b.dir, "gateway-agentbench.log"))
 	if err != nil {
 		return AgentRow{}, err
 	}
@@ -561,7 +559,7 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 		return AgentRow{}, err
 	}
 	env = append(env, runtimeEnv...)
-	ag, err := proc.Start("agent", b.otelcol(), []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
+	ag, err := proc.Start("agent", b.o.otelcol, []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
 	if err != nil {
 		return AgentRow{}, err
 	}

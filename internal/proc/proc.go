@@ -6,6 +6,7 @@ package proc
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,7 +20,7 @@ import (
 // Proc is a started child process.
 type Proc struct {
 	Name string
-	Log  string // where its stdout and stderr go
+	Log  string // where its stdout and stderr go (a file, or "its log")
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -31,16 +32,27 @@ func Start(name, bin string, args, env []string, log string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	p, err := StartWriter(name, bin, args, env, f)
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	p.Log = log
+	go func() { <-p.done; _ = f.Close() }()
+	return p, nil
+}
+
+// StartWriter is Start with the output going to out.
+func StartWriter(name, bin string, args, env []string, out io.Writer) (*Proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		_ = f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &Proc{Name: name, Log: log, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
+	p := &Proc{Name: name, Log: "its log", cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
 	return p, nil
 }
 

@@ -19,11 +19,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/proc"
 )
 
 // BinaryEnv names the variable that points at the victoria-metrics binary.
@@ -51,8 +51,7 @@ type Store struct {
 	URL      string // http://Addr
 	Log      io.Writer
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	p *proc.Proc
 }
 
 // New describes a store; Start runs it. Dir is its data directory (kept
@@ -66,68 +65,38 @@ func New(bin, dir, addr string, log io.Writer) *Store {
 
 // Start runs the store and waits until it answers /health.
 func (s *Store) Start(ctx context.Context) error {
-	if s.cmd != nil && !s.exited() {
+	if s.Running() {
 		return errors.New("vmstore: already running")
 	}
-	cmd := exec.Command(s.Bin,
-		"-storageDataPath="+s.Dir,
-		"-httpListenAddr="+s.Addr,
+	p, err := proc.StartWriter("victoria-metrics", s.Bin, []string{
+		"-storageDataPath=" + s.Dir,
+		"-httpListenAddr=" + s.Addr,
 		"-dedup.minScrapeInterval=1ms",
 		"-search.latencyOffset=0s",
 		"-search.disableCache",
 		"-retentionPeriod=7d",
 		"-loggerLevel=WARN",
-	)
-	cmd.Stdout, cmd.Stderr = s.Log, s.Log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("vmstore: start %s: %w", s.Bin, err)
+	}, nil, s.Log)
+	if err != nil {
+		return fmt.Errorf("vmstore: %w", err)
 	}
-	s.cmd, s.done = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if s.exited() {
-			return fmt.Errorf("vmstore: %s exited at start (see its log)", s.Bin)
-		}
-		if err := s.get(ctx, "/health", nil, io.Discard); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	s.p = p
+	if err := p.WaitHTTPOK(ctx, s.URL+"/health", 30*time.Second); err != nil {
+		return fmt.Errorf("vmstore: %w", err)
 	}
-	return fmt.Errorf("vmstore: %s did not answer /health within 30s", s.URL)
-}
-
-func (s *Store) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
+	return nil
 }
 
 // Running reports whether the process is up.
-func (s *Store) Running() bool { return s.cmd != nil && !s.exited() }
+func (s *Store) Running() bool { return s.p != nil && !s.p.Exited() }
 
-// Stop ends the store with SIGTERM (it flushes to disk) and waits.
+// Stop ends the store with SIGTERM (it flushes to disk) and waits, killing
+// it after 30 s.
 func (s *Store) Stop() error {
 	if !s.Running() {
 		return nil
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-		return errors.New("vmstore: did not stop within 30s after SIGTERM; killed")
-	}
+	return s.p.Stop(30 * time.Second)
 }
 
 // Flush makes everything ingested so far visible to queries.

@@ -23,14 +23,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/proc"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
 )
 
@@ -289,11 +286,11 @@ func TestScenario6BadInput(t *testing.T) {
 		summary = append(summary, strconv.Itoa(got))
 	}
 
-	// The same over gRPC.
-	conn, err := grpc.NewClient(testbin.Addr(e.gwGRPC), grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	// The same over gRPC: loadgen's transport sends the bytes as they are.
+	tr, err := loadgen.NewTransport(loadgen.TransportConfig{Protocol: "grpc", Endpoint: testbin.Addr(e.gwGRPC),
+		CAFile: filepath.Join(e.certs, devcerts.CAFile), ServerName: "localhost"})
 	require.NoError(t, err)
-	defer func() { _ = conn.Close() }()
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	defer func() { _ = tr.Close() }()
 	grpcCases := []struct {
 		name string
 		body []byte
@@ -304,16 +301,15 @@ func TestScenario6BadInput(t *testing.T) {
 		{"message over 4 MiB", big, codes.ResourceExhausted},
 	}
 	for _, c := range grpcCases {
-		var resp []byte
-		body := c.body
-		err := conn.Invoke(ctx, "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", &body, &resp, grpc.ForceCodec(rawCodec{}))
-		assert.Equal(t, c.want, status.Code(err), "%s: %v", c.name, err)
-		summary = append(summary, status.Code(err).String())
+		r := tr.Send(context.Background(), c.body, token, "")
+		assert.Equal(t, c.want.String(), r.Code, "%s: %v", c.name, r.Err)
+		summary = append(summary, r.Code)
 	}
 
 	require.False(t, gw.Exited(), "the gateway survived every bad request")
 	require.NoError(t, gw.WaitHTTPOK(fmt.Sprintf("http://%s/", testbin.Addr(e.gwHealth)), 5*time.Second))
-	peak := peakRSSMiB(t, gw.Pid())
+	peak := proc.PeakRSSMiB(gw.Pid())
+	require.Positive(t, peak)
 	require.Less(t, peak, 300.0, "gateway peak RSS after the bad input, MiB")
 	require.Zero(t, e.stored("mallory", ""), "nothing of the bad input is stored")
 
@@ -338,30 +334,6 @@ func nested(t *testing.T, depth int) []byte {
 	b, err := (&pmetric.ProtoMarshaler{}).MarshalMetrics(md)
 	require.NoError(t, err)
 	return b
-}
-
-type rawCodec struct{}
-
-func (rawCodec) Name() string                  { return "proto" }
-func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	*(v.(*[]byte)) = append([]byte(nil), data...)
-	return nil
-}
-
-// peakRSSMiB is a process's high-water resident set (VmHWM).
-func peakRSSMiB(t *testing.T, pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			require.NoError(t, err)
-			return kb / 1024
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
 }
 
 // 7. A simulated GPU lost mid-run: the others keep arriving, hw.status
