@@ -190,7 +190,7 @@ $(BIN)/demo: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ ./cmd/demo
 
-## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, and the Go micro-benchmarks (BENCHMARKS.md; ~20 min). BENCH_FLAGS=-quick for a look
+## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, and the Go micro-benchmarks (BENCHMARKS.md; ~15 min). BENCH_FLAGS=-quick for a look
 BENCH_FLAGS ?=
 bench: $(OTELCOL) $(BIN)/gwbench nvmlsim
 	@mkdir -p $(BUILD)/bench
