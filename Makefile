@@ -161,10 +161,12 @@ e2e: $(OTELCOL) $(LOADGEN) $(VM) nvmlsim
 		go test -count=1 -tags e2e -timeout 15m -v ./test/e2e/... 2>&1 | tee $(BUILD)/e2e.log | grep -vE '^\s+20[0-9]{2}-'; \
 		test $${PIPESTATUS[0]} -eq 0 || { echo "e2e failed: the processes' logs are in $(BUILD)/e2e.log" >&2; exit 1; }
 
-## lint: gofmt, go vet and golangci-lint (pinned)
+## lint: gofmt, no test equipment in the binary, go vet and golangci-lint (pinned)
 lint: $(GOLANGCI_LINT)
 	@bad=$$(gofmt -l $$({ git ls-files '*.go'; git ls-files --others --exclude-standard '*.go'; } | grep -v '^$(DIST)/')); \
 		if [ -n "$$bad" ]; then echo "gofmt would change: $$bad" >&2; exit 1; fi
+	@leaked=$$(cd $(DIST) && go list -deps . | grep '/internal/testkit/' || true); \
+		if [ -n "$$leaked" ]; then echo "test equipment linked into otelcol-gpu: $$leaked" >&2; exit 1; fi
 	go vet ./...
 	go vet -tags system ./test/...
 	go vet -tags e2e ./test/...

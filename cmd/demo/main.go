@@ -30,9 +30,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/proc"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/vmstore"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
 )
 
 var tenantNames = []string{"acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell"}
@@ -149,6 +149,11 @@ func fleet(i, gpus, tenant int) string {
 	return b.String()
 }
 
+// bindAttempts bounds the starts of a process whose port was taken.
+const bindAttempts = 3
+
+func logRetry(format string, args ...any) { fmt.Printf("demo: "+format+"\n", args...) }
+
 func run(ctx context.Context, o options) error {
 	if err := os.RemoveAll(o.dir); err != nil {
 		return err
@@ -200,29 +205,35 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
+	// Ports are reserved (internal/testkit/proc); a port taken anyway by a
+	// program outside the demo between the reservation and the bind means a
+	// new set and another start.
 	ports := map[string]int{}
-	for _, k := range []string{"gw-grpc", "gw-http", "gw-health", "gw-metrics"} {
-		if ports[k], err = proc.FreePort(); err != nil {
-			return err
-		}
-	}
 	gwLog := filepath.Join(o.dir, "gateway.log")
-	gw, err := proc.Start("gateway", o.otelcol, []string{"--config", filepath.Join(o.root, "config", "gateway.yaml")}, []string{
-		"OTELCOL_GPU_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-grpc"]),
-		"OTELCOL_GPU_HTTP_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-http"]),
-		"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(o.certs, devcerts.ServerCertFile),
-		"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(o.certs, devcerts.ServerKeyFile),
-		"OTELCOL_GPU_CREDENTIALS_FILE=" + credsPath,
-		"OTELCOL_GPU_STORE_URL=" + store.URL,
-		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(o.dir, "gateway-state"),
-		"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-health"]),
-		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(ports["gw-metrics"]),
-	}, gwLog)
-	if err != nil {
-		return err
+	gw, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
+		for _, k := range []string{"gw-grpc", "gw-http", "gw-health", "gw-metrics"} {
+			ports[k] = proc.MustReserve()
+		}
+		gw, err := proc.Start("gateway", o.otelcol, []string{"--config", filepath.Join(o.root, "config", "gateway.yaml")}, []string{
+			"OTELCOL_GPU_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-grpc"]),
+			"OTELCOL_GPU_HTTP_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-http"]),
+			"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(o.certs, devcerts.ServerCertFile),
+			"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(o.certs, devcerts.ServerKeyFile),
+			"OTELCOL_GPU_CREDENTIALS_FILE=" + credsPath,
+			"OTELCOL_GPU_STORE_URL=" + store.URL,
+			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(o.dir, "gateway-state"),
+			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-health"]),
+			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(ports["gw-metrics"]),
+		}, gwLog)
+		if err != nil {
+			return nil, err
+		}
+		return gw, gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", ports["gw-health"]), time.Minute)
+	})
+	if gw != nil {
+		procs = append(procs, gw)
 	}
-	procs = append(procs, gw)
-	if err := gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", ports["gw-health"]), time.Minute); err != nil {
+	if err != nil {
 		return err
 	}
 
@@ -241,34 +252,37 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 		p := map[string]int{}
-		for _, k := range []string{"grpc", "http", "health", "metrics"} {
-			if p[k], err = proc.FreePort(); err != nil {
-				return err
-			}
-		}
-		agents[i] = agentInfo{p["grpc"], p["http"]}
 		log := filepath.Join(o.dir, fmt.Sprintf("agent-%d.log", i+1))
-		a, err := proc.Start(fmt.Sprintf("agent %d", i+1), o.otelcol, []string{"--config", filepath.Join(o.root, "config", "agent.yaml")}, []string{
-			"LD_LIBRARY_PATH=" + o.nvmlsim,
-			"NVMLSIM_FLEET=" + filepath.Join(dir, "fleet"),
-			"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(ports["gw-grpc"]),
-			"OTELCOL_GPU_CA_FILE=" + filepath.Join(o.certs, devcerts.CAFile),
-			"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(dir, "token"),
-			"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(dir, "tenant"),
-			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(dir, "state"),
-			"OTELCOL_GPU_INTERVAL=" + o.interval.String(),
-			"OTELCOL_GPU_OTLP_GRPC=127.0.0.1:" + strconv.Itoa(p["grpc"]),
-			"OTELCOL_GPU_OTLP_HTTP=127.0.0.1:" + strconv.Itoa(p["http"]),
-			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(p["health"]),
-			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(p["metrics"]),
-		}, log)
+		a, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
+			for _, k := range []string{"grpc", "http", "health", "metrics"} {
+				p[k] = proc.MustReserve()
+			}
+			a, err := proc.Start(fmt.Sprintf("agent %d", i+1), o.otelcol, []string{"--config", filepath.Join(o.root, "config", "agent.yaml")}, []string{
+				"LD_LIBRARY_PATH=" + o.nvmlsim,
+				"NVMLSIM_FLEET=" + filepath.Join(dir, "fleet"),
+				"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(ports["gw-grpc"]),
+				"OTELCOL_GPU_CA_FILE=" + filepath.Join(o.certs, devcerts.CAFile),
+				"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(dir, "token"),
+				"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(dir, "tenant"),
+				"OTELCOL_GPU_STATE_DIR=" + filepath.Join(dir, "state"),
+				"OTELCOL_GPU_INTERVAL=" + o.interval.String(),
+				"OTELCOL_GPU_OTLP_GRPC=127.0.0.1:" + strconv.Itoa(p["grpc"]),
+				"OTELCOL_GPU_OTLP_HTTP=127.0.0.1:" + strconv.Itoa(p["http"]),
+				"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(p["health"]),
+				"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(p["metrics"]),
+			}, log)
+			if err != nil {
+				return nil, err
+			}
+			return a, a.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", p["health"]), time.Minute)
+		})
+		if a != nil {
+			procs = append(procs, a)
+		}
 		if err != nil {
 			return err
 		}
-		procs = append(procs, a)
-		if err := a.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", p["health"]), time.Minute); err != nil {
-			return err
-		}
+		agents[i] = agentInfo{p["grpc"], p["http"]}
 	}
 
 	ui := store.URL + "/vmui/#/?" + url.Values{

@@ -10,7 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
 )
 
 func main() {

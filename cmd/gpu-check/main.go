@@ -31,7 +31,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/metricwalk"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/metricwalk"
 	"github.com/otelcol-gpu/otelcol-gpu/receiver/nvmlreceiver"
 )
 

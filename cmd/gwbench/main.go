@@ -39,9 +39,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 type options struct {
@@ -290,8 +290,31 @@ type bench struct {
 	maxTenants int
 }
 
-// config is the YAML of pipeline p.
-func (b *bench) config(p string, grpcPort, healthPort, pprofPort int, tls bool) string {
+// gwConfig is how a pipeline is run: its config files (the shipped
+// config/gateway.yaml first, for the project's pipeline) and environment.
+type gwConfig struct {
+	yaml string   // the pipeline's own config, or the overrides of the shipped one
+	base string   // config/gateway.yaml, for the project's pipeline
+	env  []string // the shipped config's variables
+}
+
+// args are the collector's --config flags, with yaml written at path.
+func (c gwConfig) args(path string) []string {
+	if c.base == "" {
+		return []string{"--config", path}
+	}
+	return []string{"--config", c.base, "--config", path}
+}
+
+// config is how pipeline p runs. a and b are upstream components in a
+// config of their own; c (in-memory queues) and c+disk are the shipped
+// config/gateway.yaml with what a benchmark must change on top: loopback
+// ports, the sink as the store, no TLS where the row says so, no own
+// telemetry (as a and b), and for c the queues in memory.
+func (b *bench) config(p string, grpcPort, healthPort, pprofPort int, tls bool) gwConfig {
+	if p != "a" && p != "b" {
+		return b.shippedConfig(p, grpcPort, healthPort, pprofPort, tls)
+	}
 	tlsBlock := ""
 	if tls {
 		tlsBlock = fmt.Sprintf("\n        tls: {cert_file: %s, key_file: %s}", filepath.Join(b.dir, "certs", devcerts.ServerCertFile), filepath.Join(b.dir, "certs", devcerts.ServerKeyFile))
@@ -322,9 +345,8 @@ func (b *bench) config(p string, grpcPort, healthPort, pprofPort int, tls bool) 
     metrics_endpoint: %s/v1/metrics
     compression: none
 `, b.sinkURL)
-	switch p {
-	case "a":
-		return fmt.Sprintf(`extensions:
+	if p == "a" {
+		return gwConfig{yaml: fmt.Sprintf(`extensions:
 %sreceivers:
   otlp:
     protocols:
@@ -334,13 +356,13 @@ func (b *bench) config(p string, grpcPort, healthPort, pprofPort int, tls bool) 
 processors:
 %s  batch: {}
 exporters:
-%s`, ext, grpcPort, tlsBlock, common, otlpHTTP) + service("health_check", "memory_limiter, batch", "otlp_http")
-	case "b":
-		var tokens strings.Builder
-		for i := 0; i < b.maxTenants; i++ {
-			fmt.Fprintf(&tokens, "      - %s\n", loadgen.DefaultToken(loadgen.DefaultTenantName(i)))
-		}
-		return fmt.Sprintf(`extensions:
+%s`, ext, grpcPort, tlsBlock, common, otlpHTTP) + service("health_check", "memory_limiter, batch", "otlp_http")}
+	}
+	var tokens strings.Builder
+	for i := 0; i < b.maxTenants; i++ {
+		fmt.Fprintf(&tokens, "      - %s\n", loadgen.DefaultToken(loadgen.DefaultTenantName(i)))
+	}
+	return gwConfig{yaml: fmt.Sprintf(`extensions:
 %s  bearertokenauth:
     tokens:
 %sreceivers:
@@ -360,55 +382,63 @@ processors:
     metadata_cardinality_limit: %d
 exporters:
 %s`, ext, tokens.String(), grpcPort, tlsBlock, common, b.maxTenants+10, otlpHTTP) +
-			service("health_check, bearertokenauth", "memory_limiter, resource, batch", "otlp_http")
-	default: // c, and c+disk: queues in file_storage, as config/gateway.yaml runs
-		storage, queue, svcExt := "", "", "health_check, tenant_auth"
-		if p == "c+disk" {
-			dir := filepath.Join(b.dir, "state-"+strconv.Itoa(grpcPort))
-			storage = fmt.Sprintf("  file_storage/queue: {directory: %s, create_directory: true}\n", dir)
-			queue = "    queue: {storage: file_storage/queue}\n"
-			svcExt += ", file_storage/queue"
-		}
-		return fmt.Sprintf(`extensions:
-%s%s  tenant_auth:
-    credentials_file: %s
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:%d
-        max_recv_msg_size_mib: 4
-        auth: {authenticator: tenant_auth}
-        middlewares: [{id: tenant_auth}]%s
-processors:
-%s  tenant:
-    mode: gateway
-exporters:
-  tenant_otlp_http:
-    metrics_endpoint: %s/v1/metrics?extra_label=tenant_id={tenant}
-    compression: none
-%s`, ext, storage, filepath.Join(b.dir, "credentials.yaml"), grpcPort, tlsBlock, common, b.sinkURL, queue) +
-			service(svcExt, "memory_limiter, tenant", "tenant_otlp_http")
+		service("health_check, bearertokenauth", "memory_limiter, resource, batch", "otlp_http")}
+}
+
+func (b *bench) shippedConfig(p string, grpcPort, healthPort, pprofPort int, tls bool) gwConfig {
+	var o strings.Builder
+	o.WriteString("receivers:\n  otlp:\n    protocols:\n      http: null\n")
+	if !tls {
+		o.WriteString("      grpc:\n        tls: null\n")
+	}
+	o.WriteString("exporters:\n  tenant_otlp_http:\n    compression: none\n")
+	if p == "c" {
+		o.WriteString("    queue:\n      storage: null\n")
+	}
+	ext := "health_check, file_storage/queue, tenant_auth"
+	if pprofPort > 0 {
+		fmt.Fprintf(&o, "extensions:\n  pprof: {endpoint: 127.0.0.1:%d}\n", pprofPort)
+		ext += ", pprof"
+	}
+	fmt.Fprintf(&o, "service:\n  extensions: [%s]\n  telemetry:\n    metrics: {level: none}\n    logs: {level: warn}\n", ext)
+	return gwConfig{
+		yaml: o.String(),
+		base: filepath.Join(b.o.root, "config", "gateway.yaml"),
+		env: []string{
+			"OTELCOL_GPU_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(grpcPort),
+			"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(b.dir, "certs", devcerts.ServerCertFile),
+			"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(b.dir, "certs", devcerts.ServerKeyFile),
+			"OTELCOL_GPU_CREDENTIALS_FILE=" + filepath.Join(b.dir, "credentials.yaml"),
+			"OTELCOL_GPU_STORE_URL=" + b.sinkURL,
+			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(b.dir, "state-"+strconv.Itoa(grpcPort)),
+			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(healthPort),
+		},
 	}
 }
 
 // gateway runs pipeline p pinned to core 0 at saturation and measures it.
 func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, profile string) (Row, error) {
-	grpcPort, healthPort := freePort(), freePort()
-	pprofPort := 0
-	if profile != "" {
-		pprofPort = freePort()
-	}
+	var grpcPort, healthPort, pprofPort int
 	cfg := filepath.Join(b.dir, "gateway-"+p+".yaml")
-	if err := os.WriteFile(cfg, []byte(b.config(p, grpcPort, healthPort, pprofPort, tls)), 0o600); err != nil {
-		return Row{}, err
+	gw, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
+		grpcPort, healthPort = proc.MustReserve(), proc.MustReserve()
+		if profile != "" {
+			pprofPort = proc.MustReserve()
+		}
+		gc := b.config(p, grpcPort, healthPort, pprofPort, tls)
+		if err := os.WriteFile(cfg, []byte(gc.yaml), 0o600); err != nil {
+			return nil, err
+		}
+		gw, err := startPinned(b.o.otelcol, gc.args(cfg), gc.env, filepath.Join(b.dir, "gateway-"+p+".log"))
+		if err != nil {
+			return nil, err
+		}
+		return gw, gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", healthPort), time.Minute)
+	})
+	if gw != nil {
+		defer func() { _ = gw.Stop(15 * time.Second) }()
 	}
-	gw, err := startPinned(b.o.otelcol, cfg, filepath.Join(b.dir, "gateway-"+p+".log"))
 	if err != nil {
-		return Row{}, err
-	}
-	defer func() { _ = gw.Stop(15 * time.Second) }()
-	if err := gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", healthPort), time.Minute); err != nil {
 		return Row{}, err
 	}
 
@@ -510,17 +540,24 @@ func fetch(url, path string) error {
 // interval for d, sending to a gateway (pipeline c over TLS, unpinned) and
 // measures the agent's CPU and peak RSS.
 func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow, error) {
-	grpcPort, healthPort := freePort(), freePort()
+	var grpcPort, healthPort int
 	cfg := filepath.Join(b.dir, "gateway-agentbench.yaml")
-	if err := os.WriteFile(cfg, []byte(b.config("c", grpcPort, healthPort, 0, true)), 0o600); err != nil {
-		return AgentRow{}, err
+	gw, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
+		grpcPort, healthPort = proc.MustReserve(), proc.MustReserve()
+		gc := b.config("c", grpcPort, healthPort, 0, true)
+		if err := os.WriteFile(cfg, []byte(gc.yaml), 0o600); err != nil {
+			return nil, err
+		}
+		gw, err := proc.Start("gateway", b.o.otelcol, gc.args(cfg), gc.env, filepath.Join(b.dir, "gateway-agentbench.log"))
+		if err != nil {
+			return nil, err
+		}
+		return gw, gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", healthPort), time.Minute)
+	})
+	if gw != nil {
+		defer func() { _ = gw.Stop(15 * time.Second) }()
 	}
-	gw, err := proc.Start("gateway", b.o.otelcol, []string{"--config", cfg}, nil, filepath.Join(b.dir, "gateway-agentbench.log"))
 	if err != nil {
-		return AgentRow{}, err
-	}
-	defer func() { _ = gw.Stop(15 * time.Second) }()
-	if err := gw.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", healthPort), time.Minute); err != nil {
 		return AgentRow{}, err
 	}
 	vm := filepath.Join(b.dir, "vm")
@@ -539,32 +576,36 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 			return AgentRow{}, err
 		}
 	}
-	agHealth := freePort()
-	env := []string{
-		"LD_LIBRARY_PATH=" + b.o.nvmlsim,
-		"NVMLSIM_FLEET=" + filepath.Join(vm, "fleet"),
-		"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(grpcPort),
-		"OTELCOL_GPU_CA_FILE=" + filepath.Join(b.dir, "certs", devcerts.CAFile),
-		"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(vm, "token"),
-		"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(vm, "tenant"),
-		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(vm, "state"),
-		"OTELCOL_GPU_INTERVAL=" + interval.String(),
-		"OTELCOL_GPU_OTLP_GRPC=127.0.0.1:" + strconv.Itoa(freePort()),
-		"OTELCOL_GPU_OTLP_HTTP=127.0.0.1:" + strconv.Itoa(freePort()),
-		"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(agHealth),
-		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(freePort()),
-	}
 	runtimeEnv, err := b.agentRuntimeEnv()
 	if err != nil {
 		return AgentRow{}, err
 	}
-	env = append(env, runtimeEnv...)
-	ag, err := proc.Start("agent", b.o.otelcol, []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
-	if err != nil {
-		return AgentRow{}, err
+	ag, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
+		agHealth := proc.MustReserve()
+		env := append([]string{
+			"LD_LIBRARY_PATH=" + b.o.nvmlsim,
+			"NVMLSIM_FLEET=" + filepath.Join(vm, "fleet"),
+			"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(grpcPort),
+			"OTELCOL_GPU_CA_FILE=" + filepath.Join(b.dir, "certs", devcerts.CAFile),
+			"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(vm, "token"),
+			"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(vm, "tenant"),
+			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(vm, "state"),
+			"OTELCOL_GPU_INTERVAL=" + interval.String(),
+			"OTELCOL_GPU_OTLP_GRPC=127.0.0.1:" + strconv.Itoa(proc.MustReserve()),
+			"OTELCOL_GPU_OTLP_HTTP=127.0.0.1:" + strconv.Itoa(proc.MustReserve()),
+			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(agHealth),
+			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(proc.MustReserve()),
+		}, runtimeEnv...)
+		ag, err := proc.Start("agent", b.o.otelcol, []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
+		if err != nil {
+			return nil, err
+		}
+		return ag, ag.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", agHealth), time.Minute)
+	})
+	if ag != nil {
+		defer func() { _ = ag.Stop(15 * time.Second) }()
 	}
-	defer func() { _ = ag.Stop(15 * time.Second) }()
-	if err := ag.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", agHealth), time.Minute); err != nil {
+	if err != nil {
 		return AgentRow{}, err
 	}
 	p0, cpu0, t0 := b.sink.Counts().Points, ag.CPU(), time.Now()
@@ -583,18 +624,15 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	}, nil
 }
 
+// bindAttempts bounds the starts of a process whose port was taken.
+const bindAttempts = 3
+
+func logRetry(format string, args ...any) { fmt.Fprintf(os.Stderr, "gwbench: "+format+"\n", args...) }
+
 // startPinned runs the collector on core 0 alone: taskset sets the
 // affinity before exec, so every thread the Go runtime starts inherits it.
-func startPinned(bin, cfg, log string) (*proc.Proc, error) {
-	return proc.Start("gateway", "taskset", []string{"-c", "0", bin, "--config", cfg}, []string{"GOMAXPROCS=1"}, log)
-}
-
-func freePort() int {
-	p, err := proc.FreePort()
-	if err != nil {
-		panic(err) // loopback without a free port: nothing here can run
-	}
-	return p
+func startPinned(bin string, args, env []string, log string) (*proc.Proc, error) {
+	return proc.Start("gateway", "taskset", append([]string{"-c", "0", bin}, args...), append(env, "GOMAXPROCS=1"), log)
 }
 
 // agentRuntimeEnv is the Go runtime environment the agent runs with.

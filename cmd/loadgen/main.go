@@ -2,7 +2,7 @@
 // receiver) and reports what was accepted; `loadgen sink` is an OTLP/HTTP
 // endpoint that counts what it is delivered; `loadgen credentials` writes the
 // tenant_auth credentials file matching loadgen's tokens. See
-// internal/loadgen and BENCHMARKS.md.
+// internal/testkit/loadgen and BENCHMARKS.md.
 //
 //	loadgen credentials -tenants 100 > creds.yaml
 //	loadgen sink -listen 127.0.0.1:9411
@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
 )
 
 func main() {

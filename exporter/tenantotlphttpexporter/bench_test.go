@@ -23,7 +23,7 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 // countingSink is an OTLP/HTTP store that decodes each request to count its
@@ -59,7 +59,7 @@ func pushAll(b *testing.B, next consumer.Metrics, reqs []pmetric.Metrics, points
 	b.ReportAllocs()
 	start := points.Load()
 	b.ResetTimer()
-	cpu0 := testbin.ProcessCPU()
+	cpu0 := proc.SelfCPU()
 	for i := 0; i < b.N; i++ {
 		md := pmetric.NewMetrics()
 		reqs[i%len(reqs)].CopyTo(md)
@@ -76,7 +76,7 @@ func pushAll(b *testing.B, next consumer.Metrics, reqs []pmetric.Metrics, points
 	// CPU of the whole process (producer, exporter, sink) per point: what
 	// decides throughput on one pinned core, where wall time on two cores
 	// rewards whichever pipeline uses the second core more.
-	b.ReportMetric(float64((testbin.ProcessCPU()-cpu0).Nanoseconds())/(float64(b.N)*340), "cpu-ns/point")
+	b.ReportMetric(float64((proc.SelfCPU()-cpu0).Nanoseconds())/(float64(b.N)*340), "cpu-ns/point")
 }
 
 // BenchmarkTenantExporter compares delivered throughput with the upstream

@@ -28,7 +28,14 @@ type Config struct {
 	// TenantHeaders are header templates rendered per tenant, e.g.
 	// X-Scope-OrgID: "{tenant}".
 	TenantHeaders map[string]string `mapstructure:"tenant_headers"`
-	// Attribute is the resource attribute that carries the tenant id.
+	// RouteBy says where a request's tenant comes from: auth (default), the
+	// tenant tenant_auth authenticated for the request, so no payload and no
+	// other component's setting can choose it; or attribute, each resource's
+	// Attribute, for pipelines whose requests carry no authentication
+	// because the tenant was enforced before them (a Kafka tier, a replay).
+	RouteBy string `mapstructure:"route_by"`
+	// Attribute is the resource attribute that carries the tenant id
+	// (route_by: attribute).
 	Attribute string `mapstructure:"attribute"`
 	// Tenants holds per-tenant template variables, e.g. acme: {account: "12"}.
 	Tenants map[string]map[string]string `mapstructure:"tenants"`
@@ -49,6 +56,10 @@ type Config struct {
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 	// RetryOnFailure is each tenant's backoff; max_elapsed_time 0 retries forever.
 	RetryOnFailure configretry.BackOffConfig `mapstructure:"retry_on_failure"`
+	// RetryOnStatus lists the HTTP statuses that are retried (with the
+	// Retry-After the store sends); any other non-2xx answer drops the
+	// request as permanently refused. Transport errors are always retried.
+	RetryOnStatus []int `mapstructure:"retry_on_status"`
 }
 
 // BatchConfig says when queued data is sent.
@@ -80,6 +91,12 @@ type RateLimitConfig struct {
 	// Burst items above the rate.
 	Burst int `mapstructure:"burst"`
 }
+
+// Where the tenant of a request comes from.
+const (
+	RouteByAuth      = "auth"
+	RouteByAttribute = "attribute"
+)
 
 var _ component.Config = (*Config)(nil)
 
@@ -150,8 +167,14 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if strings.TrimSpace(c.Attribute) == "" {
-		errs = append(errs, errors.New("attribute: must not be empty"))
+	switch c.RouteBy {
+	case RouteByAuth:
+	case RouteByAttribute:
+		if strings.TrimSpace(c.Attribute) == "" {
+			errs = append(errs, errors.New("attribute: must not be empty with route_by: attribute"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("route_by: must be %q or %q, got %q", RouteByAuth, RouteByAttribute, c.RouteBy))
 	}
 	if c.Batch.MaxItems < 1 || c.Batch.MaxBytes < 1 || c.Batch.FlushInterval <= 0 {
 		errs = append(errs, fmt.Errorf("batch: max_items, max_bytes and flush_interval must be positive, got %d, %d, %s",
@@ -175,6 +198,11 @@ func (c *Config) Validate() error {
 	}
 	if c.IdleTimeout <= 0 || c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("idle_timeout must be positive and drain_timeout not negative, got %s, %s", c.IdleTimeout, c.DrainTimeout))
+	}
+	for _, code := range c.RetryOnStatus {
+		if code < 300 || code > 599 {
+			errs = append(errs, fmt.Errorf("retry_on_status: %d is not an HTTP error status (300-599)", code))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/confmap"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/configtest"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/configtest"
 )
 
 func loadConfig(t *testing.T, name string) *Config {
@@ -21,6 +21,8 @@ func TestLoadConfig(t *testing.T) {
 	require.Equal(t, "http://store:8428/opentelemetry/v1/logs", def.endpointTemplate(sigLogs))
 	require.Equal(t, "gzip", string(def.ClientConfig.Compression))
 	require.Equal(t, time.Duration(0), def.RetryOnFailure.MaxElapsedTime, "never give up on a tenant")
+	require.Equal(t, RouteByAuth, def.RouteBy, "the authenticated tenant decides, unless told otherwise")
+	require.Equal(t, []int{429, 502, 503, 504}, def.RetryOnStatus, "upstream otlp_http's retryable set")
 
 	c := loadConfig(t, "cluster")
 	require.NoError(t, confmap.Validate(c))
@@ -30,11 +32,17 @@ func TestLoadConfig(t *testing.T) {
 	require.Equal(t, RateLimitConfig{ItemsPerSecond: 20000, Burst: 40000}, c.RateLimit)
 	require.Equal(t, 4, c.Senders)
 	require.Equal(t, 500, c.MaxTenants)
+	require.Equal(t, []int{429, 503}, c.RetryOnStatus)
 	tmpl, errs := c.parseTemplates()
 	require.Empty(t, errs)
 	u, err := renderURL(tmpl.endpoints[sigMetrics], "acme", c.Tenants["acme"])
 	require.NoError(t, err)
 	require.Equal(t, "http://vminsert:8480/insert/12/opentelemetry/v1/metrics", u)
+
+	r := loadConfig(t, "replay")
+	require.NoError(t, confmap.Validate(r))
+	require.Equal(t, RouteByAttribute, r.RouteBy)
+	require.Equal(t, "tenant_id", r.Attribute)
 }
 
 func TestValidateErrorsNameTheField(t *testing.T) {
@@ -45,6 +53,9 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		"bad_tenant":   `tenants: tenant id "Acme"`,
 		"small_queue":  "queue.max_items_per_tenant: 10 must be at least batch.max_items 1000",
 		"bad_rate":     "rate_limit: items_per_second must not be negative and burst at least batch.max_items",
+		"bad_route":    `route_by: must be "auth" or "attribute", got "payload"`,
+		"no_attribute": "attribute: must not be empty with route_by: attribute",
+		"bad_status":   "retry_on_status: 200 is not an HTTP error status",
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.ErrorContains(t, confmap.Validate(loadConfig(t, name)), want)

@@ -2,9 +2,12 @@ package tenantotlphttpexporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
+	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configretry"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/sharedcomponent"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 )
 
 // Defaults: batches of a few agent requests, queues that ride out a store
@@ -35,6 +39,11 @@ const (
 	defaultDrainTimeout      = 10 * time.Second
 )
 
+// defaultRetryOnStatus is what the upstream otlp_http exporter retries: the
+// statuses that say "later", not "never" (a 500 is a bug in the request or
+// the store, and retrying it forever would hold the tenant's queue).
+var defaultRetryOnStatus = []int{http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}
+
 // NewFactory returns the factory of the tenant_otlp_http exporter.
 func NewFactory() exporter.Factory {
 	return exporter.NewFactory(metadata.Type, createDefaultConfig,
@@ -51,6 +60,7 @@ func createDefaultConfig() component.Config {
 	retry.MaxElapsedTime = 0 // the queue bounds what is kept; never give up on a tenant
 	return &Config{
 		ClientConfig:   client,
+		RouteBy:        RouteByAuth,
 		Attribute:      defaultAttribute,
 		Batch:          BatchConfig{MaxItems: defaultBatchItems, MaxBytes: defaultBatchBytes, FlushInterval: defaultFlushInterval},
 		Queue:          QueueConfig{MaxItemsPerTenant: defaultMaxItemsPerTenant, MaxBytes: defaultMaxBytes},
@@ -59,6 +69,7 @@ func createDefaultConfig() component.Config {
 		IdleTimeout:    defaultIdleTimeout,
 		DrainTimeout:   defaultDrainTimeout,
 		RetryOnFailure: retry,
+		RetryOnStatus:  append([]int(nil), defaultRetryOnStatus...),
 	}
 }
 
@@ -104,25 +115,61 @@ func (b base) consume(ctx context.Context, sig signal, res splitResult, err erro
 	return nil
 }
 
+// route splits a request into tenants' parts: by the authenticated tenant
+// of the request (route_by: auth), or by each resource's attribute
+// (route_by: attribute).
+func route[T any, R any](ctx context.Context, b base, sig signal, sp splitter[T, R], data T) error {
+	e := b.Unwrap
+	if e.cfg.RouteBy == RouteByAttribute {
+		res, err := splitGeneric(sp, data, e.cfg.Attribute)
+		return b.consume(ctx, sig, res, err)
+	}
+	tenant, ok := authenticatedTenant(ctx)
+	if !ok {
+		items := 0
+		for i := 0; i < sp.resources(data); i++ {
+			items += sp.items(sp.resource(data, i))
+		}
+		e.failed.Add(ctx, int64(items), attrs(queueKey{sig: sig, tenant: ""}))
+		return consumererror.NewPermanent(errNoAuthTenant)
+	}
+	res, err := whole(sp, data, tenant)
+	return b.consume(ctx, sig, res, err)
+}
+
+// errNoAuthTenant refuses a request that carries no authenticated tenant:
+// nothing without one reaches the store.
+var errNoAuthTenant = errors.New("tenant_otlp_http: the request carries no authenticated tenant; " +
+	"the receiver needs tenant_auth as its authenticator, with no batching component before this exporter " +
+	"(or set route_by: attribute where the tenant was authenticated upstream)")
+
+// authenticatedTenant is the tenant tenant_auth put into the request's auth
+// data, if it is a valid id.
+func authenticatedTenant(ctx context.Context) (string, bool) {
+	auth := client.FromContext(ctx).Auth
+	if auth == nil {
+		return "", false
+	}
+	tenant, _ := auth.GetAttribute(tenantid.AuthAttributeTenant).(string)
+	return tenant, tenantid.Validate(tenant) == nil
+}
+
 type metricsExporter struct{ base }
 
 func (x *metricsExporter) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error {
-	res, err := splitGeneric(metricsSplitter, md, x.Unwrap.cfg.Attribute)
-	return x.consume(ctx, sigMetrics, res, err)
+	return route(ctx, x.base, sigMetrics, metricsSplitter, md)
 }
 
 type logsExporter struct{ base }
 
 func (x *logsExporter) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
-	res, err := splitGeneric(logsSplitter, ld, x.Unwrap.cfg.Attribute)
-	return x.consume(ctx, sigLogs, res, err)
+	return route(ctx, x.base, sigLogs, logsSplitter, ld)
 }
 
 type tracesExporter struct{ base }
 
 func (x *tracesExporter) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
-	res, err := splitGeneric(tracesSplitter, td, x.Unwrap.cfg.Attribute)
-	return x.consume(ctx, sigTraces, res, err)
+	return route(ctx, x.base, sigTraces, tracesSplitter, td)
 }
 
 func createMetrics(_ context.Context, set exporter.Settings, cfg component.Config) (exporter.Metrics, error) {

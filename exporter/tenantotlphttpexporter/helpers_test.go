@@ -43,6 +43,7 @@ type store struct {
 	hang     map[string]bool // tenant -> hold the request until released
 	release  chan struct{}
 	points   map[string]int // tenant -> points stored
+	attempts map[string]int // tenant -> requests received, whatever the answer
 	arrival  map[string][]time.Time
 }
 
@@ -54,7 +55,7 @@ type storeRequest struct {
 }
 
 func newStore(t *testing.T) *store {
-	s := &store{status: map[string]int{}, hang: map[string]bool{}, release: make(chan struct{}), points: map[string]int{}, arrival: map[string][]time.Time{}}
+	s := &store{status: map[string]int{}, hang: map[string]bool{}, release: make(chan struct{}), points: map[string]int{}, attempts: map[string]int{}, arrival: map[string][]time.Time{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(func() {
 		s.mu.Lock()
@@ -85,6 +86,7 @@ func (s *store) serve(w http.ResponseWriter, r *http.Request) {
 	tenant := tenantOfRequest(r)
 	s.mu.Lock()
 	hang, code := s.hang[tenant], s.status[tenant]
+	s.attempts[tenant]++
 	s.mu.Unlock()
 	if hang {
 		s.mu.Lock()
@@ -152,6 +154,12 @@ func (s *store) set(tenant string, status int, hang bool) {
 	}
 }
 
+func (s *store) attemptsOf(tenant string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[tenant]
+}
+
 func (s *store) pointsOf(tenant string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -178,6 +186,9 @@ var idSeq atomic.Int64
 
 func testConfig(s *store) *Config {
 	cfg := createDefaultConfig().(*Config)
+	// Most tests exercise the split by attribute; routing by the
+	// authenticated tenant has its own (TestRoutesByTheAuthenticatedTenant).
+	cfg.RouteBy = RouteByAttribute
 	cfg.MetricsEndpoint = s.srv.URL + "/t/{tenant}/opentelemetry/v1/metrics"
 	cfg.LogsEndpoint = s.srv.URL + "/t/{tenant}/logs"
 	cfg.TracesEndpoint = s.srv.URL + "/t/{tenant}/traces"

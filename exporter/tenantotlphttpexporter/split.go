@@ -46,6 +46,23 @@ func tenantOf(res pcommon.Resource, attr string) (string, bool) {
 	return v.Str(), true
 }
 
+// whole is the request as one tenant's part, encoded as it is.
+func whole[T any, R any](sp splitter[T, R], data T, tenant string) (splitResult, error) {
+	n := sp.resources(data)
+	if n == 0 {
+		return splitResult{}, nil
+	}
+	b, err := sp.marshal(data)
+	if err != nil {
+		return splitResult{}, err
+	}
+	items := 0
+	for i := 0; i < n; i++ {
+		items += sp.items(sp.resource(data, i))
+	}
+	return splitResult{parts: []part{{tenant: tenant, data: b, items: items}}}, nil
+}
+
 // splitter is what split needs of one signal's pdata.
 type splitter[T any, R any] struct {
 	resources func(T) int
@@ -70,16 +87,7 @@ func splitGeneric[T any, R any](sp splitter[T, R], data T, attr string) (splitRe
 		first = t
 	}
 	if n > 0 && same {
-		b, err := sp.marshal(data)
-		if err != nil {
-			return out, err
-		}
-		items := 0
-		for i := 0; i < n; i++ {
-			items += sp.items(sp.resource(data, i))
-		}
-		out.parts = []part{{tenant: first, data: b, items: items}}
-		return out, nil
+		return whole(sp, data, first)
 	}
 	groups := map[string]T{}
 	counts := map[string]int{}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/component"
@@ -28,8 +29,17 @@ import (
 var (
 	errMissingToken = errors.New("unauthenticated: missing bearer token")
 	errInvalidToken = errors.New("unauthenticated: invalid bearer token")
-	errThrottled    = errors.New("unauthenticated: too many failed attempts from this address; try again later")
 )
+
+// throttledError refuses a failing credential from an address that has used
+// up its failures for the minute. It is retryable (gRPC ResourceExhausted
+// with RetryInfo): a VM whose token the gateway has not loaded yet, behind
+// the same NAT as a misconfigured one, keeps its data and tries again.
+type throttledError struct{ retryAfter time.Duration }
+
+func (e throttledError) Error() string {
+	return fmt.Sprintf("too many failed authentication attempts from this address; try again in %s", e.retryAfter)
+}
 
 var (
 	resultOK      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
@@ -69,7 +79,7 @@ var _ extensionauth.Server = (*authenticator)(nil)
 func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authenticator, error) {
 	meter := set.MeterProvider.Meter(metadata.ScopeName)
 	requests, err := meter.Int64Counter("otelcol_tenant_auth_requests",
-		metric.WithDescription("Authentication attempts by result (ok, missing, invalid)."), metric.WithUnit("{request}"))
+		metric.WithDescription("Authentication attempts by result (ok, missing, invalid, throttled)."), metric.WithUnit("{request}"))
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +114,7 @@ func (a *authenticator) Start(_ context.Context, _ component.Host) error {
 	}
 	a.poller = periodic.Start(a.cfg.ReloadInterval, func() {
 		if err := a.reload(); a.failure.Changed(err) {
-			a.logger.Warn("tenant_auth: keeping the last good credentials", zap.String("file", a.cfg.CredentialsFile), zap.Error(err))
+			a.logger.Warn("keeping the last good credentials", zap.String("file", a.cfg.CredentialsFile), zap.Error(err))
 		}
 	})
 	return nil
@@ -119,24 +129,30 @@ func (a *authenticator) Shutdown(context.Context) error {
 // check authenticates the credential in headers from source, counting and
 // throttling failures. It is the whole decision; Authenticate and the gRPC
 // tap handle only differ in what they do with it.
+//
+// A valid credential is accepted whatever its address did: VMs behind one
+// NAT share an address, and one misconfigured neighbour must not cost the
+// others their data. Only failures are throttled: from an address over its
+// budget they are refused retryably, without a verdict on the credential.
+// The lookup before the throttle costs one SHA-256 of the header value.
 func (a *authenticator) check(ctx context.Context, headers map[string][]string, source string) (*credential, error) {
-	if a.throttle.blocked(source) {
-		a.requests.Add(ctx, 1, resultBlocked)
-		return nil, errThrottled
-	}
 	token, ok := a.token(headers)
+	if ok {
+		if cred, found := a.creds.Load().lookup(token); found {
+			return cred, nil
+		}
+	}
+	if retry, blocked := a.throttle.blocked(source); blocked {
+		a.requests.Add(ctx, 1, resultBlocked)
+		return nil, throttledError{retryAfter: retry}
+	}
+	a.throttle.fail(source)
 	if !ok {
 		a.requests.Add(ctx, 1, resultMissing)
-		a.throttle.fail(source)
 		return nil, errMissingToken
 	}
-	cred, ok := a.creds.Load().lookup(token)
-	if !ok {
-		a.requests.Add(ctx, 1, resultInvalid)
-		a.throttle.fail(source)
-		return nil, errInvalidToken
-	}
-	return cred, nil
+	a.requests.Add(ctx, 1, resultInvalid)
+	return nil, errInvalidToken
 }
 
 // sourceOf is the address a request came from, without its port.
@@ -171,7 +187,7 @@ func (a *authenticator) reload() error {
 	a.creds.Store(set)
 	a.lastContent = sum
 	a.reloads.Add(context.Background(), 1, reloadOK)
-	a.logger.Info("tenant_auth: credentials loaded", zap.String("file", a.cfg.CredentialsFile),
+	a.logger.Info("credentials loaded", zap.String("file", a.cfg.CredentialsFile),
 		zap.Int("credentials", len(set.byHash)), zap.Int("tenants", set.tenants))
 	return nil
 }

@@ -142,19 +142,19 @@ func TestBrokenFileKeepsTheLastGoodCredentials(t *testing.T) {
 
 	writeFile(t, file, "credentials:\n"+credLine("vm-1", "Not A Tenant", "token-a"))
 	require.Eventually(t, func() bool {
-		return logs.FilterMessage("tenant_auth: keeping the last good credentials").Len() > 0
+		return logs.FilterMessage("keeping the last good credentials").Len() > 0
 	}, 5*time.Second, pollEvery)
 	got, err := tenantOf(t, auth, bearer("token-a"))
 	require.NoError(t, err)
 	require.Equal(t, "acme", got)
-	require.Contains(t, logs.FilterMessage("tenant_auth: keeping the last good credentials").All()[0].ContextMap()["error"], `tenant id "Not A Tenant"`)
+	require.Contains(t, logs.FilterMessage("keeping the last good credentials").All()[0].ContextMap()["error"], `tenant id "Not A Tenant"`)
 
 	// A vanished file (mid-deploy) keeps them too, and is logged once, not per poll.
 	require.NoError(t, os.Remove(file))
 	time.Sleep(10 * pollEvery)
 	_, err = tenantOf(t, auth, bearer("token-a"))
 	require.NoError(t, err)
-	require.Equal(t, 2, logs.FilterMessage("tenant_auth: keeping the last good credentials").Len())
+	require.Equal(t, 2, logs.FilterMessage("keeping the last good credentials").Len())
 }
 
 func TestKubernetesSecretSymlinkSwapIsSeen(t *testing.T) {

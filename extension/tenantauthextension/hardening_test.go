@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -35,9 +36,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetrytest"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/telemetrytest"
 )
 
 const goodToken = "token-acme"
@@ -67,7 +68,7 @@ type gatewayOpts struct {
 
 func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	t.Helper()
-	g := &gateway{grpcAddr: testbin.Addr(testbin.FreePort(t)), httpAddr: testbin.Addr(testbin.FreePort(t)), sink: new(consumertest.MetricsSink)}
+	g := &gateway{grpcAddr: proc.Addr(proc.Port(t)), httpAddr: proc.Addr(proc.Port(t)), sink: new(consumertest.MetricsSink)}
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "credentials.yaml")
 	writeFile(t, creds, "credentials:\n"+credLine("vm-1", "acme", goodToken))
@@ -318,18 +319,42 @@ func TestCompressionBombsAreBounded(t *testing.T) {
 	require.Empty(t, g.sink.AllMetrics())
 }
 
-func TestAuthFailuresArePerSourceLimited(t *testing.T) {
+// VMs behind one NAT share an address: one sending a wrong token must not
+// cost the others their data. The failing one is throttled, retryably; the
+// good one, from the same address, is never refused.
+func TestAuthFailuresThrottleTheFailingNotTheAddress(t *testing.T) {
 	g := startGateway(t, gatewayOpts{perMinute: 3})
 	for i := 0; i < 3; i++ {
 		err := g.sendGRPC(t, "guess-"+string(rune('a'+i)), nested(2))
+		require.Equal(t, codes.Unauthenticated, status.Code(err))
 		require.Contains(t, err.Error(), "invalid bearer token")
 	}
-	err := g.sendGRPC(t, goodToken, nested(2))
-	require.Equal(t, codes.Unauthenticated, status.Code(err))
-	require.Contains(t, err.Error(), "too many failed attempts", "even the right token, from that address, this minute")
-	require.Equal(t, http.StatusUnauthorized, g.sendHTTP(t, goodToken, nested(2), ""))
-	require.Equal(t, int64(2), counterOf(t, g.tel, "otelcol_tenant_auth_requests", "result", "throttled"))
-	require.Empty(t, g.sink.AllMetrics())
+	good := 0
+	for i := 0; i < 20; i++ {
+		// The misconfigured neighbour keeps trying...
+		err := g.sendGRPC(t, "wrong-token", nested(2))
+		st := status.Convert(err)
+		require.Equal(t, codes.ResourceExhausted, st.Code(), "a throttled failure is retryable")
+		require.Contains(t, st.Message(), "too many failed authentication attempts")
+		var retry *errdetails.RetryInfo
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok {
+				retry = ri
+			}
+		}
+		require.NotNil(t, retry, "RetryInfo tells the agent's exporter to retry (without it ResourceExhausted is final)")
+		require.Positive(t, retry.GetRetryDelay().AsDuration())
+		require.LessOrEqual(t, retry.GetRetryDelay().AsDuration(), time.Minute)
+
+		// ...while the good VM behind the same address loses nothing.
+		require.NoError(t, g.sendGRPC(t, goodToken, nested(2)))
+		require.Equal(t, http.StatusOK, g.sendHTTP(t, goodToken, nested(2), ""))
+		good += 2
+	}
+	require.Len(t, g.sink.AllMetrics(), good, "every request of the good token stored")
+	// Over HTTP the collector's auth layer answers every refusal with 401.
+	require.Equal(t, http.StatusUnauthorized, g.sendHTTP(t, "wrong-token", nested(2), ""))
+	require.Equal(t, int64(21), counterOf(t, g.tel, "otelcol_tenant_auth_requests", "result", "throttled"))
 }
 
 func TestMutualTLSAndCertificateReload(t *testing.T) {

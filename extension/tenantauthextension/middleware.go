@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -21,8 +22,9 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/otlpguard"
+	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/otlpguard"
 )
 
 var (
@@ -50,9 +52,25 @@ func (a *authenticator) tap(ctx context.Context, info *tap.Info) (context.Contex
 		source = sourceOf(p.Addr)
 	}
 	if _, err := a.check(ctx, info.Header, source); err != nil {
-		return ctx, status.Error(codes.Unauthenticated, err.Error())
+		return ctx, grpcStatus(err)
 	}
 	return ctx, nil
+}
+
+// grpcStatus is the status a refused credential gets: Unauthenticated, which
+// an exporter does not retry, or for a throttled one ResourceExhausted with
+// RetryInfo, which the collector's otlp exporter retries after the delay.
+func grpcStatus(err error) error {
+	var throttled throttledError
+	if !errors.As(err, &throttled) {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	st, derr := status.New(codes.ResourceExhausted, err.Error()).
+		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(throttled.retryAfter)})
+	if derr != nil {
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	return st.Err()
 }
 
 // payloadGuard hands a codec's verdict to the interceptor that runs right
@@ -139,7 +157,7 @@ func (a *authenticator) checkPayload(ctx context.Context, b []byte, sig otlpguar
 		reason = "too_many"
 	}
 	a.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
-	a.logger.Debug("tenant_auth: request refused before decoding", zap.String("reason", reason), zap.Error(err))
+	a.logger.Debug("request refused before decoding", zap.String("reason", reason), zap.Error(err))
 	return err
 }
 

@@ -9,7 +9,8 @@ import (
 // failureThrottle counts authentication failures per source address in a
 // fixed table of buckets (memory is bounded whatever the number of sources;
 // two sources sharing a bucket share its budget). A source over its budget
-// for the current minute is refused before its credential is even hashed.
+// for the current minute has its failing attempts refused retryably (valid
+// credentials from it still pass: see authenticator.check).
 type failureThrottle struct {
 	perMinute uint32
 	seed      maphash.Seed
@@ -35,16 +36,21 @@ func (f *failureThrottle) bucket(source string) *failureBucket {
 	return &f.buckets[maphash.String(f.seed, source)%uint64(len(f.buckets))]
 }
 
-// blocked reports whether source has used up its failures for this minute.
-func (f *failureThrottle) blocked(source string) bool {
+// blocked reports whether source has used up its failures for this minute,
+// and how long until the next minute gives it a new budget.
+func (f *failureThrottle) blocked(source string) (time.Duration, bool) {
 	if f == nil || source == "" {
-		return false
+		return 0, false
 	}
-	minute := f.now().Unix() / 60
+	now := f.now()
+	minute := now.Unix() / 60
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b := f.bucket(source)
-	return b.minute == minute && b.count >= f.perMinute
+	if b.minute != minute || b.count < f.perMinute {
+		return 0, false
+	}
+	return time.Unix((minute+1)*60, 0).Sub(now), true
 }
 
 // fail records one failed authentication from source.

@@ -9,17 +9,20 @@ import (
 )
 
 func TestFailureThrottle(t *testing.T) {
-	now := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 1, 1, 10, 0, 15, 0, time.UTC)
 	f := newFailureThrottle(3, 1024)
 	f.now = func() time.Time { return now }
+	blocked := func(source string) bool { _, b := f.blocked(source); return b }
 	for i := 0; i < 3; i++ {
-		require.False(t, f.blocked("10.0.0.1"))
+		require.False(t, blocked("10.0.0.1"))
 		f.fail("10.0.0.1")
 	}
-	require.True(t, f.blocked("10.0.0.1"), "the fourth try in the minute is refused outright")
-	require.False(t, f.blocked("10.0.0.2"), "another source is not")
+	retry, b := f.blocked("10.0.0.1")
+	require.True(t, b, "the fourth failure in the minute is throttled")
+	require.Equal(t, 45*time.Second, retry, "until the minute's end")
+	require.False(t, blocked("10.0.0.2"), "another source is not")
 	now = now.Add(time.Minute)
-	require.False(t, f.blocked("10.0.0.1"), "a new minute, a new budget")
+	require.False(t, blocked("10.0.0.1"), "a new minute, a new budget")
 
 	// Memory is the table, whatever the number of sources.
 	for i := 0; i < 100_000; i++ {
@@ -30,5 +33,6 @@ func TestFailureThrottle(t *testing.T) {
 	off := newFailureThrottle(0, 10)
 	require.Nil(t, off)
 	off.fail("x")
-	require.False(t, off.blocked("x"))
+	_, b = off.blocked("x")
+	require.False(t, b)
 }

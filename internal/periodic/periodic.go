@@ -5,6 +5,7 @@ package periodic
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,17 +18,22 @@ type Runner struct {
 
 // Start calls fn every interval until Stop.
 func Start(interval time.Duration, fn func()) *Runner {
+	t := time.NewTicker(interval)
+	return startTicks(t.C, t.Stop, fn)
+}
+
+// startTicks calls fn on every tick until Stop, then calls done.
+func startTicks(ticks <-chan time.Time, done, fn func()) *Runner {
 	r := &Runner{stop: make(chan struct{})}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		t := time.NewTicker(interval)
-		defer t.Stop()
+		defer done()
 		for {
 			select {
 			case <-r.stop:
 				return
-			case <-t.C:
+			case <-ticks:
 				fn()
 			}
 		}
@@ -62,4 +68,19 @@ func (l *ErrorLatch) Changed(err error) bool {
 	}
 	l.last = err.Error()
 	return true
+}
+
+// Every lets one caller through per interval, whichever goroutine asks: the
+// "log this at most every 10 s, count every one" rule for warnings about
+// data that a hostile or broken peer can trigger on every request.
+type Every struct {
+	Interval time.Duration
+	last     atomic.Int64 // unix nanos of the last call let through
+}
+
+// Allow reports whether the caller may act now.
+func (e *Every) Allow() bool {
+	now := time.Now().UnixNano()
+	last := e.last.Load()
+	return now-last >= int64(e.Interval) && e.last.CompareAndSwap(last, now)
 }

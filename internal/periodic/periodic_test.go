@@ -18,12 +18,51 @@ func TestRunnerCallsUntilStopped(t *testing.T) {
 	require.Eventually(t, func() bool { return calls.Load() >= 3 }, 5*time.Second, time.Millisecond)
 	r.Stop()
 	r.Stop()
-	after := calls.Load()
-	time.Sleep(20 * time.Millisecond)
-	require.Equal(t, after, calls.Load(), "no call after Stop returned")
 
 	var none *Runner
 	none.Stop()
+}
+
+// Stop returns only once the loop has ended: after it, nothing takes a tick.
+func TestNoCallAfterStopReturns(t *testing.T) {
+	ticks := make(chan time.Time) // unbuffered: a send succeeds only if the loop takes it
+	var calls, stopped atomic.Int64
+	r := startTicks(ticks, func() { stopped.Add(1) }, func() { calls.Add(1) })
+	ticks <- time.Time{}
+	ticks <- time.Time{}
+	r.Stop()
+	require.EqualValues(t, 1, stopped.Load(), "the ticker is released")
+	got := calls.Load()
+	require.GreaterOrEqual(t, got, int64(1))
+	select {
+	case ticks <- time.Time{}:
+		t.Fatal("a tick was taken after Stop returned")
+	default:
+	}
+	require.Equal(t, got, calls.Load())
+}
+
+func TestEveryLetsOneCallerThroughPerInterval(t *testing.T) {
+	e := Every{Interval: time.Hour}
+	require.True(t, e.Allow())
+	require.False(t, e.Allow())
+	var through atomic.Int64
+	done := make(chan struct{})
+	for range 8 {
+		go func() {
+			if (&e).Allow() {
+				through.Add(1)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	require.Zero(t, through.Load())
+	zero := Every{}
+	require.True(t, zero.Allow())
+	require.True(t, zero.Allow(), "no interval: every call")
 }
 
 func TestErrorLatch(t *testing.T) {

@@ -76,7 +76,7 @@ func TestAgentFileSourcePlainAndJSON(t *testing.T) {
 	require.Equal(t, map[string]any{
 		"tenant.id": "globex", "cloud.instance.id": "i-0abc", "host.gpus": "8", "cloud.availability_zone": "us-east-1a", "host.name": "vm-1",
 	}, attrs)
-	logged := p.logsObs.FilterMessage("tenant: identity set").All()
+	logged := p.logsObs.FilterMessage("identity set").All()
 	require.Len(t, logged, 1)
 	require.Equal(t, []any{"cloud.region"}, logged[0].ContextMap()["attributes_not_found"], "a pointer that finds nothing is reported")
 }

@@ -8,7 +8,7 @@ import (
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/confmap"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/configtest"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/configtest"
 )
 
 func defaultSource() SourceConfig {

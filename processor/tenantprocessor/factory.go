@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -11,8 +12,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processorhelper"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/sharedcomponent"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
 )
 
@@ -52,75 +55,103 @@ func shared(set processor.Settings, cfg component.Config) (*sharedcomponent.Comp
 	})
 }
 
-// base is what the three signal processors have in common.
-type base struct {
-	*sharedcomponent.Component[*tenantProcessor]
+// metadataNext passes the authenticated tenant on in the request's client
+// metadata (set_metadata, gateway mode). processorhelper hands the next
+// consumer the context it was given, so the tenant is put in here, from the
+// same auth data enforce read.
+func metadataNext[T any](p *tenantProcessor, next func(context.Context, T) error) func(context.Context, T) error {
+	if !p.cfg.SetMetadata || p.cfg.Mode != ModeGateway {
+		return next
+	}
+	return func(ctx context.Context, data T) error {
+		info := client.FromContext(ctx)
+		if info.Auth != nil {
+			if tenant, ok := info.Auth.GetAttribute(tenantid.AuthAttributeTenant).(string); ok {
+				ctx = withTenantMetadata(ctx, info, p.cfg.Attribute, tenant)
+			}
+		}
+		return next(ctx, data)
+	}
 }
 
-func (base) Capabilities() consumer.Capabilities { return consumer.Capabilities{MutatesData: true} }
-
-type metricsProcessor struct {
-	base
-	next consumer.Metrics
+// options are what every signal's processorhelper gets: the shared
+// instance's lifecycle, and the fact that the processor rewrites data.
+func options(c *sharedcomponent.Component[*tenantProcessor]) []processorhelper.Option {
+	return []processorhelper.Option{
+		processorhelper.WithStart(c.Start),
+		processorhelper.WithShutdown(c.Shutdown),
+		processorhelper.WithCapabilities(consumer.Capabilities{MutatesData: true}),
+	}
 }
 
-func (p *metricsProcessor) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error {
+func metricsResources(md pmetric.Metrics) resources {
 	rms := md.ResourceMetrics()
-	ctx, err := p.Unwrap.apply(ctx, resources{n: rms.Len(), at: func(i int) pcommon.Resource { return rms.At(i).Resource() }})
-	if err != nil {
-		return err
+	return resources{
+		n:     rms.Len(),
+		at:    func(i int) pcommon.Resource { return rms.At(i).Resource() },
+		below: func(i int, l likeName, tenant string, t *scrubTally) { scrubMetrics(rms.At(i), l, tenant, t) },
 	}
-	return p.next.ConsumeMetrics(ctx, md)
 }
 
-type logsProcessor struct {
-	base
-	next consumer.Logs
-}
-
-func (p *logsProcessor) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+func logsResources(ld plog.Logs) resources {
 	rls := ld.ResourceLogs()
-	ctx, err := p.Unwrap.apply(ctx, resources{n: rls.Len(), at: func(i int) pcommon.Resource { return rls.At(i).Resource() }})
-	if err != nil {
-		return err
+	return resources{
+		n:     rls.Len(),
+		at:    func(i int) pcommon.Resource { return rls.At(i).Resource() },
+		below: func(i int, l likeName, tenant string, t *scrubTally) { scrubLogs(rls.At(i), l, tenant, t) },
 	}
-	return p.next.ConsumeLogs(ctx, ld)
 }
 
-type tracesProcessor struct {
-	base
-	next consumer.Traces
-}
-
-func (p *tracesProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+func tracesResources(td ptrace.Traces) resources {
 	rss := td.ResourceSpans()
-	ctx, err := p.Unwrap.apply(ctx, resources{n: rss.Len(), at: func(i int) pcommon.Resource { return rss.At(i).Resource() }})
-	if err != nil {
-		return err
+	return resources{
+		n:     rss.Len(),
+		at:    func(i int) pcommon.Resource { return rss.At(i).Resource() },
+		below: func(i int, l likeName, tenant string, t *scrubTally) { scrubTraces(rss.At(i), l, tenant, t) },
 	}
-	return p.next.ConsumeTraces(ctx, td)
 }
 
-func createMetrics(_ context.Context, set processor.Settings, cfg component.Config, next consumer.Metrics) (processor.Metrics, error) {
+func createMetrics(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Metrics) (processor.Metrics, error) {
 	c, err := shared(set, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &metricsProcessor{base: base{c}, next: next}, nil
+	p := c.Unwrap
+	nextFn, err := consumer.NewMetrics(metadataNext(p, next.ConsumeMetrics))
+	if err != nil {
+		return nil, err
+	}
+	return processorhelper.NewMetrics(ctx, set, cfg, nextFn, func(ctx context.Context, md pmetric.Metrics) (pmetric.Metrics, error) {
+		return md, p.apply(ctx, metricsResources(md))
+	}, options(c)...)
 }
 
-func createLogs(_ context.Context, set processor.Settings, cfg component.Config, next consumer.Logs) (processor.Logs, error) {
+func createLogs(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Logs) (processor.Logs, error) {
 	c, err := shared(set, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &logsProcessor{base: base{c}, next: next}, nil
+	p := c.Unwrap
+	nextFn, err := consumer.NewLogs(metadataNext(p, next.ConsumeLogs))
+	if err != nil {
+		return nil, err
+	}
+	return processorhelper.NewLogs(ctx, set, cfg, nextFn, func(ctx context.Context, ld plog.Logs) (plog.Logs, error) {
+		return ld, p.apply(ctx, logsResources(ld))
+	}, options(c)...)
 }
 
-func createTraces(_ context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
+func createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
 	c, err := shared(set, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &tracesProcessor{base: base{c}, next: next}, nil
+	p := c.Unwrap
+	nextFn, err := consumer.NewTraces(metadataNext(p, next.ConsumeTraces))
+	if err != nil {
+		return nil, err
+	}
+	return processorhelper.NewTraces(ctx, set, cfg, nextFn, func(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+		return td, p.apply(ctx, tracesResources(td))
+	}, options(c)...)
 }

@@ -20,8 +20,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetrytest"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/telemetrytest"
 	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
 )
 

@@ -38,10 +38,12 @@ var (
 	errBadAuthTen = status.Error(codes.Unauthenticated, "tenant: authenticated tenant id is not valid")
 )
 
-// resources hands out the resources of one request, whatever the signal.
+// resources hands out the resources of one request, whatever the signal,
+// and walks what lies below each (scopes, items).
 type resources struct {
-	n  int
-	at func(int) pcommon.Resource
+	n     int
+	at    func(int) pcommon.Resource
+	below func(i int, l likeName, tenant string, t *scrubTally)
 }
 
 // tenantProcessor is shared by the metrics, logs and traces instances of one
@@ -58,23 +60,28 @@ type tenantProcessor struct {
 	refresh  *periodic.Runner
 
 	// gateway mode
-	lastMismatchLog atomic.Int64
+	like        likeName // names that would become the tenant's label in the store
+	mismatchLog periodic.Every
 
 	untagged   metric.Int64Counter
 	mismatches metric.Int64Counter
+	removed    metric.Int64Counter
 	refused    metric.Int64Counter
 }
 
 func newTenantProcessor(cfg *Config, set component.TelemetrySettings) (*tenantProcessor, error) {
 	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	p := &tenantProcessor{cfg: cfg, logger: set.Logger}
-	var errs [3]error
+	p := &tenantProcessor{cfg: cfg, logger: set.Logger, like: newLikeName(cfg.Attribute), mismatchLog: periodic.Every{Interval: mismatchLogEvery}}
+	var errs [4]error
 	p.untagged, errs[0] = meter.Int64Counter("otelcol_processor_tenant_untagged_resources",
 		metric.WithDescription("Resources an agent forwarded without a tenant because none was known yet."), metric.WithUnit("{resource}"))
 	p.mismatches, errs[1] = meter.Int64Counter("otelcol_processor_tenant_mismatched_resources",
 		metric.WithDescription("Resources whose payload claimed a tenant other than the authenticated one, by authenticated tenant."), metric.WithUnit("{resource}"))
 	p.refused, errs[2] = meter.Int64Counter("otelcol_processor_tenant_refused_requests",
 		metric.WithDescription("Requests refused by the gateway, by reason (no_auth, mismatch)."), metric.WithUnit("{request}"))
+	p.removed, errs[3] = meter.Int64Counter("otelcol_processor_tenant_removed_attributes",
+		metric.WithDescription("Attributes named like the tenant attribute that the gateway removed (on scopes, data points, log records, spans; "+
+			"look-alikes on resources), by authenticated tenant."), metric.WithUnit("{attribute}"))
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -94,7 +101,7 @@ func (p *tenantProcessor) Start(ctx context.Context, _ component.Host) error {
 	if err != nil && p.cfg.CacheFile != "" {
 		if cached, cerr := readCache(p.cfg.CacheFile); cerr == nil {
 			p.current.Store(cached)
-			p.logger.Warn("tenant: source unavailable, using the cached tenant", zap.String("source", p.source.describe()),
+			p.logger.Warn("source unavailable, using the cached tenant", zap.String("source", p.source.describe()),
 				zap.String("tenant", cached.Tenant), zap.Error(err))
 		}
 	}
@@ -103,7 +110,7 @@ func (p *tenantProcessor) Start(ctx context.Context, _ component.Host) error {
 			return fmt.Errorf("tenant: no tenant from %s and required is true: %w", p.source.describe(), err)
 		}
 		p.failure.Changed(err)
-		p.logger.Warn("tenant: no tenant known yet; forwarding data untagged (the gateway tags it from the credential)",
+		p.logger.Warn("no tenant known yet; forwarding data untagged (the gateway tags it from the credential)",
 			zap.String("source", p.source.describe()), zap.Error(err))
 	}
 	if p.cfg.Source.Type == SourceFile || p.cfg.Source.Type == SourceHTTP {
@@ -111,7 +118,7 @@ func (p *tenantProcessor) Start(ctx context.Context, _ component.Host) error {
 			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Source.RefreshInterval)
 			defer cancel()
 			if err := p.read(ctx); p.failure.Changed(err) {
-				p.logger.Warn("tenant: source read failed; keeping the last known tenant", zap.String("source", p.source.describe()), zap.Error(err))
+				p.logger.Warn("source read failed; keeping the last known tenant", zap.String("source", p.source.describe()), zap.Error(err))
 			}
 		})
 	}
@@ -142,23 +149,23 @@ func (p *tenantProcessor) read(ctx context.Context) error {
 	if old != nil {
 		fields = append(fields, zap.String("previous", old.Tenant))
 	}
-	p.logger.Info("tenant: identity set", fields...)
+	p.logger.Info("identity set", fields...)
 	if p.cfg.CacheFile != "" {
 		if err := writeCache(p.cfg.CacheFile, id); err != nil {
-			p.logger.Warn("tenant: cannot write the cache file", zap.String("cache_file", p.cfg.CacheFile), zap.Error(err))
+			p.logger.Warn("cannot write the cache file", zap.String("cache_file", p.cfg.CacheFile), zap.Error(err))
 		}
 	}
 	return nil
 }
 
-// apply runs the mode's rule over one request's resources and returns the
-// context to pass on. An error is permanent: the data must not go further.
-func (p *tenantProcessor) apply(ctx context.Context, rs resources) (context.Context, error) {
+// apply runs the mode's rule over one request's resources. An error is
+// permanent: the data must not go further.
+func (p *tenantProcessor) apply(ctx context.Context, rs resources) error {
 	if p.cfg.Mode == ModeGateway {
 		return p.enforce(ctx, rs)
 	}
 	p.stamp(ctx, rs)
-	return ctx, nil
+	return nil
 }
 
 // stamp (agent mode) sets the known identity on every resource. It never
@@ -169,7 +176,7 @@ func (p *tenantProcessor) stamp(ctx context.Context, rs resources) {
 		if rs.n > 0 {
 			p.untagged.Add(ctx, int64(rs.n))
 			p.warnOnce.Do(func() {
-				p.logger.Warn("tenant: forwarding data without a tenant until the source answers", zap.String("source", p.source.describe()))
+				p.logger.Warn("forwarding data without a tenant until the source answers", zap.String("source", p.source.describe()))
 			})
 		}
 		return
@@ -185,17 +192,17 @@ func (p *tenantProcessor) stamp(ctx context.Context, rs resources) {
 
 // enforce (gateway mode) overwrites every resource's tenant with the
 // authenticated one.
-func (p *tenantProcessor) enforce(ctx context.Context, rs resources) (context.Context, error) {
+func (p *tenantProcessor) enforce(ctx context.Context, rs resources) error {
 	info := client.FromContext(ctx)
 	if info.Auth == nil {
 		p.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "no_auth")))
-		return ctx, consumererror.NewPermanent(errNoAuth)
+		return consumererror.NewPermanent(errNoAuth)
 	}
 	tenant, _ := info.Auth.GetAttribute(tenantid.AuthAttributeTenant).(string)
 	if err := tenantid.Validate(tenant); err != nil {
 		p.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "no_auth")))
-		p.logger.Error("tenant: the authenticator supplied an invalid tenant id", zap.Error(err))
-		return ctx, consumererror.NewPermanent(errBadAuthTen)
+		p.logger.Error("the authenticator supplied an invalid tenant id", zap.Error(err))
+		return consumererror.NewPermanent(errBadAuthTen)
 	}
 
 	mismatched, claim := 0, ""
@@ -211,29 +218,36 @@ func (p *tenantProcessor) enforce(ctx context.Context, rs resources) (context.Co
 			mismatched++
 		}
 	}
-	if mismatched > 0 {
-		p.mismatches.Add(ctx, int64(mismatched), metric.WithAttributes(attribute.String("tenant", tenant)))
-		p.logMismatch(info, tenant, claim, mismatched)
+	// Names like the tenant attribute anywhere else would become, or
+	// override, the tenant's label in the store: removed, counted.
+	var tally scrubTally
+	for i := 0; i < rs.n; i++ {
+		p.like.remove(rs.at(i).Attributes(), p.cfg.Attribute, tenant, &tally)
+		rs.below(i, p.like, tenant, &tally)
+	}
+	tenantAttr := metric.WithAttributes(attribute.String("tenant", tenant))
+	if tally.removed > 0 {
+		p.removed.Add(ctx, int64(tally.removed), tenantAttr)
+	}
+	if mismatched > 0 || tally.claims > 0 {
+		if mismatched > 0 {
+			p.mismatches.Add(ctx, int64(mismatched), tenantAttr)
+		}
+		p.logMismatch(info, tenant, claim, mismatched, tally.claims)
 		if p.cfg.OnMismatch == OnMismatchReject {
 			p.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "mismatch")))
-			return ctx, consumererror.NewPermanent(status.Errorf(codes.PermissionDenied,
-				"tenant: %d resource(s) claim a tenant other than the authenticated one", mismatched))
+			return consumererror.NewPermanent(status.Errorf(codes.PermissionDenied,
+				"tenant: %d resource(s) and %d other attribute(s) claim a tenant other than the authenticated one", mismatched, tally.claims))
 		}
 	}
 	for i := 0; i < rs.n; i++ {
 		rs.at(i).Attributes().PutStr(p.cfg.Attribute, tenant)
 	}
-	if p.cfg.SetMetadata {
-		info.Metadata = withMetadata(info.Metadata, p.cfg.Attribute, tenant)
-		ctx = client.NewContext(ctx, info)
-	}
-	return ctx, nil
+	return nil
 }
 
-func (p *tenantProcessor) logMismatch(info client.Info, tenant, claim string, n int) {
-	now := time.Now().UnixNano()
-	last := p.lastMismatchLog.Load()
-	if now-last < int64(mismatchLogEvery) || !p.lastMismatchLog.CompareAndSwap(last, now) {
+func (p *tenantProcessor) logMismatch(info client.Info, tenant, claim string, resources, below int) {
+	if !p.mismatchLog.Allow() {
 		return
 	}
 	if len(claim) > maxLoggedClaim {
@@ -244,8 +258,15 @@ func (p *tenantProcessor) logMismatch(info client.Info, tenant, claim string, n 
 	if p.cfg.OnMismatch == OnMismatchReject {
 		action = "rejected"
 	}
-	p.logger.Warn("tenant: payload claimed another tenant; "+action+" (logged at most every 10s, every one is counted)",
-		zap.String("tenant", tenant), zap.String("credential_id", credential), zap.String("claimed", claim), zap.Int("resources", n))
+	p.logger.Warn("payload claimed another tenant; "+action+" (logged at most every 10s, every one is counted)",
+		zap.String("tenant", tenant), zap.String("credential_id", credential), zap.String("claimed", claim),
+		zap.Int("resources", resources), zap.Int("attributes_below_resources", below))
+}
+
+// withTenantMetadata returns ctx with the tenant in its client metadata.
+func withTenantMetadata(ctx context.Context, info client.Info, key, tenant string) context.Context {
+	info.Metadata = withMetadata(info.Metadata, key, tenant)
+	return client.NewContext(ctx, info)
 }
 
 // withMetadata returns md plus key=value (replacing any value under key).

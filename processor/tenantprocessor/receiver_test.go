@@ -28,7 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 // gatewayHost hands the receiver its authenticator, as the collector does.
@@ -61,8 +61,8 @@ func startGateway(t *testing.T, onMismatch string) *gateway {
 	t.Helper()
 	g := &gateway{
 		pipeline: newPipeline(t, gatewayConfig(onMismatch)).mustStart(t),
-		grpcAddr: testbin.Addr(testbin.FreePort(t)),
-		httpAddr: testbin.Addr(testbin.FreePort(t)),
+		grpcAddr: proc.Addr(proc.Port(t)),
+		httpAddr: proc.Addr(proc.Port(t)),
 		credFile: filepath.Join(t.TempDir(), "credentials.yaml"),
 	}
 	writeCreds(t, g.credFile, credentialsYAML([3]string{"vm-a1", "acme", "token-acme"}, [3]string{"vm-g1", "globex", "token-globex"}))

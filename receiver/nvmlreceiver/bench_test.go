@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 // leanLib is a hand-written nvml.Interface answering from fixed values, for
@@ -163,7 +163,7 @@ func BenchmarkScrape8GPUs(b *testing.B) {
 	points := md.DataPointCount()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := testbin.ProcessCPU()
+	cpu0 := proc.SelfCPU()
 	for b.Loop() {
 		if _, err := s.scrape(context.Background()); err != nil {
 			b.Fatal(err)
@@ -171,7 +171,7 @@ func BenchmarkScrape8GPUs(b *testing.B) {
 	}
 	// Workers run in parallel, so wall time (ns/op) understates the CPU a
 	// scrape costs: report that too (process CPU, all threads).
-	b.ReportMetric(float64((testbin.ProcessCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/scrape")
+	b.ReportMetric(float64((proc.SelfCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/scrape")
 	b.ReportMetric(float64(points), "points/scrape")
 }
 

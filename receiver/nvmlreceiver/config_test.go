@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/confmap"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/configtest"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/configtest"
 )
 
 func loadConfig(t *testing.T, name string) *Config {

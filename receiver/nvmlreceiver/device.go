@@ -109,7 +109,7 @@ func (d *device) ok(fn, variant string, ret nvml.Return) bool {
 		return true
 	case nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_NO_PERMISSION:
 		d.unsupported[callKey{fn, variant}] = true
-		d.s.logger.Debug("nvml: not available on this GPU; not asked again", zap.String("hw.id", d.ent.hwID),
+		d.s.logger.Debug("not available on this GPU; not asked again", zap.String("hw.id", d.ent.hwID),
 			zap.String("function", fn), zap.String("variant", variant), zap.String("code", returnName(ret)))
 	case nvml.ERROR_GPU_IS_LOST, nvml.ERROR_RESET_REQUIRED:
 		d.markLost(fn, ret)
@@ -124,7 +124,7 @@ func (d *device) markLost(fn string, ret nvml.Return) {
 	}
 	d.lost = true
 	d.lostReason = returnName(ret)
-	d.s.logger.Warn("nvml: GPU lost; reporting it failed until it comes back", zap.String("hw.id", d.ent.hwID),
+	d.s.logger.Warn("GPU lost; reporting it failed until it comes back", zap.String("hw.id", d.ent.hwID),
 		zap.String("hw.name", d.ent.hwName), zap.String("function", fn), zap.String("code", d.lostReason))
 }
 
@@ -154,7 +154,7 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	d.havePrevUnc = false
 	d.discovered = now
 	d.xid.restart(now)
-	d.s.logger.Info("nvml: GPU is back", zap.String("hw.id", d.ent.hwID), zap.String("hw.name", d.ent.hwName))
+	d.s.logger.Info("GPU is back", zap.String("hw.id", d.ent.hwID), zap.String("hw.name", d.ent.hwName))
 	return true
 }
 

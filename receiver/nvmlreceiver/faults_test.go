@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.uber.org/zap"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetrytest"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/telemetrytest"
 )
 
 func counterValue(t *testing.T, tel *componenttest.Telemetry, name string, want map[string]string) int64 {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
 )
 
 // The load generator's agent requests (benchmarks, end-to-end tests) carry

@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/metricwalk"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/metricwalk"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/expected_*.yaml from the current output")

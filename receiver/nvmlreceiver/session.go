@@ -85,11 +85,11 @@ func (s *session) Shutdown(context.Context) error {
 	}
 	s.initialized = false
 	if hung {
-		s.logger.Warn("nvml: leaving NVML open at shutdown: a call on a GPU has not returned")
+		s.logger.Warn("leaving NVML open at shutdown: a call on a GPU has not returned")
 		return nil
 	}
 	if ret := s.lib.Shutdown(); ret != nvml.SUCCESS {
-		s.logger.Debug("nvml: shutdown", zap.String("code", returnName(ret)))
+		s.logger.Debug("shutdown", zap.String("code", returnName(ret)))
 	}
 	return nil
 }
@@ -138,7 +138,7 @@ func (s *session) ensureInit(now time.Time) bool {
 	}
 	devices, err := s.discover(pcommon.NewTimestampFromTime(now))
 	if err != nil {
-		s.logger.Warn("nvml: cannot list GPUs; retrying", zap.Error(err))
+		s.logger.Warn("cannot list GPUs; retrying", zap.Error(err))
 		_ = s.lib.Shutdown()
 		return false
 	}
@@ -149,7 +149,7 @@ func (s *session) ensureInit(now time.Time) bool {
 		uuids[i] = d.ent.hwID
 		go d.run()
 	}
-	s.logger.Info("nvml: initialised", zap.String("driver_version", s.driverVersion),
+	s.logger.Info("initialised", zap.String("driver_version", s.driverVersion),
 		zap.String("cuda_driver_version", s.cudaVersion), zap.Strings("gpus", uuids))
 	s.watcher = startXIDWatcher(s)
 	return true
@@ -206,7 +206,7 @@ func (s *session) lookupSymbols() {
 		}
 	}
 	if len(missing) > 0 {
-		s.logger.Info("nvml: the installed driver lacks some NVML functions; the metrics that need only those are not collected",
+		s.logger.Info("the installed driver lacks some NVML functions; the metrics that need only those are not collected",
 			zap.Strings("missing", missing))
 	}
 }
@@ -239,13 +239,13 @@ func (s *session) discover(now pcommon.Timestamp) ([]*device, error) {
 		h, ret := s.lib.DeviceGetHandleByIndex(i)
 		if ret != nvml.SUCCESS {
 			s.tel.nvmlError("nvmlDeviceGetHandleByIndex", ret)
-			s.logger.Warn("nvml: cannot open GPU", zap.Int("index", i), zap.String("code", returnName(ret)))
+			s.logger.Warn("cannot open GPU", zap.Int("index", i), zap.String("code", returnName(ret)))
 			continue
 		}
 		uuid, ret := h.GetUUID()
 		if ret != nvml.SUCCESS {
 			s.tel.nvmlError("nvmlDeviceGetUUID", ret)
-			s.logger.Warn("nvml: cannot read GPU UUID", zap.Int("index", i), zap.String("code", returnName(ret)))
+			s.logger.Warn("cannot read GPU UUID", zap.Int("index", i), zap.String("code", returnName(ret)))
 			continue
 		}
 		if len(want) > 0 && !want[strconv.Itoa(i)] && !want[uuid] {
@@ -254,7 +254,7 @@ func (s *session) discover(now pcommon.Timestamp) ([]*device, error) {
 		out = append(out, newDevice(s, i, h, uuid, now))
 	}
 	if len(want) > 0 && len(out) == 0 {
-		s.logger.Warn("nvml: none of the configured devices exist", zap.Strings("devices", s.cfg.Devices), zap.Int("gpus", n))
+		s.logger.Warn("none of the configured devices exist", zap.Strings("devices", s.cfg.Devices), zap.Int("gpus", n))
 	}
 	return out, nil
 }
@@ -299,7 +299,7 @@ wait:
 	}
 	for _, d := range s.devices {
 		if d.busy.Load() && d.hungSince.CompareAndSwap(0, start.UnixNano()) {
-			s.logger.Warn("nvml: NVML calls on a GPU did not return in time; it is left out until they do",
+			s.logger.Warn("NVML calls on a GPU did not return in time; it is left out until they do",
 				zap.String("hw.id", d.ent.hwID), zap.Duration("call_timeout", s.cfg.callTimeout()))
 		}
 	}

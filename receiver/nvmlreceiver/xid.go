@@ -104,13 +104,13 @@ func startXIDWatcher(s *session) *xidWatcher {
 		wait = "nvmlEventSetWait_v2"
 	}
 	if !s.has("nvmlEventSetCreate", "nvmlDeviceRegisterEvents", "nvmlDeviceGetSupportedEventTypes", "nvmlEventSetFree", wait) {
-		s.logger.Info("nvml: the driver lacks NVML event functions; XID errors are not reported")
+		s.logger.Info("the driver lacks NVML event functions; XID errors are not reported")
 		return nil
 	}
 	set, ret := s.lib.EventSetCreate()
 	if ret != nvml.SUCCESS {
 		s.tel.nvmlError("nvmlEventSetCreate", ret)
-		s.logger.Warn("nvml: cannot create an NVML event set; XID errors are not reported", zap.String("code", returnName(ret)))
+		s.logger.Warn("cannot create an NVML event set; XID errors are not reported", zap.String("code", returnName(ret)))
 		return nil
 	}
 	registered := 0
@@ -118,12 +118,12 @@ func startXIDWatcher(s *session) *xidWatcher {
 		h := d.handle()
 		types, ret := h.GetSupportedEventTypes()
 		if ret != nvml.SUCCESS || types&nvml.EventTypeXidCriticalError == 0 {
-			s.logger.Debug("nvml: GPU does not report XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
+			s.logger.Debug("GPU does not report XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
 			continue
 		}
 		if ret := h.RegisterEvents(nvml.EventTypeXidCriticalError, set); ret != nvml.SUCCESS {
 			s.tel.nvmlError("nvmlDeviceRegisterEvents", ret)
-			s.logger.Warn("nvml: cannot watch XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
+			s.logger.Warn("cannot watch XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
 			continue
 		}
 		registered++
@@ -165,7 +165,7 @@ func (w *xidWatcher) run() {
 		default:
 			w.s.tel.nvmlError("nvmlEventSetWait", ret)
 			if failure.Changed(fmt.Errorf("%s", returnName(ret))) {
-				w.s.logger.Warn("nvml: waiting for XID events failed; retrying", zap.String("code", returnName(ret)))
+				w.s.logger.Warn("waiting for XID events failed; retrying", zap.String("code", returnName(ret)))
 			}
 			select {
 			case <-w.done:
@@ -220,6 +220,6 @@ func (w *xidWatcher) emitLog(d *device, data nvml.EventData) {
 		attrs.PutInt("nvidia.mig.compute_instance_id", int64(data.ComputeInstanceId))
 	}
 	if err := (*next).ConsumeLogs(context.Background(), ld); err != nil {
-		w.s.logger.Warn("nvml: the logs pipeline refused an XID record", zap.Uint64("xid", code), zap.Error(err))
+		w.s.logger.Warn("the logs pipeline refused an XID record", zap.Uint64("xid", code), zap.Error(err))
 	}
 }

@@ -4,13 +4,13 @@
 // otelcol-gpu binary as agents (on the simulated NVML library) and as the
 // gateway (config/agent.yaml and config/gateway.yaml, unchanged, configured
 // through their environment variables), the real VictoriaMetrics as the
-// store, and the load generator of internal/loadgen as many more agents; all
+// store, and the load generator of internal/testkit/loadgen as many more agents; all
 // real processes on loopback, killed and restarted for real. Everything is
 // asserted through the store's query API.
 //
 // Counting: loadgen gives every agent's requests distinct millisecond
 // timestamps, and the store keeps one sample per series and millisecond
-// (-dedup.minScrapeInterval=1ms, see internal/vmstore), so "stored" is the
+// (-dedup.minScrapeInterval=1ms, see internal/testkit/vmstore), so "stored" is the
 // number of distinct data points in the store and a batch the gateway
 // delivered twice (a re-send after a crash) is counted once; the proxy in
 // front of the store counts what was delivered, re-sends included, and the
@@ -43,11 +43,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/metricwalk"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/vmstore"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/metricwalk"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
 )
 
 const (
@@ -68,7 +68,7 @@ type env struct {
 
 	creds                               map[string]string // credential id -> "tenant\x00token"
 	gwGRPC, gwHTTP, gwHealth, gwMetrics int
-	gw                                  *testbin.Process
+	gw                                  *proc.Proc
 	gwExtraEnv                          []string
 	stateDir                            string
 	agentSeq, agents                    int
@@ -77,7 +77,7 @@ type env struct {
 
 func newEnv(t *testing.T, loadTenants ...string) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), root: testbin.RepoRoot(t), creds: map[string]string{}, loadgenTenants: loadTenants}
+	e := &env{t: t, dir: t.TempDir(), root: proc.RepoRoot(t), creds: map[string]string{}, loadgenTenants: loadTenants}
 	e.certs = filepath.Join(e.dir, "certs")
 	require.NoError(t, devcerts.Write(devcerts.Options{Dir: e.certs}))
 	bin, err := vmstore.FindBinary(e.root)
@@ -85,15 +85,16 @@ func newEnv(t *testing.T, loadTenants ...string) *env {
 	storeLog, err := os.Create(filepath.Join(e.dir, "store.log"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = storeLog.Close() })
-	e.store = vmstore.New(bin, filepath.Join(e.dir, "store-data"), testbin.Addr(testbin.FreePort(t)), storeLog)
-	require.NoError(t, e.store.Start(context.Background()))
+	store, err := proc.RetryBind(bindAttempts, t.Logf, func() (*vmstore.Store, error) {
+		s := vmstore.New(bin, filepath.Join(e.dir, "store-data"), proc.Addr(proc.Port(t)), storeLog)
+		return s, s.Start(context.Background())
+	})
+	require.NoError(t, err)
+	e.store = store
 	t.Cleanup(func() { _ = e.store.Stop() })
 	e.proxy = startFaultProxy(t, e.store.URL)
 	for _, tn := range loadTenants {
 		e.creds["loadgen-"+tn] = tn + "\x00" + loadgen.DefaultToken(tn)
-	}
-	for _, p := range []*int{&e.gwGRPC, &e.gwHTTP, &e.gwHealth, &e.gwMetrics} {
-		*p = testbin.FreePort(t)
 	}
 	e.stateDir = filepath.Join(e.dir, "gateway-state")
 	e.writeCredentials()
@@ -125,31 +126,59 @@ func (e *env) writeCredentials() {
 	require.NoError(e.t, os.Rename(path+".tmp", path))
 }
 
+// bindAttempts bounds the first starts of a process whose reserved port was
+// taken anyway (by a program outside the project, between the reservation's
+// check and the bind). A restart keeps its ports: agents point at them.
+const bindAttempts = 3
+
 // startGateway runs config/gateway.yaml against the proxy in front of the
 // store, with persistent queues in a state directory that outlives restarts.
-func (e *env) startGateway() *testbin.Process {
+// Its first start reserves its ports.
+func (e *env) startGateway() *proc.Proc {
 	e.t.Helper()
+	if e.gw != nil {
+		return e.launchGateway()
+	}
+	gw, err := proc.RetryBind(bindAttempts, e.t.Logf, func() (*proc.Proc, error) {
+		for _, p := range []*int{&e.gwGRPC, &e.gwHTTP, &e.gwHealth, &e.gwMetrics} {
+			*p = proc.Port(e.t)
+		}
+		gw := e.startGatewayProcess()
+		return gw, gw.WaitHTTPOK(context.Background(), fmt.Sprintf("http://%s/", proc.Addr(e.gwHealth)), 30*time.Second)
+	})
+	require.NoError(e.t, err)
+	e.gw = gw
+	return gw
+}
+
+// launchGateway restarts the gateway on its ports.
+func (e *env) launchGateway() *proc.Proc {
+	e.t.Helper()
+	gw := e.startGatewayProcess()
+	require.NoError(e.t, gw.WaitHTTPOK(context.Background(), fmt.Sprintf("http://%s/", proc.Addr(e.gwHealth)), 30*time.Second))
+	e.gw = gw
+	return gw
+}
+
+func (e *env) startGatewayProcess() *proc.Proc {
 	envv := append([]string{
-		"OTELCOL_GPU_GRPC_ENDPOINT=" + testbin.Addr(e.gwGRPC),
-		"OTELCOL_GPU_HTTP_ENDPOINT=" + testbin.Addr(e.gwHTTP),
+		"OTELCOL_GPU_GRPC_ENDPOINT=" + proc.Addr(e.gwGRPC),
+		"OTELCOL_GPU_HTTP_ENDPOINT=" + proc.Addr(e.gwHTTP),
 		"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(e.certs, devcerts.ServerCertFile),
 		"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(e.certs, devcerts.ServerKeyFile),
 		"OTELCOL_GPU_CREDENTIALS_FILE=" + filepath.Join(e.dir, "credentials.yaml"),
 		"OTELCOL_GPU_STORE_URL=" + e.proxy.URL,
 		"OTELCOL_GPU_STATE_DIR=" + e.stateDir,
-		"OTELCOL_GPU_HEALTH_ENDPOINT=" + testbin.Addr(e.gwHealth),
+		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(e.gwHealth),
 		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(e.gwMetrics),
 	}, e.gwExtraEnv...)
-	gw := testbin.Start(e.t, "gateway", testbin.Binary(e.t), []string{"--config", filepath.Join(e.root, "config", "gateway.yaml")}, envv...)
-	require.NoError(e.t, gw.WaitHTTPOK(fmt.Sprintf("http://%s/", testbin.Addr(e.gwHealth)), 30*time.Second))
-	e.gw = gw
-	return gw
+	return proc.StartTest(e.t, "gateway", proc.Binary(e.t), []string{"--config", filepath.Join(e.root, "config", "gateway.yaml")}, envv...)
 }
 
 // agent is a real otelcol-gpu agent (config/agent.yaml) on the simulated
 // NVML library.
 type agent struct {
-	proc                       *testbin.Process
+	proc                       *proc.Proc
 	env                        []string
 	health, otlpGRPC, otlpHTTP int
 }
@@ -188,8 +217,20 @@ func (e *env) startAgent(o agentOpts) *agent {
 	require.NoError(e.t, os.WriteFile(filepath.Join(dir, "token"), []byte(o.token+"\n"), 0o600))
 	require.NoError(e.t, os.WriteFile(filepath.Join(dir, "tenant"), []byte(o.tenant+"\n"), 0o600))
 	require.NoError(e.t, os.WriteFile(filepath.Join(dir, "fleet"), []byte(o.fleet), 0o600))
-	a := &agent{health: testbin.FreePort(e.t), otlpGRPC: testbin.FreePort(e.t), otlpHTTP: testbin.FreePort(e.t)}
-	a.env = []string{
+	a := &agent{}
+	p, err := proc.RetryBind(bindAttempts, e.t.Logf, func() (*proc.Proc, error) {
+		a.health, a.otlpGRPC, a.otlpHTTP = proc.Port(e.t), proc.Port(e.t), proc.Port(e.t)
+		a.env = a.environment(e, o, dir)
+		a.proc = proc.StartTest(e.t, "agent", proc.Binary(e.t), []string{"--config", filepath.Join(e.root, "config", "agent.yaml")}, a.env...)
+		return a.proc, a.proc.WaitHTTPOK(context.Background(), fmt.Sprintf("http://%s/", proc.Addr(a.health)), 30*time.Second)
+	})
+	require.NoError(e.t, err)
+	a.proc = p
+	return a
+}
+
+func (a *agent) environment(e *env, o agentOpts, dir string) []string {
+	return []string{
 		"LD_LIBRARY_PATH=" + filepath.Dir(simLibrary(e.t)),
 		"NVMLSIM_FLEET=" + filepath.Join(dir, "fleet"),
 		"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(o.gatewayPort),
@@ -198,25 +239,24 @@ func (e *env) startAgent(o agentOpts) *agent {
 		"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(dir, "tenant"),
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(dir, "state"),
 		"OTELCOL_GPU_INTERVAL=1s",
-		"OTELCOL_GPU_OTLP_GRPC=" + testbin.Addr(a.otlpGRPC),
-		"OTELCOL_GPU_OTLP_HTTP=" + testbin.Addr(a.otlpHTTP),
-		"OTELCOL_GPU_HEALTH_ENDPOINT=" + testbin.Addr(a.health),
-		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(testbin.FreePort(e.t)),
+		"OTELCOL_GPU_OTLP_GRPC=" + proc.Addr(a.otlpGRPC),
+		"OTELCOL_GPU_OTLP_HTTP=" + proc.Addr(a.otlpHTTP),
+		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(a.health),
+		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(proc.Port(e.t)),
 	}
-	a.start(e)
-	return a
 }
 
-func (a *agent) start(e *env) {
+// restart starts the agent again on its ports and state.
+func (a *agent) restart(e *env) {
 	e.t.Helper()
-	a.proc = testbin.Start(e.t, "agent", testbin.Binary(e.t), []string{"--config", filepath.Join(e.root, "config", "agent.yaml")}, a.env...)
-	require.NoError(e.t, a.proc.WaitHTTPOK(fmt.Sprintf("http://%s/", testbin.Addr(a.health)), 30*time.Second))
+	a.proc = proc.StartTest(e.t, "agent", proc.Binary(e.t), []string{"--config", filepath.Join(e.root, "config", "agent.yaml")}, a.env...)
+	require.NoError(e.t, a.proc.WaitHTTPOK(context.Background(), fmt.Sprintf("http://%s/", proc.Addr(a.health)), 30*time.Second))
 }
 
 func simLibrary(t *testing.T) string {
 	path := os.Getenv("NVMLSIM_LIB")
 	if path == "" {
-		path = filepath.Join(testbin.RepoRoot(t), "build", "nvmlsim", "libnvidia-ml.so.1")
+		path = filepath.Join(proc.RepoRoot(t), "build", "nvmlsim", "libnvidia-ml.so.1")
 	}
 	_, err := os.Stat(path)
 	require.NoError(t, err, "build the simulated library with 'make nvmlsim'")
@@ -273,9 +313,9 @@ func (e *env) loadConfig(c loadgen.Config) loadgen.Config {
 	}
 	if c.Transport.Endpoint == "" {
 		if c.Transport.Protocol == "grpc" {
-			c.Transport.Endpoint = testbin.Addr(e.gwGRPC)
+			c.Transport.Endpoint = proc.Addr(e.gwGRPC)
 		} else {
-			c.Transport.Endpoint = "https://" + testbin.Addr(e.gwHTTP)
+			c.Transport.Endpoint = "https://" + proc.Addr(e.gwHTTP)
 		}
 	}
 	c.Transport.CAFile = filepath.Join(e.certs, devcerts.CAFile)

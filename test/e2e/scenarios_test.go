@@ -25,10 +25,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"google.golang.org/grpc/codes"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/proc"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 // gpuID is the UUID of GPU i of simulated VM n (test/nvmlsim: fleet key host).
@@ -186,7 +185,7 @@ func TestScenario4StoreDown30s(t *testing.T) {
 	require.NoError(t, e.store.Start(context.Background()))
 	rep := wait()
 	sent, stored := e.requireAllStored(rep, loadSel, 2*settle)
-	require.True(t, e.gw.WaitHTTPOK(fmt.Sprintf("http://%s/", testbin.Addr(e.gwHealth)), time.Second) == nil, "gateway still healthy")
+	require.True(t, e.gw.WaitHTTPOK(context.Background(), fmt.Sprintf("http://%s/", proc.Addr(e.gwHealth)), time.Second) == nil, "gateway still healthy")
 	e.summary("4 store down 30s under load", sent, stored, fmt.Sprintf("agent_retries=%d", rep.Retries))
 }
 
@@ -199,7 +198,7 @@ func TestScenario5AgentSIGKILLWithQueuedData(t *testing.T) {
 	a := e.startAgent(agentOpts{tenant: "acme", token: e.provision("acme")}) // host 1
 	// Customer apps in the VM send to the agent's local OTLP receiver.
 	rep, err := loadgen.Run(context.Background(), loadgen.Config{
-		Transport: loadgen.TransportConfig{Protocol: "grpc", Endpoint: testbin.Addr(a.otlpGRPC)},
+		Transport: loadgen.TransportConfig{Protocol: "grpc", Endpoint: proc.Addr(a.otlpGRPC)},
 		Agents:    4, Tenants: 1, Requests: 25, Retry: true, Rate: 50,
 		TenantName: func(int) string { return "acme" }, Token: func(string) string { return "" },
 	})
@@ -211,7 +210,7 @@ func TestScenario5AgentSIGKILLWithQueuedData(t *testing.T) {
 	require.NoError(t, a.proc.Signal(syscall.SIGKILL))
 	_ = a.proc.Wait(10 * time.Second)
 
-	a.start(e) // same state directory
+	a.restart(e) // same state directory and ports
 	e.startGateway()
 	// The agent stamps its own host.name on what apps send it
 	// (resource_detection); loadgen's series keep their cloud.provider.
@@ -241,7 +240,7 @@ func TestScenario6BadInput(t *testing.T) {
 	pool.AppendCertsFromPEM(pem)
 	tlsConf := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}, Timeout: 30 * time.Second}
-	url := "https://" + testbin.Addr(e.gwHTTP) + "/v1/metrics"
+	url := "https://" + proc.Addr(e.gwHTTP) + "/v1/metrics"
 	post := func(ctype, encoding string, body []byte) int {
 		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 		require.NoError(t, err)
@@ -287,7 +286,7 @@ func TestScenario6BadInput(t *testing.T) {
 	}
 
 	// The same over gRPC: loadgen's transport sends the bytes as they are.
-	tr, err := loadgen.NewTransport(loadgen.TransportConfig{Protocol: "grpc", Endpoint: testbin.Addr(e.gwGRPC),
+	tr, err := loadgen.NewTransport(loadgen.TransportConfig{Protocol: "grpc", Endpoint: proc.Addr(e.gwGRPC),
 		CAFile: filepath.Join(e.certs, devcerts.CAFile), ServerName: "localhost"})
 	require.NoError(t, err)
 	defer func() { _ = tr.Close() }()
@@ -307,7 +306,7 @@ func TestScenario6BadInput(t *testing.T) {
 	}
 
 	require.False(t, gw.Exited(), "the gateway survived every bad request")
-	require.NoError(t, gw.WaitHTTPOK(fmt.Sprintf("http://%s/", testbin.Addr(e.gwHealth)), 5*time.Second))
+	require.NoError(t, gw.WaitHTTPOK(context.Background(), fmt.Sprintf("http://%s/", proc.Addr(e.gwHealth)), 5*time.Second))
 	peak := proc.PeakRSSMiB(gw.Pid())
 	require.Positive(t, peak)
 	require.Less(t, peak, 300.0, "gateway peak RSS after the bad input, MiB")

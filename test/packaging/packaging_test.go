@@ -20,13 +20,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 func dist(t *testing.T) string {
 	d := os.Getenv("OTELCOL_GPU_DIST")
 	if d == "" {
-		d = filepath.Join(testbin.RepoRoot(t), "dist")
+		d = filepath.Join(proc.RepoRoot(t), "dist")
 	}
 	return d
 }
@@ -135,7 +135,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
 		t.Fatalf("systemd-analyze is needed (Debian package systemd): %v", err)
 	}
-	root := testbin.RepoRoot(t)
+	root := proc.RepoRoot(t)
 	bin := filepath.Join(root, "bin", "otelcol-gpu")
 	dir := t.TempDir()
 	for _, unit := range []string{"otelcol-gpu-agent.service", "otelcol-gpu-gateway.service"} {
@@ -180,7 +180,7 @@ func dig(m any, path ...string) any {
 }
 
 func TestKubernetesManifests(t *testing.T) {
-	docs := decodeAll(t, filepath.Join(testbin.RepoRoot(t), "deploy", "kubernetes", "gateway.yaml"))
+	docs := decodeAll(t, filepath.Join(proc.RepoRoot(t), "deploy", "kubernetes", "gateway.yaml"))
 	kinds := map[string]map[string]any{}
 	for _, d := range docs {
 		require.NotEmpty(t, d["apiVersion"])
@@ -210,7 +210,7 @@ func TestKubernetesManifests(t *testing.T) {
 }
 
 func TestCloudInitUsesOnlyWhatThePackageInstalls(t *testing.T) {
-	root := testbin.RepoRoot(t)
+	root := proc.RepoRoot(t)
 	raw := must(os.ReadFile(filepath.Join(root, "deploy", "cloud-init", "agent-user-data.yaml")))
 	require.True(t, bytes.HasPrefix(raw, []byte("#cloud-config\n")))
 	var doc map[string]any

@@ -16,13 +16,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 func toolBinary(t *testing.T, env, name string) string {
 	p := os.Getenv(env)
 	if p == "" {
-		p = filepath.Join(testbin.RepoRoot(t), "bin", name)
+		p = filepath.Join(proc.RepoRoot(t), "bin", name)
 	}
 	_, err := os.Stat(p)
 	require.NoError(t, err, "build it with 'make %s' or set %s", name, env)
@@ -33,22 +33,22 @@ func toolBinary(t *testing.T, env, name string) string {
 // of seconds, a JSON report whose count the sink confirms.
 func TestLoadgenCommand(t *testing.T) {
 	bin := toolBinary(t, "LOADGEN_BIN", "loadgen")
-	out, code := testbin.Run(t, bin, []string{"credentials", "-tenants", "3"})
+	out, code := proc.Run(t, bin, []string{"credentials", "-tenants", "3"})
 	require.Equal(t, 0, code, out)
 	require.Equal(t, 3, strings.Count(out, "sha256: "))
 
-	port := testbin.FreePort(t)
-	sink := exec.Command(bin, "sink", "-listen", testbin.Addr(port))
+	port := proc.Port(t)
+	sink := exec.Command(bin, "sink", "-listen", proc.Addr(port))
 	stdout, err := sink.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, sink.Start())
 	t.Cleanup(func() { _ = sink.Process.Kill(); _ = sink.Wait() })
 	require.Eventually(t, func() bool {
-		_, code := testbin.Run(t, bin, []string{"-protocol", "http", "-endpoint", "http://" + testbin.Addr(port), "-agents", "1", "-tenants", "1", "-requests", "1", "-duration", "0"})
+		_, code := proc.Run(t, bin, []string{"-protocol", "http", "-endpoint", "http://" + proc.Addr(port), "-agents", "1", "-tenants", "1", "-requests", "1", "-duration", "0"})
 		return code == 0
 	}, 10*time.Second, 200*time.Millisecond)
 
-	out, code = testbin.Run(t, bin, []string{"-protocol", "http", "-endpoint", "http://" + testbin.Addr(port), "-agents", "4", "-tenants", "2", "-duration", "2s", "-rate", "100"})
+	out, code = proc.Run(t, bin, []string{"-protocol", "http", "-endpoint", "http://" + proc.Addr(port), "-agents", "4", "-tenants", "2", "-duration", "2s", "-rate", "100"})
 	require.Equal(t, 0, code, out)
 	var rep struct {
 		Points    int64                       `json:"points_accepted"`
@@ -71,7 +71,7 @@ func TestLoadgenCommand(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(line), &counts), line)
 	require.Equal(t, rep.Points+340, counts.Points, "the sink counted every point loadgen had acknowledged (and the probe's)")
 
-	out, code = testbin.Run(t, bin, []string{"-protocol", "udp"})
+	out, code = proc.Run(t, bin, []string{"-protocol", "udp"})
 	require.Equal(t, 1, code)
 	require.Contains(t, out, `protocol "udp"`)
 }
@@ -82,11 +82,11 @@ func TestBenchHarnessQuick(t *testing.T) {
 	bin := toolBinary(t, "GWBENCH_BIN", "gwbench")
 	lib := os.Getenv("NVMLSIM_LIB")
 	if lib == "" {
-		lib = filepath.Join(testbin.RepoRoot(t), "build", "nvmlsim", "libnvidia-ml.so.1")
+		lib = filepath.Join(proc.RepoRoot(t), "build", "nvmlsim", "libnvidia-ml.so.1")
 	}
 	out := filepath.Join(t.TempDir(), "report.json")
-	cmd := exec.Command(bin, "-quick", "-otelcol", testbin.Binary(t), "-nvmlsim", filepath.Dir(lib),
-		"-root", testbin.RepoRoot(t), "-out", out, "-profile", "")
+	cmd := exec.Command(bin, "-quick", "-otelcol", proc.Binary(t), "-nvmlsim", filepath.Dir(lib),
+		"-root", proc.RepoRoot(t), "-out", out, "-profile", "")
 	text, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", text)
 	b, err := os.ReadFile(out)

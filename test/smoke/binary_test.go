@@ -11,13 +11,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 func gpuCheckBinary(t *testing.T) string {
 	path := os.Getenv("GPU_CHECK_BIN")
 	if path == "" {
-		path = filepath.Join(testbin.RepoRoot(t), "bin", "gpu-check")
+		path = filepath.Join(proc.RepoRoot(t), "bin", "gpu-check")
 	}
 	_, err := os.Stat(path)
 	require.NoError(t, err, "build it with 'make gpu-check'")
@@ -28,7 +28,7 @@ func gpuCheckBinary(t *testing.T) string {
 // at start on any driver that lacks one of the ~400 functions go-nvml
 // declares. And NVML itself must be dlopened, never linked.
 func TestBinariesBindLazilyAndDoNotLinkNVML(t *testing.T) {
-	for _, bin := range []string{testbin.Binary(t), gpuCheckBinary(t)} {
+	for _, bin := range []string{proc.Binary(t), gpuCheckBinary(t)} {
 		t.Run(filepath.Base(bin), func(t *testing.T) {
 			f, err := elf.Open(bin)
 			require.NoError(t, err)
@@ -64,7 +64,7 @@ func TestGPUCheckIsSmallAndCleanWithoutAGPU(t *testing.T) {
 
 	// This machine has no NVIDIA driver: the real dlopen fails, and the
 	// program says so and exits 0.
-	out, code := testbin.Run(t, bin, []string{"-duration", "1500ms", "-interval", "500ms"}, "LD_LIBRARY_PATH=")
+	out, code := proc.Run(t, bin, []string{"-duration", "1500ms", "-interval", "500ms"}, "LD_LIBRARY_PATH=")
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "no NVIDIA GPU is visible through NVML here")
 	require.Contains(t, out, "NVML library not found")

@@ -7,6 +7,7 @@
 package smoke
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -22,28 +23,29 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/devcerts"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/otlpsink"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 const shutdownDeadline = 10 * time.Second
 
 func configPath(t *testing.T, name string) string {
-	return filepath.Join(testbin.RepoRoot(t), "config", name)
+	return filepath.Join(proc.RepoRoot(t), "config", name)
 }
 
 func TestValidateShippedConfigs(t *testing.T) {
-	bin := testbin.Binary(t)
+	bin := proc.Binary(t)
 	for _, cfg := range []string{"agent.yaml", "gateway.yaml"} {
 		t.Run(cfg, func(t *testing.T) {
-			out, code := testbin.Run(t, bin, []string{"validate", "--config", configPath(t, cfg)})
+			out, code := proc.Run(t, bin, []string{"validate", "--config", configPath(t, cfg)})
 			require.Equal(t, 0, code, out)
 		})
 	}
 }
 
 func TestComponentsListsTheDistribution(t *testing.T) {
-	out, code := testbin.Run(t, testbin.Binary(t), []string{"components"})
+	out, code := proc.Run(t, proc.Binary(t), []string{"components"})
 	require.Equal(t, 0, code, out)
 	want := map[string][]string{
 		"receivers":  {"otlp", "host_metrics", "nvml"},
@@ -94,22 +96,22 @@ func newStack(t *testing.T) *stack {
 	creds := "credentials:\n" + credential("vm-other", "globex", "some-other-token") + credential("vm-smoke", "acme", s.token)
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "credentials.yaml"), []byte(creds), 0o600))
 	for _, p := range []*int{&s.gwGRPC, &s.gwHTTP, &s.gwHealth, &s.gwMetrics, &s.agHealth, &s.agMetrics, &s.agGRPC, &s.agHTTP, &s.store} {
-		*p = testbin.FreePort(t)
+		*p = proc.Port(t)
 	}
 	return s
 }
 
 func (s *stack) gatewayEnv() []string {
 	return []string{
-		"OTELCOL_GPU_GRPC_ENDPOINT=" + testbin.Addr(s.gwGRPC),
-		"OTELCOL_GPU_HTTP_ENDPOINT=" + testbin.Addr(s.gwHTTP),
+		"OTELCOL_GPU_GRPC_ENDPOINT=" + proc.Addr(s.gwGRPC),
+		"OTELCOL_GPU_HTTP_ENDPOINT=" + proc.Addr(s.gwHTTP),
 		"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(s.certs, devcerts.ServerCertFile),
 		"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(s.certs, devcerts.ServerKeyFile),
 		"OTELCOL_GPU_CREDENTIALS_FILE=" + filepath.Join(s.dir, "credentials.yaml"),
 		// Nothing listens here: the smoke test checks what the gateway accepted.
 		"OTELCOL_GPU_STORE_URL=" + s.storeOrNothing(),
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "gateway-state"),
-		"OTELCOL_GPU_HEALTH_ENDPOINT=" + testbin.Addr(s.gwHealth),
+		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(s.gwHealth),
 		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(s.gwMetrics),
 	}
 }
@@ -118,7 +120,7 @@ func (s *stack) storeOrNothing() string {
 	if s.storeURL != "" {
 		return s.storeURL
 	}
-	return "http://" + testbin.Addr(s.store)
+	return "http://" + proc.Addr(s.store)
 }
 
 func (s *stack) agentEnv() []string {
@@ -129,9 +131,9 @@ func (s *stack) agentEnv() []string {
 		"OTELCOL_GPU_TENANT_FILE=" + filepath.Join(s.dir, "tenant"),
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "agent-state"),
 		"OTELCOL_GPU_INTERVAL=1s",
-		"OTELCOL_GPU_OTLP_GRPC=" + testbin.Addr(s.agGRPC),
-		"OTELCOL_GPU_OTLP_HTTP=" + testbin.Addr(s.agHTTP),
-		"OTELCOL_GPU_HEALTH_ENDPOINT=" + testbin.Addr(s.agHealth),
+		"OTELCOL_GPU_OTLP_GRPC=" + proc.Addr(s.agGRPC),
+		"OTELCOL_GPU_OTLP_HTTP=" + proc.Addr(s.agHTTP),
+		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(s.agHealth),
 		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(s.agMetrics),
 	}
 }
@@ -142,16 +144,33 @@ func credential(id, tenant, token string) string {
 	return fmt.Sprintf("  - id: %s\n    tenant: %s\n    sha256: %s\n", id, tenant, hex.EncodeToString(sum[:]))
 }
 
-// start runs the gateway, then the agent, each until its health check answers.
-func (s *stack) start(t *testing.T, bin string) (gw, agent *testbin.Process) {
-	gw = testbin.Start(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, s.gatewayEnv()...)
-	require.NoError(t, gw.WaitHTTPOK(healthURL(s.gwHealth), 30*time.Second))
-	agent = testbin.Start(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
-	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+// start runs the gateway, then the agent, each until its health check
+// answers; a process whose reserved port was taken anyway (by a program
+// outside the project) is started again on new ones.
+func (s *stack) start(t *testing.T, bin string) (gw, agent *proc.Proc) {
+	const attempts = 3
+	gw, err := proc.RetryBind(attempts, t.Logf, func() (*proc.Proc, error) {
+		gw := proc.StartTest(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, s.gatewayEnv()...)
+		err := gw.WaitHTTPOK(context.Background(), healthURL(s.gwHealth), 30*time.Second)
+		if gw.BindFailed() {
+			s.gwGRPC, s.gwHTTP, s.gwHealth, s.gwMetrics = proc.Port(t), proc.Port(t), proc.Port(t), proc.Port(t)
+		}
+		return gw, err
+	})
+	require.NoError(t, err)
+	agent, err = proc.RetryBind(attempts, t.Logf, func() (*proc.Proc, error) {
+		agent := proc.StartTest(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
+		err := agent.WaitHTTPOK(context.Background(), healthURL(s.agHealth), 30*time.Second)
+		if agent.BindFailed() {
+			s.agHealth, s.agMetrics, s.agGRPC, s.agHTTP = proc.Port(t), proc.Port(t), proc.Port(t), proc.Port(t)
+		}
+		return agent, err
+	})
+	require.NoError(t, err)
 	return gw, agent
 }
 
-func healthURL(port int) string { return "http://" + testbin.Addr(port) + "/" }
+func healthURL(port int) string { return "http://" + proc.Addr(port) + "/" }
 
 // acceptedPoints reads the gateway's own counter of metric points its otlp
 // receiver accepted.
@@ -179,7 +198,7 @@ func ownMetric(t *testing.T, metricsPort int, name string) float64 {
 }
 
 func TestAgentAndGatewayRunAndStopCleanly(t *testing.T) {
-	bin := testbin.Binary(t)
+	bin := proc.Binary(t)
 	s := newStack(t)
 
 	gw, agent := s.start(t, bin)
@@ -197,9 +216,9 @@ func TestAgentAndGatewayRunAndStopCleanly(t *testing.T) {
 }
 
 func TestAgentClaimingAnotherTenantLandsAsItsTokensTenant(t *testing.T) {
-	bin := testbin.Binary(t)
+	bin := proc.Binary(t)
 	s := newStack(t)
-	store := testbin.StartOTLPSink(t)
+	store := otlpsink.Start(t)
 	s.storeURL = store.URL
 	// The VM's root edits the tenant the agent stamps; the token is still acme's.
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "tenant"), []byte("globex\n"), 0o600))
@@ -227,15 +246,15 @@ func TestAgentClaimingAnotherTenantLandsAsItsTokensTenant(t *testing.T) {
 }
 
 func TestMutualTLSOnlyLetsProviderCertificatesIn(t *testing.T) {
-	bin := testbin.Binary(t)
+	bin := proc.Binary(t)
 	s := newStack(t)
 	gwEnv := append(s.gatewayEnv(), "OTELCOL_GPU_CLIENT_CA_FILE="+filepath.Join(s.certs, devcerts.CAFile))
-	gw := testbin.Start(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, gwEnv...)
-	require.NoError(t, gw.WaitHTTPOK(healthURL(s.gwHealth), 30*time.Second))
+	gw := proc.StartTest(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, gwEnv...)
+	require.NoError(t, gw.WaitHTTPOK(context.Background(), healthURL(s.gwHealth), 30*time.Second))
 
 	// An agent with the right token but no client certificate: the handshake fails.
-	agent := testbin.Start(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
-	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+	agent := proc.StartTest(t, "agent", bin, []string{"--config", configPath(t, "agent.yaml")}, s.agentEnv()...)
+	require.NoError(t, agent.WaitHTTPOK(context.Background(), healthURL(s.agHealth), 30*time.Second))
 	require.Eventually(t, func() bool {
 		return strings.Contains(agent.Output(), "tls") && strings.Contains(agent.Output(), "Unavailable")
 	},
@@ -247,15 +266,15 @@ func TestMutualTLSOnlyLetsProviderCertificatesIn(t *testing.T) {
 	withCert := append(s.agentEnv(),
 		"OTELCOL_GPU_CLIENT_CERT_FILE="+filepath.Join(s.certs, devcerts.ClientCertFile),
 		"OTELCOL_GPU_CLIENT_KEY_FILE="+filepath.Join(s.certs, devcerts.ClientKeyFile))
-	agent = testbin.Start(t, "agent-with-cert", bin, []string{"--config", configPath(t, "agent.yaml")}, withCert...)
-	require.NoError(t, agent.WaitHTTPOK(healthURL(s.agHealth), 30*time.Second))
+	agent = proc.StartTest(t, "agent-with-cert", bin, []string{"--config", configPath(t, "agent.yaml")}, withCert...)
+	require.NoError(t, agent.WaitHTTPOK(context.Background(), healthURL(s.agHealth), 30*time.Second))
 	require.Eventually(t, func() bool { return acceptedPoints(t, s.gwMetrics) > 0 }, 30*time.Second, 250*time.Millisecond)
 	require.NoError(t, agent.Stop(shutdownDeadline))
 	require.NoError(t, gw.Stop(shutdownDeadline))
 }
 
 func TestGatewayRefusesAnAgentWithAWrongToken(t *testing.T) {
-	bin := testbin.Binary(t)
+	bin := proc.Binary(t)
 	s := newStack(t)
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "agent-token"), []byte("not-a-listed-token\n"), 0o600))
 
@@ -269,7 +288,7 @@ func TestGatewayRefusesAnAgentWithAWrongToken(t *testing.T) {
 }
 
 func TestBadConfigIsRefusedNamingTheKey(t *testing.T) {
-	bin := testbin.Binary(t)
+	bin := proc.Binary(t)
 	agent, err := os.ReadFile(configPath(t, "agent.yaml"))
 	require.NoError(t, err)
 
@@ -288,7 +307,7 @@ func TestBadConfigIsRefusedNamingTheKey(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "agent.yaml")
 			require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(agent), tc.from, tc.to, 1)), 0o600))
 			for _, args := range [][]string{{"validate", "--config", path}, {"--config", path}} {
-				out, code := testbin.Run(t, bin, args)
+				out, code := proc.Run(t, bin, args)
 				require.NotEqual(t, 0, code, "%v accepted a bad config:\n%s", args, out)
 				require.Contains(t, out, tc.want, "%v: the error does not name %q", args, tc.want)
 			}

@@ -142,7 +142,7 @@ func TestInitFailureIsRetried(t *testing.T) {
 	out := c.proc.Output()
 	require.Equal(t, 1, strings.Count(out, "NVML did not initialise"), out)
 	require.Contains(t, out, "ERROR_DRIVER_NOT_LOADED")
-	require.Contains(t, out, "nvml: initialised")
+	require.Contains(t, out, "\tinitialised\t", "the console log line of a successful init")
 }
 
 func TestOlderDriverWithoutSomeFunctions(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 // gpu-check against the simulated library and a stand-in nvidia-smi that
@@ -20,7 +20,7 @@ import (
 func TestGPUCheckComparesWithNvidiaSMI(t *testing.T) {
 	bin := os.Getenv("GPU_CHECK_BIN")
 	if bin == "" {
-		bin = filepath.Join(testbin.RepoRoot(t), "bin", "gpu-check")
+		bin = filepath.Join(proc.RepoRoot(t), "bin", "gpu-check")
 	}
 	dir := t.TempDir()
 	fleet := filepath.Join(dir, "fleet")
@@ -43,13 +43,13 @@ signal.temperature = const 60
 		return []string{"-duration", "3s", "-interval", "500ms", "-library", simLibrary(t, "NVMLSIM_LIB"), "-nvidia-smi", smiPath}
 	}
 
-	out, code := testbin.Run(t, bin, args(smi("agree", "305.10")), "NVMLSIM_FLEET="+fleet)
+	out, code := proc.Run(t, bin, args(smi("agree", "305.10")), "NVMLSIM_FLEET="+fleet)
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "every compared value is within tolerance")
 	require.Equal(t, 2, strings.Count(out, "energy rate W"), out)
 	require.NotContains(t, out, "DIFF")
 
-	out, code = testbin.Run(t, bin, args(smi("disagree", "450.00")), "NVMLSIM_FLEET="+fleet)
+	out, code = proc.Run(t, bin, args(smi("disagree", "450.00")), "NVMLSIM_FLEET="+fleet)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "1 value(s) outside tolerance")
 	require.Regexp(t, uuid(1)+`\s+power W\s+300.0\s+450.0\s+.*DIFF`, out)

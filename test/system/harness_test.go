@@ -16,9 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/loadgen"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/metricwalk"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testbin"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/metricwalk"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/otlpsink"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 // allMetrics is the metric table of ../../shared/docs/gpu-metrics.md.
@@ -31,7 +32,7 @@ func simLibrary(t *testing.T, env string) string {
 		if env == "NVMLSIM_OLD_LIB" {
 			dir = "nvmlsim-omit"
 		}
-		path = filepath.Join(testbin.RepoRoot(t), "build", dir, "libnvidia-ml.so.1")
+		path = filepath.Join(proc.RepoRoot(t), "build", dir, "libnvidia-ml.so.1")
 	}
 	_, err := os.Stat(path)
 	require.NoError(t, err, "build the simulated library with 'make nvmlsim'")
@@ -40,8 +41,8 @@ func simLibrary(t *testing.T, env string) string {
 
 // collector is otelcol-gpu scraping a simulated fleet into an OTLP sink.
 type collector struct {
-	proc *testbin.Process
-	sink *testbin.OTLPSink
+	proc *proc.Proc
+	sink *otlpsink.Sink
 	next int // batches before this one were already handed out
 }
 
@@ -50,7 +51,7 @@ func startCollector(t *testing.T, lib, fleet string) *collector {
 	dir := t.TempDir()
 	fleetPath := filepath.Join(dir, "fleet")
 	require.NoError(t, os.WriteFile(fleetPath, []byte(fleet), 0o600))
-	sink := testbin.StartOTLPSink(t)
+	sink := otlpsink.Start(t)
 	var metrics strings.Builder
 	for _, m := range allMetrics {
 		fmt.Fprintf(&metrics, "      %s: {enabled: true}\n", m)
@@ -76,13 +77,13 @@ service:
 `, lib, metrics.String(), sink.URL)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	proc := testbin.Start(t, "otelcol-gpu", testbin.Binary(t), []string{"--config", cfgPath}, "NVMLSIM_FLEET="+fleetPath)
+	p := proc.StartTest(t, "otelcol-gpu", proc.Binary(t), []string{"--config", cfgPath}, "NVMLSIM_FLEET="+fleetPath)
 	t.Cleanup(func() {
-		if !proc.Exited() {
-			require.NoError(t, proc.Stop(10*time.Second), "the collector must stop cleanly after every fault")
+		if !p.Exited() {
+			require.NoError(t, p.Stop(10*time.Second), "the collector must stop cleanly after every fault")
 		}
 	})
-	return &collector{proc: proc, sink: sink}
+	return &collector{proc: p, sink: sink}
 }
 
 // waitBatch waits for the next metrics batch for which ok holds and

@@ -1,4 +1,6 @@
-package testbin
+// Package otlpsink is an OTLP/HTTP server that keeps what it receives, for
+// tests that read a real collector's output. Test equipment only.
+package otlpsink
 
 import (
 	"compress/gzip"
@@ -15,10 +17,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 )
 
-// OTLPSink is an OTLP/HTTP server on loopback that keeps every metrics and
+// Sink is an OTLP/HTTP server on loopback that keeps every metrics and
 // logs request it receives: what the system tests point an otlp_http
 // exporter at to read a real collector's output.
-type OTLPSink struct {
+type Sink struct {
 	URL string
 
 	mu      sync.Mutex
@@ -27,14 +29,14 @@ type OTLPSink struct {
 	logs    []plog.Logs
 }
 
-// StartOTLPSink serves until the test ends.
-func StartOTLPSink(t testing.TB) *OTLPSink {
+// Start serves until the test ends.
+func Start(t testing.TB) *Sink {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("testbin: sink: %v", err)
+		t.Fatalf("otlpsink: %v", err)
 	}
-	s := &OTLPSink{URL: "http://" + l.Addr().String()}
+	s := &Sink{URL: "http://" + l.Addr().String()}
 	metrics := func(w http.ResponseWriter, r *http.Request) {
 		body, ok := readBody(w, r)
 		if !ok {
@@ -106,7 +108,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 }
 
 // Metrics returns every metrics batch received so far.
-func (s *OTLPSink) Metrics() []pmetric.Metrics {
+func (s *Sink) Metrics() []pmetric.Metrics {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]pmetric.Metrics(nil), s.metrics...)
@@ -114,14 +116,14 @@ func (s *OTLPSink) Metrics() []pmetric.Metrics {
 
 // MetricsQueries returns the URL query of every metrics request, in the
 // order of Metrics.
-func (s *OTLPSink) MetricsQueries() []string {
+func (s *Sink) MetricsQueries() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.queries...)
 }
 
 // Logs returns every logs batch received so far.
-func (s *OTLPSink) Logs() []plog.Logs {
+func (s *Sink) Logs() []plog.Logs {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]plog.Logs(nil), s.logs...)

@@ -23,7 +23,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/otelcol-gpu/otelcol-gpu/internal/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
 // BinaryEnv names the variable that points at the victoria-metrics binary.
@@ -86,6 +86,10 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// BindFailed reports whether the store exited because its address was taken
+// (for proc.RetryBind).
+func (s *Store) BindFailed() bool { return s != nil && s.p.BindFailed() }
 
 // Running reports whether the process is up.
 func (s *Store) Running() bool { return s.p != nil && !s.p.Exited() }

@@ -1,0 +1,135 @@
+package tenantotlphttpexporter
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/client"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+)
+
+// authData is what tenant_auth puts into a request's client.Info.
+type authData struct{ tenant string }
+
+func (a authData) GetAttribute(name string) any {
+	if name == tenantid.AuthAttributeTenant {
+		return a.tenant
+	}
+	return nil
+}
+
+func (authData) GetAttributeNames() []string { return []string{tenantid.AuthAttributeTenant} }
+
+func authenticated(tenant string) context.Context {
+	return client.NewContext(context.Background(), client.Info{Auth: authData{tenant: tenant}})
+}
+
+func inner(exp exporter.Metrics) *tenantExporter { return exp.(*metricsExporter).Unwrap }
+
+// Whatever the payload says, under whatever attribute name the exporter or
+// the processor was configured with, a request is filed under the tenant its
+// credential names.
+func TestRoutesByTheAuthenticatedTenant(t *testing.T) {
+	s := newStore(t)
+	for _, attr := range []string{"tenant.id", "x.tenant"} {
+		before := s.pointsOf("acme")
+		cfg := testConfig(s)
+		cfg.RouteBy, cfg.Attribute = RouteByAuth, attr
+		exp := startMetrics(t, cfg, "")
+		md := batch("globex", 3) // claims globex under tenant.id
+		batch("", 2).ResourceMetrics().At(0).CopyTo(md.ResourceMetrics().AppendEmpty())
+		md.ResourceMetrics().At(1).Resource().Attributes().PutStr("x.tenant", "initech")
+		require.NoError(t, exp.ConsumeMetrics(authenticated("acme"), md))
+		require.Eventually(t, func() bool { return s.pointsOf("acme") == before+5 }, 5*time.Second, 10*time.Millisecond)
+		stop(t, exp)
+	}
+	require.Zero(t, s.pointsOf("globex"))
+	require.Zero(t, s.pointsOf("initech"))
+	require.Zero(t, s.attemptsOf("globex")+s.attemptsOf("initech"), "no request ever went to a claimed tenant's route")
+}
+
+func TestWithoutAnAuthenticatedTenantNothingIsSent(t *testing.T) {
+	s := newStore(t)
+	cfg := testConfig(s)
+	cfg.RouteBy = RouteByAuth
+	exp := startMetrics(t, cfg, "")
+	defer stop(t, exp)
+	for name, ctx := range map[string]context.Context{
+		"no auth":         context.Background(),
+		"invalid id":      authenticated("Acme Corp"),
+		"empty tenant id": authenticated(""),
+	} {
+		err := exp.ConsumeMetrics(ctx, batch("acme", 3))
+		require.ErrorIs(t, err, errNoAuthTenant, name)
+		require.True(t, consumererror.IsPermanent(err), name)
+	}
+	require.Zero(t, inner(exp).queuedItems(), "nothing was accepted")
+}
+
+// A 500 is a bug, not a "later": dropped after one attempt, as upstream's
+// otlp_http exporter does, unless the operator lists it.
+func TestOnlyTheConfiguredStatusesAreRetried(t *testing.T) {
+	s := newStore(t)
+	s.set("acme", http.StatusInternalServerError, false)
+	exp := startMetrics(t, testConfig(s), "")
+	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 4)))
+	require.Eventually(t, func() bool { return s.attemptsOf("acme") == 1 && inner(exp).queuedItems() == 0 },
+		5*time.Second, 10*time.Millisecond, "sent once, then dropped")
+	stop(t, exp)
+
+	cfg := testConfig(s)
+	cfg.RetryOnStatus = []int{http.StatusInternalServerError}
+	exp = startMetrics(t, cfg, "")
+	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 4)))
+	require.Eventually(t, func() bool { return s.attemptsOf("acme") >= 4 }, 5*time.Second, 10*time.Millisecond, "retried")
+	require.Equal(t, 4, inner(exp).queuedItems(), "kept while retried")
+	s.set("acme", 0, false)
+	require.Eventually(t, func() bool { return s.pointsOf("acme") == 4 }, 5*time.Second, 10*time.Millisecond)
+	stop(t, exp)
+
+	// And the default set still retries a 503 (upstream's list).
+	s.set("globex", http.StatusServiceUnavailable, false)
+	exp = startMetrics(t, testConfig(s), "")
+	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("globex", 2)))
+	require.Eventually(t, func() bool { return s.attemptsOf("globex") >= 3 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, 2, inner(exp).queuedItems())
+	s.set("globex", 0, false)
+	require.Eventually(t, func() bool { return s.pointsOf("globex") == 2 }, 5*time.Second, 10*time.Millisecond)
+	stop(t, exp)
+}
+
+// A store that holds a request open cannot hold shutdown past drain_timeout:
+// the request is ended (its data stays queued, on disk with storage).
+func TestShutdownEndsARequestInFlightAtTheDrainTimeout(t *testing.T) {
+	s := newStore(t)
+	s.set("acme", 0, true)
+	cfg := testConfig(s)
+	cfg.ClientConfig.Timeout = 10 * time.Minute
+	cfg.DrainTimeout = 200 * time.Millisecond
+	dir := t.TempDir()
+	exp := startMetrics(t, cfg, dir)
+	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 6)))
+	require.Eventually(t, func() bool { return s.attemptsOf("acme") == 1 }, 5*time.Second, 10*time.Millisecond, "the request is at the store")
+
+	done := make(chan error, 1)
+	go func() { done <- exp.Shutdown(context.Background()) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("shutdown is held by a request the client would wait 10 minutes for")
+	}
+	require.Zero(t, s.pointsOf("acme"))
+
+	// The data was kept: the next start sends it.
+	s.set("acme", 0, false)
+	exp = startMetrics(t, testConfig(s), dir)
+	require.Eventually(t, func() bool { return s.pointsOf("acme") == 6 }, 5*time.Second, 10*time.Millisecond)
+	stop(t, exp)
+}

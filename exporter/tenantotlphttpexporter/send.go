@@ -1,0 +1,168 @@
+package tenantotlphttpexporter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.uber.org/zap"
+)
+
+// Sending: a shared pool of senders, each taking one ready tenant queue at a
+// time, posting its head as one request and applying the retry rules.
+
+func (e *tenantExporter) sendLoop() {
+	defer e.senders.Done()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case q := <-e.ready:
+			e.send(q)
+		}
+	}
+}
+
+// send posts the head of a tenant's queue as one request: up to
+// batch.max_items and max_bytes of parts, concatenated.
+func (e *tenantExporter) send(q *tenantQueue) {
+	q.mu.Lock()
+	n, items, size := 0, 0, 0
+	for n < len(q.records) {
+		r := q.records[n]
+		if n > 0 && (items+r.items > e.cfg.Batch.MaxItems || size+r.size > e.cfg.Batch.MaxBytes) {
+			break
+		}
+		n++
+		items += r.items
+		size += r.size
+	}
+	batch := append([]record(nil), q.records[:n]...)
+	q.mu.Unlock()
+
+	body, err := e.body(q.key, batch, size)
+	if err == nil {
+		err = e.post(e.sendCtx, q, body)
+	}
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.busy = false
+	switch {
+	case err == nil:
+		e.sent.Add(context.Background(), int64(items), attrs(q.key))
+		q.attempt, q.failingFor, q.retryAt = 0, time.Time{}, time.Time{}
+	case consumererror.IsPermanent(err):
+		e.failed.Add(context.Background(), int64(items), attrs(q.key))
+		if e.dropLog.Allow() {
+			e.logger.Warn("the store refused a request for good; dropped (logged at most every 10s, every one is counted in otelcol_exporter_tenant_failed_items)",
+				zap.String("tenant", q.key.tenant), zap.String("signal", q.key.sig.String()), zap.Int("items", items), zap.Error(err))
+		}
+	default:
+		if q.attempt == 0 {
+			q.failingFor = time.Now()
+			e.logger.Warn("sending failed; retrying with backoff (other tenants are not affected)",
+				zap.String("tenant", q.key.tenant), zap.String("signal", q.key.sig.String()), zap.Error(err))
+		}
+		if mx := e.cfg.RetryOnFailure.MaxElapsedTime; mx > 0 && time.Since(q.failingFor) > mx {
+			e.failed.Add(context.Background(), int64(items), attrs(q.key))
+			if e.dropLog.Allow() {
+				e.logger.Warn("retries exhausted; dropped (logged at most every 10s, every one is counted in otelcol_exporter_tenant_failed_items)",
+					zap.String("tenant", q.key.tenant), zap.Int("items", items), zap.Error(err))
+			}
+			q.attempt, q.failingFor = 0, time.Time{}
+		} else {
+			q.attempt++
+			q.retryAt = time.Now().Add(e.backoff(q.attempt, err))
+			return
+		}
+	}
+	e.dequeue(q, n, size)
+	if q.items >= e.cfg.Batch.MaxItems || q.bytes >= e.cfg.Batch.MaxBytes {
+		e.markReady(q)
+	}
+}
+
+func (e *tenantExporter) body(k queueKey, batch []record, size int) ([]byte, error) {
+	if len(batch) == 1 && batch[0].data != nil {
+		return batch[0].data, nil
+	}
+	buf := make([]byte, 0, size)
+	for _, r := range batch {
+		data := r.data
+		if data == nil {
+			v, err := e.store.Get(context.Background(), recordKey(k, r.seq))
+			if err != nil || len(v) < 4 {
+				return nil, fmt.Errorf("tenant_otlp_http: queue storage: record %d of %s: %w", r.seq, k, err)
+			}
+			data = v[4:]
+		}
+		buf = append(buf, data...)
+	}
+	return buf, nil
+}
+
+// post sends one request. Transport errors and the statuses in
+// retry_on_status are retryable (Retry-After honoured); any other answer is
+// permanent. ctx ends the request when shutdown's drain time is up.
+func (e *tenantExporter) post(ctx context.Context, q *tenantQueue, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.url, bytes.NewReader(body))
+	if err != nil {
+		return consumererror.NewPermanent(err)
+	}
+	req.Header = q.headers.Clone()
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	err = fmt.Errorf("%s answered %s: %s", q.url, resp.Status, strings.TrimSpace(string(msg)))
+	if !slices.Contains(e.cfg.RetryOnStatus, resp.StatusCode) {
+		return consumererror.NewPermanent(err)
+	}
+	if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
+		return retryAfter{err: err, after: time.Duration(s) * time.Second}
+	}
+	return err
+}
+
+type retryAfter struct {
+	err   error
+	after time.Duration
+}
+
+func (r retryAfter) Error() string { return r.err.Error() }
+
+// backoff is the exponential delay before attempt n, with jitter.
+func (e *tenantExporter) backoff(n int, err error) time.Duration {
+	var ra retryAfter
+	if errors.As(err, &ra) {
+		return ra.after
+	}
+	rc := e.cfg.RetryOnFailure
+	d := float64(rc.InitialInterval)
+	for i := 1; i < n && d < float64(rc.MaxInterval); i++ {
+		d *= rc.Multiplier
+	}
+	d = min(d, float64(rc.MaxInterval))
+	if rc.RandomizationFactor > 0 {
+		d *= 1 + rc.RandomizationFactor*(2*rand.Float64()-1)
+	}
+	return time.Duration(d)
+}
