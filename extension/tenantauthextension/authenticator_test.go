@@ -18,6 +18,7 @@ import (
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/telemetrytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -138,7 +139,23 @@ func TestReloadRotatesAndRevokesWithoutRestart(t *testing.T) {
 func TestBrokenFileKeepsTheLastGoodCredentials(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "credentials.yaml")
 	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a"))
-	auth, logs := startAuth(t, file)
+	core, logs := observer.New(zap.DebugLevel)
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	set := extensiontest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	set.Logger = zap.New(core)
+	cfg := createDefaultConfig().(*Config)
+	cfg.CredentialsFile = file
+	cfg.ReloadInterval = pollEvery
+	ext, err := NewFactory().Create(context.Background(), set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
+	auth := ext.(extensionauth.Server)
+	failedReloads := func() int64 {
+		return telemetrytest.Int64(tel, "otelcol_tenant_auth_reloads", map[string]string{"result": "failed"})
+	}
 
 	writeFile(t, file, "credentials:\n"+credLine("vm-1", "Not A Tenant", "token-a"))
 	require.Eventually(t, func() bool {
@@ -149,9 +166,11 @@ func TestBrokenFileKeepsTheLastGoodCredentials(t *testing.T) {
 	require.Equal(t, "acme", got)
 	require.Contains(t, logs.FilterMessage("keeping the last good credentials").All()[0].ContextMap()["error"], `tenant id "Not A Tenant"`)
 
-	// A vanished file (mid-deploy) keeps them too, and is logged once, not per poll.
+	// A vanished file (mid-deploy) keeps them too, and is logged once, not
+	// per poll: ten polls fail, one more line.
+	before := failedReloads()
 	require.NoError(t, os.Remove(file))
-	time.Sleep(10 * pollEvery)
+	require.Eventually(t, func() bool { return failedReloads() >= before+10 }, 10*time.Second, pollEvery)
 	_, err = tenantOf(t, auth, bearer("token-a"))
 	require.NoError(t, err)
 	require.Equal(t, 2, logs.FilterMessage("keeping the last good credentials").Len())

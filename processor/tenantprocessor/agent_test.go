@@ -90,6 +90,21 @@ type metadataServer struct {
 	hits   int
 }
 
+// waitHits waits until the service has answered n more requests: the
+// refresher (one request at a time) has then handled at least n-1 answers
+// given after the call.
+func (m *metadataServer) waitHits(t *testing.T, n int) {
+	t.Helper()
+	m.mu.Lock()
+	want := m.hits + n
+	m.mu.Unlock()
+	require.Eventually(t, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.hits >= want
+	}, 10*time.Second, time.Millisecond, "refreshes of the metadata source")
+}
+
 func (m *metadataServer) set(status int, body string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -136,15 +151,16 @@ func TestAgentHTTPSourceRefreshesAndCaches(t *testing.T) {
 	md.set(http.StatusOK, `{"tags":{"tenant":"globex"},"machine_type":"gpu-h100x8"}`)
 	require.Eventually(t, func() bool { return send()["tenant.id"] == "globex" }, 5*time.Second, 10*time.Millisecond)
 
-	// The metadata service breaks: the last known tenant stays, one warning.
+	// The metadata service breaks: the last known tenant stays, one warning
+	// however many refreshes fail.
 	md.set(http.StatusServiceUnavailable, "down")
-	time.Sleep(200 * time.Millisecond)
+	md.waitHits(t, 5)
 	require.Equal(t, "globex", send()["tenant.id"])
 	require.Equal(t, 1, p.logsObs.FilterMessageSnippet("keeping the last known tenant").Len())
 
 	// An answer outside the grammar is never stamped.
 	md.set(http.StatusOK, `{"tags":{"tenant":"Globex Corp"}}`)
-	time.Sleep(200 * time.Millisecond)
+	md.waitHits(t, 2)
 	require.Equal(t, "globex", send()["tenant.id"])
 }
 

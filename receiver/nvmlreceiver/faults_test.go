@@ -3,6 +3,7 @@ package nvmlreceiver
 import (
 	"context"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/telemetrytest"
@@ -26,11 +29,11 @@ func TestFaultNoLibraryThenDriverInstalled(t *testing.T) {
 	cfg := testConfig()
 	cfg.LibraryPath = "/opt/nvidia/libnvidia-ml.so.1"
 	h := startHarness(t, f, cfg)
-	for i := 0; i < 3; i++ {
+	require.Eventually(t, func() bool {
 		md := h.scrape(t)
 		require.Zero(t, md.DataPointCount(), "no GPU data without NVML, and no error either")
-		time.Sleep(2 * time.Millisecond)
-	}
+		return f.inits.Load() >= 3
+	}, 5*time.Second, time.Millisecond, "init is retried at the interval")
 	warn := h.logs.FilterMessageSnippet("NVML library not found").All()
 	require.Len(t, warn, 1, "one clear warning, not one per retry")
 	require.Equal(t, "/opt/nvidia/libnvidia-ml.so.1", warn[0].ContextMap()["library"], "the warning names where it looked")
@@ -40,9 +43,8 @@ func TestFaultNoLibraryThenDriverInstalled(t *testing.T) {
 	f.mu.Lock()
 	f.initRet = nvml.SUCCESS
 	f.mu.Unlock()
-	time.Sleep(2 * time.Millisecond)
-	md := h.scrape(t)
-	require.Len(t, points(md, "nvidia.gpu.info", nil), 8)
+	require.Eventually(t, func() bool { return len(points(h.scrape(t), "nvidia.gpu.info", nil)) == 8 },
+		5*time.Second, time.Millisecond, "the eight GPUs once init succeeds")
 }
 
 func TestFaultInitErrorIsRetriedAtTheInterval(t *testing.T) {
@@ -167,9 +169,11 @@ func TestFaultGPULostThenBack(t *testing.T) {
 	require.Equal(t, int64(1), counterValue(t, h.tel, "otelcol_receiver_nvml_devices", map[string]string{"state": "lost"}))
 
 	restore()
-	time.Sleep(time.Millisecond)
-	md = h.scrape(t)
-	require.InDelta(t, 1, value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(2), "hw.state": "ok"})[0]), 0)
+	require.Eventually(t, func() bool {
+		md = h.scrape(t)
+		ok := points(md, "hw.status", map[string]any{"hw.id": fixedUUID(2), "hw.state": "ok"})
+		return len(ok) == 1 && value(ok[0]) == 1
+	}, 5*time.Second, time.Millisecond, "the GPU reports ok again after its reset")
 	back := points(md, "hw.energy", lost)
 	require.Len(t, back, 1)
 	require.Greater(t, back[0].StartTimestamp(), energyStart, "cumulative series start over after a reset")
@@ -228,7 +232,8 @@ func TestFaultCounterResetStartsANewSeries(t *testing.T) {
 	second := points(h.scrape(t), "hw.energy", map[string]any{"hw.id": fixedUUID(0)})[0]
 	require.Equal(t, first.StartTimestamp(), second.StartTimestamp(), "a rising counter keeps its start")
 	require.InDelta(t, 6000, second.DoubleValue(), 1e-9)
-	time.Sleep(time.Millisecond)
+	// The new series must start after the old one's last point.
+	require.Eventually(t, func() bool { return pcommon.NewTimestampFromTime(time.Now()) > second.Timestamp() }, time.Second, 100*time.Microsecond)
 	energy = 1_000 // driver reload
 	third := points(h.scrape(t), "hw.energy", map[string]any{"hw.id": fixedUUID(0)})[0]
 	require.Greater(t, third.StartTimestamp(), second.StartTimestamp(), "a counter that went backwards starts a new series")
@@ -244,9 +249,7 @@ func TestFaultXIDCountsAndStatus(t *testing.T) {
 	f.xids <- nvml.EventData{Device: f.Devices[3], EventType: nvml.EventTypeXidCriticalError, EventData: 48, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
 	f.xids <- nvml.EventData{Device: f.Devices[3], EventType: nvml.EventTypeXidCriticalError, EventData: 48, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
 	f.xids <- nvml.EventData{Device: f.Devices[5], EventType: nvml.EventTypeXidCriticalError, EventData: 79, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
-	require.Eventually(t, func() bool { return len(f.xids) == 0 }, 5*time.Second, time.Millisecond)
-	time.Sleep(10 * time.Millisecond)
-	md := h.scrape(t)
+	var md pmetric.Metrics
 	xid := func(gpu int, code int64) []float64 {
 		var out []float64
 		for _, dp := range points(md, "hw.errors", map[string]any{"hw.id": fixedUUID(gpu), "error.type": "xid", "nvidia.xid.code": code}) {
@@ -254,8 +257,10 @@ func TestFaultXIDCountsAndStatus(t *testing.T) {
 		}
 		return out
 	}
-	require.Equal(t, []float64{2}, xid(3, 48))
-	require.Equal(t, []float64{1}, xid(5, 79))
+	require.Eventually(t, func() bool {
+		md = h.scrape(t)
+		return slices.Equal(xid(3, 48), []float64{2}) && slices.Equal(xid(5, 79), []float64{1})
+	}, 5*time.Second, time.Millisecond, "the three XIDs counted")
 	require.Empty(t, xid(0, 48))
 	state := func(gpu int, s string) float64 {
 		return value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(gpu), "hw.state": s})[0])
