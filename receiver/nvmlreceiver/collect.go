@@ -36,8 +36,8 @@ func (d *device) readIdentity() []kv {
 			info = append(info, str("hw.serial_number", v))
 		}
 	}
-	if d.s.driverVersion != "" {
-		info = append(info, str("hw.driver_version", d.s.driverVersion))
+	if d.drv.driverVersion != "" {
+		info = append(info, str("hw.driver_version", d.drv.driverVersion))
 	}
 	if d.can("nvmlDeviceGetVbiosVersion", "") {
 		if v, ret := h.GetVbiosVersion(); d.ok("nvmlDeviceGetVbiosVersion", "", ret) {
@@ -58,8 +58,8 @@ func (d *device) readIdentity() []kv {
 		}
 	}
 	info = append(info, str("nvidia.gpu.virtualization_mode", mode))
-	if d.s.cudaVersion != "" {
-		info = append(info, str("nvidia.cuda.driver_version", d.s.cudaVersion))
+	if d.drv.cudaVersion != "" {
+		info = append(info, str("nvidia.cuda.driver_version", d.drv.cudaVersion))
 	}
 	return info
 }
@@ -110,7 +110,7 @@ func (d *device) averageSamples(h nvml.Device, typ nvml.SamplingType) (float64, 
 	if !d.can("nvmlDeviceGetSamples", variant) {
 		return 0, false
 	}
-	last := d.lastSeen[typ]
+	last := d.util.lastSeen[typ]
 	vt, samples, ret := h.GetSamples(typ, last)
 	if ret == nvml.ERROR_NOT_FOUND {
 		return 0, false // no sample newer than the last one seen
@@ -134,12 +134,12 @@ func (d *device) averageSamples(h nvml.Device, typ nvml.SamplingType) (float64, 
 	if n == 0 {
 		return 0, false
 	}
-	d.lastSeen[typ] = newest
+	d.util.lastSeen[typ] = newest
 	return sum / float64(n), true
 }
 
 func (d *device) collectUtilization() {
-	on := &d.s.enabled
+	on := &d.drv.enabled
 	if !on[mUtilization] && !on[mMemBandwidthUtil] {
 		return
 	}
@@ -186,7 +186,7 @@ func (d *device) collectUtilization() {
 // collectMemory reads a GPU's or a MIG instance's memory (variant tells
 // them apart in the "not supported" memory).
 func (d *device) collectMemory(h nvml.Device, ent *entity, variant string) {
-	on := &d.s.enabled
+	on := &d.drv.enabled
 	if !on[mMemUsage] && !on[mMemLimit] && !on[mMemUtilization] && !on[mMemReserved] {
 		return
 	}
@@ -218,17 +218,17 @@ func (d *device) collectMemory(h nvml.Device, ent *entity, variant string) {
 func (d *device) collectPower(now pcommon.Timestamp) {
 	h := d.handle()
 	gpu := str("hw.type", "gpu")
-	if d.s.enabled[mPower] && d.can("nvmlDeviceGetPowerUsage", "") {
+	if d.drv.enabled[mPower] && d.can("nvmlDeviceGetPowerUsage", "") {
 		if mw, ret := h.GetPowerUsage(); d.ok("nvmlDeviceGetPowerUsage", "", ret) {
 			d.emit(mPower, d.ent, float64(mw)/1000, 0, gpu)
 		}
 	}
-	if d.s.enabled[mPowerLimit] && d.can("nvmlDeviceGetEnforcedPowerLimit", "") {
+	if d.drv.enabled[mPowerLimit] && d.can("nvmlDeviceGetEnforcedPowerLimit", "") {
 		if mw, ret := h.GetEnforcedPowerLimit(); d.ok("nvmlDeviceGetEnforcedPowerLimit", "", ret) {
 			d.emit(mPowerLimit, d.ent, float64(mw)/1000, 0)
 		}
 	}
-	if d.s.enabled[mEnergy] && d.can("nvmlDeviceGetTotalEnergyConsumption", "") {
+	if d.drv.enabled[mEnergy] && d.can("nvmlDeviceGetTotalEnergyConsumption", "") {
 		if mj, ret := h.GetTotalEnergyConsumption(); d.ok("nvmlDeviceGetTotalEnergyConsumption", "", ret) {
 			start := d.cumulative("nvmlDeviceGetTotalEnergyConsumption", "", mj, now)
 			d.emit(mEnergy, d.ent, float64(mj)/1000, start, gpu)
@@ -249,7 +249,7 @@ func (d *device) fieldValue(variant string, fv nvml.FieldValue) (float64, bool) 
 }
 
 func (d *device) collectThermal() {
-	if !d.s.enabled[mTemperature] {
+	if !d.drv.enabled[mTemperature] {
 		return
 	}
 	h := d.handle()
@@ -302,7 +302,7 @@ var violationPolicies = []struct {
 
 func (d *device) collectClocks(now pcommon.Timestamp) {
 	h := d.handle()
-	if d.s.enabled[mClock] {
+	if d.drv.enabled[mClock] {
 		for _, c := range clocks {
 			if d.can("nvmlDeviceGetClockInfo", c.name) {
 				if mhz, ret := h.GetClockInfo(c.typ); d.ok("nvmlDeviceGetClockInfo", c.name, ret) {
@@ -311,7 +311,7 @@ func (d *device) collectClocks(now pcommon.Timestamp) {
 			}
 		}
 	}
-	if d.s.enabled[mThrottleActive] && d.can("nvmlDeviceGetCurrentClocksEventReasons", "") {
+	if d.drv.enabled[mThrottleActive] && d.can("nvmlDeviceGetCurrentClocksEventReasons", "") {
 		if bits, ret := h.GetCurrentClocksEventReasons(); d.ok("nvmlDeviceGetCurrentClocksEventReasons", "", ret) {
 			for _, r := range throttleReasons {
 				active := 0.0
@@ -322,7 +322,7 @@ func (d *device) collectClocks(now pcommon.Timestamp) {
 			}
 		}
 	}
-	if d.s.enabled[mThrottleDuration] {
+	if d.drv.enabled[mThrottleDuration] {
 		for _, p := range violationPolicies {
 			if !d.can("nvmlDeviceGetViolationStatus", p.name) {
 				continue
@@ -337,7 +337,7 @@ func (d *device) collectClocks(now pcommon.Timestamp) {
 
 func (d *device) collectPCIe(now pcommon.Timestamp) {
 	h := d.handle()
-	if d.s.enabled[mPCIeThroughput] {
+	if d.drv.enabled[mPCIeThroughput] {
 		for _, dir := range []struct {
 			c    nvml.PcieUtilCounter
 			name string
@@ -349,7 +349,7 @@ func (d *device) collectPCIe(now pcommon.Timestamp) {
 			}
 		}
 	}
-	if d.s.enabled[mPCIeReplays] && d.can("nvmlDeviceGetPcieReplayCounter", "") {
+	if d.drv.enabled[mPCIeReplays] && d.can("nvmlDeviceGetPcieReplayCounter", "") {
 		if n, ret := h.GetPcieReplayCounter(); d.ok("nvmlDeviceGetPcieReplayCounter", "", ret) {
 			start := d.cumulative("nvmlDeviceGetPcieReplayCounter", "", uint64(n), now)
 			d.emitInt(mPCIeReplays, d.ent, int64(n), start)
@@ -359,11 +359,11 @@ func (d *device) collectPCIe(now pcommon.Timestamp) {
 
 // activeLinks finds the NVLinks that are up, once per (re)discovery.
 func (d *device) activeLinks(h nvml.Device) []int {
-	if d.linksKnown || !d.can("nvmlDeviceGetNvLinkState", "") {
-		return d.links
+	if d.nvlink.known || !d.can("nvmlDeviceGetNvLinkState", "") {
+		return d.nvlink.links
 	}
-	d.linksKnown = true
-	d.links = d.links[:0]
+	d.nvlink.known = true
+	d.nvlink.links = d.nvlink.links[:0]
 	for link := 0; link < nvml.NVLINK_MAX_LINKS; link++ {
 		state, ret := h.GetNvLinkState(link)
 		if ret == nvml.ERROR_INVALID_ARGUMENT || ret == nvml.ERROR_NOT_SUPPORTED {
@@ -374,10 +374,10 @@ func (d *device) activeLinks(h nvml.Device) []int {
 			continue
 		}
 		if state == nvml.FEATURE_ENABLED {
-			d.links = append(d.links, link)
+			d.nvlink.links = append(d.nvlink.links, link)
 		}
 	}
-	return d.links
+	return d.nvlink.links
 }
 
 var nvlinkErrorTypes = []struct {
@@ -389,7 +389,7 @@ var nvlinkErrorTypes = []struct {
 }
 
 func (d *device) collectNVLink(now pcommon.Timestamp) {
-	if !d.s.enabled[mNVLinkIO] && !d.s.enabled[mNVLinkErrors] {
+	if !d.drv.enabled[mNVLinkIO] && !d.drv.enabled[mNVLinkErrors] {
 		return
 	}
 	h := d.handle()
@@ -397,7 +397,7 @@ func (d *device) collectNVLink(now pcommon.Timestamp) {
 	if len(links) == 0 {
 		return
 	}
-	if d.s.enabled[mNVLinkIO] && d.can("nvmlDeviceGetFieldValues", "nvlink_throughput") {
+	if d.drv.enabled[mNVLinkIO] && d.can("nvmlDeviceGetFieldValues", "nvlink_throughput") {
 		fvs := make([]nvml.FieldValue, 0, 2*len(links))
 		for _, l := range links {
 			fvs = append(fvs,
@@ -431,7 +431,7 @@ func (d *device) collectNVLink(now pcommon.Timestamp) {
 			}
 		}
 	}
-	if d.s.enabled[mNVLinkErrors] {
+	if d.drv.enabled[mNVLinkErrors] {
 		for _, t := range nvlinkErrorTypes {
 			if !d.can("nvmlDeviceGetNvLinkErrorCounter", t.name) {
 				continue
@@ -457,8 +457,8 @@ func (d *device) collectNVLink(now pcommon.Timestamp) {
 func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval) {
 	h := d.handle()
 	gpu := str("hw.type", "gpu")
-	d.newUncorrected = false
-	if d.s.enabled[mErrors] {
+	d.health.newUncorrected = false
+	if d.drv.enabled[mErrors] {
 		for _, e := range []struct {
 			typ  nvml.MemoryErrorType
 			name string
@@ -473,10 +473,10 @@ func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval) {
 			start := d.cumulative("nvmlDeviceGetTotalEccErrors", e.name, n, now)
 			d.emitInt(mErrors, d.ent, int64(n), start, gpu, str("error.type", e.name))
 			if e.typ == nvml.MEMORY_ERROR_TYPE_UNCORRECTED {
-				if d.havePrevUnc && n > d.prevUncorr {
-					d.newUncorrected = true
+				if d.health.havePrevUnc && n > d.health.prevUncorr {
+					d.health.newUncorrected = true
 				}
-				d.prevUncorr, d.havePrevUnc = n, true
+				d.health.prevUncorr, d.health.havePrevUnc = n, true
 			}
 		}
 		for _, c := range xids.counts {
@@ -487,11 +487,11 @@ func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval) {
 
 func (d *device) collectMisc() {
 	h := d.handle()
-	on := &d.s.enabled
-	d.remapBad = false
+	on := &d.drv.enabled
+	d.health.remapBad = false
 	if (on[mRemappedRows] || on[mStatus]) && d.can("nvmlDeviceGetRemappedRows", "") {
 		if corr, unc, pending, failed, ret := h.GetRemappedRows(); d.ok("nvmlDeviceGetRemappedRows", "", ret) {
-			d.remapBad = pending || failed
+			d.health.remapBad = pending || failed
 			d.emit(mRemappedRows, d.ent, float64(corr), 0, str("nvidia.gpu.remap.state", "correctable"))
 			d.emit(mRemappedRows, d.ent, float64(unc), 0, str("nvidia.gpu.remap.state", "uncorrectable"))
 			d.emit(mRemappedRows, d.ent, b2f(pending), 0, str("nvidia.gpu.remap.state", "pending"))
@@ -527,4 +527,20 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// utilCursors are where utilization sampling left off, per sample type:
+// each scrape averages the samples newer than the last one it saw.
+type utilCursors struct {
+	lastSeen map[nvml.SamplingType]uint64
+}
+
+func newUtilCursors() utilCursors {
+	return utilCursors{lastSeen: map[nvml.SamplingType]uint64{}}
+}
+
+// nvlinkState is the GPU's active NVLink links, read once per discovery.
+type nvlinkState struct {
+	links []int
+	known bool
 }

@@ -29,10 +29,11 @@ type counterState struct {
 	start pcommon.Timestamp
 }
 
-// device is one GPU: its identity, its worker and everything that lives
-// from one scrape to the next.
+// device is one GPU: its identity, its worker, and the state each of its
+// subsystems keeps from one scrape to the next, each in the subsystem's
+// own type and file.
 type device struct {
-	s     *session
+	drv   *driver
 	index int
 	ent   *entity
 
@@ -44,34 +45,36 @@ type device struct {
 	hungSince atomic.Int64
 
 	// Owned by the worker goroutine.
-	discovered     pcommon.Timestamp
-	unsupported    map[callKey]bool
-	counters       map[callKey]*counterState
-	lost           bool
-	lostReason     string
-	lastSeen       map[nvml.SamplingType]uint64
-	lastProcSeen   uint64
-	links          []int
-	linksKnown     bool
-	gpm            *gpmState
-	migs           []*migInstance
-	buf            [numMetrics][]point
-	prevUncorr     uint64
-	havePrevUnc    bool
-	newUncorrected bool // uncorrected ECC rose during the last interval
-	remapBad       bool // a row remap is pending or has failed
-
-	xid xidCounts
+	discovered pcommon.Timestamp
+	calls      callMemo       // below: unsupported calls, cumulative counters
+	health     healthState    // status.go
+	util       utilCursors    // collect.go: utilization samples
+	nvlink     nvlinkState    // collect.go
+	procs      processCursor  // process.go
+	gpm        *gpmState      // gpm.go
+	migs       []*migInstance // mig.go
+	xid        xidCounts      // xid.go
+	buf        [numMetrics][]point
 }
 
-func newDevice(s *session, index int, h nvml.Device, uuid string, now pcommon.Timestamp) *device {
+// callMemo is what a GPU remembers of its NVML calls: the ones the GPU
+// does not support (not asked again), and the cumulative counters' starts.
+type callMemo struct {
+	unsupported map[callKey]bool
+	counters    map[callKey]*counterState
+}
+
+func newCallMemo() callMemo {
+	return callMemo{unsupported: map[callKey]bool{}, counters: map[callKey]*counterState{}}
+}
+
+func newDevice(drv *driver, index int, h nvml.Device, uuid string, now pcommon.Timestamp) *device {
 	d := &device{
-		s: s, index: index, h: h,
-		jobs:        make(chan job, 1),
-		discovered:  now,
-		unsupported: map[callKey]bool{},
-		counters:    map[callKey]*counterState{},
-		lastSeen:    map[nvml.SamplingType]uint64{},
+		drv: drv, index: index, h: h,
+		jobs:       make(chan job, 1),
+		discovered: now,
+		calls:      newCallMemo(),
+		util:       newUtilCursors(),
 	}
 	d.ent = &entity{hwID: uuid, hwName: "nvidia" + strconv.Itoa(index)}
 	d.ent.info = d.readIdentity()
@@ -97,7 +100,7 @@ func (d *device) run() {
 // can says whether an NVML call is worth making: the GPU is not lost, the
 // driver has the function, and it has not answered NOT_SUPPORTED before.
 func (d *device) can(fn, variant string) bool {
-	return !d.lost && d.s.has(fn) && !d.unsupported[callKey{fn, variant}]
+	return !d.health.lost && d.drv.has(fn) && !d.calls.unsupported[callKey{fn, variant}]
 }
 
 // ok interprets an NVML return: NOT_SUPPORTED and NO_PERMISSION are
@@ -108,33 +111,33 @@ func (d *device) ok(fn, variant string, ret nvml.Return) bool {
 	case nvml.SUCCESS:
 		return true
 	case nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_NO_PERMISSION:
-		d.unsupported[callKey{fn, variant}] = true
-		d.s.logger.Debug("not available on this GPU; not asked again", zap.String("hw.id", d.ent.hwID),
+		d.calls.unsupported[callKey{fn, variant}] = true
+		d.drv.logger.Debug("not available on this GPU; not asked again", zap.String("hw.id", d.ent.hwID),
 			zap.String("function", fn), zap.String("variant", variant), zap.String("code", returnName(ret)))
 	case nvml.ERROR_GPU_IS_LOST, nvml.ERROR_RESET_REQUIRED:
 		d.markLost(fn, ret)
 	}
-	d.s.tel.nvmlError(fn, ret)
+	d.drv.tel.nvmlError(fn, ret)
 	return false
 }
 
 func (d *device) markLost(fn string, ret nvml.Return) {
-	if d.lost {
+	if d.health.lost {
 		return
 	}
-	d.lost = true
-	d.lostReason = returnName(ret)
-	d.s.logger.Warn("GPU lost; reporting it failed until it comes back", zap.String("hw.id", d.ent.hwID),
-		zap.String("hw.name", d.ent.hwName), zap.String("function", fn), zap.String("code", d.lostReason))
+	d.health.lost = true
+	d.health.lostReason = returnName(ret)
+	d.drv.logger.Warn("GPU lost; reporting it failed until it comes back", zap.String("hw.id", d.ent.hwID),
+		zap.String("hw.name", d.ent.hwName), zap.String("function", fn), zap.String("code", d.health.lostReason))
 }
 
 // tryRecover reopens a lost GPU by UUID (after a reset its old handle is
 // dead). Its cumulative counters start over.
 func (d *device) tryRecover(now pcommon.Timestamp) bool {
-	if !d.s.has("nvmlDeviceGetHandleByUUID") {
+	if !d.drv.has("nvmlDeviceGetHandleByUUID") {
 		return false
 	}
-	h, ret := d.s.lib.DeviceGetHandleByUUID(d.ent.hwID)
+	h, ret := d.drv.lib.DeviceGetHandleByUUID(d.ent.hwID)
 	if ret != nvml.SUCCESS {
 		return false
 	}
@@ -144,27 +147,27 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	d.handleMu.Lock()
 	d.h = h
 	d.handleMu.Unlock()
-	d.lost = false
-	d.lostReason = ""
-	d.counters = map[callKey]*counterState{}
-	d.lastSeen = map[nvml.SamplingType]uint64{}
-	d.lastProcSeen = 0
-	d.linksKnown = false
+	// What a reset invalidates: every subsystem starts over, except the
+	// calls the GPU does not support.
+	d.health = healthState{}
+	d.calls.counters = map[callKey]*counterState{}
+	d.util = newUtilCursors()
+	d.procs = processCursor{}
+	d.nvlink = nvlinkState{}
 	d.gpm = nil
-	d.havePrevUnc = false
 	d.discovered = now
 	d.xid.restart(now)
-	d.s.logger.Info("GPU is back", zap.String("hw.id", d.ent.hwID), zap.String("hw.name", d.ent.hwName))
+	d.drv.logger.Info("GPU is back", zap.String("hw.id", d.ent.hwID), zap.String("hw.name", d.ent.hwName))
 	return true
 }
 
 // cumulative turns a driver counter into a value and its start time.
 func (d *device) cumulative(fn, variant string, v uint64, now pcommon.Timestamp) pcommon.Timestamp {
 	k := callKey{fn, variant}
-	c, ok := d.counters[k]
+	c, ok := d.calls.counters[k]
 	if !ok {
 		c = &counterState{last: v, start: d.discovered}
-		d.counters[k] = c
+		d.calls.counters[k] = c
 		return c.start
 	}
 	if v < c.last {
@@ -185,7 +188,7 @@ func (d *device) resetBuffers() {
 // collect reads everything enabled from the GPU into d.buf.
 func (d *device) collect(now pcommon.Timestamp) {
 	d.resetBuffers()
-	if d.lost && !d.tryRecover(now) {
+	if d.health.lost && !d.tryRecover(now) {
 		d.emitStatus(stateFailed)
 		return
 	}

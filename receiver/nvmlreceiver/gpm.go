@@ -37,7 +37,7 @@ type gpmState struct {
 }
 
 func (d *device) gpmWanted() bool {
-	on := &d.s.enabled
+	on := &d.drv.enabled
 	return on[mSMUtil] || on[mSMOccupancy] || on[mDRAMUtil] || on[mPipeUtil]
 }
 
@@ -45,11 +45,11 @@ func (d *device) newGPMPair(variant string) *gpmPair {
 	if !d.can("nvmlGpmSampleAlloc", variant) {
 		return nil
 	}
-	a, ret := d.s.lib.GpmSampleAlloc()
+	a, ret := d.drv.lib.GpmSampleAlloc()
 	if !d.ok("nvmlGpmSampleAlloc", variant, ret) {
 		return nil
 	}
-	b, ret := d.s.lib.GpmSampleAlloc()
+	b, ret := d.drv.lib.GpmSampleAlloc()
 	if !d.ok("nvmlGpmSampleAlloc", variant, ret) {
 		_ = a.Free()
 		return nil
@@ -72,7 +72,7 @@ func (d *device) collectGPM() {
 	if d.gpm == nil {
 		d.gpm = &gpmState{}
 		if d.can("nvmlGpmQueryDeviceSupport", "") {
-			sup, ret := d.s.lib.GpmQueryDeviceSupport(h)
+			sup, ret := d.drv.lib.GpmQueryDeviceSupport(h)
 			if d.ok("nvmlGpmQueryDeviceSupport", "", ret) && sup.IsSupportedDevice != 0 {
 				if p := d.newGPMPair(""); p != nil {
 					d.gpm.supported = true
@@ -84,7 +84,7 @@ func (d *device) collectGPM() {
 	if !d.gpm.supported || !d.can("nvmlGpmSampleGet", "") {
 		return
 	}
-	d.gpmMeasure(&d.gpm.pair, d.ent, "", func(s nvml.GpmSample) nvml.Return { return d.s.lib.GpmSampleGet(h, s) })
+	d.gpmMeasure(&d.gpm.pair, d.ent, "", func(s nvml.GpmSample) nvml.Return { return d.drv.lib.GpmSampleGet(h, s) })
 }
 
 // gpmMeasure takes a sample and, with the previous one, emits the GPM
@@ -106,7 +106,7 @@ func (d *device) gpmMeasure(p *gpmPair, ent *entity, variant string, sample func
 		for i, g := range gpmMetrics {
 			req.Metrics[i] = nvml.GpmMetric{MetricId: uint32(g.id)}
 		}
-		if d.ok("nvmlGpmMetricsGet", variant, d.s.lib.GpmMetricsGet(req)) {
+		if d.ok("nvmlGpmMetricsGet", variant, d.drv.lib.GpmMetricsGet(req)) {
 			for i, g := range gpmMetrics {
 				r := req.Metrics[i]
 				if nvml.Return(r.NvmlReturn) != nvml.SUCCESS {

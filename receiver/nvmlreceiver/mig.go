@@ -77,7 +77,7 @@ func (d *device) collectMIG() {
 			}
 			if m.gpm != nil {
 				gi := m.gi
-				d.gpmMeasure(m.gpm, m.ent, "mig:"+m.ent.hwID, func(s nvml.GpmSample) nvml.Return { return d.s.lib.GpmMigSampleGet(h, gi, s) })
+				d.gpmMeasure(m.gpm, m.ent, "mig:"+m.ent.hwID, func(s nvml.GpmSample) nvml.Return { return d.drv.lib.GpmMigSampleGet(h, gi, s) })
 			}
 		}
 	}

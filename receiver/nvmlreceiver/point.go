@@ -40,7 +40,7 @@ type point struct {
 // emit adds a point for metric m if it is enabled. value is stored as the
 // metric's type says (int or double).
 func (d *device) emit(m int, ent *entity, value float64, start pcommon.Timestamp, attrs ...kv) {
-	if !d.s.enabled[m] {
+	if !d.drv.enabled[m] {
 		return
 	}
 	p := point{ent: ent, start: start, n: len(attrs)}
@@ -55,7 +55,7 @@ func (d *device) emit(m int, ent *entity, value float64, start pcommon.Timestamp
 
 // emitInt is emit for integer values too large for a float64 to hold exactly.
 func (d *device) emitInt(m int, ent *entity, value int64, start pcommon.Timestamp, attrs ...kv) {
-	if !d.s.enabled[m] {
+	if !d.drv.enabled[m] {
 		return
 	}
 	p := point{ent: ent, i: value, start: start, n: len(attrs)}

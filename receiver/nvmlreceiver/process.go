@@ -25,7 +25,7 @@ func processName(pid uint32) string {
 // collectProcesses reports per-process memory and utilization (both off by
 // default). Each NVML process query runs once per GPU per scrape.
 func (d *device) collectProcesses() {
-	on := &d.s.enabled
+	on := &d.drv.enabled
 	if !on[mProcMemory] && !on[mProcUtil] {
 		return
 	}
@@ -71,15 +71,15 @@ func (d *device) collectProcesses() {
 		}
 	}
 	if on[mProcUtil] && d.can("nvmlDeviceGetProcessUtilization", "") {
-		samples, ret := h.GetProcessUtilization(d.lastProcSeen)
+		samples, ret := h.GetProcessUtilization(d.procs.lastSeen)
 		if ret == nvml.ERROR_NOT_FOUND || !d.ok("nvmlDeviceGetProcessUtilization", "", ret) {
 			return
 		}
 		type acc struct{ sm, enc, dec, n float64 }
 		per := map[uint32]*acc{}
-		newest := d.lastProcSeen
+		newest := d.procs.lastSeen
 		for _, s := range samples {
-			if s.TimeStamp <= d.lastProcSeen {
+			if s.TimeStamp <= d.procs.lastSeen {
 				continue
 			}
 			a := per[s.Pid]
@@ -93,7 +93,7 @@ func (d *device) collectProcesses() {
 			a.n++
 			newest = max(newest, s.TimeStamp)
 		}
-		d.lastProcSeen = newest
+		d.procs.lastSeen = newest
 		for _, pid := range sortedPIDs(per) {
 			a := per[pid]
 			p := num("process.pid", int64(pid))
@@ -111,4 +111,9 @@ func sortedPIDs[V any](m map[uint32]V) []uint32 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// processCursor is where per-process utilization sampling left off.
+type processCursor struct {
+	lastSeen uint64 // newest sample timestamp already reported
 }

@@ -26,17 +26,8 @@ import (
 // driver is missing), the GPUs found, one worker goroutine per GPU, and the
 // XID event watcher. The metrics and logs pipelines of one receiver id share it.
 type session struct {
-	cfg     *Config
-	lib     nvml.Interface
-	logger  *zap.Logger
-	tel     *receiverTelemetry
-	enabled [numMetrics]bool
-
-	// Written by init (under scrapeMu) before any worker or the watcher
-	// starts; read-only afterwards.
-	symbols       map[string]bool
-	driverVersion string
-	cudaVersion   string
+	cfg *Config
+	driver
 
 	scrapeMu    sync.Mutex // one scrape (or init) at a time
 	closed      bool       // shut down: a late scrape must not reopen NVML
@@ -54,7 +45,7 @@ func newSession(cfg *Config, lib nvml.Interface, set component.TelemetrySettings
 	if err != nil {
 		return nil, err
 	}
-	return &session{cfg: cfg, lib: lib, logger: set.Logger, tel: tel, enabled: cfg.enabledMetrics()}, nil
+	return &session{cfg: cfg, driver: driver{lib: lib, logger: set.Logger, tel: tel, enabled: cfg.enabledMetrics()}}, nil
 }
 
 func (s *session) setLogsConsumer(next consumer.Logs) { s.logs.Store(&next) }
@@ -212,14 +203,6 @@ func (s *session) lookupSymbols() {
 }
 
 // has reports whether every named NVML function exists in the loaded library.
-func (s *session) has(symbols ...string) bool {
-	for _, sym := range symbols {
-		if !s.symbols[sym] {
-			return false
-		}
-	}
-	return true
-}
 
 // discover opens a handle on every GPU the config selects.
 func (s *session) discover(now pcommon.Timestamp) ([]*device, error) {
@@ -251,7 +234,7 @@ func (s *session) discover(now pcommon.Timestamp) ([]*device, error) {
 		if len(want) > 0 && !want[strconv.Itoa(i)] && !want[uuid] {
 			continue
 		}
-		out = append(out, newDevice(s, i, h, uuid, now))
+		out = append(out, newDevice(&s.driver, i, h, uuid, now))
 	}
 	if len(want) > 0 && len(out) == 0 {
 		s.logger.Warn("none of the configured devices exist", zap.Strings("devices", s.cfg.Devices), zap.Int("gpus", n))
@@ -307,7 +290,7 @@ wait:
 	sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
 	lost := 0
 	for _, d := range ready {
-		if d.lost {
+		if d.health.lost {
 			lost++
 		}
 	}

@@ -19,9 +19,9 @@ var (
 // state derives the GPU's hw.status for this interval.
 func (d *device) state(x xidInterval) string {
 	switch {
-	case d.lost || x.failed:
+	case d.health.lost || x.failed:
 		return stateFailed
-	case x.degraded || d.remapBad || d.newUncorrected:
+	case x.degraded || d.health.remapBad || d.health.newUncorrected:
 		return stateDegraded
 	default:
 		return stateOK
@@ -38,4 +38,17 @@ func (d *device) emitStatus(current string) {
 		}
 		d.emit(mStatus, d.ent, v, d.discovered, str("hw.type", "gpu"), str("hw.state", st))
 	}
+}
+
+// healthState is what hw.status is decided from, beyond the scrape's own
+// calls: whether the GPU is lost (and why), and the ECC and row-remap
+// signals of the last interval.
+type healthState struct {
+	lost       bool
+	lostReason string
+
+	prevUncorr     uint64
+	havePrevUnc    bool
+	newUncorrected bool // uncorrected ECC rose during the last interval
+	remapBad       bool // a row remap is pending or has failed
 }

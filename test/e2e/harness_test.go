@@ -96,6 +96,9 @@ func newEnv(t *testing.T, loadTenants ...string) *env {
 	for _, tn := range loadTenants {
 		e.creds["loadgen-"+tn] = tn + "\x00" + loadgen.DefaultToken(tn)
 	}
+	// Reserved now: an agent may be started (and pointed at the gateway)
+	// before the gateway is.
+	e.reserveGatewayPorts()
 	e.stateDir = filepath.Join(e.dir, "gateway-state")
 	e.writeCredentials()
 	return e
@@ -139,9 +142,10 @@ func (e *env) startGateway() *proc.Proc {
 	if e.gw != nil {
 		return e.launchGateway()
 	}
+	attempt := 0
 	gw, err := proc.RetryBind(bindAttempts, e.t.Logf, func() (*proc.Proc, error) {
-		for _, p := range []*int{&e.gwGRPC, &e.gwHTTP, &e.gwHealth, &e.gwMetrics} {
-			*p = proc.Port(e.t)
+		if attempt++; attempt > 1 {
+			e.reserveGatewayPorts()
 		}
 		gw := e.startGatewayProcess()
 		return gw, gw.WaitHTTPOK(context.Background(), fmt.Sprintf("http://%s/", proc.Addr(e.gwHealth)), 30*time.Second)
@@ -149,6 +153,12 @@ func (e *env) startGateway() *proc.Proc {
 	require.NoError(e.t, err)
 	e.gw = gw
 	return gw
+}
+
+func (e *env) reserveGatewayPorts() {
+	for _, p := range []*int{&e.gwGRPC, &e.gwHTTP, &e.gwHealth, &e.gwMetrics} {
+		*p = proc.Port(e.t)
+	}
 }
 
 // launchGateway restarts the gateway on its ports.
