@@ -43,8 +43,22 @@ NVMLSIM_CFLAGS := -std=gnu2x -shared -fPIC -O2 -Wall -Wextra -Werror -Wno-deprec
 export CGO_ENABLED := 1
 # go-nvml declares every NVML function, deprecated ones too; their warnings are noise.
 export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
+# The glibc baseline (README: "Supported distributions"): every binary needs
+# no symbol version newer than GLIBC_2.17, on amd64 and arm64, though linked
+# here against a current glibc. netgo and osusergo drop the cgo resolver and
+# user lookups; the stubs in $(BUILD)/glibc-baseline/<arch> (built by
+# scripts/glibc-stubs.sh from packaging/glibc-baseline/) bind the cgo
+# runtime's thread and dl calls and __libc_start_main to their old versions.
+# The hash in -X changes with the stubs' sources, so Go's build cache never
+# serves a link made against other stubs (the variable does not exist: -X
+# of an unknown name is ignored).
+GLIBC_BASELINE_SRC  := scripts/glibc-stubs.sh packaging/glibc-baseline/symbols packaging/glibc-baseline/start.c
+GLIBC_BASELINE_HASH := $(shell cat $(GLIBC_BASELINE_SRC) | sha256sum | cut -c1-16)
+GLIBC_STUBS          = $(BUILD)/glibc-baseline/$(1)
+GLIBC_STUB_FILES     = $(call GLIBC_STUBS,$(1))/start.o $(call GLIBC_STUBS,$(1))/libpthread.so.0.stub $(call GLIBC_STUBS,$(1))/libdl.so.2.stub
 # Stripped (-s -w), and -z lazy in case the toolchain defaults to BIND_NOW.
-GO_BUILD_FLAGS := -trimpath -ldflags "-s -w -extldflags=-Wl,-z,lazy"
+GO_BUILD_FLAGS = -trimpath -tags netgo,osusergo \
+	-ldflags "-s -w -X main.glibcBaseline=$(GLIBC_BASELINE_HASH) -extldflags '-Wl,-z,lazy $(call GLIBC_STUB_FILES,$(1))'"
 
 # Sources that feed the binary: the distribution's generated main and every
 # package of the root module (the custom components).
@@ -57,16 +71,16 @@ all: build
 ## build: compile bin/otelcol-gpu (incremental through the Go build cache)
 build: $(OTELCOL)
 
-$(OTELCOL): $(GO_SOURCES)
+$(OTELCOL): $(GO_SOURCES) $(call GLIBC_STUBS,amd64)/start.o
 	@mkdir -p $(BIN)
-	cd $(DIST) && go build $(GO_BUILD_FLAGS) -o $(OTELCOL) .
+	cd $(DIST) && go build $(call GO_BUILD_FLAGS,amd64) -o $(OTELCOL) .
 
 ## gpu-check: build bin/gpu-check, which compares the nvml receiver with nvidia-smi on a GPU machine
 gpu-check: $(GPU_CHECK)
 
-$(GPU_CHECK): $(GO_SOURCES)
+$(GPU_CHECK): $(GO_SOURCES) $(call GLIBC_STUBS,amd64)/start.o
 	@mkdir -p $(BIN)
-	go build $(GO_BUILD_FLAGS) -o $(GPU_CHECK) ./cmd/gpu-check
+	go build $(call GO_BUILD_FLAGS,amd64) -o $(GPU_CHECK) ./cmd/gpu-check
 
 ## loadgen: build bin/loadgen, agent-shaped OTLP load (and a counting sink) for the e2e tests and make bench
 loadgen: $(LOADGEN)
@@ -94,13 +108,20 @@ $(BIN)/linux-amd64/otelcol-gpu: $(OTELCOL)
 	@mkdir -p $(@D)
 	cp $(OTELCOL) $@
 
-$(BIN)/linux-arm64/otelcol-gpu: $(GO_SOURCES)
+$(BIN)/linux-arm64/otelcol-gpu: $(GO_SOURCES) $(call GLIBC_STUBS,arm64)/start.o
 	@mkdir -p $(@D)
-	@command -v aarch64-linux-gnu-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu; }
-	cd $(DIST) && GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc go build $(GO_BUILD_FLAGS) -o $@ .
+	cd $(DIST) && GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc go build $(call GO_BUILD_FLAGS,arm64) -o $@ .
 
-## packaging-test: build the packages and check them (contents, units, configs, deploy manifests)
+$(call GLIBC_STUBS,amd64)/start.o: $(GLIBC_BASELINE_SRC)
+	scripts/glibc-stubs.sh gcc amd64 $(@D)
+
+$(call GLIBC_STUBS,arm64)/start.o: $(GLIBC_BASELINE_SRC)
+	@command -v aarch64-linux-gnu-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu; }
+	scripts/glibc-stubs.sh aarch64-linux-gnu-gcc arm64 $(@D)
+
+## packaging-test: build the packages and check them (contents, glibc baseline, the arm64 binary under qemu, an install run as the unit's user, units, configs, deploy manifests)
 packaging-test: package
+	@command -v qemu-aarch64 >/dev/null || { apt-get update -qq && apt-get install -y -qq qemu-user; }
 	OTELCOL_GPU_DIST=$(DISTDIR) VERSION=$(VERSION) go test -count=1 -tags system ./test/packaging/...
 
 $(NFPM):

@@ -397,6 +397,11 @@ type faultProxy struct {
 	failing   map[string]int // tenant -> HTTP status to answer instead of forwarding
 	forwarded map[string]int64
 	delays    map[string][]time.Duration
+	// window counts a tenant's switches (fail, takeDelays): a request's
+	// delay is recorded only if it finished in the window it started in, so
+	// a request admitted just before a failure began, or before the delays
+	// were taken, never lands in the next window.
+	window map[string]int
 }
 
 func startFaultProxy(t *testing.T, target string) *faultProxy {
@@ -406,7 +411,7 @@ func startFaultProxy(t *testing.T, target string) *faultProxy {
 	// A store that is down (scenario 4) answers 502 through the proxy;
 	// the per-request log lines of that are noise here.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
-	p := &faultProxy{failing: map[string]int{}, forwarded: map[string]int64{}, delays: map[string][]time.Duration{}}
+	p := &faultProxy{failing: map[string]int{}, forwarded: map[string]int64{}, delays: map[string][]time.Duration{}, window: map[string]int{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	p.URL = "http://" + l.Addr().String()
@@ -418,7 +423,7 @@ func startFaultProxy(t *testing.T, target string) *faultProxy {
 			return
 		}
 		p.mu.Lock()
-		code := p.failing[tenant]
+		code, window := p.failing[tenant], p.window[tenant]
 		p.mu.Unlock()
 		if code != 0 {
 			http.Error(w, "fault proxy: injected failure for tenant "+tenant, code)
@@ -431,7 +436,7 @@ func startFaultProxy(t *testing.T, target string) *faultProxy {
 		if rec.code/100 == 2 && strings.HasSuffix(r.URL.Path, "/v1/metrics") {
 			p.mu.Lock()
 			p.forwarded[tenant] += int64(points)
-			if !newest.IsZero() {
+			if !newest.IsZero() && p.window[tenant] == window {
 				p.delays[tenant] = append(p.delays[tenant], time.Since(newest))
 			}
 			p.mu.Unlock()
@@ -489,6 +494,7 @@ func inspect(encoding string, body []byte) (int, time.Time) {
 func (p *faultProxy) fail(tenant string, code int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.window[tenant]++
 	if code == 0 {
 		delete(p.failing, tenant)
 	} else {
@@ -508,5 +514,6 @@ func (p *faultProxy) takeDelays(tenant string) []time.Duration {
 	defer p.mu.Unlock()
 	d := p.delays[tenant]
 	p.delays[tenant] = nil
+	p.window[tenant]++
 	return d
 }

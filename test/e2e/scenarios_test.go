@@ -109,6 +109,44 @@ func TestScenario2SpoofingAndBadTokens(t *testing.T) {
 	require.Equal(t, spoof.Points, got)
 	require.Zero(t, e.stored("globex", ""))
 
+	// Claims below the resource: a scope and data points carrying the
+	// tenant attribute (and its label spelling) for globex. In the store
+	// every series says acme under both names.
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("host.name", "spoof-points-vm")
+	rm.Resource().Attributes().PutStr("tenant_id", "globex")
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().Attributes().PutStr("tenant.id", "globex")
+	g := sm.Metrics().AppendEmpty()
+	g.SetName("spoof.points")
+	now := pcommon.NewTimestampFromTime(time.Now())
+	for i := 0; i < 3; i++ {
+		dp := g.SetEmptyGauge().DataPoints().AppendEmpty()
+		dp.SetTimestamp(now)
+		dp.SetDoubleValue(float64(i))
+		dp.Attributes().PutInt("n", int64(i))
+		dp.Attributes().PutStr("tenant.id", "globex")
+		dp.Attributes().PutStr("tenant_id", "globex")
+	}
+	body, err := (&pmetric.ProtoMarshaler{}).MarshalMetrics(md)
+	require.NoError(t, err)
+	tr, err := loadgen.NewTransport(loadgen.TransportConfig{Protocol: "grpc", Endpoint: proc.Addr(e.gwGRPC),
+		CAFile: filepath.Join(e.certs, devcerts.CAFile), ServerName: "localhost"})
+	require.NoError(t, err)
+	defer func() { _ = tr.Close() }()
+	require.NoError(t, tr.Send(ctx, body, acmeToken, "").Err)
+	var pointLabels []map[string]string
+	require.Eventually(t, func() bool {
+		_ = e.store.Flush(ctx)
+		pointLabels, err = e.store.Series(ctx, `{__name__="spoof.points"}`, "")
+		return err == nil && len(pointLabels) == 3
+	}, settle, time.Second, "the three spoofing points stored")
+	for _, l := range pointLabels {
+		require.Equal(t, "acme", l["tenant_id"], "%v", l)
+		require.Equal(t, "acme", l["tenant.id"], "no attribute below the resource overrides the tenant's label: %v", l)
+	}
+
 	// Bad tokens, over gRPC and HTTP.
 	bad := func(name string, first int, token func(string) string) {
 		for _, proto := range []string{"grpc", "http"} {

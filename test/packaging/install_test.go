@@ -141,7 +141,8 @@ func startAsUnit(t *testing.T, root string, uid, gid int, unit, config string, o
 	require.Contains(t, string(unitText), "ExecStart=/usr/bin/otelcol-gpu --config "+config+"\n")
 	require.Contains(t, string(unitText), "StateDirectory="+unit+"\n")
 	state := filepath.Join(root, "var/lib", unit)
-	require.NoError(t, os.MkdirAll(state, 0o750))
+	require.NoError(t, os.MkdirAll(filepath.Dir(state), 0o755)) // as /var/lib is
+	require.NoError(t, os.Mkdir(state, 0o750))
 	require.NoError(t, os.Chown(state, uid, gid))
 
 	env := []string{}
