@@ -36,8 +36,18 @@ func writeFile(t *testing.T, path, data string) {
 // server authenticator and the observed logs.
 func startAuth(t *testing.T, file string) (extensionauth.Server, *observer.ObservedLogs) {
 	t.Helper()
+	return startAuthWith(t, file, nil)
+}
+
+// startAuthWith starts tenant_auth on file, reporting its own metrics to tel
+// when given.
+func startAuthWith(t *testing.T, file string, tel *componenttest.Telemetry) (extensionauth.Server, *observer.ObservedLogs) {
+	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	set := extensiontest.NewNopSettings(metadata.Type)
+	if tel != nil {
+		set.TelemetrySettings = tel.NewTelemetrySettings()
+	}
 	set.Logger = zap.New(core)
 	cfg := createDefaultConfig().(*Config)
 	cfg.CredentialsFile = file
@@ -139,20 +149,9 @@ func TestReloadRotatesAndRevokesWithoutRestart(t *testing.T) {
 func TestBrokenFileKeepsTheLastGoodCredentials(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "credentials.yaml")
 	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a"))
-	core, logs := observer.New(zap.DebugLevel)
 	tel := componenttest.NewTelemetry()
 	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
-	set := extensiontest.NewNopSettings(metadata.Type)
-	set.TelemetrySettings = tel.NewTelemetrySettings()
-	set.Logger = zap.New(core)
-	cfg := createDefaultConfig().(*Config)
-	cfg.CredentialsFile = file
-	cfg.ReloadInterval = pollEvery
-	ext, err := NewFactory().Create(context.Background(), set, cfg)
-	require.NoError(t, err)
-	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
-	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
-	auth := ext.(extensionauth.Server)
+	auth, logs := startAuthWith(t, file, tel)
 	failedReloads := func() int64 {
 		return telemetrytest.Int64(tel, "otelcol_tenant_auth_reloads", map[string]string{"result": "failed"})
 	}

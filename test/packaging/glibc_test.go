@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/metricwalk"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/otlpsink"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
@@ -139,27 +139,11 @@ service:
 	require.NoError(t, p.WaitHTTPOK(context.Background(), "http://"+proc.Addr(health)+"/", 2*time.Minute))
 	require.Eventually(t, func() bool {
 		for _, md := range sink.Metrics() {
-			if hasMetric(md, "system.memory.usage") {
+			if len(metricwalk.Find(md, "system.memory.usage", nil)) > 0 {
 				return true
 			}
 		}
 		return false
 	}, 2*time.Minute, 250*time.Millisecond, "host metrics from the arm64 binary")
 	require.NoError(t, p.Stop(time.Minute))
-}
-
-func hasMetric(md pmetric.Metrics, name string) bool {
-	rms := md.ResourceMetrics()
-	for i := 0; i < rms.Len(); i++ {
-		sms := rms.At(i).ScopeMetrics()
-		for j := 0; j < sms.Len(); j++ {
-			ms := sms.At(j).Metrics()
-			for k := 0; k < ms.Len(); k++ {
-				if ms.At(k).Name() == name {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
