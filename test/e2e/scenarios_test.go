@@ -121,8 +121,9 @@ func TestScenario2SpoofingAndBadTokens(t *testing.T) {
 	g := sm.Metrics().AppendEmpty()
 	g.SetName("spoof.points")
 	now := pcommon.NewTimestampFromTime(time.Now())
+	dps := g.SetEmptyGauge().DataPoints()
 	for i := 0; i < 3; i++ {
-		dp := g.SetEmptyGauge().DataPoints().AppendEmpty()
+		dp := dps.AppendEmpty()
 		dp.SetTimestamp(now)
 		dp.SetDoubleValue(float64(i))
 		dp.Attributes().PutInt("n", int64(i))
