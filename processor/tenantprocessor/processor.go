@@ -205,33 +205,28 @@ func (p *tenantProcessor) enforce(ctx context.Context, rs resources) error {
 		return consumererror.NewPermanent(errBadAuthTen)
 	}
 
+	// One pass per resource: its own claim, then every name like the
+	// tenant attribute elsewhere (it would become, or override, the
+	// tenant's label in the store): removed, counted.
 	mismatched, claim := 0, ""
+	var tally scrubTally
 	for i := 0; i < rs.n; i++ {
-		v, ok := rs.at(i).Attributes().Get(p.cfg.Attribute)
-		if !ok {
-			continue
-		}
-		if v.Type() != pcommon.ValueTypeStr || v.Str() != tenant {
+		attrs := rs.at(i).Attributes()
+		if v, ok := attrs.Get(p.cfg.Attribute); ok && (v.Type() != pcommon.ValueTypeStr || v.Str() != tenant) {
 			if mismatched == 0 {
 				claim = v.AsString()
 			}
 			mismatched++
 		}
-	}
-	// Names like the tenant attribute anywhere else would become, or
-	// override, the tenant's label in the store: removed, counted.
-	var tally scrubTally
-	for i := 0; i < rs.n; i++ {
-		p.like.remove(rs.at(i).Attributes(), p.cfg.Attribute, tenant, &tally)
+		p.like.remove(attrs, p.cfg.Attribute, tenant, &tally)
 		rs.below(i, p.like, tenant, &tally)
 	}
-	tenantAttr := metric.WithAttributes(attribute.String("tenant", tenant))
 	if tally.removed > 0 {
-		p.removed.Add(ctx, int64(tally.removed), tenantAttr)
+		p.removed.Add(ctx, int64(tally.removed), metric.WithAttributes(attribute.String("tenant", tenant)))
 	}
 	if mismatched > 0 || tally.claims > 0 {
 		if mismatched > 0 {
-			p.mismatches.Add(ctx, int64(mismatched), tenantAttr)
+			p.mismatches.Add(ctx, int64(mismatched), metric.WithAttributes(attribute.String("tenant", tenant)))
 		}
 		p.logMismatch(info, tenant, claim, mismatched, tally.claims)
 		if p.cfg.OnMismatch == OnMismatchReject {
