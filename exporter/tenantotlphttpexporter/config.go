@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/config/configretry"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
 )
 
 // Config configures the tenant_otlp_http exporter.
@@ -102,8 +103,8 @@ var _ component.Config = (*Config)(nil)
 
 // templates are the parsed endpoint and header templates.
 type templates struct {
-	endpoints [numSignals]template
-	headers   map[string]template
+	endpoints [numSignals]tenanttemplate.Template
+	headers   map[string]tenanttemplate.Template
 }
 
 func (c *Config) endpointTemplate(s signal) string {
@@ -125,16 +126,16 @@ func (c *Config) parseTemplates() (templates, []error) {
 		if raw == "" {
 			continue
 		}
-		tmpl, err := parseTemplate(raw)
+		tmpl, err := tenanttemplate.Parse(raw)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s endpoint: %w", s, err))
 			continue
 		}
 		t.endpoints[s] = tmpl
 	}
-	t.headers = map[string]template{}
+	t.headers = map[string]tenanttemplate.Template{}
 	for name, raw := range c.TenantHeaders {
-		tmpl, err := parseTemplate(raw)
+		tmpl, err := tenanttemplate.Parse(raw)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("tenant_headers.%s: %w", name, err))
 			continue
@@ -160,9 +161,9 @@ func (c *Config) Validate() error {
 			continue
 		}
 		for _, tmpl := range append(t.endpoints[:], headerTemplates(t)...) {
-			for _, v := range tmpl.vars() {
+			for _, v := range tmpl.Vars() {
 				if _, ok := vars[v]; !ok {
-					errs = append(errs, fmt.Errorf("tenants.%s: no %q, which %q needs", tenant, v, tmpl.raw))
+					errs = append(errs, fmt.Errorf("tenants.%s: no %q, which %q needs", tenant, v, tmpl.Raw()))
 				}
 			}
 		}
@@ -207,8 +208,8 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func headerTemplates(t templates) []template {
-	out := make([]template, 0, len(t.headers))
+func headerTemplates(t templates) []tenanttemplate.Template {
+	out := make([]tenanttemplate.Template, 0, len(t.headers))
 	for _, h := range t.headers {
 		out = append(out, h)
 	}

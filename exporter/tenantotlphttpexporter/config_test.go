@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
+
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/confmap"
 
@@ -35,7 +37,7 @@ func TestLoadConfig(t *testing.T) {
 	require.Equal(t, []int{429, 503}, c.RetryOnStatus)
 	tmpl, errs := c.parseTemplates()
 	require.Empty(t, errs)
-	u, err := renderURL(tmpl.endpoints[sigMetrics], "acme", c.Tenants["acme"])
+	u, err := tenanttemplate.RenderURL(tmpl.endpoints[sigMetrics], "acme", c.Tenants["acme"])
 	require.NoError(t, err)
 	require.Equal(t, "http://vminsert:8480/insert/12/opentelemetry/v1/metrics", u)
 
@@ -61,27 +63,4 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 			require.ErrorContains(t, confmap.Validate(loadConfig(t, name)), want)
 		})
 	}
-}
-
-func TestTemplates(t *testing.T) {
-	tm, err := parseTemplate("http://s/{tenant}/{account}?x={tenant}")
-	require.NoError(t, err)
-	require.Equal(t, []string{"account"}, tm.vars())
-	got, err := renderURL(tm, "acme", map[string]string{"account": "a b/c"})
-	require.NoError(t, err)
-	require.Equal(t, "http://s/acme/a%20b%2Fc?x=acme", got, "variables are escaped, never spliced raw into the URL")
-	_, err = tm.render("acme", nil, func(s string) string { return s })
-	require.ErrorContains(t, err, `tenant "acme" has no "account"`)
-	for _, bad := range []string{"{}", "{Tenant}", "a}b", "{a{b}"} {
-		_, err := parseTemplate(bad)
-		require.Error(t, err, bad)
-	}
-	_, err = renderURL(mustTemplate(t, "{tenant}"), "acme", nil)
-	require.ErrorContains(t, err, "not an http(s) URL")
-}
-
-func mustTemplate(t *testing.T, s string) template {
-	tm, err := parseTemplate(s)
-	require.NoError(t, err)
-	return tm
 }

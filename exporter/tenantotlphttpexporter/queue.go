@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
+
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/otel/attribute"
@@ -89,17 +91,17 @@ func (e *tenantExporter) queue(k queueKey) (*tenantQueue, error) {
 func (e *tenantExporter) newQueue(k queueKey) (*tenantQueue, error) {
 	vars := e.cfg.Tenants[k.tenant]
 	tmpl := e.tmpl.endpoints[k.sig]
-	if tmpl.raw == "" {
+	if tmpl.Raw() == "" {
 		return nil, consumererror.NewPermanent(fmt.Errorf("tenant_otlp_http: no %s endpoint configured", k.sig))
 	}
-	u, err := renderURL(tmpl, k.tenant, vars)
+	u, err := tenanttemplate.RenderURL(tmpl, k.tenant, vars)
 	if err != nil {
 		return nil, consumererror.NewPermanent(err)
 	}
 	h := http.Header{}
 	h.Set("Content-Type", "application/x-protobuf")
 	for name, t := range e.tmpl.headers {
-		v, err := t.render(k.tenant, vars, func(s string) string { return s })
+		v, err := t.Render(k.tenant, vars, func(s string) string { return s })
 		if err != nil {
 			return nil, consumererror.NewPermanent(err)
 		}

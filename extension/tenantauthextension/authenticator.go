@@ -2,14 +2,11 @@ package tenantauthextension
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/client"
@@ -20,7 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/credentials"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 )
 
@@ -46,6 +43,7 @@ var (
 	resultMissing = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "missing")))
 	resultInvalid = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "invalid")))
 	resultBlocked = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "throttled")))
+	resultScope   = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "wrong_scope")))
 	reloadOK      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
 	reloadFailed  = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "failed")))
 )
@@ -58,11 +56,7 @@ type authenticator struct {
 	headerLower     string
 	scheme          string
 
-	creds atomic.Pointer[credentialSet]
-
-	// Owned by the reload loop after Start.
-	lastContent [sha256.Size]byte
-	failure     periodic.ErrorLatch
+	creds *credentials.File
 
 	requests metric.Int64Counter
 	reloads  metric.Int64Counter
@@ -70,8 +64,6 @@ type authenticator struct {
 
 	throttle *failureThrottle
 	guard    payloadGuard
-
-	poller *periodic.Runner
 }
 
 var _ extensionauth.Server = (*authenticator)(nil)
@@ -79,7 +71,7 @@ var _ extensionauth.Server = (*authenticator)(nil)
 func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authenticator, error) {
 	meter := set.MeterProvider.Meter(metadata.ScopeName)
 	requests, err := meter.Int64Counter("otelcol_tenant_auth_requests",
-		metric.WithDescription("Authentication attempts by result (ok, missing, invalid, throttled)."), metric.WithUnit("{request}"))
+		metric.WithDescription("Authentication attempts by result (ok, missing, invalid, wrong_scope, throttled)."), metric.WithUnit("{request}"))
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +85,7 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 	if err != nil {
 		return nil, err
 	}
-	return &authenticator{
+	a := &authenticator{
 		refused:         refused,
 		throttle:        newFailureThrottle(cfg.FailureLimit.PerMinute, cfg.FailureLimit.TrackedSources),
 		cfg:             cfg,
@@ -103,26 +95,29 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 		scheme:          cfg.Scheme,
 		requests:        requests,
 		reloads:         reloads,
-	}, nil
+	}
+	a.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, func(ok bool) {
+		if ok {
+			a.reloads.Add(context.Background(), 1, reloadOK)
+		} else {
+			a.reloads.Add(context.Background(), 1, reloadFailed)
+		}
+	})
+	return a, nil
 }
 
 // Start loads the credentials file (a gateway that cannot read it must not
 // start) and begins polling it for changes.
 func (a *authenticator) Start(_ context.Context, _ component.Host) error {
-	if err := a.reload(); err != nil {
-		return err
+	if err := a.creds.Start(); err != nil {
+		return fmt.Errorf("tenant_auth: %w", err)
 	}
-	a.poller = periodic.Start(a.cfg.ReloadInterval, func() {
-		if err := a.reload(); a.failure.Changed(err) {
-			a.logger.Warn("keeping the last good credentials", zap.String("file", a.cfg.CredentialsFile), zap.Error(err))
-		}
-	})
 	return nil
 }
 
 // Shutdown stops the reload loop.
 func (a *authenticator) Shutdown(context.Context) error {
-	a.poller.Stop()
+	a.creds.Stop()
 	return nil
 }
 
@@ -135,11 +130,17 @@ func (a *authenticator) Shutdown(context.Context) error {
 // others their data. Only failures are throttled: from an address over its
 // budget they are refused retryably, without a verdict on the credential.
 // The lookup before the throttle costs one SHA-256 of the header value.
-func (a *authenticator) check(ctx context.Context, headers map[string][]string, source string) (*credential, error) {
+// A customer's read key is not an ingest token: it fails like an unknown
+// one, counted apart so an operator sees a key pasted into a VM.
+func (a *authenticator) check(ctx context.Context, headers map[string][]string, source string) (*credentials.Credential, error) {
 	token, ok := a.token(headers)
+	wrongScope := false
 	if ok {
-		if cred, found := a.creds.Load().lookup(token); found {
-			return cred, nil
+		if cred, found := a.creds.Set().Lookup(token); found {
+			if cred.Scope == credentials.ScopeIngest {
+				return cred, nil
+			}
+			wrongScope = true
 		}
 	}
 	if retry, blocked := a.throttle.blocked(source); blocked {
@@ -147,9 +148,13 @@ func (a *authenticator) check(ctx context.Context, headers map[string][]string, 
 		return nil, throttledError{retryAfter: retry}
 	}
 	a.throttle.fail(source)
-	if !ok {
+	switch {
+	case !ok:
 		a.requests.Add(ctx, 1, resultMissing)
 		return nil, errMissingToken
+	case wrongScope:
+		a.requests.Add(ctx, 1, resultScope)
+		return nil, errInvalidToken
 	}
 	a.requests.Add(ctx, 1, resultInvalid)
 	return nil, errInvalidToken
@@ -167,31 +172,6 @@ func sourceOf(addr net.Addr) string {
 	return s
 }
 
-// reload reads the credentials file and swaps it in when its content
-// changed and parses. On error the current credentials stay in force.
-func (a *authenticator) reload() error {
-	data, err := os.ReadFile(a.cfg.CredentialsFile)
-	if err != nil {
-		a.reloads.Add(context.Background(), 1, reloadFailed)
-		return fmt.Errorf("tenant_auth: read credentials_file: %w", err)
-	}
-	sum := sha256.Sum256(data)
-	if a.creds.Load() != nil && sum == a.lastContent {
-		return nil
-	}
-	set, err := parseCredentials(data)
-	if err != nil {
-		a.reloads.Add(context.Background(), 1, reloadFailed)
-		return fmt.Errorf("tenant_auth: %s: %w", a.cfg.CredentialsFile, err)
-	}
-	a.creds.Store(set)
-	a.lastContent = sum
-	a.reloads.Add(context.Background(), 1, reloadOK)
-	a.logger.Info("credentials loaded", zap.String("file", a.cfg.CredentialsFile),
-		zap.Int("credentials", len(set.byHash)), zap.Int("tenants", set.tenants))
-	return nil
-}
-
 // Authenticate maps the request's bearer token to its tenant and puts the
 // tenant and credential id into the request's auth data.
 func (a *authenticator) Authenticate(ctx context.Context, headers map[string][]string) (context.Context, error) {
@@ -201,7 +181,7 @@ func (a *authenticator) Authenticate(ctx context.Context, headers map[string][]s
 		return ctx, err
 	}
 	a.requests.Add(ctx, 1, resultOK)
-	info.Auth = authData{tenant: cred.tenant, credentialID: cred.id}
+	info.Auth = authData{tenant: cred.Tenant, credentialID: cred.ID}
 	return client.NewContext(ctx, info), nil
 }
 

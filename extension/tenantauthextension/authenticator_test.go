@@ -2,6 +2,9 @@ package tenantauthextension
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -59,6 +62,15 @@ func startAuthWith(t *testing.T, file string, tel *componenttest.Telemetry) (ext
 	return ext.(extensionauth.Server), logs
 }
 
+func hashOf(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func credLine(id, tenant, token string) string {
+	return fmt.Sprintf("  - id: %s\n    tenant: %s\n    sha256: %s\n", id, tenant, hashOf(token))
+}
+
 func bearer(token string) map[string][]string {
 	return map[string][]string{"Authorization": {"Bearer " + token}}
 }
@@ -78,7 +90,8 @@ func tenantOf(t *testing.T, auth extensionauth.Server, headers map[string][]stri
 
 func TestAuthenticateMapsTokensToTenants(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "credentials.yaml")
-	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a")+credLine("vm-2", "globex", "token-g"))
+	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a")+credLine("vm-2", "globex", "token-g")+
+		credLine("key-1", "acme", "read-key-a")+"    scope: read\n")
 	auth, logs := startAuth(t, file)
 
 	got, err := tenantOf(t, auth, bearer("token-a"))
@@ -106,6 +119,7 @@ func TestAuthenticateMapsTokensToTenants(t *testing.T) {
 		"unknown token":  {bearer("token-x"), errInvalidToken},
 		"hash as token":  {bearer(hashOf("token-a")), errInvalidToken},
 		"token + suffix": {bearer("token-a2"), errInvalidToken},
+		"read key":       {bearer("read-key-a"), errInvalidToken}, // a customer's key cannot write
 	}
 	for name, tc := range refused {
 		_, err := auth.Authenticate(context.Background(), tc.headers)

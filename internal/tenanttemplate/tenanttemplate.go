@@ -1,4 +1,8 @@
-package tenantotlphttpexporter
+// Package tenanttemplate renders per-tenant endpoints and headers from
+// templates with {tenant} and {variable} placeholders: the one vocabulary
+// of the tenant_otlp_http exporter (writing) and the tenant_query extension
+// (reading), so one operator config describes both ways to the store.
+package tenanttemplate
 
 import (
 	"fmt"
@@ -8,8 +12,8 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 )
 
-// template is a string with {tenant} and {variable} placeholders.
-type template struct {
+// Template is a string with {tenant} and {variable} placeholders.
+type Template struct {
 	raw   string
 	parts []tmplPart
 }
@@ -19,8 +23,10 @@ type tmplPart struct {
 	v   string // placeholder name; empty for a literal
 }
 
-func parseTemplate(raw string) (template, error) {
-	t := template{raw: raw}
+// Parse parses a template; placeholder names follow the tenant id grammar
+// with '_' for '-'.
+func Parse(raw string) (Template, error) {
+	t := Template{raw: raw}
 	rest := raw
 	for rest != "" {
 		open := strings.IndexByte(rest, '{')
@@ -51,8 +57,8 @@ func parseTemplate(raw string) (template, error) {
 	return t, nil
 }
 
-// vars lists the placeholders other than {tenant}.
-func (t template) vars() []string {
+// Vars lists the placeholders other than {tenant}.
+func (t Template) Vars() []string {
 	var out []string
 	for _, p := range t.parts {
 		if p.v != "" && p.v != "tenant" {
@@ -62,10 +68,10 @@ func (t template) vars() []string {
 	return out
 }
 
-// render fills the template for one tenant. Tenant ids follow the grammar,
+// Render fills the template for one tenant. Tenant ids follow the grammar,
 // so they are safe in a URL path, query value or header without escaping;
 // variables from the config are escaped for where they may land.
-func (t template) render(tenant string, vars map[string]string, escape func(string) string) (string, error) {
+func (t Template) Render(tenant string, vars map[string]string, escape func(string) string) (string, error) {
 	var b strings.Builder
 	for _, p := range t.parts {
 		switch p.v {
@@ -84,8 +90,10 @@ func (t template) render(tenant string, vars map[string]string, escape func(stri
 	return b.String(), nil
 }
 
-func renderURL(t template, tenant string, vars map[string]string) (string, error) {
-	s, err := t.render(tenant, vars, url.PathEscape)
+// RenderURL renders an endpoint template and checks it is an http(s) URL;
+// variables are path-escaped.
+func RenderURL(t Template, tenant string, vars map[string]string) (string, error) {
+	s, err := t.Render(tenant, vars, url.PathEscape)
 	if err != nil {
 		return "", err
 	}
@@ -94,4 +102,21 @@ func renderURL(t template, tenant string, vars map[string]string) (string, error
 		return "", fmt.Errorf("endpoint %q rendered for tenant %q is not an http(s) URL", s, tenant)
 	}
 	return s, nil
+}
+
+// Raw is the template as written in the config.
+func (t Template) Raw() string { return t.raw }
+
+// IsZero says the template was never parsed (no endpoint configured).
+func (t Template) IsZero() bool { return t.raw == "" && t.parts == nil }
+
+// Uses says whether the template has any placeholder: one that renders
+// differently per tenant.
+func (t Template) Uses() bool {
+	for _, p := range t.parts {
+		if p.v != "" {
+			return true
+		}
+	}
+	return false
 }

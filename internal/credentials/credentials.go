@@ -1,0 +1,168 @@
+// Package credentials reads the gateway's credentials file: SHA-256 hashes
+// of the tokens VMs send and the API keys customers read with, each mapped
+// to its tenant and a scope. tenant_auth (writing) and tenant_query
+// (reading) share it, so one file, one hashing rule and one revocation path
+// serve both ways in.
+package credentials
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+)
+
+// Scope is what a credential may do. An ingest token cannot read and a read
+// key cannot write.
+type Scope string
+
+const (
+	// ScopeIngest sends telemetry (a VM's token). Entries without a scope
+	// have it, so files written before scopes existed keep working.
+	ScopeIngest Scope = "ingest"
+	// ScopeRead queries the tenant's data (a customer's API key).
+	ScopeRead Scope = "read"
+)
+
+// file is the on-disk shape of the credentials file.
+type file struct {
+	Credentials []entry `yaml:"credentials"`
+}
+
+type entry struct {
+	ID     string `yaml:"id"`
+	Tenant string `yaml:"tenant"`
+	SHA256 string `yaml:"sha256"`
+	Scope  string `yaml:"scope"`
+}
+
+// Credential is one live token's or key's owner. Its hash identifies it;
+// the token itself is never kept.
+type Credential struct {
+	ID     string
+	Tenant string
+	Scope  Scope
+	Hash   [sha256.Size]byte
+}
+
+// Set is an immutable snapshot of the credentials file, swapped whole on
+// reload so a request sees either the old or the new file.
+type Set struct {
+	byHash  map[[sha256.Size]byte]*Credential
+	tenants int
+}
+
+// Parse reads and checks a credentials file. Every problem is reported with
+// the entry's position and id; a hash is never echoed in full.
+func Parse(data []byte) (*Set, error) {
+	var f file
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("credentials file: %w", err)
+	}
+	set := &Set{byHash: make(map[[sha256.Size]byte]*Credential, len(f.Credentials))}
+	ids := make(map[string]int, len(f.Credentials))
+	tenants := map[string]struct{}{}
+	var errs []error
+	for i, e := range f.Credentials {
+		where := fmt.Sprintf("credentials[%d]", i)
+		if e.ID != "" {
+			where += fmt.Sprintf(" (id %q)", e.ID)
+		}
+		var entryErrs []error
+		if e.ID == "" {
+			entryErrs = append(entryErrs, errors.New("id: must be set"))
+		} else if j, dup := ids[e.ID]; dup {
+			entryErrs = append(entryErrs, fmt.Errorf("id: also used by credentials[%d]", j))
+		}
+		if err := tenantid.Validate(e.Tenant); err != nil {
+			entryErrs = append(entryErrs, fmt.Errorf("tenant: %w", err))
+		}
+		scope, err := parseScope(e.Scope)
+		if err != nil {
+			entryErrs = append(entryErrs, err)
+		}
+		hash, err := decodeHash(e.SHA256)
+		if err != nil {
+			entryErrs = append(entryErrs, fmt.Errorf("sha256: %w", err))
+		} else if other, dup := set.byHash[hash]; dup {
+			entryErrs = append(entryErrs, fmt.Errorf("sha256: the same token hash as id %q", other.ID))
+		}
+		if len(entryErrs) > 0 {
+			errs = append(errs, fmt.Errorf("%s: %w", where, errors.Join(entryErrs...)))
+			continue
+		}
+		ids[e.ID] = i
+		tenants[e.Tenant] = struct{}{}
+		set.byHash[hash] = &Credential{ID: e.ID, Tenant: e.Tenant, Scope: scope, Hash: hash}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("credentials file: %w", errors.Join(errs...))
+	}
+	set.tenants = len(tenants)
+	return set, nil
+}
+
+func parseScope(s string) (Scope, error) {
+	switch Scope(s) {
+	case "", ScopeIngest:
+		return ScopeIngest, nil
+	case ScopeRead:
+		return ScopeRead, nil
+	default:
+		return "", fmt.Errorf("scope: must be %q or %q, got %q", ScopeIngest, ScopeRead, s)
+	}
+}
+
+func decodeHash(s string) ([sha256.Size]byte, error) {
+	var h [sha256.Size]byte
+	s = strings.TrimSpace(s)
+	if len(s) != hex.EncodedLen(sha256.Size) {
+		return h, fmt.Errorf("want %d hex characters (printf '%%s' \"$TOKEN\" | sha256sum), got %d", hex.EncodedLen(sha256.Size), len(s))
+	}
+	if _, err := hex.Decode(h[:], []byte(strings.ToLower(s))); err != nil {
+		return h, fmt.Errorf("not hexadecimal: %w", err)
+	}
+	return h, nil
+}
+
+// Lookup finds the credential of a presented token, whatever its scope:
+// the caller checks the scope it needs. The map is keyed by the token's
+// SHA-256, so its timing can only tell an attacker about a digest they
+// cannot invert; the final check is constant-time all the same.
+func (s *Set) Lookup(token string) (*Credential, bool) {
+	sum := sha256.Sum256([]byte(token))
+	return s.byDigest(sum)
+}
+
+func (s *Set) byDigest(sum [sha256.Size]byte) (*Credential, bool) {
+	c, ok := s.byHash[sum]
+	if !ok || subtle.ConstantTimeCompare(c.Hash[:], sum[:]) != 1 {
+		return nil, false
+	}
+	return c, true
+}
+
+// Current is c as this snapshot has it: the same entry (hash, id, tenant
+// and scope), or false once it was removed or changed. Something derived
+// from a credential earlier (a browser session) asks this on every use, so
+// revoking the credential ends it too.
+func (s *Set) Current(c *Credential) bool {
+	now, ok := s.byDigest(c.Hash)
+	return ok && *now == *c
+}
+
+// Len is the number of credentials.
+func (s *Set) Len() int { return len(s.byHash) }
+
+// Tenants is the number of distinct tenants.
+func (s *Set) Tenants() int { return s.tenants }

@@ -1,0 +1,38 @@
+package tenanttemplate
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseAndRender(t *testing.T) {
+	tm, err := Parse("http://s/{tenant}/{account}?x={tenant}")
+	require.NoError(t, err)
+	require.Equal(t, []string{"account"}, tm.Vars())
+	got, err := RenderURL(tm, "acme", map[string]string{"account": "a b/c"})
+	require.NoError(t, err)
+	require.Equal(t, "http://s/acme/a%20b%2Fc?x=acme", got, "variables are escaped, never spliced raw into the URL")
+	_, err = tm.Render("acme", nil, func(s string) string { return s })
+	require.ErrorContains(t, err, `tenant "acme" has no "account"`)
+	for _, bad := range []string{"{}", "{Tenant}", "a}b", "{a{b}"} {
+		_, err := Parse(bad)
+		require.Error(t, err, bad)
+	}
+	_, err = RenderURL(mustParse(t, "{tenant}"), "acme", nil)
+	require.ErrorContains(t, err, "not an http(s) URL")
+}
+
+func mustParse(t *testing.T, s string) Template {
+	tm, err := Parse(s)
+	require.NoError(t, err)
+	return tm
+}
+
+func TestUses(t *testing.T) {
+	require.False(t, mustParse(t, "http://store:8428").Uses())
+	require.True(t, mustParse(t, "http://store/select/{account}/prometheus").Uses())
+	require.True(t, mustParse(t, "{tenant}").Uses())
+	require.True(t, Template{}.IsZero())
+	require.Equal(t, "{tenant}", mustParse(t, "{tenant}").Raw())
+}
