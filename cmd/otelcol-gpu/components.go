@@ -21,6 +21,7 @@ import (
 	zpagesextension "go.opentelemetry.io/collector/extension/zpagesextension"
 	pprofextension "github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension"
 	tenantauthextension "github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension"
+	tenantqueryextension "github.com/otelcol-gpu/otelcol-gpu/extension/tenantqueryextension"
 	memorylimiterprocessor "go.opentelemetry.io/collector/processor/memorylimiterprocessor"
 	batchprocessor "go.opentelemetry.io/collector/processor/batchprocessor"
 	resourceprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
@@ -60,6 +61,7 @@ func components() (otelcol.Factories, error) {
 		zpagesextension.NewFactory(),
 		pprofextension.NewFactory(),
 		tenantauthextension.NewFactory(),
+		tenantqueryextension.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -71,6 +73,7 @@ func components() (otelcol.Factories, error) {
 		zpagesextension.NewFactory().Type(): "go.opentelemetry.io/collector/extension/zpagesextension v0.160.0",
 		pprofextension.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension v0.160.0",
 		tenantauthextension.NewFactory().Type(): "github.com/otelcol-gpu/otelcol-gpu v0.0.0",
+		tenantqueryextension.NewFactory().Type(): "github.com/otelcol-gpu/otelcol-gpu v0.0.0",
 	})
 
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](

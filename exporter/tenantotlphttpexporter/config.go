@@ -3,7 +3,6 @@ package tenantotlphttpexporter
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -133,16 +132,9 @@ func (c *Config) parseTemplates() (templates, []error) {
 		}
 		t.endpoints[s] = tmpl
 	}
-	t.headers = map[string]tenanttemplate.Template{}
-	for name, raw := range c.TenantHeaders {
-		tmpl, err := tenanttemplate.Parse(raw)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("tenant_headers.%s: %w", name, err))
-			continue
-		}
-		t.headers[http.CanonicalHeaderKey(name)] = tmpl
-	}
-	return t, errs
+	var herrs []error
+	t.headers, herrs = tenanttemplate.ParseHeaders("tenant_headers", c.TenantHeaders)
+	return t, append(errs, herrs...)
 }
 
 // Validate checks the configuration; every error names its field.

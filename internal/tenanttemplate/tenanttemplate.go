@@ -6,6 +6,7 @@ package tenanttemplate
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -119,4 +120,20 @@ func (t Template) Uses() bool {
 		}
 	}
 	return false
+}
+
+// ParseHeaders parses header templates, keyed by canonical header name;
+// each error names the header under field (the config key).
+func ParseHeaders(field string, raw map[string]string) (map[string]Template, []error) {
+	out := make(map[string]Template, len(raw))
+	var errs []error
+	for name, r := range raw {
+		t, err := Parse(r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s.%s: %w", field, name, err))
+			continue
+		}
+		out[http.CanonicalHeaderKey(name)] = t
+	}
+	return out, errs
 }

@@ -36,3 +36,10 @@ func TestUses(t *testing.T) {
 	require.True(t, Template{}.IsZero())
 	require.Equal(t, "{tenant}", mustParse(t, "{tenant}").Raw())
 }
+
+func TestParseHeaders(t *testing.T) {
+	h, errs := ParseHeaders("tenant_headers", map[string]string{"x-scope-orgid": "{tenant}", "X-Bad": "{oops"})
+	require.Len(t, errs, 1)
+	require.ErrorContains(t, errs[0], "tenant_headers.X-Bad: template")
+	require.Equal(t, "{tenant}", h["X-Scope-Orgid"].Raw(), "keyed by canonical name")
+}

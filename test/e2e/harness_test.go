@@ -68,6 +68,7 @@ type env struct {
 
 	creds                               map[string]string // credential id -> "tenant\x00token"
 	gwGRPC, gwHTTP, gwHealth, gwMetrics int
+	gwQuery                             int
 	gw                                  *proc.Proc
 	gwExtraEnv                          []string
 	stateDir                            string
@@ -156,7 +157,7 @@ func (e *env) startGateway() *proc.Proc {
 }
 
 func (e *env) reserveGatewayPorts() {
-	for _, p := range []*int{&e.gwGRPC, &e.gwHTTP, &e.gwHealth, &e.gwMetrics} {
+	for _, p := range []*int{&e.gwGRPC, &e.gwHTTP, &e.gwHealth, &e.gwMetrics, &e.gwQuery} {
 		*p = proc.Port(e.t)
 	}
 }
@@ -180,6 +181,7 @@ func (e *env) startGatewayProcess() *proc.Proc {
 		"OTELCOL_GPU_STORE_URL=" + e.proxy.URL,
 		"OTELCOL_GPU_STATE_DIR=" + e.stateDir,
 		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(e.gwHealth),
+		"OTELCOL_GPU_QUERY_ENDPOINT=" + proc.Addr(e.gwQuery),
 		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(e.gwMetrics),
 	}, e.gwExtraEnv...)
 	return proc.StartTest(e.t, "gateway", proc.Binary(e.t), []string{"--config", filepath.Join(e.root, "config", "gateway.yaml")}, envv...)

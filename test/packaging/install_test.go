@@ -91,6 +91,7 @@ func TestInstalledPackageServesAsTheUnitsUser(t *testing.T) {
 		"OTELCOL_GPU_GRPC_ENDPOINT":   proc.Addr(gwGRPC),
 		"OTELCOL_GPU_HTTP_ENDPOINT":   proc.Addr(proc.Port(t)),
 		"OTELCOL_GPU_HEALTH_ENDPOINT": proc.Addr(gwHealth),
+		"OTELCOL_GPU_QUERY_ENDPOINT":  proc.Addr(proc.Port(t)),
 		"OTELCOL_GPU_METRICS_PORT":    strconv.Itoa(proc.Port(t)),
 	})
 	require.NoError(t, gw.WaitHTTPOK(context.Background(), "http://"+proc.Addr(gwHealth)+"/", 30*time.Second),

@@ -78,12 +78,12 @@ func componentSection(t *testing.T, out, kind string) string {
 
 // stack is a gateway and an agent wired together on loopback.
 type stack struct {
-	dir, certs, token         string
-	gwGRPC, gwHTTP, gwHealth  int
-	gwMetrics, agHealth       int
-	agMetrics, agGRPC, agHTTP int
-	store                     int
-	storeURL                  string // default: a port nothing listens on
+	dir, certs, token                 string
+	gwGRPC, gwHTTP, gwHealth, gwQuery int
+	gwMetrics, agHealth               int
+	agMetrics, agGRPC, agHTTP         int
+	store                             int
+	storeURL                          string // default: a port nothing listens on
 }
 
 func newStack(t *testing.T) *stack {
@@ -95,7 +95,7 @@ func newStack(t *testing.T) *stack {
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "tenant"), []byte("acme\n"), 0o600))
 	creds := "credentials:\n" + credential("vm-other", "globex", "some-other-token") + credential("vm-smoke", "acme", s.token)
 	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "credentials.yaml"), []byte(creds), 0o600))
-	for _, p := range []*int{&s.gwGRPC, &s.gwHTTP, &s.gwHealth, &s.gwMetrics, &s.agHealth, &s.agMetrics, &s.agGRPC, &s.agHTTP, &s.store} {
+	for _, p := range []*int{&s.gwGRPC, &s.gwHTTP, &s.gwHealth, &s.gwQuery, &s.gwMetrics, &s.agHealth, &s.agMetrics, &s.agGRPC, &s.agHTTP, &s.store} {
 		*p = proc.Port(t)
 	}
 	return s
@@ -112,6 +112,7 @@ func (s *stack) gatewayEnv() []string {
 		"OTELCOL_GPU_STORE_URL=" + s.storeOrNothing(),
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "gateway-state"),
 		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(s.gwHealth),
+		"OTELCOL_GPU_QUERY_ENDPOINT=" + proc.Addr(s.gwQuery),
 		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(s.gwMetrics),
 	}
 }
@@ -153,7 +154,7 @@ func (s *stack) start(t *testing.T, bin string) (gw, agent *proc.Proc) {
 		gw := proc.StartTest(t, "gateway", bin, []string{"--config", configPath(t, "gateway.yaml")}, s.gatewayEnv()...)
 		err := gw.WaitHTTPOK(context.Background(), healthURL(s.gwHealth), 30*time.Second)
 		if gw.BindFailed() {
-			s.gwGRPC, s.gwHTTP, s.gwHealth, s.gwMetrics = proc.Port(t), proc.Port(t), proc.Port(t), proc.Port(t)
+			s.gwGRPC, s.gwHTTP, s.gwHealth, s.gwQuery, s.gwMetrics = proc.Port(t), proc.Port(t), proc.Port(t), proc.Port(t), proc.Port(t)
 		}
 		return gw, err
 	})

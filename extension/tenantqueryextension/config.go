@@ -1,0 +1,204 @@
+package tenantqueryextension
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
+)
+
+// Config configures the tenant_query extension.
+type Config struct {
+	// ServerConfig is the customers' listener (endpoint, tls, timeouts).
+	ServerConfig confighttp.ServerConfig `mapstructure:",squash"`
+	// CredentialsFile is the credentials file tenant_auth reads; entries
+	// with scope: read are the customers' API keys. Required.
+	CredentialsFile string `mapstructure:"credentials_file"`
+	// ReloadInterval is how often the file's content is checked: a revoked
+	// key stops working (and its browser sessions end) within it.
+	ReloadInterval time.Duration `mapstructure:"reload_interval"`
+	// Store is where queries go, and how it is told the tenant.
+	Store StoreConfig `mapstructure:"store"`
+	// Limits bound each tenant's queries.
+	Limits LimitsConfig `mapstructure:"limits"`
+	// UI serves vmui and a login page.
+	UI UIConfig `mapstructure:"ui"`
+}
+
+// StoreConfig says how a tenant's query reaches the store. The endpoint
+// and headers are templates in the vocabulary of the tenant_otlp_http
+// exporter ({tenant} and the variables of tenants:), so one operator config
+// describes both ways to the store.
+type StoreConfig struct {
+	// ClientConfig is the HTTP client to the store: endpoint (a template:
+	// the base URL the Prometheus API paths are appended to, e.g.
+	// http://vmselect:8481/select/{account}/prometheus), tls, timeout.
+	ClientConfig confighttp.ClientConfig `mapstructure:",squash"` // named, so its Unmarshal is not promoted
+	// TenantLabel, when set, is added to every request as the store's
+	// extra_label=<tenant_label>=<tenant> (VictoriaMetrics single-node).
+	TenantLabel string `mapstructure:"tenant_label"`
+	// TenantHeaders are header templates sent with every request, e.g.
+	// X-Scope-OrgID: "{tenant}" (Mimir, Cortex).
+	TenantHeaders map[string]string `mapstructure:"tenant_headers"`
+	// Tenants holds per-tenant template variables, e.g. acme: {account: "12"}.
+	Tenants map[string]map[string]string `mapstructure:"tenants"`
+	// MaxResponseBytes bounds one answer read from the store.
+	MaxResponseBytes int64 `mapstructure:"max_response_bytes"`
+}
+
+// LimitsConfig bounds each tenant, so one tenant's heavy queries cannot
+// take another's share of the store.
+type LimitsConfig struct {
+	// MaxConcurrent queries per tenant at the store at once.
+	MaxConcurrent int `mapstructure:"max_concurrent"`
+	// QueueWait is how long a query waits for one of its tenant's slots
+	// before it is refused (429).
+	QueueWait time.Duration `mapstructure:"queue_wait"`
+	// QueriesPerSecond per tenant (a token bucket); 0 turns it off.
+	QueriesPerSecond float64 `mapstructure:"queries_per_second"`
+	// Burst queries above the rate.
+	Burst int `mapstructure:"burst"`
+	// QueryTimeout bounds a query; a client's own timeout parameter may
+	// only shorten it. It is passed to the store as its timeout parameter.
+	QueryTimeout time.Duration `mapstructure:"query_timeout"`
+	// MaxSeries caps the limit parameter of the series, labels and label
+	// values endpoints (the store's own cost limit for them).
+	MaxSeries int `mapstructure:"max_series"`
+}
+
+// UIConfig configures the browser side.
+type UIConfig struct {
+	// Enabled serves vmui at /vmui/ and the login page at /login.
+	Enabled bool `mapstructure:"enabled"`
+	// SessionTTL is how long a browser login lasts.
+	SessionTTL time.Duration `mapstructure:"session_ttl"`
+	// MaxSessions bounds the browser sessions held in memory; past it the
+	// one closest to expiry is dropped.
+	MaxSessions int `mapstructure:"max_sessions"`
+	// Timezone is what vmui shows times in (IANA name).
+	Timezone string `mapstructure:"timezone"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+// labelName is the grammar of a label name the store takes in
+// /api/v1/label/<name>/values and of tenant_label (dots included: OTel
+// attributes keep them).
+var labelName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:]*$`)
+
+// storeTemplates are the parsed endpoint and header templates.
+type storeTemplates struct {
+	endpoint tenanttemplate.Template
+	headers  map[string]tenanttemplate.Template
+}
+
+func (c *StoreConfig) parseTemplates() (storeTemplates, []error) {
+	var t storeTemplates
+	var errs []error
+	if c.ClientConfig.Endpoint == "" {
+		errs = append(errs, errors.New("store.endpoint: must be set"))
+	} else if tmpl, err := tenanttemplate.Parse(strings.TrimSuffix(c.ClientConfig.Endpoint, "/")); err != nil {
+		errs = append(errs, fmt.Errorf("store.endpoint: %w", err))
+	} else {
+		t.endpoint = tmpl
+	}
+	var herrs []error
+	t.headers, herrs = tenanttemplate.ParseHeaders("store.tenant_headers", c.TenantHeaders)
+	return t, append(errs, herrs...)
+}
+
+// scoped says whether anything tells the store the tenant. A store that is
+// told nothing would answer every tenant's data: that config is refused.
+func (t storeTemplates) scoped(label string) bool {
+	if label != "" || t.endpoint.Uses() {
+		return true
+	}
+	for _, h := range t.headers {
+		if h.Uses() {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks the configuration; every error names its field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ServerConfig.NetAddr.Endpoint == "" {
+		errs = append(errs, errors.New("endpoint: must be set"))
+	}
+	if c.CredentialsFile == "" {
+		errs = append(errs, errors.New("credentials_file: must be set"))
+	}
+	if c.ReloadInterval <= 0 {
+		errs = append(errs, fmt.Errorf("reload_interval: must be positive, got %s", c.ReloadInterval))
+	}
+	t, terrs := c.Store.parseTemplates()
+	errs = append(errs, terrs...)
+	if c.Store.TenantLabel != "" && !labelName.MatchString(c.Store.TenantLabel) {
+		errs = append(errs, fmt.Errorf("store.tenant_label: %q is not a label name", c.Store.TenantLabel))
+	}
+	if len(terrs) == 0 && !t.scoped(c.Store.TenantLabel) {
+		errs = append(errs, errors.New("store: nothing tells the store the tenant: set tenant_label (VictoriaMetrics single-node), "+
+			"a {tenant} or tenants: variable in endpoint (VictoriaMetrics cluster) or in tenant_headers (Mimir/Cortex)"))
+	}
+	for tenant, vars := range c.Store.Tenants {
+		if err := tenantid.Validate(tenant); err != nil {
+			errs = append(errs, fmt.Errorf("store.tenants: %w", err))
+			continue
+		}
+		for _, tmpl := range t.all() {
+			for _, v := range tmpl.Vars() {
+				if _, ok := vars[v]; !ok {
+					errs = append(errs, fmt.Errorf("store.tenants.%s: no %q, which %q needs", tenant, v, tmpl.Raw()))
+				}
+			}
+		}
+	}
+	if c.Store.MaxResponseBytes < 1 {
+		errs = append(errs, fmt.Errorf("store.max_response_bytes: must be positive, got %d", c.Store.MaxResponseBytes))
+	}
+	l := c.Limits
+	if l.MaxConcurrent < 1 {
+		errs = append(errs, fmt.Errorf("limits.max_concurrent: must be at least 1, got %d", l.MaxConcurrent))
+	}
+	if l.QueueWait < 0 {
+		errs = append(errs, fmt.Errorf("limits.queue_wait: must not be negative, got %s", l.QueueWait))
+	}
+	if l.QueriesPerSecond < 0 || (l.QueriesPerSecond > 0 && l.Burst < 1) {
+		errs = append(errs, fmt.Errorf("limits: queries_per_second must not be negative and burst at least 1, got %g, %d", l.QueriesPerSecond, l.Burst))
+	}
+	if l.QueryTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("limits.query_timeout: must be at least 1s, got %s", l.QueryTimeout))
+	}
+	if l.MaxSeries < 1 {
+		errs = append(errs, fmt.Errorf("limits.max_series: must be at least 1, got %d", l.MaxSeries))
+	}
+	if c.UI.Enabled {
+		if c.UI.SessionTTL < time.Minute {
+			errs = append(errs, fmt.Errorf("ui.session_ttl: must be at least 1m, got %s", c.UI.SessionTTL))
+		}
+		if c.UI.MaxSessions < 1 {
+			errs = append(errs, fmt.Errorf("ui.max_sessions: must be at least 1, got %d", c.UI.MaxSessions))
+		}
+		if _, err := time.LoadLocation(c.UI.Timezone); err != nil || c.UI.Timezone == "" {
+			errs = append(errs, fmt.Errorf("ui.timezone: %q is not an IANA time zone", c.UI.Timezone))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t storeTemplates) all() []tenanttemplate.Template {
+	out := []tenanttemplate.Template{t.endpoint}
+	for _, h := range t.headers {
+		out = append(out, h)
+	}
+	return out
+}

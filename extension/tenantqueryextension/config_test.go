@@ -1,0 +1,68 @@
+package tenantqueryextension
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/confmap"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/configtest"
+)
+
+func loadConfig(t *testing.T, name string) *Config {
+	return configtest.Load[*Config](t, NewFactory(), name)
+}
+
+func TestLoadConfig(t *testing.T) {
+	def := loadConfig(t, "")
+	require.NoError(t, confmap.Validate(def))
+	want := createDefaultConfig().(*Config)
+	want.CredentialsFile = "/etc/otelcol-gpu/credentials.yaml"
+	require.Equal(t, want, def)
+	require.Equal(t, "localhost:9090", def.ServerConfig.NetAddr.Endpoint)
+	require.Equal(t, "tenant_id", def.Store.TenantLabel, "the label the gateway's exporter writes")
+	require.True(t, def.UI.Enabled)
+
+	c := loadConfig(t, "cluster")
+	require.NoError(t, confmap.Validate(c))
+	require.Equal(t, "0.0.0.0:9443", c.ServerConfig.NetAddr.Endpoint)
+	require.Equal(t, "http://vmselect:8481/select/{account}/prometheus", c.Store.ClientConfig.Endpoint)
+	require.Empty(t, c.Store.TenantLabel)
+	require.Equal(t, map[string]map[string]string{"acme": {"account": "12"}, "globex": {"account": "13"}}, c.Store.Tenants)
+	require.Equal(t, int64(1<<20), c.Store.MaxResponseBytes)
+	require.Equal(t, LimitsConfig{MaxConcurrent: 2, QueueWait: time.Second, QueriesPerSecond: 5, Burst: 10, QueryTimeout: 10 * time.Second, MaxSeries: 500}, c.Limits)
+	require.False(t, c.UI.Enabled)
+	require.Equal(t, 30*time.Second, c.ReloadInterval)
+
+	m := loadConfig(t, "mimir")
+	require.NoError(t, confmap.Validate(m))
+	require.Equal(t, map[string]string{"X-Scope-OrgID": "{tenant}"}, m.Store.TenantHeaders)
+}
+
+func TestValidateRefusesAnUnscopedStore(t *testing.T) {
+	require.ErrorContains(t, confmap.Validate(loadConfig(t, "unscoped")), "store: nothing tells the store the tenant")
+}
+
+func TestValidateNamesEveryField(t *testing.T) {
+	require.ErrorContains(t, confmap.Validate(loadConfig(t, "missing_var")),
+		`store.tenants.acme: no "account", which "http://vmselect:8481/select/{account}/prometheus" needs`)
+	err := confmap.Validate(loadConfig(t, "bad"))
+	for _, want := range []string{
+		"endpoint: must be set",
+		"credentials_file: must be set",
+		"reload_interval: must be positive",
+		`store.tenant_label: "tenant id" is not a label name`,
+		"store.max_response_bytes: must be positive",
+		"limits.max_concurrent: must be at least 1",
+		"limits.queue_wait: must not be negative",
+		"limits: queries_per_second must not be negative",
+		"limits.query_timeout: must be at least 1s",
+		"limits.max_series: must be at least 1",
+		"ui.session_ttl: must be at least 1m",
+		"ui.max_sessions: must be at least 1",
+		`ui.timezone: "Mars/Olympus"`,
+	} {
+		require.ErrorContains(t, err, want)
+	}
+}

@@ -1,0 +1,9 @@
+// Package tenantqueryextension provides the tenant_query extension: the
+// customers' way in. On its own listener it serves a Prometheus-compatible
+// query API and the store's UI (vmui), each for the one tenant whose read
+// key the request carries. It forwards only an allowlist of read endpoints,
+// removes every parameter a client sent that could change the scope, and
+// has the store enforce the tenant (VictoriaMetrics extra_label, the
+// account in a cluster's path, or X-Scope-OrgID), with per-tenant limits
+// and an audit line per query.
+package tenantqueryextension // import "github.com/otelcol-gpu/otelcol-gpu/extension/tenantqueryextension"

@@ -1,0 +1,77 @@
+package tenantqueryextension
+
+import (
+	"strings"
+)
+
+// endpoint is one read endpoint of the Prometheus API that is forwarded.
+// Everything not listed here is refused: the store's write, import, admin,
+// delete, snapshot, status and UI paths, and whatever a later store
+// release adds.
+type endpoint struct {
+	name string // for logs and metrics: query, query_range, series, labels, label_values
+	// path on the store, after the store endpoint.
+	path string
+	// params the client may send; anything else is dropped, so no
+	// parameter a store understands (extra_label, extra_filters[], ...)
+	// can change what the query sees.
+	params map[string]bool
+	// limited endpoints take limit=, capped at limits.max_series.
+	limited bool
+	// result says where the series are in the answer: data.result
+	// (query, query_range) or data itself (series, labels, values).
+	result bool
+}
+
+func paramSet(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+var (
+	queryParams = paramSet("query", "time", "step", "timeout", "nocache", "trace", "round_digits", "latency_offset", "max_lookback")
+	rangeParams = paramSet("query", "start", "end", "step", "timeout", "nocache", "trace", "round_digits", "latency_offset", "max_lookback")
+	matchParams = paramSet("match[]", "start", "end", "limit", "timeout")
+
+	epQuery  = &endpoint{name: "query", path: "/api/v1/query", params: queryParams, result: true}
+	epRange  = &endpoint{name: "query_range", path: "/api/v1/query_range", params: rangeParams, result: true}
+	epSeries = &endpoint{name: "series", path: "/api/v1/series", params: matchParams, limited: true}
+	epLabels = &endpoint{name: "labels", path: "/api/v1/labels", params: matchParams, limited: true}
+	// epValues's path is completed with the label name per request.
+	epValues = &endpoint{name: "label_values", params: matchParams, limited: true}
+
+	fixedEndpoints = map[string]*endpoint{
+		epQuery.path:  epQuery,
+		epRange.path:  epRange,
+		epSeries.path: epSeries,
+		epLabels.path: epLabels,
+	}
+)
+
+// uiAPIPrefix is where vmui sends its queries: it takes the page's origin
+// and appends /prometheus. Requests there reach exactly the same endpoints
+// and the same enforcement as /api/v1; they never reach the store's own
+// /prometheus alias, whose other paths (write, admin, ...) are not served.
+const uiAPIPrefix = "/prometheus"
+
+// matchEndpoint finds the endpoint of a request path, given as sent
+// (escaped). Only the exact canonical spelling matches: "//", "..", "./",
+// a trailing slash, percent-encoding and case variants do not, so no
+// spelling reaches a store path that is not on the list.
+func matchEndpoint(escapedPath string) (*endpoint, string, bool) {
+	p := strings.TrimPrefix(escapedPath, uiAPIPrefix)
+	if ep, ok := fixedEndpoints[p]; ok {
+		return ep, ep.path, true
+	}
+	const pre, post = "/api/v1/label/", "/values"
+	if strings.HasPrefix(p, pre) && strings.HasSuffix(p, post) && len(p) > len(pre)+len(post) {
+		name := p[len(pre) : len(p)-len(post)]
+		if labelName.MatchString(name) {
+			return epValues, pre + name + post, true
+		}
+	}
+	return nil, "", false
+}

@@ -1,0 +1,151 @@
+package tenantqueryextension
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/extension"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/credentials"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+)
+
+// queryServer is the tenant_query extension: its listener, the credentials
+// it reads and the state of the tenants' limits and browser sessions.
+type queryServer struct {
+	cfg    *Config
+	set    component.TelemetrySettings
+	logger *zap.Logger
+	tel    *telemetry
+
+	creds    *credentials.File
+	tmpl     storeTemplates
+	limits   *tenantLimits
+	sessions *sessions // nil without the UI
+	ui       *uiAssets // nil without the UI
+
+	client *http.Client
+	server *http.Server
+	served chan struct{}
+
+	// refusals of requests without a valid key are logged at most this
+	// often: anyone can send them.
+	anonLog periodic.Every
+}
+
+var _ extension.Extension = (*queryServer)(nil)
+
+func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer, error) {
+	tel, err := newTelemetry(set)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, errs := cfg.Store.parseTemplates()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s := &queryServer{
+		cfg:     cfg,
+		set:     set,
+		logger:  set.Logger,
+		tel:     tel,
+		tmpl:    tmpl,
+		limits:  newTenantLimits(cfg.Limits),
+		anonLog: periodic.Every{Interval: 10 * time.Second},
+	}
+	s.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, tel.reloaded)
+	if cfg.UI.Enabled {
+		s.sessions = newSessions(cfg.UI.SessionTTL, cfg.UI.MaxSessions)
+		if s.ui, err = newUIAssets(cfg.UI.Timezone); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Start loads the credentials (the component must not serve without them),
+// opens the store client and the listener, and serves.
+func (s *queryServer) Start(ctx context.Context, host component.Host) error {
+	if err := s.creds.Start(); err != nil {
+		return fmt.Errorf("tenant_query: %w", err)
+	}
+	client, err := s.cfg.Store.ClientConfig.ToClient(ctx, host.GetExtensions(), s.set)
+	if err != nil {
+		s.creds.Stop()
+		return fmt.Errorf("tenant_query: store client: %w", err)
+	}
+	// The store's redirects are never followed: an answer other than the
+	// one asked for must not be fetched on a tenant's behalf.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	s.client = client
+	ln, err := s.cfg.ServerConfig.ToListener(ctx)
+	if err != nil {
+		s.creds.Stop()
+		return fmt.Errorf("tenant_query: listen on %s: %w", s.cfg.ServerConfig.NetAddr.Endpoint, err)
+	}
+	s.server, err = s.cfg.ServerConfig.ToServer(ctx, host.GetExtensions(), s.set, s)
+	if err != nil {
+		_ = ln.Close()
+		s.creds.Stop()
+		return fmt.Errorf("tenant_query: %w", err)
+	}
+	s.served = make(chan struct{})
+	go func() {
+		defer close(s.served)
+		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
+		}
+	}()
+	s.logger.Info("serving the read API", zap.String("endpoint", ln.Addr().String()), zap.Bool("ui", s.ui != nil))
+	return nil
+}
+
+// Shutdown lets queries in flight finish (until ctx ends) and stops.
+func (s *queryServer) Shutdown(ctx context.Context) error {
+	var err error
+	if s.server != nil {
+		err = s.server.Shutdown(ctx)
+		if err != nil {
+			err = errors.Join(err, s.server.Close())
+		}
+		<-s.served
+	}
+	s.creds.Stop()
+	return err
+}
+
+// ServeHTTP routes a request: the read API (under /api/v1 and, for vmui,
+// /prometheus/api/v1), the UI and its login, and nothing else.
+func (s *queryServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	path := r.URL.EscapedPath()
+	if ep, storePath, ok := matchEndpoint(path); ok {
+		h.Set("Cache-Control", "no-store")
+		s.serveAPI(w, r, ep, storePath)
+		return
+	}
+	if s.ui != nil && s.serveUI(w, r, path) {
+		return
+	}
+	s.tel.refuse(r.Context(), "", "not_allowed")
+	writeAPIError(w, http.StatusNotFound, "not_found",
+		"not served here: the read API serves /api/v1/query, /api/v1/query_range, /api/v1/series, /api/v1/labels and /api/v1/label/<name>/values")
+}
+
+// sourceOf is the client's address without its port.
+func sourceOf(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}

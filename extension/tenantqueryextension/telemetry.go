@@ -1,0 +1,62 @@
+package tenantqueryextension
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantqueryextension/internal/metadata"
+)
+
+// telemetry is the extension's own metrics: per tenant, what it asked, what
+// was refused and what failed.
+type telemetry struct {
+	queries  metric.Int64Counter
+	refused  metric.Int64Counter
+	errors   metric.Int64Counter
+	duration metric.Float64Histogram
+	reloads  metric.Int64Counter
+}
+
+func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
+	meter := set.MeterProvider.Meter(metadata.ScopeName)
+	var t telemetry
+	var err error
+	if t.queries, err = meter.Int64Counter("otelcol_tenant_query_queries",
+		metric.WithDescription("Queries forwarded to the store, by tenant, endpoint and the store's status code."), metric.WithUnit("{query}")); err != nil {
+		return nil, err
+	}
+	if t.refused, err = meter.Int64Counter("otelcol_tenant_query_refused",
+		metric.WithDescription("Requests refused before the store, by tenant (empty when unauthenticated) and reason."), metric.WithUnit("{request}")); err != nil {
+		return nil, err
+	}
+	if t.errors, err = meter.Int64Counter("otelcol_tenant_query_errors",
+		metric.WithDescription("Queries the store failed (unreachable, 5xx, answer too large), by tenant and endpoint."), metric.WithUnit("{query}")); err != nil {
+		return nil, err
+	}
+	if t.duration, err = meter.Float64Histogram("otelcol_tenant_query_duration",
+		metric.WithDescription("Time from a query's arrival to its answer, by endpoint."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)); err != nil {
+		return nil, err
+	}
+	if t.reloads, err = meter.Int64Counter("otelcol_tenant_query_reloads",
+		metric.WithDescription("Credentials file loads by result (ok, failed)."), metric.WithUnit("{reload}")); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+func (t *telemetry) refuse(ctx context.Context, tenant, reason string) {
+	t.refused.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("tenant", tenant), attribute.String("reason", reason))))
+}
+
+func (t *telemetry) reloaded(ok bool) {
+	result := "ok"
+	if !ok {
+		result = "failed"
+	}
+	t.reloads.Add(context.Background(), 1, metric.WithAttributeSet(attribute.NewSet(attribute.String("result", result))))
+}

@@ -1,0 +1,232 @@
+package tenantqueryextension
+
+import (
+	"bytes"
+	_ "embed" // the GPU dashboard
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantqueryextension/internal/vmui"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/credentials"
+)
+
+// gpuDashboard is vmui's predefined GPU dashboard (dashboards/gpu.json).
+//
+//go:embed dashboards/gpu.json
+var gpuDashboard []byte
+
+// uiCSP keeps the UI's pages to this origin: scripts only from here (vmui
+// has no inline script), no framing, queries only to this origin's API.
+const uiCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; " +
+	"font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; " +
+	"form-action 'self'; object-src 'none'"
+
+// uiAssets is what the UI serves besides the API: vmui's files, the
+// dashboard in the two shapes vmui asks for, and the login page.
+type uiAssets struct {
+	files            fs.FS
+	dashboardsIndex  []byte // /vmui/dashboards/index.js
+	customDashboards []byte // /prometheus/vmui/custom-dashboards
+	timezone         []byte // /prometheus/vmui/timezone
+	login            *template.Template
+}
+
+func newUIAssets(timezone string) (*uiAssets, error) {
+	var dash json.RawMessage
+	if err := json.Unmarshal(gpuDashboard, &dash); err != nil {
+		return nil, fmt.Errorf("dashboards/gpu.json: %w", err)
+	}
+	custom, err := json.Marshal(map[string][]json.RawMessage{"dashboardsSettings": {dash}})
+	if err != nil {
+		return nil, err
+	}
+	tz, err := json.Marshal(map[string]string{"timezone": timezone})
+	if err != nil {
+		return nil, err
+	}
+	return &uiAssets{
+		files:            vmui.FS(),
+		dashboardsIndex:  []byte("window.__VMUI_PREDEFINED_DASHBOARDS__ = [\"gpu.json\"];\n"),
+		customDashboards: custom,
+		timezone:         tz,
+		login:            template.Must(template.New("login").Parse(loginPage)),
+	}, nil
+}
+
+// serveUI answers the UI's paths; false when path is not one of them.
+func (s *queryServer) serveUI(w http.ResponseWriter, r *http.Request, p string) bool {
+	switch p {
+	case "/":
+		http.Redirect(w, r, "/vmui/", http.StatusSeeOther)
+	case "/vmui":
+		http.Redirect(w, r, "/vmui/", http.StatusMovedPermanently)
+	case "/login":
+		s.serveLogin(w, r)
+	case "/logout":
+		s.serveLogout(w, r)
+	case "/vmui/", "/vmui/index.html":
+		if _, _, res := s.identify(r); res != authOK {
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return true
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		s.serveFile(w, r, "index.html")
+	case "/vmui/dashboards/index.js":
+		writeStatic(w, r, "text/javascript; charset=utf-8", s.ui.dashboardsIndex)
+	case "/vmui/dashboards/gpu.json":
+		writeStatic(w, r, "application/json", gpuDashboard)
+	case uiAPIPrefix + "/vmui/custom-dashboards":
+		writeStatic(w, r, "application/json", s.ui.customDashboards)
+	case uiAPIPrefix + "/vmui/timezone":
+		writeStatic(w, r, "application/json", s.ui.timezone)
+	case uiAPIPrefix + "/vmui/config.json":
+		s.serveFile(w, r, "config.json")
+	default:
+		name, ok := strings.CutPrefix(p, "/vmui/")
+		if !ok || !fs.ValidPath(name) || strings.Contains(name, "%") || name == "index.html" {
+			return false
+		}
+		if st, err := fs.Stat(s.ui.files, name); err != nil || st.IsDir() {
+			return false
+		}
+		if strings.HasPrefix(name, "assets/") { // content-hashed names
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		}
+		s.serveFile(w, r, name)
+	}
+	return true
+}
+
+func (s *queryServer) serveFile(w http.ResponseWriter, r *http.Request, name string) {
+	data, err := fs.ReadFile(s.ui.files, name)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	ct := mime.TypeByExtension(path.Ext(name))
+	if ct == "" {
+		ct = "text/plain; charset=utf-8"
+	}
+	writeStatic(w, r, ct, data)
+}
+
+func writeStatic(w http.ResponseWriter, r *http.Request, contentType string, data []byte) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Security-Policy", uiCSP)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+// serveLogin shows the login form (GET) or checks a key POSTed from it and
+// starts a session: the key travels once, in a form body, never in a URL;
+// the browser keeps only an HttpOnly, Secure, SameSite=Strict cookie with a
+// random session id. (Browsers keep Secure cookies over plain http only
+// for localhost: elsewhere the UI needs TLS on this listener.)
+func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", uiCSP)
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.renderLogin(w, http.StatusOK, "")
+		return
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
+			s.tel.refuse(r.Context(), "", "cross_origin")
+			http.Error(w, "login from another origin refused", http.StatusForbidden)
+			return
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		s.renderLogin(w, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	key := strings.TrimSpace(r.PostForm.Get("key"))
+	cred, found := s.creds.Set().Lookup(key)
+	if key == "" || !found || cred.Scope != credentials.ScopeRead {
+		reason := "invalid"
+		if found {
+			reason = "wrong_scope"
+		}
+		s.tel.refuse(r.Context(), "", reason)
+		if s.anonLog.Allow() {
+			s.logger.Info("login refused", zap.String("reason", reason), zap.String("source", sourceOf(r)))
+		}
+		s.renderLogin(w, http.StatusUnauthorized, "That is not a read API key.")
+		return
+	}
+	id, err := s.sessions.create(cred)
+	if err != nil {
+		http.Error(w, "could not start a session", http.StatusInternalServerError)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: id, Path: "/", MaxAge: int(s.cfg.UI.SessionTTL.Seconds()),
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
+	})
+	s.logger.Info("login", zap.String("tenant", cred.Tenant), zap.String("key_id", cred.ID), zap.String("source", sourceOf(r)))
+	http.Redirect(w, r, "/vmui/#/dashboards", http.StatusSeeOther)
+}
+
+func (s *queryServer) serveLogout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		s.sessions.drop(c.Value)
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func (s *queryServer) renderLogin(w http.ResponseWriter, status int, problem string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_ = s.ui.login.Execute(w, struct{ Problem string }{problem})
+}
+
+const loginPage = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>Sign in: GPU metrics</title>
+<style>
+body { font-family: system-ui, sans-serif; background: #f4f5f7; display: flex; min-height: 100vh; margin: 0; align-items: center; justify-content: center; }
+form { background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 4px rgba(0,0,0,.15); width: 22rem; }
+h1 { font-size: 1.2rem; margin: 0 0 1rem; }
+label { display: block; font-size: .9rem; margin-bottom: .3rem; }
+input { width: 100%; box-sizing: border-box; padding: .5rem; font-size: 1rem; margin-bottom: 1rem; }
+button { padding: .5rem 1.2rem; font-size: 1rem; }
+.problem { color: #b00020; margin-bottom: 1rem; }
+</style>
+</head>
+<body>
+<form method="post" action="/login" autocomplete="off">
+<h1>Your GPU metrics</h1>
+{{if .Problem}}<div class="problem" id="problem">{{.Problem}}</div>{{end}}
+<label for="key">Read API key</label>
+<input id="key" name="key" type="password" required autofocus>
+<button id="signin" type="submit">Sign in</button>
+</form>
+</body>
+</html>
+`

@@ -1,0 +1,139 @@
+package tenantqueryextension
+
+import (
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestLoginSessionAndLogout(t *testing.T) {
+	ts := newTestServer(t, nil)
+	rec := ts.do(http.MethodGet, "/vmui/", "", nil)
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	require.Equal(t, "/login", rec.Header().Get("Location"))
+
+	rec = ts.do(http.MethodGet, "/login", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), `method="post"`)
+	require.Contains(t, rec.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'")
+
+	for name, form := range map[string]string{"wrong": "key=nope", "ingest token": "key=" + tokenAcme, "empty": "key="} {
+		rec = ts.do(http.MethodPost, "/login", form, nil)
+		require.Equal(t, http.StatusUnauthorized, rec.Code, name)
+		require.Empty(t, rec.Result().Cookies(), name)
+	}
+	rec = ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme), http.Header{"Origin": {"https://evil.example"}})
+	require.Equal(t, http.StatusForbidden, rec.Code, "a login posted from another origin")
+
+	rec = ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme), http.Header{"Origin": {"http://read.example"}})
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	require.NotContains(t, rec.Header().Get("Location"), keyAcme)
+	cookies := rec.Result().Cookies()
+	require.Len(t, cookies, 1)
+	c := cookies[0]
+	require.Equal(t, sessionCookie, c.Name)
+	require.True(t, c.HttpOnly)
+	require.True(t, c.Secure)
+	require.Equal(t, http.SameSiteStrictMode, c.SameSite)
+	require.NotContains(t, c.Value, keyAcme)
+	withCookie := http.Header{"Cookie": {sessionCookie + "=" + c.Value}}
+
+	rec = ts.do(http.MethodGet, "/vmui/", "", withCookie)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), `<div id="root"`)
+	rec = ts.do(http.MethodPost, "/prometheus/api/v1/query", "query=up&extra_label=tenant_id%3Dglobex", withCookie)
+	require.Equal(t, http.StatusOK, rec.Code)
+	urlScope, bodyScope, _ := scopeOf(t, ts.store.taken()[0])
+	require.Equal(t, []string{"tenant_id=acme"}, urlScope)
+	require.Empty(t, bodyScope)
+
+	forged := http.Header{"Cookie": {sessionCookie + "=" + c.Value + "x"}}
+	require.Equal(t, http.StatusUnauthorized, ts.do(http.MethodGet, "/api/v1/query?query=up", "", forged).Code)
+
+	// Revoking the key ends the session.
+	require.NoError(t, os.WriteFile(ts.credFile, []byte(credentialsYAML("acme-grafana")), 0o600))
+	require.Eventually(t, func() bool {
+		return ts.do(http.MethodGet, "/api/v1/query?query=up", "", withCookie).Code == http.StatusUnauthorized
+	}, 5*time.Second, 10*time.Millisecond)
+
+	// Logout ends a session.
+	rec = ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme2), nil)
+	withCookie = http.Header{"Cookie": {sessionCookie + "=" + rec.Result().Cookies()[0].Value}}
+	require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up", "", withCookie).Code)
+	rec = ts.do(http.MethodPost, "/logout", "", withCookie)
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	require.Equal(t, -1, rec.Result().Cookies()[0].MaxAge)
+	require.Equal(t, http.StatusUnauthorized, ts.do(http.MethodGet, "/api/v1/query?query=up", "", withCookie).Code)
+}
+
+func TestSessionsExpireAndAreBounded(t *testing.T) {
+	s := newSessions(time.Hour, 2)
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { return now }
+	creds := newTestServer(t, nil).creds.Set()
+	a, _ := creds.Lookup(keyAcme)
+	g, _ := creds.Lookup(keyGlobex)
+	id1, err := s.create(a)
+	require.NoError(t, err)
+	now = now.Add(time.Minute)
+	id2, _ := s.create(g)
+	got, ok := s.get(id1)
+	require.True(t, ok)
+	require.Equal(t, "acme", got.Tenant)
+	id3, _ := s.create(a) // full: the one closest to expiry (id1) goes
+	require.Equal(t, 2, s.len())
+	_, ok = s.get(id1)
+	require.False(t, ok)
+	_, ok = s.get(id2)
+	require.True(t, ok)
+	now = now.Add(2 * time.Hour)
+	_, ok = s.get(id3)
+	require.False(t, ok, "expired")
+	require.NotEqual(t, id2, id3)
+}
+
+// The UI's own files are served, what vmui asks the server for at its
+// /prometheus prefix is answered here, and every asset index.html names is
+// in the embedded tree.
+func TestUIAssets(t *testing.T) {
+	ts := newTestServer(t, nil)
+	index, err := fs.ReadFile(ts.ui.files, "index.html")
+	require.NoError(t, err)
+	refs := regexp.MustCompile(`(?:src|href)="\./([^"]+)"`).FindAllStringSubmatch(string(index), -1)
+	require.NotEmpty(t, refs)
+	for _, ref := range refs {
+		rec := ts.do(http.MethodGet, "/vmui/"+ref[1], "", nil)
+		require.Equal(t, http.StatusOK, rec.Code, ref[1])
+		require.NotEmpty(t, rec.Header().Get("Content-Type"), ref[1])
+	}
+	rec := ts.do(http.MethodGet, "/prometheus/vmui/custom-dashboards", "", nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), `"dashboardsSettings":[{"title":"GPUs"`)
+	rec = ts.do(http.MethodGet, "/prometheus/vmui/timezone", "", nil)
+	require.JSONEq(t, `{"timezone":"UTC"}`, rec.Body.String())
+	require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/prometheus/vmui/config.json", "", nil).Code)
+	rec = ts.do(http.MethodGet, "/vmui/dashboards/index.js", "", nil)
+	require.Contains(t, rec.Body.String(), `"gpu.json"`)
+
+	for _, p := range []string{"/vmui/../config.json", "/vmui/assets/", "/vmui/assets", "/vmui/%2e%2e/LICENSE", "/vmui/nope.js", "/vmui/dashboards/perJobUsage.json"} {
+		require.Equal(t, http.StatusNotFound, ts.do(http.MethodGet, p, "", nil).Code, p)
+	}
+	require.Equal(t, http.StatusMethodNotAllowed, ts.do(http.MethodPost, "/vmui/manifest.json", "", nil).Code)
+	require.Empty(t, ts.store.taken())
+}
+
+func TestUIOff(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.UI.Enabled = false })
+	for _, p := range []string{"/vmui/", "/login", "/prometheus/vmui/custom-dashboards"} {
+		require.Equal(t, http.StatusNotFound, ts.do(http.MethodGet, p, "", nil).Code, p)
+	}
+	require.Equal(t, http.StatusUnauthorized, ts.do(http.MethodGet, "/api/v1/query?query=up", "", http.Header{"Cookie": {sessionCookie + "=x"}}).Code)
+	require.True(t, strings.HasPrefix(ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme)).Body.String(), `{"status":"success"`))
+}
