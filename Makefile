@@ -62,9 +62,11 @@ GO_BUILD_FLAGS = -trimpath -tags netgo,osusergo \
 
 # Sources that feed the binary: the distribution's generated main and every
 # package of the root module (the custom components).
-GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum
+# Files embedded into the binary (the UI, its dashboard) count as sources too.
+GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum \
+	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
 
-.PHONY: all build gpu-check loadgen store e2e screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
+.PHONY: all build gpu-check loadgen store e2e readpath screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
 
 all: build
 
@@ -155,7 +157,7 @@ $(CERTS)/ca.pem:
 	go run ./cmd/devcerts -dir $(CERTS)
 
 ## test: everything CI runs (versions, lint, unit tests, the built binary's smoke and system tests, generate drift)
-test: check-versions lint unit smoke system e2e packaging-test check-generate
+test: check-versions lint unit smoke system e2e readpath packaging-test check-generate
 
 ## check-versions: every collector module in both go.mod files at the one pinned release
 check-versions:
@@ -181,6 +183,12 @@ e2e: $(OTELCOL) $(LOADGEN) $(VM) nvmlsim
 	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) NVMLSIM_LIB=$(NVMLSIM) \
 		go test -count=1 -tags e2e -timeout 15m -v ./test/e2e/... 2>&1 | tee $(BUILD)/e2e.log | grep -vE '^\s+20[0-9]{2}-'; \
 		test $${PIPESTATUS[0]} -eq 0 || { echo "e2e failed: the processes' logs are in $(BUILD)/e2e.log" >&2; exit 1; }
+
+## readpath: the customers' way in as they meet it: gateway + tenant_query + VictoriaMetrics, every read endpoint, the attacks, the limits, the UI in headless Chromium (test/readpath)
+readpath: $(OTELCOL) $(VM)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; }
+	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) go test -count=1 -tags e2e -timeout 10m -v ./test/readpath/... 2>&1 \
+		| grep -vE '^\s+20[0-9]{2}-'; test $${PIPESTATUS[0]} -eq 0
 
 ## lint: gofmt, no test equipment in the binary, go vet and golangci-lint (pinned)
 lint: $(GOLANGCI_LINT)

@@ -44,7 +44,9 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 			s.logger.Info("query refused", zap.String("path", ep.name), zap.String("reason", string(result)),
 				zap.String("via", via), zap.String("source", sourceOf(r)))
 		}
-		w.Header().Set("WWW-Authenticate", `Basic realm="otelcol-gpu", charset="UTF-8"`)
+		if !fromPageScript(r) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="otelcol-gpu", charset="UTF-8"`)
+		}
 		writeAPIError(w, http.StatusUnauthorized, "unauthorized", "a read API key is required (Authorization: Bearer <key>, or basic auth with the key as password)")
 		return
 	}
@@ -124,6 +126,17 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 	w.WriteHeader(ans.status)
 	_, _ = w.Write(ans.body)
 	audit(ans.status, series, dropped, "")
+}
+
+// fromPageScript says a request was made by a page's script (fetch, XHR):
+// a basic-auth challenge to it would pop a password dialog over vmui for
+// every panel once its session ended. Clients and navigations get it.
+func fromPageScript(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Mode") {
+	case "cors", "same-origin", "no-cors":
+		return true
+	}
+	return false
 }
 
 // readParams decodes what the client sent: the URL query and, for POST, an

@@ -141,6 +141,9 @@ func TestKeysAndScopes(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, rec.Code, name)
 		require.Contains(t, rec.Header().Get("WWW-Authenticate"), "Basic")
 	}
+	rec = ts.do(http.MethodGet, "/api/v1/query?query=up", "", http.Header{"Sec-Fetch-Mode": {"cors"}})
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	require.Empty(t, rec.Header().Get("WWW-Authenticate"), "no password dialog over the UI's own requests")
 	for _, inURL := range []string{"?query=up&key=" + keyAcme, "?query=up&api_key=" + keyAcme, "?query=up&access_token=" + keyAcme} {
 		require.Equal(t, http.StatusUnauthorized, ts.do(http.MethodGet, "/api/v1/query"+inURL, "", nil).Code, "keys are never taken from a URL")
 	}

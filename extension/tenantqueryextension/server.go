@@ -126,7 +126,7 @@ func (s *queryServer) Shutdown(ctx context.Context) error {
 func (s *queryServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	path := r.URL.EscapedPath()
 	if ep, storePath, ok := matchEndpoint(path); ok {

@@ -149,12 +149,10 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
-			s.tel.refuse(r.Context(), "", "cross_origin")
-			http.Error(w, "login from another origin refused", http.StatusForbidden)
-			return
-		}
+	if !sameOrigin(r) {
+		s.tel.refuse(r.Context(), "", "cross_origin")
+		http.Error(w, "login from another origin refused", http.StatusForbidden)
+		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil {
@@ -186,6 +184,25 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	})
 	s.logger.Info("login", zap.String("tenant", cred.Tenant), zap.String("key_id", cred.ID), zap.String("source", sourceOf(r)))
 	http.Redirect(w, r, "/vmui/#/dashboards", http.StatusSeeOther)
+}
+
+// sameOrigin refuses a login posted by another site's page (login CSRF):
+// browsers say where a request comes from in Sec-Fetch-Site, older ones in
+// Origin. Clients that send neither (curl) are not browsers at risk.
+func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return true
+	case "":
+	default:
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == r.Host
 }
 
 func (s *queryServer) serveLogout(w http.ResponseWriter, r *http.Request) {

@@ -29,8 +29,18 @@ func TestLoginSessionAndLogout(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, rec.Code, name)
 		require.Empty(t, rec.Result().Cookies(), name)
 	}
-	rec = ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme), http.Header{"Origin": {"https://evil.example"}})
-	require.Equal(t, http.StatusForbidden, rec.Code, "a login posted from another origin")
+	for _, h := range []http.Header{
+		{"Origin": {"https://evil.example"}},
+		{"Origin": {"null"}},
+		{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"http://read.example"}},
+		{"Sec-Fetch-Site": {"same-site"}},
+	} {
+		rec = ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme), h)
+		require.Equal(t, http.StatusForbidden, rec.Code, "a login posted from another origin: %v", h)
+		require.Empty(t, rec.Result().Cookies())
+	}
+	require.Equal(t, http.StatusSeeOther, ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme),
+		http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {"null"}}).Code, "what Chromium sends")
 
 	rec = ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme), http.Header{"Origin": {"http://read.example"}})
 	require.Equal(t, http.StatusSeeOther, rec.Code)
