@@ -184,10 +184,10 @@ e2e: $(OTELCOL) $(LOADGEN) $(VM) nvmlsim
 		go test -count=1 -tags e2e -timeout 15m -v ./test/e2e/... 2>&1 | tee $(BUILD)/e2e.log | grep -vE '^\s+20[0-9]{2}-'; \
 		test $${PIPESTATUS[0]} -eq 0 || { echo "e2e failed: the processes' logs are in $(BUILD)/e2e.log" >&2; exit 1; }
 
-## readpath: the customers' way in as they meet it: gateway + tenant_query + VictoriaMetrics, every read endpoint, the attacks, the limits, the UI in headless Chromium (test/readpath)
-readpath: $(OTELCOL) $(VM)
+## readpath: the customers' way in as they meet it: gateway + tenant_query + VictoriaMetrics, every read endpoint, the attacks, the limits, the UI in headless Chromium, the demo's printed curl lines (test/readpath)
+readpath: $(OTELCOL) $(VM) $(BIN)/demo nvmlsim
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; }
-	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) go test -count=1 -tags e2e -timeout 10m -v ./test/readpath/... 2>&1 \
+	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) DEMO_BIN=$(BIN)/demo NVMLSIM_LIB=$(NVMLSIM) go test -count=1 -tags e2e -timeout 10m -v ./test/readpath/... 2>&1 \
 		| grep -vE '^\s+20[0-9]{2}-'; test $${PIPESTATUS[0]} -eq 0
 
 ## lint: gofmt, no test equipment in the binary, go vet and golangci-lint (pinned)

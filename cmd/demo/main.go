@@ -39,6 +39,7 @@ var tenantNames = []string{"acme", "globex", "initech", "umbrella", "hooli", "st
 
 type options struct {
 	root, dir, otelcol, nvmlsim, certs, storeBin, storeAddr string
+	queryAddr                                               string
 	agents, tenants, gpus                                   int
 	interval, every, seconds                                time.Duration
 }
@@ -78,6 +79,7 @@ func main() {
 	flag.StringVar(&o.certs, "certs", filepath.Join(wd, ".certs"), "development certificates (written if missing)")
 	flag.StringVar(&o.storeBin, "store", "", "victoria-metrics binary (default: $VICTORIA_METRICS_BIN or .tools/bin/victoria-metrics)")
 	flag.StringVar(&o.storeAddr, "store-addr", envStr("DEMO_STORE_ADDR", "127.0.0.1:8428"), "the store's listen address (its UI is /vmui) [DEMO_STORE_ADDR]")
+	flag.StringVar(&o.queryAddr, "query-addr", envStr("DEMO_QUERY_ADDR", "127.0.0.1:9090"), "the customers' read API and UI (tenant_query, TLS) [DEMO_QUERY_ADDR]")
 	flag.IntVar(&o.agents, "agents", envInt("DEMO_AGENTS", 2), "agents (VMs) [DEMO_AGENTS]")
 	flag.IntVar(&o.tenants, "tenants", envInt("DEMO_TENANTS", 2), "tenants; agent i belongs to tenant i % tenants [DEMO_TENANTS]")
 	flag.IntVar(&o.gpus, "gpus", envInt("DEMO_GPUS", 8), "simulated GPUs per agent, 1-64 [DEMO_GPUS]")
@@ -200,6 +202,13 @@ func run(ctx context.Context, o options) error {
 		sum := sha256.Sum256([]byte(tokens[i]))
 		fmt.Fprintf(&creds, "  - id: demo-vm-%d\n    tenant: %s\n    sha256: %s\n", i+1, tenantNames[i%o.tenants], hex.EncodeToString(sum[:]))
 	}
+	// A read key per tenant: what the customer's Grafana, curl or browser uses.
+	readKeys := make([]string, o.tenants)
+	for t := range readKeys {
+		readKeys[t] = randomToken()
+		sum := sha256.Sum256([]byte(readKeys[t]))
+		fmt.Fprintf(&creds, "  - id: %s-demo-key\n    tenant: %s\n    scope: read\n    sha256: %s\n", tenantNames[t], tenantNames[t], hex.EncodeToString(sum[:]))
+	}
 	credsPath := filepath.Join(o.dir, "credentials.yaml")
 	if err := os.WriteFile(credsPath, []byte(creds.String()), 0o600); err != nil {
 		return err
@@ -223,6 +232,7 @@ func run(ctx context.Context, o options) error {
 			"OTELCOL_GPU_STORE_URL=" + store.URL,
 			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(o.dir, "gateway-state"),
 			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-health"]),
+			"OTELCOL_GPU_QUERY_ENDPOINT=" + o.queryAddr,
 			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(ports["gw-metrics"]),
 		}, gwLog)
 		if err != nil {
@@ -299,7 +309,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Println(`    sum by (tenant_id) (hw.power)                                   power per tenant (W)`)
 	fmt.Println(`    hw.status{hw.state!="ok"} == 1                                  GPUs not ok`)
 	fmt.Println(`    count by (tenant_id) ({__name__!=""})                           series per tenant`)
-	fmt.Printf("  a tenant's own view (the store enforces the label): %s/api/v1/query?query=count(hw.gpu.utilization)&extra_label=tenant_id=%s\n", store.URL, tenantNames[0])
+	printReadPath(o, readKeys)
 	fmt.Printf("  gateway: OTLP/gRPC+TLS 127.0.0.1:%d, own metrics http://127.0.0.1:%d/metrics\n", ports["gw-grpc"], ports["gw-metrics"])
 	for i, a := range agents {
 		fmt.Printf("  agent %d (tenant %s): local OTLP grpc 127.0.0.1:%d, http 127.0.0.1:%d\n", i+1, tenantNames[i%o.tenants], a.grpc, a.http)
@@ -331,6 +341,24 @@ func run(ctx context.Context, o options) error {
 		}
 		summary(ctx, store, o)
 	}
+}
+
+// printReadPath says how each tenant reads its own data through the
+// gateway's tenant_query: the UI and its login, and a curl line that works
+// as pasted (the key in a header, never in the URL).
+func printReadPath(o options, keys []string) {
+	base := "https://" + o.queryAddr
+	ca, err := filepath.Abs(filepath.Join(o.certs, devcerts.CAFile))
+	if err != nil {
+		ca = filepath.Join(o.certs, devcerts.CAFile)
+	}
+	fmt.Printf("  customers read their own data at %s (TLS from the development CA %s: import it, or accept the browser's warning):\n", base, ca)
+	for t, key := range keys {
+		fmt.Printf("    %s: UI %s/vmui/ -> log in with the read key %s -> Dashboards shows %s's GPUs only\n", tenantNames[t], base, key, tenantNames[t])
+		fmt.Printf("      curl --cacert %s -H 'Authorization: Bearer %s' %s/api/v1/query --data-urlencode 'query=avg by (host.name) (hw.gpu.utilization{hw.gpu.task=\"general\"})'\n",
+			ca, key, base)
+	}
+	fmt.Printf("    Grafana: Prometheus data source, URL %s, basic auth with any user and the key as password (README: \"Customers reading their data\")\n", base)
 }
 
 // summary prints, per tenant, what the store holds: series, GPUs seen and

@@ -1,0 +1,77 @@
+//go:build e2e
+
+package readpath
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
+)
+
+// TestDemoPrintsWorkingReadPath runs `make demo`'s program and pastes the
+// curl line it prints for each tenant into a shell: the line must work as
+// printed and answer that tenant's GPUs.
+func TestDemoPrintsWorkingReadPath(t *testing.T) {
+	demo := os.Getenv("DEMO_BIN")
+	nvmlsim := os.Getenv("NVMLSIM_LIB")
+	if demo == "" || nvmlsim == "" {
+		t.Skip("DEMO_BIN and NVMLSIM_LIB are set by make readpath")
+	}
+	root := proc.RepoRoot(t)
+	store, err := vmstore.FindBinary(root)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	d := proc.StartTest(t, "demo", demo, []string{
+		"-root", root, "-otelcol", proc.Binary(t), "-store", store, "-nvmlsim", filepath.Dir(nvmlsim), "-certs", filepath.Join(dir, "certs"),
+		"-dir", filepath.Join(dir, "demo"), "-store-addr", proc.Addr(proc.Port(t)), "-query-addr", proc.Addr(proc.Port(t)),
+		"-gpus", "2", "-interval", "1s", "-summary-every", "1s", "-duration", "3m",
+	})
+	seen := regexp.MustCompile(`(?m)^\S+\s+(acme|globex)\s+series stored\s+\d+\s+GPUs seen\s+2/2`)
+	require.Eventually(t, func() bool {
+		return len(seen.FindAllString(d.Output(), -1)) >= 2 || d.Exited()
+	}, 2*time.Minute, 500*time.Millisecond)
+	require.False(t, d.Exited(), "the demo stopped:\n%s", d.Output())
+
+	out := d.Output()
+	curls := regexp.MustCompile(`(?m)^\s+(curl --cacert .*)$`).FindAllStringSubmatch(out, -1)
+	require.Len(t, curls, 2, "one curl line per tenant:\n%s", out)
+	for _, tenant := range []string{"acme", "globex"} {
+		require.Regexp(t, `(?m)^\s+`+tenant+`: UI https://127\.0\.0\.1:\d+/vmui/ -> log in with the read key demo-[0-9a-f]+`, out)
+	}
+	for i, c := range curls {
+		tenant := []string{"acme", "globex"}[i]
+		line := c[1]
+		require.NotRegexp(t, `https://\S*demo-[0-9a-f]{32}`, line, "the key is never in the URL")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		got, err := exec.CommandContext(ctx, "bash", "-c", line+" --silent --show-error --fail").Output()
+		cancel()
+		require.NoError(t, err, "pasted as printed: %s", line)
+		var resp struct {
+			Status string `json:"status"`
+			Data   struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(got, &resp), "%s", got)
+		require.Equal(t, "success", resp.Status)
+		require.NotEmpty(t, resp.Data.Result, "%s", got)
+
+		// The same line, asking which tenants it sees: only its own.
+		whose := regexp.MustCompile(`--data-urlencode 'query=.*'`).ReplaceAllString(line, `--data-urlencode 'query=count by (tenant_id) (hw.gpu.utilization)'`)
+		got, err = exec.Command("bash", "-c", whose+" --silent --show-error --fail").Output()
+		require.NoError(t, err, whose)
+		require.Equal(t, 1, strings.Count(string(got), `"tenant_id":`), "one tenant per key: %s", got)
+		require.Contains(t, string(got), `"tenant_id":"`+tenant+`"`)
+	}
+}
