@@ -66,7 +66,7 @@ GO_BUILD_FLAGS = -trimpath -tags netgo,osusergo \
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum \
 	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
 
-.PHONY: all build gpu-check loadgen store e2e readpath screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
+.PHONY: all build gpu-check loadgen store e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
 
 all: build
 
@@ -149,6 +149,15 @@ generate: $(BUILDER)
 check-generate: generate
 	@if ! git diff --exit-code --stat -- $(DIST); then \
 		echo "cmd/otelcol-gpu is out of date with builder-config.yaml: run 'make generate' and commit" >&2; exit 1; fi
+
+## vmui: refresh the read path's embedded UI (vmui) from VictoriaMetrics $(VICTORIA_METRICS_VERSION) in the module cache; commit the result
+VMUI_DIST := extension/tenantqueryextension/internal/vmui/dist
+vmui:
+	dir=$$(go mod download -json github.com/VictoriaMetrics/VictoriaMetrics@$(VICTORIA_METRICS_VERSION) | sed -n 's/^\s*"Dir": "\(.*\)",$$/\1/p'); \
+		test -n "$$dir"; rm -rf $(VMUI_DIST); mkdir -p $(VMUI_DIST); \
+		cp -r $$dir/app/vmselect/vmui/index.html $$dir/app/vmselect/vmui/assets $$dir/app/vmselect/vmui/manifest.json \
+			$$dir/app/vmselect/vmui/config.json $$dir/app/vmselect/vmui/robots.txt $(VMUI_DIST)/; \
+		cp $$dir/LICENSE $(VMUI_DIST)/../LICENSE; chmod -R u+w $(VMUI_DIST) $(VMUI_DIST)/../LICENSE
 
 ## certs: development CA, gateway and agent certificates in .certs (loopback only)
 certs: $(CERTS)/ca.pem

@@ -1,10 +1,12 @@
 package tenantqueryextension
 
 import (
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -146,4 +148,42 @@ func TestUIOff(t *testing.T) {
 	}
 	require.Equal(t, http.StatusUnauthorized, ts.do(http.MethodGet, "/api/v1/query?query=up", "", http.Header{"Cookie": {sessionCookie + "=x"}}).Code)
 	require.True(t, strings.HasPrefix(ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme)).Body.String(), `{"status":"success"`))
+}
+
+// The Grafana dashboard shipped for customers who bring their own Grafana
+// draws the same queries as the UI's dashboard.
+func TestGrafanaDashboardMatchesTheUIs(t *testing.T) {
+	var ui struct {
+		Rows []struct {
+			Panels []struct {
+				Title string   `json:"title"`
+				Expr  []string `json:"expr"`
+			} `json:"panels"`
+		} `json:"rows"`
+	}
+	require.NoError(t, json.Unmarshal(gpuDashboard, &ui))
+	raw, err := os.ReadFile(filepath.Join("dashboards", "grafana-gpu.json"))
+	require.NoError(t, err)
+	var graf struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &graf))
+	want := map[string]string{}
+	for _, r := range ui.Rows {
+		for _, p := range r.Panels {
+			require.Len(t, p.Expr, 1, p.Title)
+			want[p.Title] = p.Expr[0]
+		}
+	}
+	got := map[string]string{}
+	for _, p := range graf.Panels {
+		require.Len(t, p.Targets, 1, p.Title)
+		got[p.Title] = p.Targets[0].Expr
+	}
+	require.Equal(t, want, got)
 }
