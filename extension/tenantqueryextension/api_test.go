@@ -1,6 +1,7 @@
 package tenantqueryextension
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -234,4 +235,73 @@ func TestCountSeries(t *testing.T) {
 	require.Equal(t, 0, countSeries(epQuery, []byte(`{"status":"success","data":{"resultType":"vector","result":[]}}`)))
 	require.Equal(t, 3, countSeries(epLabels, []byte(`{"status":"success","data":["a","b","c"]}`)))
 	require.Equal(t, -1, countSeries(epLabels, []byte(`not json`)))
+}
+
+func BenchmarkCountSeries(b *testing.B) {
+	var body strings.Builder
+	body.WriteString(`{"status":"success","data":{"resultType":"matrix","result":[`)
+	for i := range 16 {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		body.WriteString(`{"metric":{"host.name":"vm-1","hw.name":"nvidia0"},"values":[`)
+		for j := range 60 {
+			if j > 0 {
+				body.WriteString(",")
+			}
+			body.WriteString(`[1796165685,"63.8"]`)
+		}
+		body.WriteString("]}")
+	}
+	body.WriteString(`]}}`)
+	data := []byte(body.String())
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if countSeries(epRange, data) != 16 {
+			b.Fatal("count")
+		}
+	}
+}
+
+// countArray agrees with encoding/json on whatever the fuzzer makes up
+// that is an API-shaped answer.
+func FuzzCountSeries(f *testing.F) {
+	for _, seed := range []string{
+		`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"]"},"values":[[1,"2"]]},{}]}}`,
+		`{"status":"success","data":["a","b\"]","c"]}`,
+		`{"data":{"result":[]},"stats":{"result":[1,2]}}`,
+		`{"status":"success","data":[{"__name__":"x","data":"y"},{"result":[1]}]}`,
+		`{"data":{"result":[1,true,null,-2.5e3,{"result":[1,2,3]},[[]]]}}`,
+		`{"data":{"x":{"result":[1,2]},"result":[1]}}`,
+		`not json`, `{"data":{}}`, `[]`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		// The reference: encoding/json, with keys matched exactly (as the
+		// store writes them) and each key once.
+		if !json.Valid([]byte(body)) || strings.Count(body, `"data"`) > 1 || strings.Count(body, `"result"`) > 1 {
+			return
+		}
+		field := func(raw json.RawMessage, key string) (json.RawMessage, bool) {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(raw, &m) != nil {
+				return nil, false
+			}
+			v, ok := m[key]
+			return v, ok
+		}
+		for _, ep := range []*endpoint{epQuery, epLabels} {
+			arr, ok := field(json.RawMessage(body), "data")
+			if ok && ep.result {
+				arr, ok = field(arr, "result")
+			}
+			var elems []json.RawMessage
+			if !ok || !strings.HasPrefix(strings.TrimSpace(string(arr)), "[") || json.Unmarshal(arr, &elems) != nil {
+				continue // not an answer of this shape; the count is not used
+			}
+			require.Equal(t, len(elems), countSeries(ep, []byte(body)), "%s", body)
+		}
+	})
 }

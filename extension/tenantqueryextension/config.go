@@ -58,6 +58,10 @@ type StoreConfig struct {
 type LimitsConfig struct {
 	// MaxConcurrent queries per tenant at the store at once.
 	MaxConcurrent int `mapstructure:"max_concurrent"`
+	// MaxQueued queries per tenant may wait for a slot; more are refused
+	// at once (429). With max_concurrent it bounds what one tenant holds
+	// in the gateway, whatever it sends.
+	MaxQueued int `mapstructure:"max_queued"`
 	// QueueWait is how long a query waits for one of its tenant's slots
 	// before it is refused (429).
 	QueueWait time.Duration `mapstructure:"queue_wait"`
@@ -168,6 +172,9 @@ func (c *Config) Validate() error {
 	l := c.Limits
 	if l.MaxConcurrent < 1 {
 		errs = append(errs, fmt.Errorf("limits.max_concurrent: must be at least 1, got %d", l.MaxConcurrent))
+	}
+	if l.MaxQueued < 0 {
+		errs = append(errs, fmt.Errorf("limits.max_queued: must not be negative, got %d", l.MaxQueued))
 	}
 	if l.QueueWait < 0 {
 		errs = append(errs, fmt.Errorf("limits.queue_wait: must not be negative, got %s", l.QueueWait))

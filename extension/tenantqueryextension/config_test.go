@@ -31,7 +31,7 @@ func TestLoadConfig(t *testing.T) {
 	require.Empty(t, c.Store.TenantLabel)
 	require.Equal(t, map[string]map[string]string{"acme": {"account": "12"}, "globex": {"account": "13"}}, c.Store.Tenants)
 	require.Equal(t, int64(1<<20), c.Store.MaxResponseBytes)
-	require.Equal(t, LimitsConfig{MaxConcurrent: 2, QueueWait: time.Second, QueriesPerSecond: 5, Burst: 10, QueryTimeout: 10 * time.Second, MaxSeries: 500}, c.Limits)
+	require.Equal(t, LimitsConfig{MaxConcurrent: 2, MaxQueued: 4, QueueWait: time.Second, QueriesPerSecond: 5, Burst: 10, QueryTimeout: 10 * time.Second, MaxSeries: 500}, c.Limits)
 	require.False(t, c.UI.Enabled)
 	require.Equal(t, 30*time.Second, c.ReloadInterval)
 
@@ -55,6 +55,7 @@ func TestValidateNamesEveryField(t *testing.T) {
 		`store.tenant_label: "tenant id" is not a label name`,
 		"store.max_response_bytes: must be positive",
 		"limits.max_concurrent: must be at least 1",
+		"limits.max_queued: must not be negative",
 		"limits.queue_wait: must not be negative",
 		"limits: queries_per_second must not be negative",
 		"limits.query_timeout: must be at least 1s",

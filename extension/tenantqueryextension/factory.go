@@ -23,6 +23,7 @@ const (
 	// eight at the store with a short queue serves it without letting one
 	// tenant hold more than a few of the store's cores.
 	defaultMaxConcurrent    = 8
+	defaultMaxQueued        = 32
 	defaultQueueWait        = 5 * time.Second
 	defaultQueriesPerSecond = 20
 	defaultBurst            = 40
@@ -56,6 +57,7 @@ func createDefaultConfig() component.Config {
 		},
 		Limits: LimitsConfig{
 			MaxConcurrent:    defaultMaxConcurrent,
+			MaxQueued:        defaultMaxQueued,
 			QueueWait:        defaultQueueWait,
 			QueriesPerSecond: defaultQueriesPerSecond,
 			Burst:            defaultBurst,

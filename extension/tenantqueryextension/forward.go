@@ -3,7 +3,6 @@ package tenantqueryextension
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -72,27 +71,117 @@ func (s *queryServer) forward(ctx context.Context, method, path, tenant string, 
 }
 
 // countSeries counts the series (or names, or values) in a successful
-// answer, for the audit line: data.result for queries, data for the rest.
-// -1 when the answer is not the API's JSON.
+// answer, for the audit line: the elements of data.result for queries, of
+// data for the rest. It scans the answer once without decoding or keeping
+// anything (encoding/json took ~130 us for a dashboard panel's answer);
+// -1 when the answer is not shaped like the API's JSON.
 func countSeries(ep *endpoint, body []byte) int {
-	var env struct {
-		Data json.RawMessage `json:"data"`
+	if ep.result {
+		return countArray(body, "data", "result")
 	}
-	if json.Unmarshal(body, &env) != nil || len(env.Data) == 0 {
+	return countArray(body, "data")
+}
+
+// countArray counts the elements of the array at path (object keys from the
+// root object). It assumes well-formed JSON (the store's answer) and only
+// tracks nesting, strings and keys.
+func countArray(body []byte, path ...string) int {
+	type frame struct {
+		obj   bool
+		match bool // the keys from the root down to this container are path's
+	}
+	var stack [16]frame
+	depth := 0 // containers open
+	expectKey := false
+	key := []byte(nil)
+	count, found := 0, false
+	inTarget := func() bool {
+		return depth == len(path)+1 && !stack[depth-1].obj && stack[depth-1].match
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch c {
+		case ' ', '\t', '\n', '\r', ':':
+			continue
+		case ',':
+			if depth > 0 && stack[depth-1].obj {
+				expectKey = true
+			}
+			continue
+		case '}', ']':
+			if depth == 0 {
+				return -1
+			}
+			depth--
+			expectKey = false
+			continue
+		}
+		if expectKey {
+			if c != '"' {
+				return -1
+			}
+			end := stringEnd(body, i)
+			if end < 0 {
+				return -1
+			}
+			key, i, expectKey = body[i+1:end], end, false
+			continue
+		}
+		// A value starts here.
+		if inTarget() {
+			count++
+		}
+		switch c {
+		case '{', '[':
+			if depth == len(stack) {
+				return -1
+			}
+			match := depth == 0 || (stack[depth-1].match && stack[depth-1].obj && depth <= len(path) && string(key) == path[depth-1])
+			stack[depth] = frame{obj: c == '{', match: match}
+			depth++
+			expectKey = c == '{'
+			if inTarget() {
+				found = true
+			}
+		case '"':
+			end := stringEnd(body, i)
+			if end < 0 {
+				return -1
+			}
+			i = end
+		default: // a number, true, false, null: up to the next delimiter
+			for i+1 < len(body) && !delimiter[body[i+1]] {
+				i++
+			}
+		}
+	}
+	if !found || depth != 0 {
 		return -1
 	}
-	if ep.result {
-		var d struct {
-			Result []json.RawMessage `json:"result"`
-		}
-		if json.Unmarshal(env.Data, &d) != nil {
+	return count
+}
+
+// stringEnd is the index of the quote closing the string opening at i.
+func stringEnd(b []byte, i int) int {
+	j := i + 1
+	for j < len(b) {
+		k := bytes.IndexAny(b[j:], `"\`)
+		if k < 0 {
 			return -1
 		}
-		return len(d.Result)
+		j += k
+		if b[j] == '"' {
+			return j
+		}
+		j += 2 // an escaped character
 	}
-	var d []json.RawMessage
-	if json.Unmarshal(bytes.TrimSpace(env.Data), &d) != nil {
-		return -1
-	}
-	return len(d)
+	return -1
 }
+
+// delimiter marks the bytes that end a number or literal.
+var delimiter = func() (d [256]bool) {
+	for _, c := range []byte(",]} \t\n\r") {
+		d[c] = true
+	}
+	return d
+}()

@@ -3,6 +3,7 @@ package tenantqueryextension
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -20,8 +21,9 @@ type tenantLimits struct {
 }
 
 type tenantLimit struct {
-	bucket *rate.Limiter // nil: no rate limit
-	slots  chan struct{}
+	bucket  *rate.Limiter // nil: no rate limit
+	slots   chan struct{}
+	waiting atomic.Int32
 }
 
 func newTenantLimits(cfg LimitsConfig) *tenantLimits {
@@ -49,7 +51,8 @@ type refusal struct {
 }
 
 // admit takes a query slot for tenant: at once if the tenant is under its
-// rate, waiting up to queue_wait for one of its concurrent slots. release
+// rate, waiting up to queue_wait for one of its concurrent slots behind at
+// most max_queued others. release
 // gives the slot back.
 func (l *tenantLimits) admit(ctx context.Context, tenant string) (release func(), refused *refusal) {
 	tl := l.of(tenant)
@@ -65,6 +68,11 @@ func (l *tenantLimits) admit(ctx context.Context, tenant string) (release func()
 		return func() { <-tl.slots }, nil
 	default:
 	}
+	if int(tl.waiting.Add(1)) > l.cfg.MaxQueued {
+		tl.waiting.Add(-1)
+		return nil, &refusal{reason: "concurrency", retryAfter: time.Second}
+	}
+	defer tl.waiting.Add(-1)
 	wait := time.NewTimer(l.cfg.QueueWait)
 	defer wait.Stop()
 	select {
