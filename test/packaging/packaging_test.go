@@ -205,6 +205,14 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	require.True(t, secrets["otelcol-gpu-credentials"] && secrets["otelcol-gpu-tls"], "credentials and certificates from Secrets")
 	require.NotNil(t, kinds["Service/otelcol-gpu-gateway"])
+	query := kinds["Service/otelcol-gpu-query"]
+	require.NotNil(t, query, "the customers' read API")
+	require.Equal(t, "ClientIP", dig(query, "spec", "sessionAffinity"), "browser sessions live in one replica")
+	ports := map[string]bool{}
+	for _, p := range c["ports"].([]any) {
+		ports[p.(map[string]any)["name"].(string)] = true
+	}
+	require.True(t, ports["query"], "the read listener is a container port")
 	require.Equal(t, "StatefulSet", dig(kinds["HorizontalPodAutoscaler/otelcol-gpu-gateway"], "spec", "scaleTargetRef", "kind"))
 	require.NotNil(t, kinds["PodDisruptionBudget/otelcol-gpu-gateway"])
 }
