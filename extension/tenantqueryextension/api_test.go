@@ -305,3 +305,10 @@ func FuzzCountSeries(f *testing.F) {
 		}
 	})
 }
+
+func TestTraceIsNotForwarded(t *testing.T) {
+	ts := newTestServer(t, nil)
+	require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up&trace=1", "", bearer(keyAcme)).Code)
+	_, _, names := scopeOf(t, ts.store.taken()[0])
+	require.NotContains(t, names, "trace")
+}

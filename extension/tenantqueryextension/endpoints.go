@@ -14,7 +14,8 @@ type endpoint struct {
 	path string
 	// params the client may send; anything else is dropped, so no
 	// parameter a store understands (extra_label, extra_filters[], ...)
-	// can change what the query sees.
+	// can change what the query sees. trace is not among them: a query
+	// trace describes the store's internals (a cluster's storage nodes).
 	params map[string]bool
 	// limited endpoints take limit=, capped at limits.max_series.
 	limited bool
@@ -32,8 +33,8 @@ func paramSet(names ...string) map[string]bool {
 }
 
 var (
-	queryParams = paramSet("query", "time", "step", "timeout", "nocache", "trace", "round_digits", "latency_offset", "max_lookback")
-	rangeParams = paramSet("query", "start", "end", "step", "timeout", "nocache", "trace", "round_digits", "latency_offset", "max_lookback")
+	queryParams = paramSet("query", "time", "step", "timeout", "nocache", "round_digits", "latency_offset", "max_lookback")
+	rangeParams = paramSet("query", "start", "end", "step", "timeout", "nocache", "round_digits", "latency_offset", "max_lookback")
 	matchParams = paramSet("match[]", "start", "end", "limit", "timeout")
 
 	epQuery  = &endpoint{name: "query", path: "/api/v1/query", params: queryParams, result: true}
