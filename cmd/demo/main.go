@@ -1,12 +1,14 @@
 // Command demo is `make demo`: on a machine without GPUs it runs the whole
-// product on loopback. A store (VictoriaMetrics single-node), one gateway
-// (config/gateway.yaml) and agents (config/agent.yaml) for two or more
-// tenants, each agent in a "VM" with simulated GPUs (test/nvmlsim, found
+// product on loopback. A store (VictoriaMetrics single-node), an event store
+// (VictoriaLogs, for XID records), one gateway (config/gateway.yaml, with
+// the customers' read API and UI) and agents (config/agent.yaml) for two or
+// more tenants, each agent in a "VM" with simulated GPUs (test/nvmlsim, found
 // through LD_LIBRARY_PATH the way a driver's library would be) plus the host's
 // own metrics. Every VM is provisioned the way an operator would: a random
 // token, its SHA-256 in the gateway's credentials file, the tenant id on the
-// VM. It prints where to look (the store's UI, with ready-made queries), a
-// live summary per tenant, and stops everything on Ctrl-C (SIGTERM to each
+// VM, and a read key per tenant. It prints where each customer reads their
+// own data, where to look as the operator (the store's UI, with ready-made
+// queries, and the events), a live summary per tenant, and stops everything on Ctrl-C (SIGTERM to each
 // process, then waits), leaving nothing running.
 //
 // The simulated library is demo equipment: the production configs load the
@@ -32,6 +34,7 @@ import (
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vlstore"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
 )
 
@@ -39,7 +42,7 @@ var tenantNames = []string{"acme", "globex", "initech", "umbrella", "hooli", "st
 
 type options struct {
 	root, dir, otelcol, nvmlsim, certs, storeBin, storeAddr string
-	queryAddr                                               string
+	queryAddr, logStoreBin, logStoreAddr                    string
 	agents, tenants, gpus                                   int
 	interval, every, seconds                                time.Duration
 }
@@ -79,6 +82,8 @@ func main() {
 	flag.StringVar(&o.certs, "certs", filepath.Join(wd, ".certs"), "development certificates (written if missing)")
 	flag.StringVar(&o.storeBin, "store", "", "victoria-metrics binary (default: $VICTORIA_METRICS_BIN or .tools/bin/victoria-metrics)")
 	flag.StringVar(&o.storeAddr, "store-addr", envStr("DEMO_STORE_ADDR", "127.0.0.1:8428"), "the store's listen address (its UI is /vmui) [DEMO_STORE_ADDR]")
+	flag.StringVar(&o.logStoreBin, "logstore", "", "victoria-logs binary, the GPU events' store (default: $VICTORIA_LOGS_BIN or .tools/bin/victoria-logs)")
+	flag.StringVar(&o.logStoreAddr, "logstore-addr", envStr("DEMO_LOGSTORE_ADDR", "127.0.0.1:9428"), "the event store's listen address [DEMO_LOGSTORE_ADDR]")
 	flag.StringVar(&o.queryAddr, "query-addr", envStr("DEMO_QUERY_ADDR", "127.0.0.1:9090"), "the customers' read API and UI (tenant_query, TLS) [DEMO_QUERY_ADDR]")
 	flag.IntVar(&o.agents, "agents", envInt("DEMO_AGENTS", 2), "agents (VMs) [DEMO_AGENTS]")
 	flag.IntVar(&o.tenants, "tenants", envInt("DEMO_TENANTS", 2), "tenants; agent i belongs to tenant i % tenants [DEMO_TENANTS]")
@@ -124,6 +129,13 @@ func validate(o *options) error {
 		}
 		o.storeBin = b
 	}
+	if o.logStoreBin == "" {
+		b, err := vlstore.FindBinary(o.root)
+		if err != nil {
+			return err
+		}
+		o.logStoreBin = b
+	}
 	return nil
 }
 
@@ -148,6 +160,9 @@ func fleet(i, gpus, tenant int) string {
 		fmt.Fprintf(&b, "gpu.%d.signal.utilization = wave %d %d %d %d\n", g, lo+g%4, hi-g%3, period, (i*37+g*3)%period)
 	}
 	b.WriteString("signal.memory_used = wave 20000 70000 300\n")
+	// One XID error per VM, 20 s in, on its last GPU (XID 13: graphics engine
+	// exception; 31: GPU memory page fault), for the event store to show.
+	fmt.Fprintf(&b, "fault = 20 %d xid %d\n", gpus-1, []int{13, 31}[tenant%2])
 	return b.String()
 }
 
@@ -193,6 +208,14 @@ func run(ctx context.Context, o options) error {
 	}
 	defer func() { _ = store.Stop() }()
 
+	// The event store (XID log records).
+	logStore, err := vlstore.Start(ctx, o.logStoreBin, filepath.Join(o.dir, "logstore-data"), o.logStoreAddr, logf)
+	if err != nil {
+		_ = logStore.Stop()
+		return fmt.Errorf("%w (is something else listening on %s? set DEMO_LOGSTORE_ADDR)", err, o.logStoreAddr)
+	}
+	defer func() { _ = logStore.Stop() }()
+
 	// Provision the VMs: token per VM, hash at the gateway, tenant on the VM.
 	var creds strings.Builder
 	creds.WriteString("credentials:\n")
@@ -230,6 +253,7 @@ func run(ctx context.Context, o options) error {
 			"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(o.certs, devcerts.ServerKeyFile),
 			"OTELCOL_GPU_CREDENTIALS_FILE=" + credsPath,
 			"OTELCOL_GPU_STORE_URL=" + store.URL,
+			"OTELCOL_GPU_LOGS_STORE_URL=" + logStore.URL,
 			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(o.dir, "gateway-state"),
 			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-health"]),
 			"OTELCOL_GPU_QUERY_ENDPOINT=" + o.queryAddr,
@@ -310,6 +334,9 @@ func run(ctx context.Context, o options) error {
 	fmt.Println(`    hw.status{hw.state!="ok"} == 1                                  GPUs not ok`)
 	fmt.Println(`    count by (tenant_id) ({__name__!=""})                           series per tenant`)
 	printReadPath(o, readKeys)
+	fmt.Printf("  GPU events (XID errors; each VM has one about 20 s in) in the event store, held to one tenant the way its read is:\n")
+	fmt.Printf("    curl -s '%s/select/logsql/query' --data-urlencode 'query=nvidia.xid.code:*' --data-urlencode 'extra_filters=tenant_id:%s'\n", logStore.URL, tenantNames[0])
+	fmt.Printf("    the event store's UI: %s/select/vmui/\n", logStore.URL)
 	fmt.Printf("  gateway: OTLP/gRPC+TLS 127.0.0.1:%d, own metrics http://127.0.0.1:%d/metrics\n", ports["gw-grpc"], ports["gw-metrics"])
 	for i, a := range agents {
 		fmt.Printf("  agent %d (tenant %s): local OTLP grpc 127.0.0.1:%d, http 127.0.0.1:%d\n", i+1, tenantNames[i%o.tenants], a.grpc, a.http)

@@ -47,6 +47,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/metricwalk"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vlstore"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
 )
 
@@ -65,6 +66,11 @@ type env struct {
 
 	store *vmstore.Store
 	proxy *faultProxy
+	// logs is the event store (VictoriaLogs), started by the scenarios
+	// that need it; without it the gateway's logs route points at a
+	// reserved port nothing listens on.
+	logs       *vlstore.Store
+	noLogStore int
 
 	creds                               map[string]string // credential id -> "tenant\x00token"
 	gwGRPC, gwHTTP, gwHealth, gwMetrics int
@@ -100,9 +106,33 @@ func newEnv(t *testing.T, loadTenants ...string) *env {
 	// Reserved now: an agent may be started (and pointed at the gateway)
 	// before the gateway is.
 	e.reserveGatewayPorts()
+	e.noLogStore = proc.Port(t)
 	e.stateDir = filepath.Join(e.dir, "gateway-state")
 	e.writeCredentials()
 	return e
+}
+
+// startLogStore runs VictoriaLogs for the gateway's logs route; call it
+// before startGateway.
+func (e *env) startLogStore() {
+	e.t.Helper()
+	bin, err := vlstore.FindBinary(e.root)
+	require.NoError(e.t, err)
+	log, err := os.Create(filepath.Join(e.dir, "logstore.log"))
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { _ = log.Close() })
+	e.logs, err = proc.RetryBind(bindAttempts, e.t.Logf, func() (*vlstore.Store, error) {
+		return vlstore.Start(context.Background(), bin, filepath.Join(e.dir, "logstore-data"), proc.Addr(proc.Port(e.t)), log)
+	})
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { _ = e.logs.Stop() })
+}
+
+func (e *env) logStoreURL() string {
+	if e.logs != nil {
+		return e.logs.URL
+	}
+	return "http://" + proc.Addr(e.noLogStore)
 }
 
 // addCredential provisions a token for a tenant (a VM being set up).
@@ -179,6 +209,7 @@ func (e *env) startGatewayProcess() *proc.Proc {
 		"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(e.certs, devcerts.ServerKeyFile),
 		"OTELCOL_GPU_CREDENTIALS_FILE=" + filepath.Join(e.dir, "credentials.yaml"),
 		"OTELCOL_GPU_STORE_URL=" + e.proxy.URL,
+		"OTELCOL_GPU_LOGS_STORE_URL=" + e.logStoreURL(),
 		"OTELCOL_GPU_STATE_DIR=" + e.stateDir,
 		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(e.gwHealth),
 		"OTELCOL_GPU_QUERY_ENDPOINT=" + proc.Addr(e.gwQuery),

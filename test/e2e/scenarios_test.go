@@ -458,3 +458,45 @@ func median(d []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// 9. GPU events to their tenant's logs: an XID on acme's VM and another on
+// globex's (whose VM claims to be acme's) reach the event store, each under
+// its own tenant only, with the GPU it happened on.
+func TestScenario9XIDEventsToTheirTenantsLogs(t *testing.T) {
+	e := newEnv(t)
+	e.startLogStore()
+	acme, globex := e.provision("acme"), e.provision("globex")
+	e.startGateway()
+	e.startAgent(agentOpts{tenant: "acme", token: acme, fleet: "gpus = 2\nhost = 1\nsignal.utilization = const 50\nfault = 3 1 xid 79\n"})
+	e.startAgent(agentOpts{tenant: "acme", token: globex, fleet: "gpus = 2\nhost = 2\nsignal.utilization = const 50\nfault = 3 0 xid 31\nfault = 4 0 xid 31\n"})
+
+	ctx := context.Background()
+	xids := func(tenant string) []map[string]string {
+		recs, err := e.logs.Query(ctx, `nvidia.xid.code:*`, tenant)
+		require.NoError(t, err)
+		return recs
+	}
+	var own map[string][]map[string]string
+	require.Eventually(t, func() bool {
+		own = map[string][]map[string]string{"acme": xids("acme"), "globex": xids("globex")}
+		return len(own["acme"]) >= 1 && len(own["globex"]) >= 2
+	}, settle, time.Second, "each tenant's XID records in the event store")
+	require.Len(t, own["acme"], 1, "one XID on acme's VM: %v", own["acme"])
+	a := own["acme"][0]
+	require.Equal(t, "79", a["nvidia.xid.code"])
+	require.Equal(t, gpuID(1, 1), a["hw.id"])
+	require.Equal(t, "acme", a["tenant_id"])
+	require.Equal(t, "acme", a["tenant.id"])
+	require.Contains(t, a["_msg"], "XID 79")
+	require.Len(t, own["globex"], 2, "two XIDs on globex's VM: %v", own["globex"])
+	for _, g := range own["globex"] {
+		require.Equal(t, "31", g["nvidia.xid.code"])
+		require.Equal(t, gpuID(2, 0), g["hw.id"])
+		require.Equal(t, "globex", g["tenant_id"], "filed under the token's tenant")
+		require.Equal(t, "globex", g["tenant.id"], "the VM's claim overwritten")
+	}
+	all := xids("")
+	require.Len(t, all, 3, "nothing else in the store: %v", all)
+	fmt.Printf("e2e: %-34s sent=n/a stored=n/a lost=n/a dup=n/a xid_records=acme:%d,globex:%d (each tenant's own only)\n",
+		"9 XID events to their tenant", len(own["acme"]), len(own["globex"]))
+}

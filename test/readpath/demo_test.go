@@ -16,12 +16,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vlstore"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
 )
 
 // TestDemoPrintsWorkingReadPath runs `make demo`'s program and pastes the
 // curl line it prints for each tenant into a shell: the line must work as
-// printed and answer that tenant's GPUs.
+// printed and answer that tenant's GPUs; likewise the line that shows a
+// tenant's GPU events.
 func TestDemoPrintsWorkingReadPath(t *testing.T) {
 	demo := os.Getenv("DEMO_BIN")
 	nvmlsim := os.Getenv("NVMLSIM_LIB")
@@ -31,9 +33,11 @@ func TestDemoPrintsWorkingReadPath(t *testing.T) {
 	root := proc.RepoRoot(t)
 	store, err := vmstore.FindBinary(root)
 	require.NoError(t, err)
+	logStore, err := vlstore.FindBinary(root)
+	require.NoError(t, err)
 	dir := t.TempDir()
 	d := proc.StartTest(t, "demo", demo, []string{
-		"-root", root, "-otelcol", proc.Binary(t), "-store", store, "-nvmlsim", filepath.Dir(nvmlsim), "-certs", filepath.Join(dir, "certs"),
+		"-root", root, "-otelcol", proc.Binary(t), "-store", store, "-logstore", logStore, "-logstore-addr", proc.Addr(proc.Port(t)), "-nvmlsim", filepath.Dir(nvmlsim), "-certs", filepath.Join(dir, "certs"),
 		"-dir", filepath.Join(dir, "demo"), "-store-addr", proc.Addr(proc.Port(t)), "-query-addr", proc.Addr(proc.Port(t)),
 		"-gpus", "2", "-interval", "1s", "-summary-every", "1s", "-duration", "3m",
 	})
@@ -74,4 +78,17 @@ func TestDemoPrintsWorkingReadPath(t *testing.T) {
 		require.Equal(t, 1, strings.Count(string(got), `"tenant_id":`), "one tenant per key: %s", got)
 		require.Contains(t, string(got), `"tenant_id":"`+tenant+`"`)
 	}
+
+	// The events line, pasted: acme's XID (the demo's VMs each have one
+	// 20 s in), and only acme's.
+	events := regexp.MustCompile(`(?m)^\s+(curl -s '\S+/select/logsql/query' .*)$`).FindStringSubmatch(out)
+	require.NotNil(t, events, "the events line:\n%s", out)
+	var records string
+	require.Eventually(t, func() bool {
+		got, err := exec.Command("bash", "-c", events[1]+" --show-error --fail").Output()
+		records = string(got)
+		return err == nil && strings.Contains(records, `"nvidia.xid.code":"13"`)
+	}, time.Minute, time.Second, "acme's XID through the printed line: %s", records)
+	require.NotContains(t, records, "globex")
+	require.NotContains(t, records, `"nvidia.xid.code":"31"`, "globex's XID")
 }

@@ -110,6 +110,7 @@ func (s *stack) gatewayEnv() []string {
 		"OTELCOL_GPU_CREDENTIALS_FILE=" + filepath.Join(s.dir, "credentials.yaml"),
 		// Nothing listens here: the smoke test checks what the gateway accepted.
 		"OTELCOL_GPU_STORE_URL=" + s.storeOrNothing(),
+		"OTELCOL_GPU_LOGS_STORE_URL=" + s.storeOrNothing(),
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "gateway-state"),
 		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(s.gwHealth),
 		"OTELCOL_GPU_QUERY_ENDPOINT=" + proc.Addr(s.gwQuery),

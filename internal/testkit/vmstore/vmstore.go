@@ -18,8 +18,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -34,14 +32,7 @@ const Version = "v1.151.0"
 
 // FindBinary returns $VICTORIA_METRICS_BIN, else <root>/.tools/bin/victoria-metrics.
 func FindBinary(root string) (string, error) {
-	p := os.Getenv(BinaryEnv)
-	if p == "" {
-		p = filepath.Join(root, ".tools", "bin", "victoria-metrics")
-	}
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("victoria-metrics not found at %s: run 'make store' or set %s: %w", p, BinaryEnv, err)
-	}
-	return p, nil
+	return proc.Tool(root, BinaryEnv, "victoria-metrics", "store")
 }
 
 // Store is a running (or stopped) VictoriaMetrics.
