@@ -44,6 +44,11 @@ type device struct {
 	busy      atomic.Bool
 	hungSince atomic.Int64
 
+	// Owned by the scrape: the start of this GPU's hw.status series as of
+	// its last answer, for the status the scrape reports when it does not
+	// answer.
+	statusStart pcommon.Timestamp
+
 	// Owned by the worker goroutine.
 	discovered pcommon.Timestamp
 	calls      callMemo       // below: unsupported calls, cumulative counters
@@ -71,10 +76,11 @@ func newCallMemo() callMemo {
 func newDevice(drv *driver, index int, h nvml.Device, uuid string, now pcommon.Timestamp) *device {
 	d := &device{
 		drv: drv, index: index, h: h,
-		jobs:       make(chan job, 1),
-		discovered: now,
-		calls:      newCallMemo(),
-		util:       newUtilCursors(),
+		jobs:        make(chan job, 1),
+		discovered:  now,
+		statusStart: now,
+		calls:       newCallMemo(),
+		util:        newUtilCursors(),
 	}
 	d.ent = &entity{hwID: uuid, hwName: "nvidia" + strconv.Itoa(index)}
 	d.ent.info = d.readIdentity()

@@ -2,8 +2,8 @@ package nvmlreceiver
 
 import (
 	"context"
+	"fmt"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 
@@ -205,11 +205,13 @@ func TestFaultHungCallIsBoundedAndDoesNotPileUp(t *testing.T) {
 	require.Less(t, time.Since(start), time.Second, "a scrape is bounded by call_timeout")
 	require.Empty(t, points(md, "nvidia.gpu.info", map[string]any{"hw.id": fixedUUID(1)}), "the hung GPU is left out")
 	require.Len(t, points(md, "nvidia.gpu.info", nil), 7, "the others report")
+	requireFailedStatus(t, md, fixedUUID(1))
 
 	goroutines := runtime.NumGoroutine()
 	for i := 0; i < 5; i++ {
 		md = h.scrape(t)
 		require.Len(t, points(md, "nvidia.gpu.info", nil), 7)
+		requireFailedStatus(t, md, fixedUUID(1)) // on every scrape, while its call hangs
 	}
 	require.LessOrEqual(t, runtime.NumGoroutine(), goroutines+1, "no goroutine per scrape piles up behind the hung call")
 	require.Len(t, entered, 1, "the hung GPU is not asked again while its call is in flight")
@@ -220,6 +222,51 @@ func TestFaultHungCallIsBoundedAndDoesNotPileUp(t *testing.T) {
 	require.Eventually(t, func() bool { return !h.s.devices[1].busy.Load() }, 5*time.Second, time.Millisecond)
 	md = h.scrape(t)
 	require.Len(t, points(md, "nvidia.gpu.info", nil), 8, "back once the call returns")
+	ok := points(md, "hw.status", map[string]any{"hw.id": fixedUUID(1), "hw.state": "ok"})
+	require.Len(t, ok, 1)
+	require.Equal(t, int64(1), ok[0].IntValue())
+}
+
+// requireFailedStatus checks a GPU's hw.status says failed, and only that.
+func requireFailedStatus(t *testing.T, md pmetric.Metrics, uuid string) {
+	t.Helper()
+	for _, st := range []string{"ok", "degraded", "failed"} {
+		p := points(md, "hw.status", map[string]any{"hw.id": uuid, "hw.state": st})
+		require.Len(t, p, 1, "hw.status %s of %s", st, uuid)
+		want := int64(0)
+		if st == "failed" {
+			want = 1
+		}
+		require.Equal(t, want, p[0].IntValue(), "hw.status %s of %s", st, uuid)
+	}
+}
+
+// A hang of the whole driver (a lock held through a GSP timeout) silences
+// every worker at once: each GPU is still reported, failed, on every
+// scrape, under its own identity.
+func TestFaultWholeDriverHangStillReportsEveryGPU(t *testing.T) {
+	f := newH100Fleet()
+	release := make(chan struct{})
+	for i := range 8 {
+		f.device(i).GetPowerUsageFunc = func() (uint32, nvml.Return) {
+			<-release
+			return 1, nvml.SUCCESS
+		}
+	}
+	cfg := testConfig()
+	cfg.CallTimeout = 50 * time.Millisecond
+	h := startHarness(t, f, cfg)
+	defer close(release)
+	for range 3 {
+		md := h.scrape(t)
+		require.Len(t, points(md, "hw.status", nil), 8*3, "every GPU's status, and nothing else")
+		require.Equal(t, 1, md.MetricCount())
+		for i := range 8 {
+			requireFailedStatus(t, md, fixedUUID(i))
+			require.Len(t, points(md, "hw.status", map[string]any{"hw.id": fixedUUID(i), "hw.name": fmt.Sprintf("nvidia%d", i), "hw.state": "failed"}), 1)
+		}
+	}
+	require.Equal(t, int64(8), counterValue(t, h.tel, "otelcol_receiver_nvml_devices", map[string]string{"state": "hung"}))
 }
 
 func TestFaultCounterResetStartsANewSeries(t *testing.T) {
@@ -257,16 +304,35 @@ func TestFaultXIDCountsAndStatus(t *testing.T) {
 		}
 		return out
 	}
-	require.Eventually(t, func() bool {
-		md = h.scrape(t)
-		return slices.Equal(xid(3, 48), []float64{2}) && slices.Equal(xid(5, 79), []float64{1})
-	}, 5*time.Second, time.Millisecond, "the three XIDs counted")
-	require.Empty(t, xid(0, 48))
 	state := func(gpu int, s string) float64 {
 		return value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(gpu), "hw.state": s})[0])
 	}
-	require.InDelta(t, 1, state(3, "degraded"), 0)
-	require.InDelta(t, 1, state(5, "failed"), 0)
+	sum := func(v []float64) float64 {
+		t := 0.0
+		for _, x := range v {
+			t += x
+		}
+		return t
+	}
+	// The watcher may hand the three events to two scrapes: whichever
+	// scrape an XID is counted in must show its GPU's state.
+	var prev3, prev5 float64
+	degraded, failed := false, false
+	require.Eventually(t, func() bool {
+		md = h.scrape(t)
+		c3, c5 := sum(xid(3, 48)), sum(xid(5, 79))
+		if c3 > prev3 {
+			degraded = state(3, "degraded") == 1
+		}
+		if c5 > prev5 {
+			failed = state(5, "failed") == 1
+		}
+		prev3, prev5 = c3, c5
+		return c3 == 2 && c5 == 1
+	}, 5*time.Second, time.Millisecond, "the three XIDs counted")
+	require.Empty(t, xid(0, 48))
+	require.True(t, degraded, "XID 48 degrades the GPU in the interval it is counted in")
+	require.True(t, failed, "XID 79 fails the GPU in the interval it is counted in")
 	require.InDelta(t, 1, state(0, "ok"), 0)
 	// The interval has passed: status recovers, the count stays.
 	md = h.scrape(t)

@@ -180,7 +180,7 @@ var metricDefs = [numMetrics]metricDef{
 	mStatus: {
 		name: "hw.status", unit: "1", kind: kindUpDown, isInt: true, attrs: []string{"hw.type", "hw.state"}, enabled: true,
 		description: "1 for the GPU's current state (ok, degraded, failed), 0 for the others.",
-		source:      "derived: lost/reset required/XID 79 -> failed; remap pending or failed, new uncorrected ECC, XID 48/63/64/74/92/94/95/119/120 -> degraded",
+		source:      "derived: lost/reset required/XID 79/calls not returning -> failed; remap pending or failed, new uncorrected ECC, XID 48/63/64/74/92/94/95/119/120 -> degraded",
 	},
 	mPerfState: {
 		name: "nvidia.gpu.performance_state", unit: "{state}", kind: kindGauge, isInt: true, enabled: true,

@@ -287,17 +287,42 @@ wait:
 		}
 	}
 	hung += dispatched - len(ready)
-	sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
 	lost := 0
 	for _, d := range ready {
 		if d.health.lost {
 			lost++
 		}
 	}
+	ready = append(ready, s.unanswered(ready)...)
+	sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
 	s.assemble(md, ready, now)
 	s.recordDevices(len(ready)-lost, lost, hung)
 	s.tel.scrapeDuration.Record(ctx, time.Since(start).Seconds())
 	return md, nil
+}
+
+// unanswered reports, from the scrape itself, every GPU whose worker did
+// not answer this time (a call hung since an earlier scrape, or one that
+// did not return within call_timeout; a hang of the whole driver silences
+// them all): hw.status failed, with the identity discovery read. The
+// workers own their GPUs' state, so each silent GPU gets a stand-in that
+// holds only that status.
+func (s *session) unanswered(ready []*device) []*device {
+	answered := make(map[*device]bool, len(ready))
+	for _, d := range ready {
+		answered[d] = true
+		d.statusStart = d.discovered // the worker is done with this scrape
+	}
+	var out []*device
+	for _, d := range s.devices {
+		if answered[d] {
+			continue
+		}
+		stand := &device{drv: d.drv, index: d.index, ent: d.ent, discovered: d.statusStart}
+		stand.emitStatus(stateFailed)
+		out = append(out, stand)
+	}
+	return out
 }
 
 func (s *session) recordDevices(reporting, lost, hung int) {

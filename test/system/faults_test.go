@@ -68,8 +68,12 @@ func TestEveryFaultKindThroughTheRealBinary(t *testing.T) {
 	hung := c.waitBatch(t, 20*time.Second, "GPU 4 is left out while its call hangs", func(md pmetric.Metrics) bool {
 		return len(find(md, "nvidia.gpu.info", nil)) >= 6 && !has(md, "nvidia.gpu.info", gpu("nvidia4"))
 	})
-	t.Run("hung call: bounded scrape, the others go on", func(t *testing.T) {
+	t.Run("hung call: bounded scrape, the others go on, the hung GPU reported failed", func(t *testing.T) {
 		everyoneElse(hung, "nvidia1", "nvidia4")
+		failed := find(hung, "hw.status", gpu("nvidia4", "hw.state", "failed"))
+		require.Len(t, failed, 1, "a GPU whose calls hang still has its status, from the scrape itself")
+		require.EqualValues(t, 1, value(failed[0]))
+		require.EqualValues(t, 0, value(find(hung, "hw.status", gpu("nvidia4", "hw.state", "ok"))[0]))
 	})
 
 	xid := c.firstBatch(t, 20*time.Second, "XID 48 counted on GPU 5", func(md pmetric.Metrics) bool {
