@@ -25,6 +25,10 @@ type Config struct {
 	// InitRetryInterval is how often NVML initialisation is retried while the
 	// library or driver is missing (a VM whose driver is installed later).
 	InitRetryInterval time.Duration `mapstructure:"init_retry_interval"`
+	// RediscoverInterval is how often the GPUs are enumerated again: GPUs
+	// added to the VM, and GPUs that could not be opened (reported failed
+	// meanwhile), are picked up.
+	RediscoverInterval time.Duration `mapstructure:"rediscover_interval"`
 	// CallTimeout bounds how long a scrape waits for one GPU's NVML calls; a
 	// GPU whose calls hang is left out until they return. Zero: half the
 	// collection interval, at most 2s.
@@ -50,6 +54,9 @@ func (c *Config) Validate() error {
 	}
 	if c.InitRetryInterval <= 0 {
 		errs = append(errs, fmt.Errorf("init_retry_interval: must be positive, got %s", c.InitRetryInterval))
+	}
+	if c.RediscoverInterval <= 0 {
+		errs = append(errs, fmt.Errorf("rediscover_interval: must be positive, got %s", c.RediscoverInterval))
 	}
 	if c.CallTimeout < 0 {
 		errs = append(errs, fmt.Errorf("call_timeout: must not be negative, got %s", c.CallTimeout))

@@ -18,6 +18,9 @@ import (
 const (
 	defaultCollectionInterval = 10 * time.Second
 	defaultInitRetryInterval  = 30 * time.Second
+	// GPUs rarely come and go; a minute finds a hot-added or reset GPU
+	// soon enough and costs one nvmlDeviceGetCount a minute.
+	defaultRediscoverInterval = time.Minute
 )
 
 // NewFactory returns the factory of the nvml receiver.
@@ -31,8 +34,9 @@ func createDefaultConfig() component.Config {
 	cc := scraperhelper.NewDefaultControllerConfig()
 	cc.CollectionInterval = defaultCollectionInterval
 	return &Config{
-		ControllerConfig:  cc,
-		InitRetryInterval: defaultInitRetryInterval,
+		ControllerConfig:   cc,
+		InitRetryInterval:  defaultInitRetryInterval,
+		RediscoverInterval: defaultRediscoverInterval,
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +33,12 @@ type session struct {
 	lastInit    time.Time
 	initFailure periodic.ErrorLatch
 	devices     []*device
+
+	// Rediscovery (discovery.go), owned by the scrape.
+	pending       []*pendingGPU
+	lastDiscovery time.Time
+	discovering   bool
+	discoveries   chan discovery
 
 	logs    atomic.Pointer[consumer.Logs]
 	watcher *xidWatcher
@@ -127,21 +131,24 @@ func (s *session) ensureInit(now time.Time) bool {
 			s.cudaVersion = fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
 		}
 	}
-	devices, err := s.discover(pcommon.NewTimestampFromTime(now))
-	if err != nil {
-		s.logger.Warn("cannot list GPUs; retrying", zap.Error(err))
+	found := s.enumerate(pcommon.NewTimestampFromTime(now), nil, nil)
+	if found.err != nil {
+		s.logger.Warn("cannot list GPUs; retrying", zap.Error(found.err))
 		_ = s.lib.Shutdown()
 		return false
 	}
-	s.devices = devices
+	s.devices = found.devices
 	s.initialized = true
-	uuids := make([]string, len(devices))
-	for i, d := range devices {
+	s.lastDiscovery = now
+	s.discoveries = make(chan discovery, 1)
+	uuids := make([]string, len(found.devices))
+	for i, d := range found.devices {
 		uuids[i] = d.ent.hwID
 		go d.run()
 	}
 	s.logger.Info("initialised", zap.String("driver_version", s.driverVersion),
 		zap.String("cuda_driver_version", s.cudaVersion), zap.Strings("gpus", uuids))
+	s.setPending(found.pending)
 	s.watcher = startXIDWatcher(s)
 	return true
 }
@@ -202,46 +209,6 @@ func (s *session) lookupSymbols() {
 	}
 }
 
-// has reports whether every named NVML function exists in the loaded library.
-
-// discover opens a handle on every GPU the config selects.
-func (s *session) discover(now pcommon.Timestamp) ([]*device, error) {
-	if !s.has("nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetUUID") {
-		return nil, fmt.Errorf("the NVML library lacks device enumeration")
-	}
-	n, ret := s.lib.DeviceGetCount()
-	if ret != nvml.SUCCESS {
-		return nil, fmt.Errorf("nvmlDeviceGetCount: %s", returnName(ret))
-	}
-	want := map[string]bool{}
-	for _, d := range s.cfg.Devices {
-		want[d] = true
-	}
-	var out []*device
-	for i := 0; i < n; i++ {
-		h, ret := s.lib.DeviceGetHandleByIndex(i)
-		if ret != nvml.SUCCESS {
-			s.tel.nvmlError("nvmlDeviceGetHandleByIndex", ret)
-			s.logger.Warn("cannot open GPU", zap.Int("index", i), zap.String("code", returnName(ret)))
-			continue
-		}
-		uuid, ret := h.GetUUID()
-		if ret != nvml.SUCCESS {
-			s.tel.nvmlError("nvmlDeviceGetUUID", ret)
-			s.logger.Warn("cannot read GPU UUID", zap.Int("index", i), zap.String("code", returnName(ret)))
-			continue
-		}
-		if len(want) > 0 && !want[strconv.Itoa(i)] && !want[uuid] {
-			continue
-		}
-		out = append(out, newDevice(&s.driver, i, h, uuid, now))
-	}
-	if len(want) > 0 && len(out) == 0 {
-		s.logger.Warn("none of the configured devices exist", zap.Strings("devices", s.cfg.Devices), zap.Int("gpus", n))
-	}
-	return out, nil
-}
-
 // scrape collects every GPU in parallel, each on its own worker, and waits
 // at most call_timeout for them. A GPU whose previous calls have not
 // returned is skipped: at most one goroutine per GPU is ever inside NVML.
@@ -255,6 +222,8 @@ func (s *session) scrape(ctx context.Context) (pmetric.Metrics, error) {
 		return md, nil
 	}
 	now := pcommon.NewTimestampFromTime(start)
+	s.mergeDiscovery()
+	s.startDiscovery(start, now)
 	done := make(chan *device, len(s.devices))
 	dispatched := 0
 	hung := 0
@@ -294,6 +263,7 @@ wait:
 		}
 	}
 	ready = append(ready, s.unanswered(ready)...)
+	ready = append(ready, s.unopened()...)
 	sort.Slice(ready, func(i, j int) bool { return ready[i].index < ready[j].index })
 	s.assemble(md, ready, now)
 	s.recordDevices(len(ready)-lost, lost, hung)
@@ -330,21 +300,4 @@ func (s *session) recordDevices(reporting, lost, hung int) {
 	s.tel.devices.Record(ctx, int64(reporting), metric.WithAttributes(attribute.String("state", "reporting")))
 	s.tel.devices.Record(ctx, int64(lost), metric.WithAttributes(attribute.String("state", "lost")))
 	s.tel.devices.Record(ctx, int64(hung), metric.WithAttributes(attribute.String("state", "hung")))
-}
-
-// deviceByHandle maps an event's device handle to the GPU it belongs to.
-func (s *session) deviceByHandle(h nvml.Device) *device {
-	for _, d := range s.devices {
-		if d.handle() == h {
-			return d
-		}
-	}
-	if uuid, ret := h.GetUUID(); ret == nvml.SUCCESS {
-		for _, d := range s.devices {
-			if d.ent.hwID == uuid || strings.EqualFold(d.ent.hwID, uuid) {
-				return d
-			}
-		}
-	}
-	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -96,6 +98,15 @@ type xidWatcher struct {
 	set  nvml.EventSet
 	done chan struct{}
 	wg   sync.WaitGroup
+
+	// devices are the GPUs registered with set; owned by the watcher's
+	// goroutine once it runs. watching is how many, for anyone.
+	devices  []*device
+	watching atomic.Int32
+	// queued are GPUs found after the watcher started, registered by its
+	// goroutine between two waits.
+	mu     sync.Mutex
+	queued []*device
 }
 
 func startXIDWatcher(s *session) *xidWatcher {
@@ -113,29 +124,55 @@ func startXIDWatcher(s *session) *xidWatcher {
 		s.logger.Warn("cannot create an NVML event set; XID errors are not reported", zap.String("code", returnName(ret)))
 		return nil
 	}
-	registered := 0
-	for _, d := range s.devices {
+	w := &xidWatcher{s: s, set: set, done: make(chan struct{})}
+	w.register(s.devices)
+	if len(w.devices) == 0 {
+		_ = set.Free()
+		return nil
+	}
+	w.wg.Add(1)
+	go w.run()
+	return w
+}
+
+// register adds GPUs to the event set. Called before the watcher runs, then
+// only from its goroutine.
+func (w *xidWatcher) register(devices []*device) {
+	s := w.s
+	for _, d := range devices {
 		h := d.handle()
 		types, ret := h.GetSupportedEventTypes()
 		if ret != nvml.SUCCESS || types&nvml.EventTypeXidCriticalError == 0 {
 			s.logger.Debug("GPU does not report XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
 			continue
 		}
-		if ret := h.RegisterEvents(nvml.EventTypeXidCriticalError, set); ret != nvml.SUCCESS {
+		if ret := h.RegisterEvents(nvml.EventTypeXidCriticalError, w.set); ret != nvml.SUCCESS {
 			s.tel.nvmlError("nvmlDeviceRegisterEvents", ret)
 			s.logger.Warn("cannot watch XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
 			continue
 		}
-		registered++
+		w.devices = append(w.devices, d)
+		w.watching.Store(int32(len(w.devices)))
 	}
-	if registered == 0 {
-		_ = set.Free()
-		return nil
+}
+
+// watch hands GPUs found after start to the watcher's goroutine, which
+// registers them before its next wait (NVML calls stay on one goroutine,
+// and a driver hung in a wait never blocks the scrape that found them).
+func (w *xidWatcher) watch(devices []*device) {
+	w.mu.Lock()
+	w.queued = append(w.queued, devices...)
+	w.mu.Unlock()
+}
+
+func (w *xidWatcher) registerQueued() {
+	w.mu.Lock()
+	q := w.queued
+	w.queued = nil
+	w.mu.Unlock()
+	if len(q) > 0 {
+		w.register(q)
 	}
-	w := &xidWatcher{s: s, set: set, done: make(chan struct{})}
-	w.wg.Add(1)
-	go w.run()
-	return w
 }
 
 func (w *xidWatcher) stop() {
@@ -156,6 +193,7 @@ func (w *xidWatcher) run() {
 			return
 		default:
 		}
+		w.registerQueued()
 		data, ret := w.set.Wait(xidWaitMillis)
 		switch ret {
 		case nvml.SUCCESS:
@@ -177,7 +215,7 @@ func (w *xidWatcher) run() {
 		if data.EventType&nvml.EventTypeXidCriticalError == 0 {
 			continue
 		}
-		d := w.s.deviceByHandle(data.Device)
+		d := w.deviceByHandle(data.Device)
 		if d == nil {
 			continue
 		}
@@ -222,4 +260,21 @@ func (w *xidWatcher) emitLog(d *device, data nvml.EventData) {
 	if err := (*next).ConsumeLogs(context.Background(), ld); err != nil {
 		w.s.logger.Warn("the logs pipeline refused an XID record", zap.Uint64("xid", code), zap.Error(err))
 	}
+}
+
+// deviceByHandle maps an event's device handle to the GPU it belongs to.
+func (w *xidWatcher) deviceByHandle(h nvml.Device) *device {
+	for _, d := range w.devices {
+		if d.handle() == h {
+			return d
+		}
+	}
+	if uuid, ret := h.GetUUID(); ret == nvml.SUCCESS {
+		for _, d := range w.devices {
+			if strings.EqualFold(d.ent.hwID, uuid) {
+				return d
+			}
+		}
+	}
+	return nil
 }

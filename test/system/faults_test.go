@@ -138,6 +138,25 @@ func TestEveryFaultKindThroughTheRealBinary(t *testing.T) {
 	})
 }
 
+// A GPU that cannot be opened when the receiver starts (here: lost until
+// 6 s in) is reported failed under its index from the first scrape, and
+// joins under its own UUID at a rediscovery once it opens.
+func TestGPUThatCannotBeOpenedAtStart(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 4\nsignal.utilization = const 60\nfault = 0 2 lost 6\n")
+	early := c.waitBatch(t, 20*time.Second, "three GPUs report, the fourth is reported failed", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.info", nil)) == 3 && len(find(md, "hw.status", map[string]any{"hw.id": "index:2", "hw.state": "failed"})) == 1
+	})
+	require.EqualValues(t, 1, value(find(early, "hw.status", map[string]any{"hw.id": "index:2", "hw.name": "nvidia2", "hw.state": "failed"})[0]))
+	late := c.waitBatch(t, 20*time.Second, "GPU 2 joins under its UUID", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.info", nil)) == 4
+	})
+	require.Empty(t, find(late, "hw.status", map[string]any{"hw.id": "index:2"}))
+	require.True(t, has(late, "hw.gpu.utilization", gpu("nvidia2")))
+	out := c.proc.Output()
+	require.Equal(t, 1, strings.Count(out, "cannot open GPU"), out)
+	require.Equal(t, 1, strings.Count(out, "GPU found"), out)
+}
+
 func TestInitFailureIsRetried(t *testing.T) {
 	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 2\nfault = 0 * init_fail 3\n")
 	c.waitBatch(t, 30*time.Second, "the GPUs appear once the driver loads", func(md pmetric.Metrics) bool {

@@ -61,6 +61,7 @@ func startCollector(t *testing.T, lib, fleet string) *collector {
     library_path: %s
     collection_interval: 1s
     init_retry_interval: 1s
+    rediscover_interval: 2s
     call_timeout: 400ms
     metrics:
 %sexporters:
