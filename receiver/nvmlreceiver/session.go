@@ -2,7 +2,6 @@ package nvmlreceiver
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -32,6 +31,8 @@ type session struct {
 	initialized bool
 	lastInit    time.Time
 	initFailure periodic.ErrorLatch
+	initDone    chan initResult // an initialisation in flight (init.go); nil when none
+	initHung    bool            // its warning was logged
 	devices     []*device
 
 	// Rediscovery (discovery.go), owned by the scrape.
@@ -54,41 +55,6 @@ func newSession(cfg *Config, lib nvml.Interface, set component.TelemetrySettings
 
 func (s *session) setLogsConsumer(next consumer.Logs) { s.logs.Store(&next) }
 
-// Start initialises NVML once; failing that, the receiver still starts and
-// retries every init_retry_interval from the scrape loop.
-func (s *session) Start(context.Context, component.Host) error {
-	s.scrapeMu.Lock()
-	defer s.scrapeMu.Unlock()
-	s.ensureInit(time.Now())
-	return nil
-}
-
-// Shutdown stops the watcher and the workers and closes NVML, unless a call
-// is still hung inside it (closing the library under it could crash).
-func (s *session) Shutdown(context.Context) error {
-	s.scrapeMu.Lock()
-	defer s.scrapeMu.Unlock()
-	s.closed = true
-	if !s.initialized {
-		return nil
-	}
-	s.watcher.stop()
-	hung := false
-	for _, d := range s.devices {
-		close(d.jobs)
-		hung = hung || d.busy.Load()
-	}
-	s.initialized = false
-	if hung {
-		s.logger.Warn("leaving NVML open at shutdown: a call on a GPU has not returned")
-		return nil
-	}
-	if ret := s.lib.Shutdown(); ret != nvml.SUCCESS {
-		s.logger.Debug("shutdown", zap.String("code", returnName(ret)))
-	}
-	return nil
-}
-
 // libraryDescription says where NVML was looked for, for the one warning a
 // VM without a driver gets.
 func (s *session) libraryDescription() string {
@@ -96,61 +62,6 @@ func (s *session) libraryDescription() string {
 		return s.cfg.LibraryPath
 	}
 	return "libnvidia-ml.so.1 via the dynamic linker (LD_LIBRARY_PATH, /etc/ld.so.cache, /lib, /usr/lib)"
-}
-
-// ensureInit initialises NVML if it is not yet, at most once per
-// init_retry_interval. Callers hold scrapeMu.
-func (s *session) ensureInit(now time.Time) bool {
-	if s.initialized || s.closed {
-		return s.initialized
-	}
-	if !s.lastInit.IsZero() && now.Sub(s.lastInit) < s.cfg.InitRetryInterval {
-		return false
-	}
-	s.lastInit = now
-	if ret := s.lib.Init(); ret != nvml.SUCCESS {
-		err := fmt.Errorf("%s", returnName(ret))
-		if s.initFailure.Changed(err) {
-			msg := "nvml: NVML did not initialise; GPU metrics start when it does"
-			if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
-				msg = "nvml: NVML library not found (no NVIDIA driver yet?); GPU metrics start when it appears"
-			}
-			s.logger.Warn(msg, zap.String("library", s.libraryDescription()), zap.String("code", returnName(ret)),
-				zap.Duration("retry_every", s.cfg.InitRetryInterval))
-		}
-		s.tel.nvmlError("nvmlInit_v2", ret)
-		return false
-	}
-	s.initFailure.Changed(nil)
-	s.lookupSymbols()
-	if v, ret := s.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
-		s.driverVersion = v
-	}
-	if s.has("nvmlSystemGetCudaDriverVersion") {
-		if v, ret := s.lib.SystemGetCudaDriverVersion(); ret == nvml.SUCCESS {
-			s.cudaVersion = fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
-		}
-	}
-	found := s.enumerate(pcommon.NewTimestampFromTime(now), nil, nil)
-	if found.err != nil {
-		s.logger.Warn("cannot list GPUs; retrying", zap.Error(found.err))
-		_ = s.lib.Shutdown()
-		return false
-	}
-	s.devices = found.devices
-	s.initialized = true
-	s.lastDiscovery = now
-	s.discoveries = make(chan discovery, 1)
-	uuids := make([]string, len(found.devices))
-	for i, d := range found.devices {
-		uuids[i] = d.ent.hwID
-		go d.run()
-	}
-	s.logger.Info("initialised", zap.String("driver_version", s.driverVersion),
-		zap.String("cuda_driver_version", s.cudaVersion), zap.Strings("gpus", uuids))
-	s.setPending(found.pending)
-	s.watcher = startXIDWatcher(s)
-	return true
 }
 
 // allSymbols is every NVML function the receiver may call. Each is looked up

@@ -175,13 +175,26 @@ func (w *xidWatcher) registerQueued() {
 	}
 }
 
-func (w *xidWatcher) stop() {
+// stopWithin stops the watcher, waiting for it at most bound; false when
+// it is still inside NVML or the logs pipeline (its event set is then
+// left alone).
+func (w *xidWatcher) stopWithin(bound time.Duration) bool {
 	if w == nil {
-		return
+		return true
 	}
 	close(w.done)
-	w.wg.Wait()
-	_ = w.set.Free()
+	stopped := make(chan struct{})
+	go func() {
+		w.wg.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		_ = w.set.Free()
+		return true
+	case <-time.After(bound):
+		return false
+	}
 }
 
 func (w *xidWatcher) run() {

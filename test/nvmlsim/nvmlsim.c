@@ -82,10 +82,10 @@ static double signal_at(const signal_t *s, double t) {
 /* ------------------------------------------------------------------ faults */
 
 enum {
-    F_LOST, F_UNSUPPORTED, F_NOPERMISSION, F_INIT_FAIL, F_SLOW, F_HANG, F_XID, F_ECC, F_RESET,
+    F_LOST, F_UNSUPPORTED, F_NOPERMISSION, F_INIT_FAIL, F_SLOW, F_HANG, F_XID, F_ECC, F_RESET, F_DRIVER_HANG,
 };
 static const char *fault_names[] = {
-    "lost", "unsupported", "nopermission", "init_fail", "slow", "hang", "xid", "ecc", "reset_counters",
+    "lost", "unsupported", "nopermission", "init_fail", "slow", "hang", "xid", "ecc", "reset_counters", "driver_hang",
 };
 
 typedef struct {
@@ -93,7 +93,7 @@ typedef struct {
     int gpu;           /* -1: every GPU */
     int kind;
     char fn[96];       /* unsupported, nopermission, slow, hang */
-    double duration;   /* lost, init_fail, hang */
+    double duration;   /* lost, init_fail, hang, driver_hang */
     unsigned ms;       /* slow */
     unsigned long long code, pid, count; /* xid, ecc */
     int uncorrected;   /* ecc */
@@ -259,6 +259,7 @@ static int parse_fault(const char *path, int line, const char *v) {
     switch (f->kind) {
     case F_LOST:
     case F_INIT_FAIL:
+    case F_DRIVER_HANG:
         if (n != 4 || (f->duration = atof(a1)) <= 0) return fail(path, line, "fault %s: want a duration in seconds", kind);
         break;
     case F_UNSUPPORTED:
@@ -289,7 +290,7 @@ static int parse_fault(const char *path, int line, const char *v) {
         if (n != 3) return fail(path, line, "fault reset_counters takes no argument");
         break;
     default:
-        return fail(path, line, "unknown fault kind '%s' (lost, unsupported, nopermission, init_fail, slow, hang, xid, ecc, reset_counters)", kind);
+        return fail(path, line, "unknown fault kind '%s' (lost, unsupported, nopermission, init_fail, slow, hang, xid, ecc, reset_counters, driver_hang)", kind);
     }
     nfaults++;
     return 0;
@@ -500,10 +501,28 @@ static void sleep_seconds(double s) {
     }
 }
 
+/* driver_hang_wait blocks while a driver_hang fault is on: the whole driver
+ * stuck (a global lock held through a GSP timeout), so every entry point
+ * that takes it, init, enumeration, every per-GPU call, the event wait and
+ * shutdown, returns only when the hang ends. */
+static void driver_hang_wait(void) {
+    for (;;) {
+        double t = now_t(), until = 0;
+        for (int i = 0; i < nfaults; i++) {
+            fault_t *f = &faults[i];
+            if (f->kind == F_DRIVER_HANG && t >= f->start && t < f->start + f->duration && f->start + f->duration > until)
+                until = f->start + f->duration;
+        }
+        if (until == 0) return;
+        sleep_seconds(until - t);
+    }
+}
+
 /* guard runs before every per-device function: initialised, a valid handle,
  * not lost, not refused by a fault, and the injected delays. */
 static nvmlReturn_t guard(nvmlDevice_t d, const char *fn, gpu_t **out, int *mig) {
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
+    driver_hang_wait();
     struct nvmlDevice_st *h = d.handle;
     if (!h || h->gpu < 0 || h->gpu >= ngpus) return NVML_ERROR_INVALID_ARGUMENT;
     double t = now_t();
@@ -569,6 +588,7 @@ EXPORT nvmlReturn_t nvmlInit_v2(void) {
     }
     if (ret == NVML_SUCCESS) init_count++;
     pthread_mutex_unlock(&global_lock);
+    driver_hang_wait();
     return ret;
 }
 
@@ -580,6 +600,7 @@ EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
 }
 
 EXPORT nvmlReturn_t nvmlShutdown(void) {
+    driver_hang_wait();
     pthread_mutex_lock(&global_lock);
     nvmlReturn_t ret = init_count > 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
     if (init_count > 0) init_count--;
@@ -606,6 +627,7 @@ EXPORT const char *nvmlErrorString(nvmlReturn_t result) {
 
 EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
+    driver_hang_wait();
     return copy_string(version, length, DRIVER_VERSION);
 }
 
@@ -621,6 +643,7 @@ EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *cudaDriverVersion) {
 
 EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount) {
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
+    driver_hang_wait();
     if (!deviceCount) return NVML_ERROR_INVALID_ARGUMENT;
     *deviceCount = (unsigned)ngpus;
     return NVML_SUCCESS;
@@ -630,6 +653,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetCount(unsigned int *deviceCount) { return nvmlD
 
 EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device) {
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
+    driver_hang_wait();
     if (!device || index >= (unsigned)ngpus) return NVML_ERROR_INVALID_ARGUMENT;
     if (lost_at((int)index, now_t())) return NVML_ERROR_GPU_IS_LOST;
     device->handle = &gpus[index].h;
@@ -641,6 +665,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t 
 }
 
 EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device) {
+    driver_hang_wait();
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
     if (!uuid || !device) return NVML_ERROR_INVALID_ARGUMENT;
     for (int i = 0; i < ngpus; i++) {
@@ -1257,6 +1282,7 @@ EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long 
 
 EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data, unsigned int timeoutms) {
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
+    driver_hang_wait(); /* past its timeout: the driver is stuck */
     struct nvmlEventSet_st *s = set.handle;
     if (!s || !data) return NVML_ERROR_INVALID_ARGUMENT;
     double deadline = now_t() + timeoutms / 1000.0;

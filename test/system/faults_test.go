@@ -157,6 +157,38 @@ func TestGPUThatCannotBeOpenedAtStart(t *testing.T) {
 	require.Equal(t, 1, strings.Count(out, "GPU found"), out)
 }
 
+// The whole driver stuck for 5 s (every call, the event wait): each GPU is
+// still reported on every scrape, failed, and all come back after.
+func TestWholeDriverHang(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 4\nsignal.utilization = const 60\nfault = 4 * driver_hang 5\n")
+	c.waitBatch(t, 20*time.Second, "the 4 GPUs report", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.info", nil)) == 4
+	})
+	hung := c.waitBatch(t, 20*time.Second, "every GPU reported failed while the driver hangs", func(md pmetric.Metrics) bool {
+		return len(find(md, "hw.status", map[string]any{"hw.state": "failed"})) == 4 && !has(md, "hw.gpu.utilization", nil)
+	})
+	for _, g := range []string{"nvidia0", "nvidia1", "nvidia2", "nvidia3"} {
+		require.EqualValues(t, 1, value(find(hung, "hw.status", gpu(g, "hw.state", "failed"))[0]), g)
+	}
+	c.waitBatch(t, 20*time.Second, "all back after the hang", func(md pmetric.Metrics) bool {
+		return len(find(md, "hw.status", map[string]any{"hw.state": "ok"})) == 4 && len(find(md, "hw.gpu.utilization", nil)) >= 4
+	})
+	require.NotContains(t, c.proc.Output(), "panic")
+}
+
+// nvmlInit stuck for 4 s: the collector starts anyway (Start waits at
+// most call_timeout) and the GPUs come when init returns.
+func TestHungInitDoesNotStopTheCollector(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 2\nsignal.utilization = const 60\nfault = 0 * driver_hang 4\n")
+	c.waitBatch(t, 20*time.Second, "the GPUs once init returns", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.info", nil)) == 2
+	})
+	out := c.proc.Output()
+	ready, initialised := strings.Index(out, "Everything is ready"), strings.Index(out, "\tinitialised\t")
+	require.True(t, ready >= 0 && initialised > ready, "the collector was ready before nvmlInit returned:\n%s", out)
+	require.Equal(t, 1, strings.Count(c.proc.Output(), "NVML initialisation has not returned"), c.proc.Output())
+}
+
 func TestInitFailureIsRetried(t *testing.T) {
 	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 2\nfault = 0 * init_fail 3\n")
 	c.waitBatch(t, 30*time.Second, "the GPUs appear once the driver loads", func(md pmetric.Metrics) bool {
