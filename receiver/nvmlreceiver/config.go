@@ -29,6 +29,10 @@ type Config struct {
 	// added to the VM, and GPUs that could not be opened (reported failed
 	// meanwhile), are picked up.
 	RediscoverInterval time.Duration `mapstructure:"rediscover_interval"`
+	// RefusedRetryInterval is how long a reading a GPU refused
+	// (NOT_SUPPORTED, NO_PERMISSION) is not asked again; a recovery or a MIG
+	// mode change asks again at once.
+	RefusedRetryInterval time.Duration `mapstructure:"refused_retry_interval"`
 	// CallTimeout bounds how long a scrape waits for one GPU's NVML calls; a
 	// GPU whose calls hang is left out until they return. Zero: half the
 	// collection interval, at most 2s.
@@ -57,6 +61,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RediscoverInterval <= 0 {
 		errs = append(errs, fmt.Errorf("rediscover_interval: must be positive, got %s", c.RediscoverInterval))
+	}
+	if c.RefusedRetryInterval <= 0 {
+		errs = append(errs, fmt.Errorf("refused_retry_interval: must be positive, got %s", c.RefusedRetryInterval))
 	}
 	if c.CallTimeout < 0 {
 		errs = append(errs, fmt.Errorf("call_timeout: must not be negative, got %s", c.CallTimeout))

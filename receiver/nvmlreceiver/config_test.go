@@ -33,6 +33,7 @@ func TestLoadConfig(t *testing.T) {
 	want.Devices = []string{"0", "GPU-abc00003-1111-4222-8333-000000000003"}
 	want.InitRetryInterval = time.Minute
 	want.RediscoverInterval = 5 * time.Minute
+	want.RefusedRetryInterval = 2 * time.Hour
 	want.CallTimeout = time.Second
 	want.Metrics = map[string]MetricConfig{
 		"nvidia.gpu.process.memory.usage": {Enabled: true},
@@ -57,6 +58,7 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 			"collection_interval: must be positive, got 0s",
 			"init_retry_interval: must be positive, got 0s",
 			"rediscover_interval: must be positive, got 0s",
+			"refused_retry_interval: must be positive, got 0s",
 		},
 		"slow_calls":     {"call_timeout: 5s must be shorter than collection_interval 5s"},
 		"negative_call":  {"call_timeout: must not be negative, got -1s"},

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -50,27 +51,30 @@ type device struct {
 	statusStart pcommon.Timestamp
 
 	// Owned by the worker goroutine.
-	discovered pcommon.Timestamp
-	calls      callMemo       // below: unsupported calls, cumulative counters
-	health     healthState    // status.go
-	util       utilCursors    // collect.go: utilization samples
-	nvlink     nvlinkState    // collect.go
-	procs      processCursor  // process.go
-	gpm        *gpmState      // gpm.go
-	migs       []*migInstance // mig.go
-	xid        xidCounts      // xid.go
-	buf        [numMetrics][]point
+	discovered  pcommon.Timestamp
+	calls       callMemo       // below: unsupported calls, cumulative counters
+	health      healthState    // status.go
+	util        utilCursors    // collect.go: utilization samples
+	nvlink      nvlinkState    // collect.go
+	procs       processCursor  // process.go
+	gpm         *gpmState      // gpm.go
+	migs        []*migInstance // mig.go
+	migMode     int            // mig.go: the mode last read, to see it change
+	migModeSeen bool
+	xid         xidCounts // xid.go
+	buf         [numMetrics][]point
 }
 
-// callMemo is what a GPU remembers of its NVML calls: the ones the GPU
-// does not support (not asked again), and the cumulative counters' starts.
+// callMemo is what a GPU remembers of its NVML calls: the ones it refused
+// (NOT_SUPPORTED, NO_PERMISSION) and when, so they are not asked every
+// scrape, and the cumulative counters' starts.
 type callMemo struct {
-	unsupported map[callKey]bool
-	counters    map[callKey]*counterState
+	refused  map[callKey]time.Time
+	counters map[callKey]*counterState
 }
 
 func newCallMemo() callMemo {
-	return callMemo{unsupported: map[callKey]bool{}, counters: map[callKey]*counterState{}}
+	return callMemo{refused: map[callKey]time.Time{}, counters: map[callKey]*counterState{}}
 }
 
 func newDevice(drv *driver, index int, h nvml.Device, uuid string, now pcommon.Timestamp) *device {
@@ -104,9 +108,24 @@ func (d *device) run() {
 }
 
 // can says whether an NVML call is worth making: the GPU is not lost, the
-// driver has the function, and it has not answered NOT_SUPPORTED before.
+// driver has the function, and it has not refused it within
+// refused_retry_interval. A refusal is not forever: permissions change, and
+// so does what a GPU supports (MIG mode, a reset, a driver update); the
+// memory is also cleared on recovery and on a MIG mode change.
 func (d *device) can(fn, variant string) bool {
-	return !d.health.lost && d.drv.has(fn) && !d.calls.unsupported[callKey{fn, variant}]
+	if d.health.lost || !d.drv.has(fn) {
+		return false
+	}
+	k := callKey{fn, variant}
+	at, refused := d.calls.refused[k]
+	if !refused {
+		return true
+	}
+	if time.Since(at) < d.drv.refusedRetry {
+		return false
+	}
+	delete(d.calls.refused, k)
+	return true
 }
 
 // ok interprets an NVML return: NOT_SUPPORTED and NO_PERMISSION are
@@ -117,9 +136,10 @@ func (d *device) ok(fn, variant string, ret nvml.Return) bool {
 	case nvml.SUCCESS:
 		return true
 	case nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_NO_PERMISSION:
-		d.calls.unsupported[callKey{fn, variant}] = true
-		d.drv.logger.Debug("not available on this GPU; not asked again", zap.String("hw.id", d.ent.hwID),
-			zap.String("function", fn), zap.String("variant", variant), zap.String("code", returnName(ret)))
+		d.calls.refused[callKey{fn, variant}] = time.Now()
+		d.drv.logger.Debug("not available on this GPU; asked again later", zap.String("hw.id", d.ent.hwID),
+			zap.String("function", fn), zap.String("variant", variant), zap.String("code", returnName(ret)),
+			zap.Duration("retry_after", d.drv.refusedRetry))
 	case nvml.ERROR_GPU_IS_LOST, nvml.ERROR_RESET_REQUIRED:
 		d.markLost(fn, ret)
 	}
@@ -153,10 +173,10 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	d.handleMu.Lock()
 	d.h = h
 	d.handleMu.Unlock()
-	// What a reset invalidates: every subsystem starts over, except the
-	// calls the GPU does not support.
+	// What a reset invalidates: every subsystem starts over, and what
+	// the GPU refused before is asked again.
 	d.health = healthState{}
-	d.calls.counters = map[callKey]*counterState{}
+	d.calls = newCallMemo()
 	d.util = newUtilCursors()
 	d.procs = processCursor{}
 	d.nvlink = nvlinkState{}

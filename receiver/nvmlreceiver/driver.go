@@ -1,6 +1,8 @@
 package nvmlreceiver
 
 import (
+	"time"
+
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"go.uber.org/zap"
 )
@@ -14,6 +16,8 @@ type driver struct {
 	logger  *zap.Logger
 	tel     *receiverTelemetry
 	enabled [numMetrics]bool
+	// refusedRetry is how long a call a GPU refused is not asked again.
+	refusedRetry time.Duration
 
 	// Written by init (under the session's scrapeMu) before any worker or
 	// the watcher starts; read-only afterwards.

@@ -21,6 +21,9 @@ const (
 	// GPUs rarely come and go; a minute finds a hot-added or reset GPU
 	// soon enough and costs one nvmlDeviceGetCount a minute.
 	defaultRediscoverInterval = time.Minute
+	// A refused reading costs one call when asked again; half an hour
+	// follows a permission or mode change soon enough.
+	defaultRefusedRetryInterval = 30 * time.Minute
 )
 
 // NewFactory returns the factory of the nvml receiver.
@@ -34,9 +37,10 @@ func createDefaultConfig() component.Config {
 	cc := scraperhelper.NewDefaultControllerConfig()
 	cc.CollectionInterval = defaultCollectionInterval
 	return &Config{
-		ControllerConfig:   cc,
-		InitRetryInterval:  defaultInitRetryInterval,
-		RediscoverInterval: defaultRediscoverInterval,
+		ControllerConfig:     cc,
+		InitRetryInterval:    defaultInitRetryInterval,
+		RediscoverInterval:   defaultRediscoverInterval,
+		RefusedRetryInterval: defaultRefusedRetryInterval,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,4 +371,57 @@ func TestVersionedSymbolsCountAsPresent(t *testing.T) {
 	}
 	h = startHarness(t, g, cfg)
 	require.Empty(t, points(h.scrape(t), "nvidia.gpu.process.memory.usage", nil))
+}
+
+// A refusal is not forever: asked again after refused_retry_interval, and
+// the reading comes back once the GPU answers it.
+func TestFaultRefusedReadingIsAskedAgain(t *testing.T) {
+	f := newH100Fleet()
+	var refuse atomic.Bool
+	refuse.Store(true)
+	d := f.device(0)
+	orig := d.GetPowerUsageFunc
+	d.GetPowerUsageFunc = func() (uint32, nvml.Return) {
+		if refuse.Load() {
+			return 0, nvml.ERROR_NO_PERMISSION
+		}
+		return orig()
+	}
+	cfg := testConfig()
+	cfg.RefusedRetryInterval = 50 * time.Millisecond
+	h := startHarness(t, f, cfg)
+	h.scrape(t)
+	h.scrape(t)
+	require.Len(t, d.GetPowerUsageCalls(), 1, "not asked again within the interval")
+	refuse.Store(false) // a permission granted
+	require.Eventually(t, func() bool {
+		return len(points(h.scrape(t), "hw.power", map[string]any{"hw.id": fixedUUID(0)})) == 1
+	}, 5*time.Second, 10*time.Millisecond, "asked again after the interval, and reported")
+}
+
+// A MIG mode change, and a recovery, ask every refused reading again at once.
+func TestFaultMIGModeChangeAndRecoveryAskAgain(t *testing.T) {
+	f := newH100Fleet()
+	d := f.device(0)
+	var mode atomic.Int32
+	d.GetMigModeFunc = func() (int, int, nvml.Return) { return int(mode.Load()), int(mode.Load()), nvml.SUCCESS }
+	d.GetPerformanceStateFunc = func() (nvml.Pstates, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
+	h := startHarness(t, f, testConfig()) // refused readings wait 30 minutes
+	h.scrape(t)
+	h.scrape(t)
+	require.Len(t, d.GetPerformanceStateCalls(), 1)
+
+	mode.Store(nvml.DEVICE_MIG_ENABLE)
+	h.scrape(t) // sees the change: everything refused is asked again
+	h.scrape(t)
+	require.Len(t, d.GetPerformanceStateCalls(), 2, "asked again after the MIG mode changed")
+	require.Len(t, h.logs.FilterMessageSnippet("MIG mode changed").All(), 1)
+
+	restore := loseGPU(f, 0)
+	h.scrape(t)
+	restore()
+	require.Eventually(t, func() bool {
+		return len(points(h.scrape(t), "nvidia.gpu.info", map[string]any{"hw.id": fixedUUID(0)})) == 1
+	}, 5*time.Second, time.Millisecond)
+	require.Len(t, d.GetPerformanceStateCalls(), 3, "asked again after the GPU came back")
 }

@@ -3,8 +3,10 @@ package nvmlreceiver
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"go.uber.org/zap"
 )
 
 // migInstance is one MIG device of a GPU in MIG mode.
@@ -33,6 +35,15 @@ func (d *device) collectMIG() {
 		return
 	}
 	current, _, ret := h.GetMigMode()
+	if ret == nvml.SUCCESS {
+		if d.migModeSeen && current != d.migMode {
+			// What the GPU supports changes with its mode (NVML documents
+			// utilization and samples as unsupported on a MIG parent).
+			d.calls.refused = map[callKey]time.Time{}
+			d.drv.logger.Info("MIG mode changed; every reading is asked again", zap.String("hw.id", d.ent.hwID), zap.Int("mig_mode", current))
+		}
+		d.migMode, d.migModeSeen = current, true
+	}
 	if !d.ok("nvmlDeviceGetMigMode", "", ret) || current != nvml.DEVICE_MIG_ENABLE {
 		d.dropMIG(nil)
 		return

@@ -50,7 +50,9 @@ func newSession(cfg *Config, lib nvml.Interface, set component.TelemetrySettings
 	if err != nil {
 		return nil, err
 	}
-	return &session{cfg: cfg, driver: driver{lib: lib, logger: set.Logger, tel: tel, enabled: cfg.enabledMetrics()}}, nil
+	return &session{cfg: cfg, driver: driver{
+		lib: lib, logger: set.Logger, tel: tel, enabled: cfg.enabledMetrics(), refusedRetry: cfg.RefusedRetryInterval,
+	}}, nil
 }
 
 func (s *session) setLogsConsumer(next consumer.Logs) { s.logs.Store(&next) }
