@@ -40,6 +40,9 @@ type device struct {
 
 	handleMu sync.Mutex
 	h        nvml.Device
+	// handleGen counts handle changes (a recovery reopens the GPU), so the
+	// XID watcher registers the new handle.
+	handleGen atomic.Int64
 
 	jobs      chan job
 	busy      atomic.Bool
@@ -173,6 +176,7 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	d.handleMu.Lock()
 	d.h = h
 	d.handleMu.Unlock()
+	d.handleGen.Add(1)
 	// What a reset invalidates: every subsystem starts over, and what
 	// the GPU refused before is asked again.
 	d.health = healthState{}
@@ -182,7 +186,7 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	d.nvlink = nvlinkState{}
 	d.gpm = nil
 	d.discovered = now
-	d.xid.restart(now)
+	d.xid.recovered()
 	d.drv.logger.Info("GPU is back", zap.String("hw.id", d.ent.hwID), zap.String("hw.name", d.ent.hwName))
 	return true
 }

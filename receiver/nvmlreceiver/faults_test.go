@@ -425,3 +425,54 @@ func TestFaultMIGModeChangeAndRecoveryAskAgain(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 	require.Len(t, d.GetPerformanceStateCalls(), 3, "asked again after the GPU came back")
 }
+
+// A registration for XID events that fails (it races with the driver's own
+// setup on a fresh node) is tried again, and the GPU's XIDs then counted.
+func TestFaultXIDRegistrationIsRetried(t *testing.T) {
+	defer func(old time.Duration) { xidRetryEvery = old }(xidRetryEvery)
+	xidRetryEvery = 10 * time.Millisecond
+	f := newH100Fleet()
+	var failures atomic.Int32
+	failures.Store(3)
+	f.device(1).RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return {
+		if failures.Add(-1) >= 0 {
+			return nvml.ERROR_UNKNOWN
+		}
+		return nvml.SUCCESS
+	}
+	h := startHarness(t, f, testConfig())
+	require.Eventually(t, func() bool { return h.s.watcher.watching.Load() == 8 }, 5*time.Second, time.Millisecond)
+	require.Len(t, h.logs.FilterMessageSnippet("cannot watch XID events yet").All(), 1, "one warning, not one per try")
+	f.xids <- nvml.EventData{Device: f.Devices[1], EventType: nvml.EventTypeXidCriticalError, EventData: 13, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
+	require.Eventually(t, func() bool {
+		return len(points(h.scrape(t), "hw.errors", map[string]any{"hw.id": fixedUUID(1), "nvidia.xid.code": int64(13)})) == 1
+	}, 5*time.Second, time.Millisecond)
+}
+
+// XIDs that arrive while a GPU is lost are kept, the GPU is not reported
+// failed for an extra interval once back, and its new handle is registered
+// for XID events again.
+func TestFaultXIDAcrossALostGPU(t *testing.T) {
+	f := newH100Fleet()
+	h := startHarness(t, f, testConfig())
+	h.scrape(t)
+	registrations := len(f.device(2).RegisterEventsCalls())
+	restore := loseGPU(f, 2)
+	md := h.scrape(t)
+	requireFailedStatus(t, md, fixedUUID(2))
+	f.xids <- nvml.EventData{Device: f.Devices[2], EventType: nvml.EventTypeXidCriticalError, EventData: 79, GpuInstanceId: 0xFFFFFFFF, ComputeInstanceId: 0xFFFFFFFF}
+	require.Eventually(t, func() bool { return len(f.xids) == 0 }, 5*time.Second, time.Millisecond)
+	h.scrape(t)
+	restore()
+	require.Eventually(t, func() bool {
+		md = h.scrape(t)
+		return len(points(md, "nvidia.gpu.info", map[string]any{"hw.id": fixedUUID(2)})) == 1
+	}, 5*time.Second, time.Millisecond)
+	xid := points(md, "hw.errors", map[string]any{"hw.id": fixedUUID(2), "nvidia.xid.code": int64(79)})
+	require.Len(t, xid, 1, "the XID seen while lost is kept")
+	require.Equal(t, int64(1), xid[0].IntValue())
+	ok := points(md, "hw.status", map[string]any{"hw.id": fixedUUID(2), "hw.state": "ok"})
+	require.Equal(t, int64(1), ok[0].IntValue(), "back: ok at once, not failed for another interval")
+	require.Eventually(t, func() bool { return len(f.device(2).RegisterEventsCalls()) > registrations }, 5*time.Second, time.Millisecond,
+		"the new handle is registered for XID events")
+}

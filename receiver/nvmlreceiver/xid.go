@@ -3,6 +3,7 @@ package nvmlreceiver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +22,11 @@ import (
 // xidWaitMillis bounds one wait on the event set, and so how long shutdown
 // waits for the watcher. Tests shorten it.
 var xidWaitMillis uint32 = 500
+
+// xidRetryEvery is how often a GPU whose registration for XID events failed
+// (it races with the driver's own setup on a fresh node) is tried again.
+// Tests shorten it.
+var xidRetryEvery = 30 * time.Second
 
 // xidCounts is one GPU's XID tally, written by the watcher and read by the
 // GPU's worker.
@@ -66,12 +72,16 @@ func (x *xidCounts) take() xidInterval {
 	return out
 }
 
-// restart starts the XID series over (the GPU came back from a reset).
-func (x *xidCounts) restart(now pcommon.Timestamp) {
+// recovered is the tally when the GPU comes back from a reset. The counts
+// are the receiver's own, not a driver counter that a reset clears, so
+// they go on, XIDs seen while the GPU was lost included; the interval's
+// failed and degraded flags are dropped, since the lost GPU was reported
+// failed meanwhile and must not be reported failed again for an interval
+// after it is back.
+func (x *xidCounts) recovered() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.start = now
-	x.counts = nil
+	x.failed, x.degraded = false, false
 }
 
 // xidDescriptions are the XIDs an operator meets most, from NVIDIA's XID catalogue.
@@ -99,10 +109,16 @@ type xidWatcher struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 
-	// devices are the GPUs registered with set; owned by the watcher's
-	// goroutine once it runs. watching is how many, for anyone.
+	// devices are the GPUs registered with set, and the handle generation
+	// each was registered with; owned by the watcher's goroutine once it
+	// runs. watching is how many, for anyone.
 	devices  []*device
+	gens     map[*device]int64
 	watching atomic.Int32
+	// failed are GPUs whose registration failed, tried again every
+	// xidRetryEvery; owned like devices.
+	failed    []*device
+	lastRetry time.Time
 	// queued are GPUs found after the watcher started, registered by its
 	// goroutine between two waits.
 	mu     sync.Mutex
@@ -124,9 +140,9 @@ func startXIDWatcher(s *session) *xidWatcher {
 		s.logger.Warn("cannot create an NVML event set; XID errors are not reported", zap.String("code", returnName(ret)))
 		return nil
 	}
-	w := &xidWatcher{s: s, set: set, done: make(chan struct{})}
+	w := &xidWatcher{s: s, set: set, done: make(chan struct{}), gens: map[*device]int64{}, lastRetry: time.Now()}
 	w.register(s.devices)
-	if len(w.devices) == 0 {
+	if len(w.devices) == 0 && len(w.failed) == 0 {
 		_ = set.Free()
 		return nil
 	}
@@ -135,24 +151,57 @@ func startXIDWatcher(s *session) *xidWatcher {
 	return w
 }
 
-// register adds GPUs to the event set. Called before the watcher runs, then
-// only from its goroutine.
+// register adds GPUs to the event set (again, for one whose handle changed
+// with a reset). A GPU that does not report XIDs is left out; one whose
+// registration fails is tried again every xidRetryEvery. Called before the
+// watcher runs, then only from its goroutine.
 func (w *xidWatcher) register(devices []*device) {
 	s := w.s
 	for _, d := range devices {
+		gen := d.handleGen.Load()
 		h := d.handle()
 		types, ret := h.GetSupportedEventTypes()
-		if ret != nvml.SUCCESS || types&nvml.EventTypeXidCriticalError == 0 {
-			s.logger.Debug("GPU does not report XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
+		if ret == nvml.SUCCESS && types&nvml.EventTypeXidCriticalError == 0 {
+			s.logger.Debug("GPU does not report XID events", zap.String("hw.id", d.ent.hwID))
 			continue
 		}
-		if ret := h.RegisterEvents(nvml.EventTypeXidCriticalError, w.set); ret != nvml.SUCCESS {
+		if ret == nvml.SUCCESS {
+			ret = h.RegisterEvents(nvml.EventTypeXidCriticalError, w.set)
+		}
+		if ret != nvml.SUCCESS {
 			s.tel.nvmlError("nvmlDeviceRegisterEvents", ret)
-			s.logger.Warn("cannot watch XID events", zap.String("hw.id", d.ent.hwID), zap.String("code", returnName(ret)))
+			if !slices.Contains(w.failed, d) {
+				s.logger.Warn("cannot watch XID events yet; trying again", zap.String("hw.id", d.ent.hwID),
+					zap.String("code", returnName(ret)), zap.Duration("retry_every", xidRetryEvery))
+				w.failed = append(w.failed, d)
+			}
 			continue
 		}
-		w.devices = append(w.devices, d)
+		w.failed = slices.DeleteFunc(w.failed, func(f *device) bool { return f == d })
+		if _, known := w.gens[d]; !known {
+			w.devices = append(w.devices, d)
+		}
+		w.gens[d] = gen
 		w.watching.Store(int32(len(w.devices)))
+	}
+}
+
+// maintain registers what needs it before a wait: GPUs found late, GPUs
+// back from a reset with a new handle, and failed registrations when due.
+func (w *xidWatcher) maintain() {
+	w.registerQueued()
+	var again []*device
+	for _, d := range w.devices {
+		if d.handleGen.Load() != w.gens[d] {
+			again = append(again, d)
+		}
+	}
+	if len(w.failed) > 0 && time.Since(w.lastRetry) >= xidRetryEvery {
+		w.lastRetry = time.Now()
+		again = append(again, w.failed...)
+	}
+	if len(again) > 0 {
+		w.register(again)
 	}
 }
 
@@ -206,7 +255,7 @@ func (w *xidWatcher) run() {
 			return
 		default:
 		}
-		w.registerQueued()
+		w.maintain()
 		data, ret := w.set.Wait(xidWaitMillis)
 		switch ret {
 		case nvml.SUCCESS:
