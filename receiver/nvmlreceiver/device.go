@@ -192,11 +192,19 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 }
 
 // cumulative turns a driver counter into a value and its start time.
+//
+// The driver's counters run from a moment the receiver does not know (the
+// driver's load, the GPU's last reset), so the first point is a "true reset
+// point", the collector's convention for an unknown start (the
+// metricstarttime processor's default): its start time is its own time and
+// its value the driver's total. A rate over it and the next point is then
+// right, where a start at discovery would have claimed the driver's whole
+// lifetime total as the first interval's increase.
 func (d *device) cumulative(fn, variant string, v uint64, now pcommon.Timestamp) pcommon.Timestamp {
 	k := callKey{fn, variant}
 	c, ok := d.calls.counters[k]
 	if !ok {
-		c = &counterState{last: v, start: d.discovered}
+		c = &counterState{last: v, start: now}
 		d.calls.counters[k] = c
 		return c.start
 	}

@@ -476,3 +476,17 @@ func TestFaultXIDAcrossALostGPU(t *testing.T) {
 	require.Eventually(t, func() bool { return len(f.device(2).RegisterEventsCalls()) > registrations }, 5*time.Second, time.Millisecond,
 		"the new handle is registered for XID events")
 }
+
+// A driver counter's first point is a true reset point: start time = its
+// own time, so nothing claims the driver's lifetime total as the first
+// interval's increase; later points keep that start.
+func TestCumulativeFirstPointIsATrueResetPoint(t *testing.T) {
+	f := newH100Fleet()
+	h := startHarness(t, f, testConfig())
+	first := points(h.scrape(t), "hw.energy", map[string]any{"hw.id": fixedUUID(0)})
+	require.Len(t, first, 1)
+	require.Equal(t, first[0].Timestamp(), first[0].StartTimestamp(), "start = time on the first point")
+	second := points(h.scrape(t), "hw.energy", map[string]any{"hw.id": fixedUUID(0)})
+	require.Equal(t, first[0].StartTimestamp(), second[0].StartTimestamp())
+	require.Greater(t, second[0].Timestamp(), second[0].StartTimestamp())
+}
