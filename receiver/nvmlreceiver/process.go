@@ -11,15 +11,36 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
-// procRoot is where process names are read from (/proc/<pid>/comm).
+// procRoot is where process names are read from. Tests point it elsewhere.
 var procRoot = "/proc"
 
-func processName(pid uint32) string {
-	b, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "comm"))
-	if err != nil {
-		return ""
+// initialPIDNamespace is the inode of the host's (initial) PID namespace
+// (PROC_PID_INIT_INO in the kernel).
+const initialPIDNamespace = "pid:[4026531836]"
+
+// hostPIDs says whether this process sees the host's PIDs, the ones NVML
+// reports. In a container with its own PID namespace, /proc/<pid> is
+// another process or none: naming the driver's PIDs from it would be
+// wrong, so no name is given there.
+func hostPIDs() bool {
+	ns, err := os.Readlink(filepath.Join(procRoot, "self", "ns", "pid"))
+	return err == nil && ns == initialPIDNamespace
+}
+
+// processName is the semconv process.executable.name: the base name of
+// /proc/<pid>/exe, else (that link needs the process's owner or
+// CAP_SYS_PTRACE) /proc/<pid>/comm, which the kernel cuts at 15
+// characters. false: not known.
+func processName(pid uint32) (string, bool) {
+	dir := filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10))
+	if target, err := os.Readlink(filepath.Join(dir, "exe")); err == nil {
+		return filepath.Base(strings.TrimSuffix(target, " (deleted)")), true
 	}
-	return strings.TrimSpace(string(b))
+	b, err := os.ReadFile(filepath.Join(dir, "comm"))
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSpace(string(b)), true
 }
 
 // collectProcesses reports per-process memory and utilization (both off by
@@ -30,14 +51,26 @@ func (d *device) collectProcesses() {
 		return
 	}
 	h := d.handle()
-	names := map[uint32]string{}
-	name := func(pid uint32) string {
-		n, ok := names[pid]
-		if !ok {
-			n = processName(pid)
-			names[pid] = n
+	host := hostPIDs()
+	type known struct {
+		name string
+		ok   bool
+	}
+	names := map[uint32]known{}
+	// attrs are a process's attributes: its PID (the host's, as NVML gives
+	// it) and, where known, its executable's name.
+	attrs := func(pid uint32) []kv {
+		k, seen := names[pid]
+		if !seen {
+			if host {
+				k.name, k.ok = processName(pid)
+			}
+			names[pid] = k
 		}
-		return n
+		if !k.ok {
+			return []kv{num("process.pid", int64(pid))}
+		}
+		return []kv{num("process.pid", int64(pid)), str("process.executable.name", k.name)}
 	}
 	if on[mProcMemory] {
 		mem := map[uint32]uint64{}
@@ -67,7 +100,7 @@ func (d *device) collectProcesses() {
 			if v > math.MaxInt64 {
 				continue // NVML's "not available" marker
 			}
-			d.emitInt(mProcMemory, d.ent, int64(v), 0, num("process.pid", int64(pid)), str("process.executable.name", name(pid)))
+			d.emitInt(mProcMemory, d.ent, int64(v), 0, attrs(pid)...)
 		}
 	}
 	if on[mProcUtil] && d.can("nvmlDeviceGetProcessUtilization", "") {

@@ -42,6 +42,13 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 	}
+	// The host's PID namespace, as the agent in a VM sees it.
+	if err := os.MkdirAll(filepath.Join(dir, "self", "ns"), 0o755); err != nil {
+		panic(err)
+	}
+	if err := os.Symlink(initialPIDNamespace, filepath.Join(dir, "self", "ns", "pid")); err != nil {
+		panic(err)
+	}
 	procRoot = dir
 	code := m.Run()
 	_ = os.RemoveAll(dir)
