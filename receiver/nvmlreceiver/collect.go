@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -357,12 +358,14 @@ func (d *device) collectPCIe(now pcommon.Timestamp) {
 	}
 }
 
-// activeLinks finds the NVLinks that are up, once per (re)discovery.
+// activeLinks finds the NVLinks that are up, listed again every
+// rediscover_interval: a link that goes down (or is trained again) is seen
+// without a restart, at one state call per link a minute.
 func (d *device) activeLinks(h nvml.Device) []int {
-	if d.nvlink.known || !d.can("nvmlDeviceGetNvLinkState", "") {
+	if time.Since(d.nvlink.listedAt) < d.drv.relistEvery || !d.can("nvmlDeviceGetNvLinkState", "") {
 		return d.nvlink.links
 	}
-	d.nvlink.known = true
+	d.nvlink.listedAt = time.Now()
 	d.nvlink.links = d.nvlink.links[:0]
 	for link := 0; link < nvml.NVLINK_MAX_LINKS; link++ {
 		state, ret := h.GetNvLinkState(link)
@@ -458,7 +461,9 @@ func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval) {
 	h := d.handle()
 	gpu := str("hw.type", "gpu")
 	d.health.newUncorrected = false
-	if d.drv.enabled[mErrors] {
+	// ECC is read for hw.status too: a rise of uncorrected errors degrades
+	// the GPU whether or not hw.errors is reported.
+	if d.drv.enabled[mErrors] || d.drv.enabled[mStatus] {
 		for _, e := range []struct {
 			typ  nvml.MemoryErrorType
 			name string
@@ -541,6 +546,6 @@ func newUtilCursors() utilCursors {
 
 // nvlinkState is the GPU's active NVLink links, read once per discovery.
 type nvlinkState struct {
-	links []int
-	known bool
+	links    []int
+	listedAt time.Time // zero: not listed yet
 }

@@ -18,6 +18,9 @@ type driver struct {
 	enabled [numMetrics]bool
 	// refusedRetry is how long a call a GPU refused is not asked again.
 	refusedRetry time.Duration
+	// relistEvery is how often what a GPU has (its active NVLinks) is
+	// listed again: rediscover_interval.
+	relistEvery time.Duration
 
 	// Written by init (under the session's scrapeMu) before any worker or
 	// the watcher starts; read-only afterwards.

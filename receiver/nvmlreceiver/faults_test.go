@@ -490,3 +490,44 @@ func TestCumulativeFirstPointIsATrueResetPoint(t *testing.T) {
 	require.Equal(t, first[0].StartTimestamp(), second[0].StartTimestamp())
 	require.Greater(t, second[0].Timestamp(), second[0].StartTimestamp())
 }
+
+// hw.status sees a rise of uncorrected ECC errors with hw.errors off.
+func TestFaultECCDegradesWithHWErrorsOff(t *testing.T) {
+	f := newH100Fleet()
+	var unc atomic.Uint64
+	f.device(4).GetTotalEccErrorsFunc = func(typ nvml.MemoryErrorType, _ nvml.EccCounterType) (uint64, nvml.Return) {
+		if typ == nvml.MEMORY_ERROR_TYPE_UNCORRECTED {
+			return unc.Load(), nvml.SUCCESS
+		}
+		return 0, nvml.SUCCESS
+	}
+	cfg := testConfig()
+	cfg.Metrics = map[string]MetricConfig{"hw.errors": {Enabled: false}}
+	h := startHarness(t, f, cfg)
+	h.scrape(t)
+	unc.Store(3)
+	md := h.scrape(t)
+	require.Empty(t, points(md, "hw.errors", nil), "hw.errors is off")
+	deg := points(md, "hw.status", map[string]any{"hw.id": fixedUUID(4), "hw.state": "degraded"})
+	require.Len(t, deg, 1)
+	require.Equal(t, int64(1), deg[0].IntValue())
+}
+
+// Active NVLinks are listed again every rediscover_interval, not once.
+func TestNVLinksAreListedAgain(t *testing.T) {
+	for _, tc := range []struct {
+		interval time.Duration
+		again    bool
+	}{{time.Hour, false}, {time.Millisecond, true}} {
+		f := newH100Fleet()
+		cfg := testConfig()
+		cfg.RediscoverInterval = tc.interval
+		h := startHarness(t, f, cfg)
+		h.scrape(t)
+		first := len(f.device(0).GetNvLinkStateCalls())
+		require.Positive(t, first)
+		time.Sleep(2 * time.Millisecond)
+		h.scrape(t)
+		require.Equal(t, tc.again, len(f.device(0).GetNvLinkStateCalls()) > first, "interval %s", tc.interval)
+	}
+}

@@ -52,6 +52,7 @@ func newSession(cfg *Config, lib nvml.Interface, set component.TelemetrySettings
 	}
 	return &session{cfg: cfg, driver: driver{
 		lib: lib, logger: set.Logger, tel: tel, enabled: cfg.enabledMetrics(), refusedRetry: cfg.RefusedRetryInterval,
+		relistEvery: cfg.RediscoverInterval,
 	}}, nil
 }
 
