@@ -92,6 +92,14 @@ func (d *leanDevice) GetTotalEnergyConsumption() (uint64, nvml.Return) {
 func (d *leanDevice) GetTemperature(nvml.TemperatureSensors) (uint32, nvml.Return) {
 	return 45, nvml.SUCCESS
 }
+func (d *leanDevice) GetTemperatureThreshold(nvml.TemperatureThresholds) (uint32, nvml.Return) {
+	return 90, nvml.SUCCESS
+}
+func (d *leanDevice) GetMaxClockInfo(nvml.ClockType) (uint32, nvml.Return) { return 1980, nvml.SUCCESS }
+func (d *leanDevice) GetMaxPcieLinkGeneration() (int, nvml.Return)         { return 5, nvml.SUCCESS }
+func (d *leanDevice) GetMaxPcieLinkWidth() (int, nvml.Return)              { return 16, nvml.SUCCESS }
+func (d *leanDevice) GetCurrPcieLinkGeneration() (int, nvml.Return)        { return 5, nvml.SUCCESS }
+func (d *leanDevice) GetCurrPcieLinkWidth() (int, nvml.Return)             { return 16, nvml.SUCCESS }
 func (d *leanDevice) GetFieldValues(fvs []nvml.FieldValue) nvml.Return {
 	for i := range fvs {
 		fvs[i].ValueType, fvs[i].Value = uint32(nvml.VALUE_TYPE_UNSIGNED_INT), u32(7)

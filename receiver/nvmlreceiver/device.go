@@ -61,6 +61,7 @@ type device struct {
 	nvlink      nvlinkState    // collect.go
 	procs       processCursor  // process.go
 	gpm         *gpmState      // gpm.go
+	limits      limitState     // limits.go
 	migs        []*migInstance // mig.go
 	migMode     int            // mig.go: the mode last read, to see it change
 	migModeSeen bool
@@ -184,6 +185,7 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	d.util = newUtilCursors()
 	d.procs = processCursor{}
 	d.nvlink = nvlinkState{}
+	d.limits = limitState{}
 	d.gpm = nil
 	d.discovered = now
 	d.xid.recovered()
@@ -238,6 +240,7 @@ func (d *device) collect(now pcommon.Timestamp) {
 	d.collectThermal()
 	d.collectClocks(now)
 	d.collectPCIe(now)
+	d.collectLimits()
 	d.collectNVLink(now)
 	d.collectErrors(now, xids)
 	d.collectMisc()

@@ -48,11 +48,15 @@ const (
 	mPowerLimit
 	mEnergy
 	mTemperature
+	mTempLimit
 	mClock
+	mClockMax
 	mThrottleActive
 	mThrottleDuration
 	mPCIeThroughput
 	mPCIeReplays
+	mPCIeLinkGen
+	mPCIeLinkWidth
 	mNVLinkIO
 	mNVLinkErrors
 	mErrors
@@ -125,10 +129,21 @@ var metricDefs = [numMetrics]metricDef{
 		description: "GPU die (gpu) and HBM (memory) temperature.", source: "GetTemperature; field MEMORY_TEMP",
 		symbols: []string{"nvmlDeviceGetTemperature", "nvmlDeviceGetFieldValues"},
 	},
+	mTempLimit: {
+		name: "hw.temperature.limit", unit: "Cel", kind: kindGauge, isInt: true, attrs: []string{"hw.sensor_location", "hw.limit_type"}, enabled: true,
+		description: "The GPU's temperature thresholds: shutdown (high.critical), slowdown (throttled) and the maximum operating temperature (max).",
+		source:      "GetTemperatureThreshold SHUTDOWN/SLOWDOWN/GPU_MAX; read every rediscover_interval",
+		symbols:     []string{"nvmlDeviceGetTemperatureThreshold"},
+	},
 	mClock: {
 		name: "nvidia.gpu.clock.frequency", unit: "Hz", kind: kindGauge, attrs: []string{"nvidia.gpu.clock"}, enabled: true,
 		description: "Current graphics, SM, memory and video clocks.", source: "GetClockInfo (MHz)",
 		symbols: []string{"nvmlDeviceGetClockInfo"},
+	},
+	mClockMax: {
+		name: "nvidia.gpu.clock.frequency.max", unit: "Hz", kind: kindGauge, attrs: []string{"nvidia.gpu.clock"}, enabled: true,
+		description: "Maximum graphics, SM, memory and video clocks.", source: "GetMaxClockInfo (MHz); read every rediscover_interval",
+		symbols: []string{"nvmlDeviceGetMaxClockInfo"},
 	},
 	mThrottleActive: {
 		name: "nvidia.gpu.clock.throttle.active", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.throttle.reason"}, enabled: true,
@@ -149,6 +164,18 @@ var metricDefs = [numMetrics]metricDef{
 		name: "nvidia.gpu.pcie.replays", unit: "{replay}", kind: kindSum, isInt: true, enabled: true,
 		description: "PCIe replays (link-level retransmissions).", source: "GetPcieReplayCounter",
 		symbols: []string{"nvmlDeviceGetPcieReplayCounter"},
+	},
+	mPCIeLinkGen: {
+		name: "nvidia.gpu.pcie.link.generation", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.pcie.link"}, enabled: true,
+		description: "PCIe link generation now (current) and at best (max); a link trained below its maximum is common in VMs.",
+		source:      "GetCurrPcieLinkGeneration, GetMaxPcieLinkGeneration (max read every rediscover_interval)",
+		symbols:     []string{"nvmlDeviceGetCurrPcieLinkGeneration", "nvmlDeviceGetMaxPcieLinkGeneration"},
+	},
+	mPCIeLinkWidth: {
+		name: "nvidia.gpu.pcie.link.width", unit: "{lane}", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.pcie.link"}, enabled: true,
+		description: "PCIe link width now (current) and at best (max).",
+		source:      "GetCurrPcieLinkWidth, GetMaxPcieLinkWidth (max read every rediscover_interval)",
+		symbols:     []string{"nvmlDeviceGetCurrPcieLinkWidth", "nvmlDeviceGetMaxPcieLinkWidth"},
 	},
 	mNVLinkIO: {
 		name: "hw.gpu.io", unit: "By", kind: kindSum, isInt: true, attrs: []string{"network.io.direction"}, enabled: true,

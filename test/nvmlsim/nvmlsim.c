@@ -45,13 +45,15 @@ typedef struct {
     int remap;          /* row remapping (Ampere+); else page retirement */
     int hbm;            /* memory temperature sensor */
     unsigned pci_device_id;
+    unsigned pcie_gen, pcie_width;             /* the link's maximum */
+    unsigned t_shutdown, t_slowdown, t_gpu_max; /* temperature thresholds, C */
 } model_t;
 
 static const model_t models[] = {
-    {"h100", "NVIDIA H100 80GB HBM3", 81559, 700, 70, 1980, 2619, 1755, 345, 18, 1, 1, 1, 1, 0x233010DE},
-    {"h200", "NVIDIA H200", 143771, 700, 75, 1980, 3201, 1755, 345, 18, 1, 1, 1, 1, 0x233510DE},
-    {"a100", "NVIDIA A100-SXM4-80GB", 81920, 400, 60, 1410, 1593, 1275, 210, 12, 0, 1, 1, 1, 0x20B210DE},
-    {"l40s", "NVIDIA L40S", 46068, 350, 35, 2520, 9001, 1965, 210, 0, 0, 0, 1, 0, 0x26B910DE},
+    {"h100", "NVIDIA H100 80GB HBM3", 81559, 700, 70, 1980, 2619, 1755, 345, 18, 1, 1, 1, 1, 0x233010DE, 5, 16, 92, 89, 87},
+    {"h200", "NVIDIA H200", 143771, 700, 75, 1980, 3201, 1755, 345, 18, 1, 1, 1, 1, 0x233510DE, 5, 16, 92, 89, 87},
+    {"a100", "NVIDIA A100-SXM4-80GB", 81920, 400, 60, 1410, 1593, 1275, 210, 12, 0, 1, 1, 1, 0x20B210DE, 4, 16, 92, 89, 85},
+    {"l40s", "NVIDIA L40S", 46068, 350, 35, 2520, 9001, 1965, 210, 0, 0, 0, 1, 0, 0x26B910DE, 4, 16, 98, 95, 88},
 };
 
 static const model_t *find_model(const char *key) {
@@ -125,6 +127,7 @@ typedef struct {
     signal_t sig[S_COUNT];
     int virt;
     char uuid[96], serial[32], busid[32];
+    unsigned pcie_gen, pcie_width; /* the link as trained now; 0: the model's maximum */
     mig_t mig[MAX_MIG];
     int nmig;
     proc_t procs[MAX_PROCS];
@@ -382,6 +385,9 @@ static int load_fleet(void) {
             if (!(g->model = find_model(e->val))) rc = fail(path, e->line, "model: unknown '%s'", e->val);
         } else if (strcmp(e->key, "mig") == 0) {
             if (parse_mig(g, e->val)) rc = fail(path, e->line, "mig: want profiles like '1g.10gb,3g.40gb' (at most %d)", MAX_MIG);
+        } else if (strcmp(e->key, "pcie_link") == 0) {
+            if (sscanf(e->val, "%u %u", &g->pcie_gen, &g->pcie_width) != 2 || g->pcie_gen < 1 || g->pcie_width < 1)
+                rc = fail(path, e->line, "pcie_link: want '<generation> <width>' (a link trained below its maximum)");
         } else if (strcmp(e->key, "process") == 0) {
             if (g->nprocs >= MAX_PROCS || sscanf(e->val, "%u %u", &g->procs[g->nprocs].pid, &g->procs[g->nprocs].mem_mib) != 2)
                 rc = fail(path, e->line, "process: want '<pid> <memory_mib>'");
@@ -940,6 +946,48 @@ EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t 
     case NVML_CLOCK_MEM: *clock = g->model->clk_mem; break;
     case NVML_CLOCK_VIDEO: *clock = busy ? g->model->clk_video : g->model->clk_idle; break;
     default: return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, nvmlClockType_t type, unsigned int *clock) {
+    GUARD(device, clock);
+    PHYSICAL_ONLY();
+    switch (type) {
+    case NVML_CLOCK_GRAPHICS:
+    case NVML_CLOCK_SM: *clock = g->model->clk_sm; break;
+    case NVML_CLOCK_MEM: *clock = g->model->clk_mem; break;
+    case NVML_CLOCK_VIDEO: *clock = g->model->clk_video; break;
+    default: return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    return NVML_SUCCESS;
+}
+
+/* pcie_link answers the four PCIe link queries: the model's maximum, or
+ * the link as trained now (gpu.<i>.pcie_link, else the maximum). */
+static nvmlReturn_t pcie_link(nvmlDevice_t device, unsigned int *out, int current, int width) {
+    GUARD(device, out);
+    PHYSICAL_ONLY();
+    unsigned max = width ? g->model->pcie_width : g->model->pcie_gen;
+    unsigned now = width ? g->pcie_width : g->pcie_gen;
+    *out = current && now ? now : max;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int *v) { return pcie_link(device, v, 0, 0); }
+EXPORT nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned int *v) { return pcie_link(device, v, 0, 1); }
+EXPORT nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, unsigned int *v) { return pcie_link(device, v, 1, 0); }
+EXPORT nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device, unsigned int *v) { return pcie_link(device, v, 1, 1); }
+
+EXPORT nvmlReturn_t nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device, nvmlTemperatureThresholds_t type, unsigned int *temp) {
+    GUARD(device, temp);
+    PHYSICAL_ONLY();
+    NOT_ON_VGPU();
+    switch (type) {
+    case NVML_TEMPERATURE_THRESHOLD_SHUTDOWN: *temp = g->model->t_shutdown; break;
+    case NVML_TEMPERATURE_THRESHOLD_SLOWDOWN: *temp = g->model->t_slowdown; break;
+    case NVML_TEMPERATURE_THRESHOLD_GPU_MAX: *temp = g->model->t_gpu_max; break;
+    default: return NVML_ERROR_NOT_SUPPORTED;
     }
     return NVML_SUCCESS;
 }

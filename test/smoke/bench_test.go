@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
@@ -57,7 +59,7 @@ func TestLoadgenCommand(t *testing.T) {
 		PerTenant map[string]map[string]int64 `json:"per_tenant"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &rep), out)
-	require.Equal(t, 340, rep.PerReq)
+	require.Equal(t, loadgen.DefaultShape.Points(), rep.PerReq)
 	require.Positive(t, rep.Points)
 	require.Len(t, rep.PerTenant, 2)
 	require.Contains(t, rep.Latency, "p99")
@@ -69,7 +71,7 @@ func TestLoadgenCommand(t *testing.T) {
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal([]byte(line), &counts), line)
-	require.Equal(t, rep.Points+340, counts.Points, "the sink counted every point loadgen had acknowledged (and the probe's)")
+	require.Equal(t, rep.Points+int64(loadgen.DefaultShape.Points()), counts.Points, "the sink counted every point loadgen had acknowledged (and the probe's)")
 
 	out, code = proc.Run(t, bin, []string{"-protocol", "udp"})
 	require.Equal(t, 1, code)

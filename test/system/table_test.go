@@ -27,22 +27,26 @@ signal.memory_temperature = const 70
 signal.energy = const 123456789
 gpu.2.mig = 1g.10gb,3g.40gb
 gpu.0.process = 4242 2048
+gpu.3.pcie_link = 3 8
 `
 
 const mib = 1 << 20
 
 type model struct {
-	name, hwName            string
-	memMiB, limitW          float64
-	smMHz, memMHz, videoMHz float64
-	nvlink, gpm, hbm        bool
+	name, hwName                  string
+	memMiB, limitW                float64
+	smMHz, memMHz, videoMHz       float64
+	nvlink, gpm, hbm              bool
+	pcieGen, pcieWidth            float64 // the link's maximum
+	curGen, curWidth              float64 // as trained (constFleet degrades the L40S's)
+	shutdownC, slowdownC, gpuMaxC float64
 }
 
 var fleetModels = []model{
-	{"NVIDIA H100 80GB HBM3", "nvidia0", 81559, 700, 1980, 2619, 1755, true, true, true},
-	{"NVIDIA H200", "nvidia1", 143771, 700, 1980, 3201, 1755, true, true, true},
-	{"NVIDIA A100-SXM4-80GB", "nvidia2", 81920, 400, 1410, 1593, 1275, true, false, true},
-	{"NVIDIA L40S", "nvidia3", 46068, 350, 2520, 9001, 1965, false, false, false},
+	{"NVIDIA H100 80GB HBM3", "nvidia0", 81559, 700, 1980, 2619, 1755, true, true, true, 5, 16, 5, 16, 92, 89, 87},
+	{"NVIDIA H200", "nvidia1", 143771, 700, 1980, 3201, 1755, true, true, true, 5, 16, 5, 16, 92, 89, 87},
+	{"NVIDIA A100-SXM4-80GB", "nvidia2", 81920, 400, 1410, 1593, 1275, true, false, true, 4, 16, 4, 16, 92, 89, 85},
+	{"NVIDIA L40S", "nvidia3", 46068, 350, 2520, 9001, 1965, false, false, false, 4, 16, 3, 8, 98, 95, 88},
 }
 
 func TestEveryMetricThroughTheRealBinary(t *testing.T) {
@@ -85,6 +89,15 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 		exact("nvidia.gpu.clock.frequency", m.smMHz*1e6, gpu(g, "nvidia.gpu.clock", "graphics"))
 		exact("nvidia.gpu.clock.frequency", m.memMHz*1e6, gpu(g, "nvidia.gpu.clock", "memory"))
 		exact("nvidia.gpu.clock.frequency", m.videoMHz*1e6, gpu(g, "nvidia.gpu.clock", "video"))
+		exact("nvidia.gpu.clock.frequency.max", m.smMHz*1e6, gpu(g, "nvidia.gpu.clock", "sm"))
+		exact("nvidia.gpu.clock.frequency.max", m.memMHz*1e6, gpu(g, "nvidia.gpu.clock", "memory"))
+		exact("hw.temperature.limit", m.shutdownC, gpu(g, "hw.limit_type", "high.critical"))
+		exact("hw.temperature.limit", m.slowdownC, gpu(g, "hw.limit_type", "throttled"))
+		exact("hw.temperature.limit", m.gpuMaxC, gpu(g, "hw.limit_type", "max"))
+		exact("nvidia.gpu.pcie.link.generation", m.pcieGen, gpu(g, "nvidia.gpu.pcie.link", "max"))
+		exact("nvidia.gpu.pcie.link.width", m.pcieWidth, gpu(g, "nvidia.gpu.pcie.link", "max"))
+		exact("nvidia.gpu.pcie.link.generation", m.curGen, gpu(g, "nvidia.gpu.pcie.link", "current"))
+		exact("nvidia.gpu.pcie.link.width", m.curWidth, gpu(g, "nvidia.gpu.pcie.link", "current"))
 		for _, r := range []string{"gpu_idle", "applications_clocks_setting", "sw_power_cap", "hw_slowdown", "sync_boost",
 			"sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "display_clock_setting"} {
 			exact("nvidia.gpu.clock.throttle.active", 0, gpu(g, "nvidia.gpu.throttle.reason", r))
