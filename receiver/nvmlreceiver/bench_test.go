@@ -2,6 +2,7 @@ package nvmlreceiver
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -22,7 +23,15 @@ type leanLib struct {
 
 type leanExt struct{ nvml.ExtendedInterface }
 
-func (leanExt) LookupSymbol(string) error { return nil }
+// LookupSymbol: every function but GetTemperatureV, which go-nvml sends to
+// the C library whatever the fake answers (the receiver then uses
+// GetTemperature, as on drivers without it).
+func (leanExt) LookupSymbol(sym string) error {
+	if sym == "nvmlDeviceGetTemperatureV" {
+		return errors.New("undefined symbol: " + sym)
+	}
+	return nil
+}
 
 type leanSample struct{ nvml.GpmSample }
 

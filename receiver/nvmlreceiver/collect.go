@@ -254,7 +254,16 @@ func (d *device) collectThermal() {
 		return
 	}
 	h := d.handle()
-	if d.can("nvmlDeviceGetTemperature", "") {
+	// The versioned call first (CUDA 13's nvml.h deprecates the old one and
+	// announces its removal), the old one on drivers without it.
+	gpuTemp := false
+	if d.can("nvmlDeviceGetTemperatureV", "") {
+		if t, ret := h.GetTemperatureV().V1(); d.ok("nvmlDeviceGetTemperatureV", "", ret) {
+			d.emit(mTemperature, d.ent, float64(t.Temperature), 0, str("hw.sensor_location", "gpu"))
+			gpuTemp = true
+		}
+	}
+	if !gpuTemp && d.can("nvmlDeviceGetTemperature", "") {
 		if c, ret := h.GetTemperature(nvml.TEMPERATURE_GPU); d.ok("nvmlDeviceGetTemperature", "", ret) {
 			d.emit(mTemperature, d.ent, float64(c), 0, str("hw.sensor_location", "gpu"))
 		}
@@ -312,8 +321,13 @@ func (d *device) collectClocks(now pcommon.Timestamp) {
 			}
 		}
 	}
-	if d.drv.enabled[mThrottleActive] && d.can("nvmlDeviceGetCurrentClocksEventReasons", "") {
-		if bits, ret := h.GetCurrentClocksEventReasons(); d.ok("nvmlDeviceGetCurrentClocksEventReasons", "", ret) {
+	// Clock event reasons are called throttle reasons before R535.
+	reasons, get := "nvmlDeviceGetCurrentClocksEventReasons", h.GetCurrentClocksEventReasons
+	if !d.drv.has(reasons) {
+		reasons, get = "nvmlDeviceGetCurrentClocksThrottleReasons", h.GetCurrentClocksThrottleReasons
+	}
+	if d.drv.enabled[mThrottleActive] && d.can(reasons, "") {
+		if bits, ret := get(); d.ok(reasons, "", ret) {
 			for _, r := range throttleReasons {
 				active := 0.0
 				if bits&r.bit != 0 {

@@ -79,7 +79,7 @@ func TestFaultMissingSymbolIsNeverCalled(t *testing.T) {
 	require.Len(t, points(md, "hw.energy", nil), 8, "other metrics go on")
 	missing := h.logs.FilterMessageSnippet("lacks some NVML functions").All()
 	require.Len(t, missing, 1)
-	require.ElementsMatch(t, []any{"nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetPowerUsage"}, missing[0].ContextMap()["missing"])
+	require.ElementsMatch(t, []any{"nvmlDeviceGetMemoryInfo_v2", "nvmlDeviceGetPowerUsage", "nvmlDeviceGetTemperatureV"}, missing[0].ContextMap()["missing"])
 }
 
 func TestFaultNotSupportedIsRememberedPerDeviceAndMetric(t *testing.T) {
@@ -530,4 +530,19 @@ func TestNVLinksAreListedAgain(t *testing.T) {
 		h.scrape(t)
 		require.Equal(t, tc.again, len(f.device(0).GetNvLinkStateCalls()) > first, "interval %s", tc.interval)
 	}
+}
+
+// A driver before R535 names clock event reasons throttle reasons.
+func TestFaultThrottleReasonsBeforeR535(t *testing.T) {
+	f := newH100Fleet()
+	f.lacks("nvmlDeviceGetCurrentClocksEventReasons")
+	for i := range f.Devices {
+		f.device(i).GetCurrentClocksEventReasonsFunc = func() (uint64, nvml.Return) { panic("called a function the driver lacks") }
+		f.device(i).GetCurrentClocksThrottleReasonsFunc = func() (uint64, nvml.Return) { return nvml.ClocksThrottleReasonSwPowerCap, nvml.SUCCESS }
+	}
+	h := startHarness(t, f, testConfig())
+	md := h.scrape(t)
+	p := points(md, "nvidia.gpu.clock.throttle.active", map[string]any{"hw.id": fixedUUID(0), "nvidia.gpu.throttle.reason": "sw_power_cap"})
+	require.Len(t, p, 1)
+	require.Equal(t, int64(1), p[0].IntValue())
 }

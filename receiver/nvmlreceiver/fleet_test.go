@@ -55,7 +55,10 @@ func u64(v uint64) [8]byte {
 func fixedUUID(i int) string { return fmt.Sprintf("GPU-%08x-1111-4222-8333-%012x", 0xabc00000+i, i) }
 
 func stubFleet(s *server.Server) *fleet {
-	f := &fleet{Server: s, missing: map[string]bool{}, xids: make(chan nvml.EventData, 16), initRet: nvml.SUCCESS}
+	// go-nvml's GetTemperatureV calls the C library whatever the mock says:
+	// the fake driver lacks it, and the receiver uses GetTemperature (the
+	// simulated library, in the system tests, has both).
+	f := &fleet{Server: s, missing: map[string]bool{"nvmlDeviceGetTemperatureV": true}, xids: make(chan nvml.EventData, 16), initRet: nvml.SUCCESS}
 	s.ExtensionsFunc = func() nvml.ExtendedInterface { return f }
 	s.LookupSymbolFunc = func(sym string) error {
 		f.mu.Lock()

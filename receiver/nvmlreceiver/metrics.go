@@ -126,8 +126,8 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mTemperature: {
 		name: "hw.temperature", unit: "Cel", kind: kindGauge, attrs: []string{"hw.sensor_location"}, enabled: true,
-		description: "GPU die (gpu) and HBM (memory) temperature.", source: "GetTemperature; field MEMORY_TEMP",
-		symbols: []string{"nvmlDeviceGetTemperature", "nvmlDeviceGetFieldValues"},
+		description: "GPU die (gpu) and HBM (memory) temperature.", source: "GetTemperatureV (GetTemperature on drivers without it); field MEMORY_TEMP",
+		symbols: []string{"nvmlDeviceGetTemperatureV", "nvmlDeviceGetTemperature", "nvmlDeviceGetFieldValues"},
 	},
 	mTempLimit: {
 		name: "hw.temperature.limit", unit: "Cel", kind: kindGauge, isInt: true, attrs: []string{"hw.sensor_location", "hw.limit_type"}, enabled: true,
@@ -147,8 +147,8 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mThrottleActive: {
 		name: "nvidia.gpu.clock.throttle.active", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.throttle.reason"}, enabled: true,
-		description: "1 while a clock event reason holds the clocks down, else 0.", source: "GetCurrentClocksEventReasons bits",
-		symbols: []string{"nvmlDeviceGetCurrentClocksEventReasons"},
+		description: "1 while a clock event reason holds the clocks down, else 0.", source: "GetCurrentClocksEventReasons bits (GetCurrentClocksThrottleReasons before R535)",
+		symbols: []string{"nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"},
 	},
 	mThrottleDuration: {
 		name: "nvidia.gpu.clock.throttle.duration", unit: "s", kind: kindSum, attrs: []string{"nvidia.gpu.violation.policy"}, enabled: true,

@@ -895,6 +895,18 @@ EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatur
     return NVML_SUCCESS;
 }
 
+/* The versioned successor of nvmlDeviceGetTemperature (CUDA 13's nvml.h
+ * deprecates the old one). */
+EXPORT nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t device, nvmlTemperature_t *t) {
+    GUARD(device, t);
+    PHYSICAL_ONLY();
+    NOT_ON_VGPU();
+    if (t->version != nvmlTemperature_v1) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (t->sensorType != NVML_TEMPERATURE_GPU) return NVML_ERROR_INVALID_ARGUMENT;
+    t->temperature = (int)lround(temperature(g));
+    return NVML_SUCCESS;
+}
+
 EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount, nvmlFieldValue_t *values) {
     GUARD(device, values && valuesCount >= 0);
     PHYSICAL_ONLY();
@@ -990,6 +1002,12 @@ EXPORT nvmlReturn_t nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device, nvmlT
     default: return NVML_ERROR_NOT_SUPPORTED;
     }
     return NVML_SUCCESS;
+}
+
+/* The pre-R535 name of the same query. */
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device, unsigned long long *reasons);
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device, unsigned long long *reasons) {
+    return nvmlDeviceGetCurrentClocksEventReasons(device, reasons);
 }
 
 EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device, unsigned long long *reasons) {

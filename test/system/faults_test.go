@@ -22,7 +22,7 @@ fault = 0 0 slow nvmlDeviceGetPowerUsage 100
 fault = 3 1 lost 4
 fault = 0 2 unsupported nvmlDeviceGetPowerUsage
 fault = 0 3 nopermission nvmlDeviceGetTotalEnergyConsumption
-fault = 3 4 hang nvmlDeviceGetTemperature 4
+fault = 3 4 hang nvmlDeviceGetTemperatureV 4
 fault = 3 5 xid 48 4242
 fault = 3 6 ecc 5 uncorrected
 fault = 4 7 reset_counters
@@ -207,16 +207,21 @@ func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
 			len(c.sink.Metrics()) >= 3
 	})
 	// The Makefile builds this variant without NVMLSIM_OMIT (default:
-	// nvmlDeviceGetPowerUsage nvmlGpmMetricsGet).
+	// nvmlDeviceGetPowerUsage nvmlGpmMetricsGet, and the newer calls that
+	// have an older fallback: nvmlDeviceGetTemperatureV,
+	// nvmlDeviceGetCurrentClocksEventReasons).
 	require.False(t, has(md, "hw.power", nil), "power needs nvmlDeviceGetPowerUsage")
 	for _, gpm := range []string{"nvidia.gpu.sm.utilization", "nvidia.gpu.sm.occupancy", "nvidia.gpu.dram.utilization", "nvidia.gpu.pipe.utilization"} {
 		require.False(t, has(md, gpm, nil), "%s needs nvmlGpmMetricsGet", gpm)
 	}
-	for _, still := range []string{"hw.energy", "nvidia.gpu.power.limit", "hw.temperature", "hw.gpu.utilization", "hw.gpu.memory.usage", "hw.status"} {
+	for _, still := range []string{"hw.energy", "nvidia.gpu.power.limit", "hw.temperature", "hw.gpu.utilization", "hw.gpu.memory.usage", "hw.status",
+		"nvidia.gpu.clock.throttle.active"} {
 		require.True(t, has(md, still, gpu("nvidia0")), "%s does not need the missing functions", still)
 	}
 	out := c.proc.Output()
 	require.Equal(t, 1, strings.Count(out, "lacks some NVML functions"), out)
 	require.Contains(t, out, "nvmlDeviceGetPowerUsage")
 	require.Contains(t, out, "nvmlGpmMetricsGet")
+	require.Contains(t, out, "nvmlDeviceGetTemperatureV", "temperature fell back to nvmlDeviceGetTemperature")
+	require.Contains(t, out, "nvmlDeviceGetCurrentClocksEventReasons", "event reasons fell back to throttle reasons")
 }
