@@ -104,10 +104,10 @@ func sampleValue(vt nvml.ValueType, b [8]byte) float64 {
 // averageSamples averages the utilization samples NVML buffered since the
 // last scrape. false: none new (the caller falls back to an instant reading).
 func (d *device) averageSamples(h nvml.Device, typ nvml.SamplingType) (float64, bool) {
-	variant := "gpu"
-	if typ == nvml.MEMORY_UTILIZATION_SAMPLES {
-		variant = "memory"
-	}
+	variant := map[nvml.SamplingType]string{
+		nvml.GPU_UTILIZATION_SAMPLES: "gpu", nvml.MEMORY_UTILIZATION_SAMPLES: "memory",
+		nvml.ENC_UTILIZATION_SAMPLES: "encoder", nvml.DEC_UTILIZATION_SAMPLES: "decoder",
+	}[typ]
 	if !d.can("nvmlDeviceGetSamples", variant) {
 		return 0, false
 	}
@@ -164,14 +164,23 @@ func (d *device) collectUtilization() {
 		} else if instant() {
 			d.emit(mUtilization, d.ent, float64(rates.Gpu)/100, 0, str("hw.gpu.task", "general"))
 		}
-		if d.can("nvmlDeviceGetEncoderUtilization", "") {
-			if v, _, ret := h.GetEncoderUtilization(); d.ok("nvmlDeviceGetEncoderUtilization", "", ret) {
-				d.emit(mUtilization, d.ent, float64(v)/100, 0, str("hw.gpu.task", "encoder"))
-			}
-		}
-		if d.can("nvmlDeviceGetDecoderUtilization", "") {
-			if v, _, ret := h.GetDecoderUtilization(); d.ok("nvmlDeviceGetDecoderUtilization", "", ret) {
-				d.emit(mUtilization, d.ent, float64(v)/100, 0, str("hw.gpu.task", "decoder"))
+		// Encoder and decoder like the GPU: averaged over the samples since
+		// the last scrape, the instant reading where there are none.
+		for _, e := range []struct {
+			typ  nvml.SamplingType
+			task string
+			fn   string
+			get  func() (uint32, uint32, nvml.Return)
+		}{
+			{nvml.ENC_UTILIZATION_SAMPLES, "encoder", "nvmlDeviceGetEncoderUtilization", h.GetEncoderUtilization},
+			{nvml.DEC_UTILIZATION_SAMPLES, "decoder", "nvmlDeviceGetDecoderUtilization", h.GetDecoderUtilization},
+		} {
+			if v, ok := d.averageSamples(h, e.typ); ok {
+				d.emit(mUtilization, d.ent, v/100, 0, str("hw.gpu.task", e.task))
+			} else if d.can(e.fn, "") {
+				if v, _, ret := e.get(); d.ok(e.fn, "", ret) {
+					d.emit(mUtilization, d.ent, float64(v)/100, 0, str("hw.gpu.task", e.task))
+				}
 			}
 		}
 	}

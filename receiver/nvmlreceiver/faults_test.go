@@ -546,3 +546,30 @@ func TestFaultThrottleReasonsBeforeR535(t *testing.T) {
 	require.Len(t, p, 1)
 	require.Equal(t, int64(1), p[0].IntValue())
 }
+
+// Encoder and decoder utilization are averaged over the samples since the
+// last scrape, like the GPU's; the instant reading where there are none.
+func TestEncoderDecoderAveragedFromSamples(t *testing.T) {
+	f := newH100Fleet()
+	d := f.device(3)
+	var clock atomic.Uint64
+	d.GetSamplesFunc = func(typ nvml.SamplingType, last uint64) (nvml.ValueType, []nvml.Sample, nvml.Return) {
+		if typ == nvml.DEC_UTILIZATION_SAMPLES {
+			return 0, nil, nvml.ERROR_NOT_SUPPORTED
+		}
+		t := clock.Add(4) + last
+		return nvml.VALUE_TYPE_UNSIGNED_INT, []nvml.Sample{
+			{TimeStamp: t - 3, SampleValue: u32(10)}, {TimeStamp: t - 2, SampleValue: u32(20)},
+			{TimeStamp: t - 1, SampleValue: u32(30)}, {TimeStamp: t, SampleValue: u32(40)},
+		}, nvml.SUCCESS
+	}
+	d.GetDecoderUtilizationFunc = func() (uint32, uint32, nvml.Return) { return 7, 167000, nvml.SUCCESS }
+	h := startHarness(t, f, testConfig())
+	md := h.scrape(t)
+	enc := points(md, "hw.gpu.utilization", map[string]any{"hw.id": fixedUUID(3), "hw.gpu.task": "encoder"})
+	require.Len(t, enc, 1)
+	require.InDelta(t, 0.25, enc[0].DoubleValue(), 1e-9, "the average of 10, 20, 30, 40 percent")
+	dec := points(md, "hw.gpu.utilization", map[string]any{"hw.id": fixedUUID(3), "hw.gpu.task": "decoder"})
+	require.Len(t, dec, 1)
+	require.InDelta(t, 0.07, dec[0].DoubleValue(), 1e-9, "no decoder samples: the instant reading")
+}

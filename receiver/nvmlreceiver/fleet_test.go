@@ -132,9 +132,14 @@ func stubDevice(d *server.Device, i int) {
 	}
 	var sampleClock atomic.Uint64
 	d.GetSamplesFunc = func(typ nvml.SamplingType, last uint64) (nvml.ValueType, []nvml.Sample, nvml.Return) {
-		base := 40.0 + fi
-		if typ == nvml.MEMORY_UTILIZATION_SAMPLES {
+		base, step := 40.0+fi, 10.0
+		switch typ {
+		case nvml.MEMORY_UTILIZATION_SAMPLES:
 			base = 20.0 + fi
+		case nvml.ENC_UTILIZATION_SAMPLES: // steady: the average is the instant reading
+			base, step = fi, 0
+		case nvml.DEC_UTILIZATION_SAMPLES:
+			base, step = 2*fi, 0
 		}
 		// Four new samples per call, newer than anything returned before,
 		// plus an old one the receiver must ignore.
@@ -142,9 +147,9 @@ func stubDevice(d *server.Device, i int) {
 		return nvml.VALUE_TYPE_UNSIGNED_INT, []nvml.Sample{
 			{TimeStamp: last, SampleValue: u32(99)},
 			{TimeStamp: t - 3, SampleValue: u32(uint32(base))},
-			{TimeStamp: t - 2, SampleValue: u32(uint32(base + 10))},
-			{TimeStamp: t - 1, SampleValue: u32(uint32(base + 20))},
-			{TimeStamp: t, SampleValue: u32(uint32(base + 30))},
+			{TimeStamp: t - 2, SampleValue: u32(uint32(base + step))},
+			{TimeStamp: t - 1, SampleValue: u32(uint32(base + 2*step))},
+			{TimeStamp: t, SampleValue: u32(uint32(base + 3*step))},
 		}, nvml.SUCCESS
 	}
 	d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {

@@ -79,7 +79,7 @@ var metricDefs = [numMetrics]metricDef{
 	mUtilization: {
 		name: "hw.gpu.utilization", unit: "1", kind: kindGauge, attrs: []string{"hw.gpu.task"}, enabled: true,
 		description: "Fraction of time the GPU (general), its encoder or its decoder was busy, averaged over the scrape interval.",
-		source:      "GetSamples(GPU_UTILIZATION_SAMPLES, last seen) averaged; fallback GetUtilizationRates; Get{Encoder,Decoder}Utilization",
+		source:      "GetSamples(GPU/ENC/DEC_UTILIZATION_SAMPLES, last seen) averaged; fallback GetUtilizationRates, Get{Encoder,Decoder}Utilization",
 		symbols:     []string{"nvmlDeviceGetSamples", "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetEncoderUtilization", "nvmlDeviceGetDecoderUtilization"},
 	},
 	mMemBandwidthUtil: {

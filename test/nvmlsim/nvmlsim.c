@@ -70,9 +70,10 @@ typedef struct {
     double a, b, period, phase;
 } signal_t;
 
-enum { S_UTIL, S_MEMBW, S_MEMUSED, S_POWER, S_TEMP, S_MEMTEMP, S_ENERGY, S_COUNT };
+enum { S_UTIL, S_MEMBW, S_MEMUSED, S_POWER, S_TEMP, S_MEMTEMP, S_ENERGY, S_ENC, S_DEC, S_COUNT };
 static const char *signal_names[S_COUNT] = {
     "utilization", "memory_bandwidth", "memory_used", "power", "temperature", "memory_temperature", "energy",
+    "encoder", "decoder",
 };
 
 static double signal_at(const signal_t *s, double t) {
@@ -431,6 +432,9 @@ static double membw_at(gpu_t *g, double t) {
     return g->sig[S_MEMBW].set ? signal_at(&g->sig[S_MEMBW], t) : 0.6 * util_at(g, t);
 }
 
+static double enc_at(gpu_t *g, double t) { return g->sig[S_ENC].set ? signal_at(&g->sig[S_ENC], t) : 0; }
+static double dec_at(gpu_t *g, double t) { return g->sig[S_DEC].set ? signal_at(&g->sig[S_DEC], t) : 0; }
+
 static double power_at(gpu_t *g, double t) {
     if (g->sig[S_POWER].set) return signal_at(&g->sig[S_POWER], t);
     const model_t *m = g->model;
@@ -780,6 +784,10 @@ EXPORT nvmlReturn_t nvmlDeviceGetSamples(nvmlDevice_t device, nvmlSamplingType_t
         return samples(g, util_at, lastSeenTimeStamp, sampleValType, sampleCount, samplesOut);
     case NVML_MEMORY_UTILIZATION_SAMPLES:
         return samples(g, membw_at, lastSeenTimeStamp, sampleValType, sampleCount, samplesOut);
+    case NVML_ENC_UTILIZATION_SAMPLES:
+        return samples(g, enc_at, lastSeenTimeStamp, sampleValType, sampleCount, samplesOut);
+    case NVML_DEC_UTILIZATION_SAMPLES:
+        return samples(g, dec_at, lastSeenTimeStamp, sampleValType, sampleCount, samplesOut);
     default:
         return NVML_ERROR_NOT_SUPPORTED;
     }
@@ -797,7 +805,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtili
 EXPORT nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigned int *utilization, unsigned int *samplingPeriodUs) {
     GUARD(device, utilization && samplingPeriodUs);
     PHYSICAL_ONLY();
-    *utilization = 0;
+    *utilization = (unsigned)lround(enc_at(g, now_t()));
     *samplingPeriodUs = 167000;
     return NVML_SUCCESS;
 }
@@ -805,7 +813,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigne
 EXPORT nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned int *utilization, unsigned int *samplingPeriodUs) {
     GUARD(device, utilization && samplingPeriodUs);
     PHYSICAL_ONLY();
-    *utilization = 0;
+    *utilization = (unsigned)lround(dec_at(g, now_t()));
     *samplingPeriodUs = 167000;
     return NVML_SUCCESS;
 }

@@ -28,6 +28,8 @@ signal.energy = const 123456789
 gpu.2.mig = 1g.10gb,3g.40gb
 gpu.0.process = 4242 2048
 gpu.3.pcie_link = 3 8
+gpu.1.signal.encoder = const 20
+gpu.1.signal.decoder = const 10
 `
 
 const mib = 1 << 20
@@ -69,8 +71,12 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 	for i, m := range fleetModels {
 		g := m.hwName
 		exact("hw.gpu.utilization", 0.5, gpu(g, "hw.gpu.task", "general"))
-		exact("hw.gpu.utilization", 0, gpu(g, "hw.gpu.task", "encoder"))
-		exact("hw.gpu.utilization", 0, gpu(g, "hw.gpu.task", "decoder"))
+		enc, dec := 0.0, 0.0
+		if g == "nvidia1" {
+			enc, dec = 0.2, 0.1
+		}
+		exact("hw.gpu.utilization", enc, gpu(g, "hw.gpu.task", "encoder"))
+		exact("hw.gpu.utilization", dec, gpu(g, "hw.gpu.task", "decoder"))
 		exact("nvidia.gpu.memory.bandwidth.utilization", 0.3, gpu(g))
 		exact("hw.gpu.memory.usage", 10240*mib, gpu(g))
 		exact("hw.gpu.memory.limit", m.memMiB*mib, gpu(g))
