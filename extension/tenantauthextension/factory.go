@@ -17,7 +17,7 @@ const (
 	// An agent's request nests attribute values 1 deep; 16 leaves room for
 	// any real customer payload and keeps decoding far from the stack limit.
 	defaultMaxNestingDepth = 16
-	// A 372-point agent request holds ~760 attributes; a batched one a few
+	// A 380-point agent request holds ~780 attributes; a batched one a few
 	// thousand.
 	defaultMaxValues         = 100_000
 	defaultFailuresPerMinute = 30

@@ -390,6 +390,7 @@ func (d *device) activeLinks(h nvml.Device) []int {
 	}
 	d.nvlink.listedAt = time.Now()
 	d.nvlink.links = d.nvlink.links[:0]
+	d.nvlink.all = d.nvlink.all[:0]
 	for link := 0; link < nvml.NVLINK_MAX_LINKS; link++ {
 		state, ret := h.GetNvLinkState(link)
 		if ret == nvml.ERROR_INVALID_ARGUMENT || ret == nvml.ERROR_NOT_SUPPORTED {
@@ -399,6 +400,7 @@ func (d *device) activeLinks(h nvml.Device) []int {
 			d.ok("nvmlDeviceGetNvLinkState", "", ret)
 			continue
 		}
+		d.nvlink.all = append(d.nvlink.all, linkState{link: link, active: state == nvml.FEATURE_ENABLED})
 		if state == nvml.FEATURE_ENABLED {
 			d.nvlink.links = append(d.nvlink.links, link)
 		}
@@ -415,11 +417,14 @@ var nvlinkErrorTypes = []struct {
 }
 
 func (d *device) collectNVLink(now pcommon.Timestamp) {
-	if !d.drv.enabled[mNVLinkIO] && !d.drv.enabled[mNVLinkErrors] {
+	if !d.drv.enabled[mNVLinkIO] && !d.drv.enabled[mNVLinkErrors] && !d.drv.enabled[mNVLinkActive] {
 		return
 	}
 	h := d.handle()
 	links := d.activeLinks(h)
+	for _, l := range d.nvlink.all {
+		d.emit(mNVLinkActive, d.ent, b2f(l.active), 0, num("nvidia.gpu.nvlink.link", int64(l.link)))
+	}
 	if len(links) == 0 {
 		return
 	}
@@ -567,8 +572,15 @@ func newUtilCursors() utilCursors {
 	return utilCursors{lastSeen: map[nvml.SamplingType]uint64{}}
 }
 
+// linkState is one NVLink and whether it is active.
+type linkState struct {
+	link   int
+	active bool
+}
+
 // nvlinkState is the GPU's active NVLink links, read once per discovery.
 type nvlinkState struct {
-	links    []int
-	listedAt time.Time // zero: not listed yet
+	links    []int       // the active ones
+	all      []linkState // every link the GPU has
+	listedAt time.Time   // zero: not listed yet
 }

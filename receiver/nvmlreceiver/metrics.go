@@ -59,6 +59,7 @@ const (
 	mPCIeLinkWidth
 	mNVLinkIO
 	mNVLinkErrors
+	mNVLinkActive
 	mErrors
 	mRemappedRows
 	mRetiredPages
@@ -186,6 +187,12 @@ var metricDefs = [numMetrics]metricDef{
 		name: "nvidia.gpu.nvlink.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"error.type"}, enabled: true,
 		description: "NVLink errors by type, summed over the active links.", source: "GetNvLinkErrorCounter, summed over links",
 		symbols: []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetNvLinkErrorCounter"},
+	},
+	mNVLinkActive: {
+		name: "nvidia.gpu.nvlink.link.active", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.nvlink.link"}, enabled: true,
+		description: "Per NVLink the GPU has: 1 while it is active, 0 while it is down or untrained.",
+		source:      "GetNvLinkState per link; read every rediscover_interval",
+		symbols:     []string{"nvmlDeviceGetNvLinkState"},
 	},
 	mErrors: {
 		name: "hw.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"hw.type", "error.type", "nvidia.xid.code"}, enabled: true,

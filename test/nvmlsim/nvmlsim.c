@@ -85,10 +85,10 @@ static double signal_at(const signal_t *s, double t) {
 /* ------------------------------------------------------------------ faults */
 
 enum {
-    F_LOST, F_UNSUPPORTED, F_NOPERMISSION, F_INIT_FAIL, F_SLOW, F_HANG, F_XID, F_ECC, F_RESET, F_DRIVER_HANG,
+    F_LOST, F_UNSUPPORTED, F_NOPERMISSION, F_INIT_FAIL, F_SLOW, F_HANG, F_XID, F_ECC, F_RESET, F_DRIVER_HANG, F_NVLINK_DOWN,
 };
 static const char *fault_names[] = {
-    "lost", "unsupported", "nopermission", "init_fail", "slow", "hang", "xid", "ecc", "reset_counters", "driver_hang",
+    "lost", "unsupported", "nopermission", "init_fail", "slow", "hang", "xid", "ecc", "reset_counters", "driver_hang", "nvlink_down",
 };
 
 typedef struct {
@@ -98,6 +98,7 @@ typedef struct {
     char fn[96];       /* unsupported, nopermission, slow, hang */
     double duration;   /* lost, init_fail, hang, driver_hang */
     unsigned ms;       /* slow */
+    unsigned link;     /* nvlink_down */
     unsigned long long code, pid, count; /* xid, ecc */
     int uncorrected;   /* ecc */
     unsigned char applied[MAX_GPUS]; /* ecc, reset_counters: done on that GPU */
@@ -293,8 +294,12 @@ static int parse_fault(const char *path, int line, const char *v) {
     case F_RESET:
         if (n != 3) return fail(path, line, "fault reset_counters takes no argument");
         break;
+    case F_NVLINK_DOWN:
+        if (n != 5 || (f->duration = atof(a2)) <= 0) return fail(path, line, "fault nvlink_down: want '<link> <seconds>'");
+        f->link = (unsigned)atoi(a1);
+        break;
     default:
-        return fail(path, line, "unknown fault kind '%s' (lost, unsupported, nopermission, init_fail, slow, hang, xid, ecc, reset_counters, driver_hang)", kind);
+        return fail(path, line, "unknown fault kind '%s' (lost, unsupported, nopermission, init_fail, slow, hang, xid, ecc, reset_counters, driver_hang, nvlink_down)", kind);
     }
     nfaults++;
     return 0;
@@ -1098,6 +1103,12 @@ EXPORT nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int l
     if (g->model->nvlinks == 0) return NVML_ERROR_NOT_SUPPORTED;
     if (link >= g->model->nvlinks) return NVML_ERROR_INVALID_ARGUMENT;
     *isActive = NVML_FEATURE_ENABLED;
+    double t = now_t();
+    for (int i = 0; i < nfaults; i++) {
+        fault_t *f = &faults[i];
+        if (f->kind == F_NVLINK_DOWN && (f->gpu == g - gpus || f->gpu == -1) && f->link == link && t >= f->start && t < f->start + f->duration)
+            *isActive = NVML_FEATURE_DISABLED;
+    }
     return NVML_SUCCESS;
 }
 

@@ -189,6 +189,21 @@ func TestHungInitDoesNotStopTheCollector(t *testing.T) {
 	require.Equal(t, 1, strings.Count(c.proc.Output(), "NVML initialisation has not returned"), c.proc.Output())
 }
 
+// An NVLink that is down is reported as such, per link; the others active.
+func TestNVLinkDownIsReportedPerLink(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 1\nsignal.utilization = const 60\nfault = 0 0 nvlink_down 2 600\n")
+	md := c.waitBatch(t, 20*time.Second, "the H100's 18 links", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.nvlink.link.active", nil)) == 18
+	})
+	for link := int64(0); link < 18; link++ {
+		want := 1.0
+		if link == 2 {
+			want = 0
+		}
+		require.EqualValues(t, want, value(find(md, "nvidia.gpu.nvlink.link.active", gpu("nvidia0", "nvidia.gpu.nvlink.link", link))[0]), "link %d", link)
+	}
+}
+
 func TestInitFailureIsRetried(t *testing.T) {
 	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 2\nfault = 0 * init_fail 3\n")
 	c.waitBatch(t, 30*time.Second, "the GPUs appear once the driver loads", func(md pmetric.Metrics) bool {
