@@ -573,3 +573,24 @@ func TestEncoderDecoderAveragedFromSamples(t *testing.T) {
 	require.Len(t, dec, 1)
 	require.InDelta(t, 0.07, dec[0].DoubleValue(), 1e-9, "no decoder samples: the instant reading")
 }
+
+// A MIG instance whose GPM sample the driver refuses is not asked (and
+// logged) again every scrape.
+func TestFaultGPMMIGRefusalIsRemembered(t *testing.T) {
+	f := newH100Fleet()
+	f.enableMIG(0)
+	var calls atomic.Int32
+	f.GpmMigSampleGetFunc = func(nvml.Device, int, nvml.GpmSample) nvml.Return {
+		calls.Add(1)
+		return nvml.ERROR_NOT_SUPPORTED
+	}
+	h := startHarness(t, f, testConfig())
+	h.scrape(t)
+	first := calls.Load()
+	require.Positive(t, first)
+	for range 3 {
+		h.scrape(t)
+	}
+	require.Equal(t, first, calls.Load(), "asked once per instance, then remembered")
+	require.Len(t, h.logs.FilterMessageSnippet("not available on this GPU").FilterField(zap.String("function", "nvmlGpmMigSampleGet")).All(), int(first))
+}

@@ -82,7 +82,9 @@ func (d *device) collectMIG() {
 	d.dropMIG(live)
 	for _, m := range live {
 		d.collectMemory(m.h, m.ent, "mig:"+m.ent.hwID)
-		if d.gpm != nil && d.gpm.supported && d.can("nvmlGpmMigSampleGet", "") {
+		// The refusal is remembered under the instance it was for, so the
+		// check must ask for that same key.
+		if d.gpm != nil && d.gpm.supported && d.can("nvmlGpmMigSampleGet", "mig:"+m.ent.hwID) {
 			if m.gpm == nil {
 				m.gpm = d.newGPMPair("mig")
 			}
