@@ -20,7 +20,9 @@ type Config struct {
 	// through the dynamic linker's search (LD_LIBRARY_PATH, ld.so.cache).
 	LibraryPath string `mapstructure:"library_path"`
 	// Devices limits the receiver to these GPUs, by index ("0") or UUID
-	// ("GPU-..."). Empty: every GPU NVML reports.
+	// ("GPU-..."); a MIG instance's UUID ("MIG-...") selects its parent GPU
+	// and, of its MIG instances, the ones listed. Empty: every GPU NVML
+	// reports.
 	Devices []string `mapstructure:"devices"`
 	// InitRetryInterval is how often NVML initialisation is retried while the
 	// library or driver is missing (a VM whose driver is installed later).

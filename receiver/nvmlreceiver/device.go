@@ -48,6 +48,10 @@ type device struct {
 	busy      atomic.Bool
 	hungSince atomic.Int64
 
+	// onlyMIG, when set, are the MIG instances the config selects on this
+	// GPU (by UUID); the others are not reported. Read-only.
+	onlyMIG map[string]bool
+
 	// Owned by the scrape: the start of this GPU's hw.status series as of
 	// its last answer, for the status the scrape reports when it does not
 	// answer.

@@ -86,13 +86,48 @@ func (s *session) enumerate(now pcommon.Timestamp, known map[int]bool, prev map[
 			failed("nvmlDeviceGetUUID: "+returnName(ret), busID)
 			continue
 		}
+		var onlyMIG map[string]bool
 		if len(want) > 0 && !want[idx] && !want[uuid] {
-			continue
+			// A MIG instance's UUID selects its parent GPU and, of its
+			// instances, the ones listed.
+			if onlyMIG = s.selectedMIGs(h, want); len(onlyMIG) == 0 {
+				continue
+			}
 		}
-		out.devices = append(out.devices, newDevice(&s.driver, i, h, uuid, now))
+		d := newDevice(&s.driver, i, h, uuid, now)
+		d.onlyMIG = onlyMIG
+		out.devices = append(out.devices, d)
 	}
 	if len(want) > 0 && len(known) == 0 && len(out.devices) == 0 && len(out.pending) == 0 {
 		s.logger.Warn("none of the configured devices exist", zap.Strings("devices", s.cfg.Devices), zap.Int("gpus", n))
+	}
+	return out
+}
+
+// selectedMIGs lists the MIG instances of GPU h whose UUIDs devices names.
+func (s *session) selectedMIGs(h nvml.Device, want map[string]bool) map[string]bool {
+	if !s.has("nvmlDeviceGetMigMode", "nvmlDeviceGetMaxMigDeviceCount", "nvmlDeviceGetMigDeviceHandleByIndex") {
+		return nil
+	}
+	if mode, _, ret := h.GetMigMode(); ret != nvml.SUCCESS || mode != nvml.DEVICE_MIG_ENABLE {
+		return nil
+	}
+	n, ret := h.GetMaxMigDeviceCount()
+	if ret != nvml.SUCCESS {
+		return nil
+	}
+	var out map[string]bool
+	for k := 0; k < n; k++ {
+		mh, ret := h.GetMigDeviceHandleByIndex(k)
+		if ret != nvml.SUCCESS {
+			continue
+		}
+		if uuid, ret := mh.GetUUID(); ret == nvml.SUCCESS && want[uuid] {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[uuid] = true
+		}
 	}
 	return out
 }

@@ -116,3 +116,23 @@ func TestHungRediscoveryDoesNotBlockTheScrape(t *testing.T) {
 		require.Len(t, points(md, "nvidia.gpu.info", nil), 8)
 	}
 }
+
+// A MIG instance's UUID in devices selects its parent GPU, and of its MIG
+// instances only that one.
+func TestDevicesSelectsAMIGInstanceByUUID(t *testing.T) {
+	f := newH100Fleet()
+	f.enableMIG(0)
+	mig := "MIG-def00000-2222-4333-8444-000000000001" // the 3g.40gb instance of GPU 0
+	cfg := testConfig()
+	cfg.Devices = []string{mig}
+	require.NoError(t, cfg.Validate())
+	h := startHarness(t, f, cfg)
+	h.scrape(t)
+	md := h.scrape(t)
+	require.Len(t, points(md, "nvidia.gpu.info", nil), 1, "the parent GPU only")
+	require.Len(t, points(md, "nvidia.gpu.info", map[string]any{"hw.id": fixedUUID(0)}), 1)
+	migs := points(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": fixedUUID(0)})
+	require.Len(t, migs, 1, "only the selected instance")
+	id, _ := migs[0].Attributes().Get("hw.id")
+	require.Equal(t, mig, id.Str())
+}

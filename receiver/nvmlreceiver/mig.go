@@ -72,6 +72,9 @@ func (d *device) collectMIG() {
 		if !d.ok("nvmlDeviceGetUUID", "mig", ret) {
 			continue
 		}
+		if d.onlyMIG != nil && !d.onlyMIG[uuid] {
+			continue // not selected
+		}
 		m, ok := known[uuid]
 		if !ok {
 			m = d.newMIG(mh, uuid)
