@@ -526,9 +526,17 @@ func TestNVLinksAreListedAgain(t *testing.T) {
 		h.scrape(t)
 		first := len(f.device(0).GetNvLinkStateCalls())
 		require.Positive(t, first)
-		time.Sleep(2 * time.Millisecond)
-		h.scrape(t)
-		require.Equal(t, tc.again, len(f.device(0).GetNvLinkStateCalls()) > first, "interval %s", tc.interval)
+		if tc.again {
+			require.Eventually(t, func() bool {
+				h.scrape(t)
+				return len(f.device(0).GetNvLinkStateCalls()) > first
+			}, 5*time.Second, time.Millisecond, "listed again once the interval passed")
+			continue
+		}
+		for range 3 {
+			h.scrape(t)
+		}
+		require.Equal(t, first, len(f.device(0).GetNvLinkStateCalls()), "not listed again within the interval")
 	}
 }
 
