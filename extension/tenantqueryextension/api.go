@@ -126,6 +126,9 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 	w.WriteHeader(ans.status)
 	_, _ = w.Write(ans.body)
 	audit(ans.status, series, dropped, "")
+	if s.usage != nil && ans.status == http.StatusOK {
+		s.usage.record(tenant, cred.ID, ep.name, series)
+	}
 }
 
 // fromPageScript says a request was made by a page's script (fetch, XHR):

@@ -3,6 +3,7 @@ package tenantqueryextension
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -30,6 +31,25 @@ type Config struct {
 	Limits LimitsConfig `mapstructure:"limits"`
 	// UI serves vmui and a login page.
 	UI UIConfig `mapstructure:"ui"`
+	// UsageEvents records every answered query in the event store, for the
+	// tenant_usage receiver's read meters.
+	UsageEvents UsageEventsConfig `mapstructure:"usage_events"`
+}
+
+// UsageEventsConfig sends one record per query answered (tenant, key id,
+// endpoint, series returned, a unique query id) to VictoriaLogs, where
+// tenant_usage counts them per tenant and hour.
+type UsageEventsConfig struct {
+	// ClientConfig's endpoint is the event store's base URL
+	// (http://localhost:9428); empty: no records (no read meters).
+	ClientConfig confighttp.ClientConfig `mapstructure:",squash"`
+	// FlushInterval is how long a record may wait to be sent: at most this
+	// much of the reads is lost if the gateway is killed.
+	FlushInterval time.Duration `mapstructure:"flush_interval"`
+	// MaxPending bounds the records held while the event store is down;
+	// past it new records are dropped and counted
+	// (otelcol_tenant_query_usage_events_dropped).
+	MaxPending int `mapstructure:"max_pending"`
 }
 
 // StoreConfig says how a tenant's query reaches the store. The endpoint
@@ -143,6 +163,17 @@ func (c *Config) Validate() error {
 	}
 	if c.ReloadInterval <= 0 {
 		errs = append(errs, fmt.Errorf("reload_interval: must be positive, got %s", c.ReloadInterval))
+	}
+	if ep := c.UsageEvents.ClientConfig.Endpoint; ep != "" {
+		if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			errs = append(errs, fmt.Errorf("usage_events.endpoint: %q is not an http(s) base URL", ep))
+		}
+		if c.UsageEvents.FlushInterval <= 0 {
+			errs = append(errs, fmt.Errorf("usage_events.flush_interval: must be positive, got %s", c.UsageEvents.FlushInterval))
+		}
+		if c.UsageEvents.MaxPending < 1 {
+			errs = append(errs, fmt.Errorf("usage_events.max_pending: must be at least 1, got %d", c.UsageEvents.MaxPending))
+		}
 	}
 	t, terrs := c.Store.parseTemplates()
 	errs = append(errs, terrs...)

@@ -47,8 +47,11 @@ func createDefaultConfig() component.Config {
 	client := confighttp.NewDefaultClientConfig()
 	client.Endpoint = defaultStoreEndpoint
 	client.Timeout = defaultStoreTimeout
+	events := confighttp.NewDefaultClientConfig()
+	events.Timeout = 10 * time.Second
 	return &Config{
 		ServerConfig:   server,
+		UsageEvents:    UsageEventsConfig{ClientConfig: events, FlushInterval: time.Second, MaxPending: 100_000},
 		ReloadInterval: defaultReloadInterval,
 		Store: StoreConfig{
 			ClientConfig:     client,

@@ -32,6 +32,7 @@ type queryServer struct {
 	ui       *uiAssets // nil without the UI
 
 	client *http.Client
+	usage  *usageRecorder // nil without usage_events
 	server *http.Server
 	served chan struct{}
 
@@ -85,6 +86,14 @@ func (s *queryServer) Start(ctx context.Context, host component.Host) error {
 	// one asked for must not be fetched on a tenant's behalf.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	s.client = client
+	if s.cfg.UsageEvents.ClientConfig.Endpoint != "" {
+		ec, err := s.cfg.UsageEvents.ClientConfig.ToClient(ctx, host.GetExtensions(), s.set)
+		if err != nil {
+			s.creds.Stop()
+			return fmt.Errorf("tenant_query: usage_events client: %w", err)
+		}
+		s.usage = newUsageRecorder(s.cfg.UsageEvents, ec, s.logger, s.tel)
+	}
 	ln, err := s.cfg.ServerConfig.ToListener(ctx)
 	if err != nil {
 		s.creds.Stop()
@@ -95,6 +104,9 @@ func (s *queryServer) Start(ctx context.Context, host component.Host) error {
 		_ = ln.Close()
 		s.creds.Stop()
 		return fmt.Errorf("tenant_query: %w", err)
+	}
+	if s.usage != nil {
+		s.usage.start()
 	}
 	s.served = make(chan struct{})
 	go func() {
@@ -116,6 +128,10 @@ func (s *queryServer) Shutdown(ctx context.Context) error {
 			err = errors.Join(err, s.server.Close())
 		}
 		<-s.served
+	}
+	if s.usage != nil {
+		// After the server: every answered query is queued by now.
+		s.usage.shutdown(ctx)
 	}
 	s.creds.Stop()
 	return err

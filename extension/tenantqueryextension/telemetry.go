@@ -18,6 +18,8 @@ type telemetry struct {
 	errors   metric.Int64Counter
 	duration metric.Float64Histogram
 	reloads  metric.Int64Counter
+
+	usageSent, usageDropped metric.Int64Counter
 }
 
 func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
@@ -34,6 +36,14 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 	}
 	if t.errors, err = meter.Int64Counter("otelcol_tenant_query_errors",
 		metric.WithDescription("Queries the store failed (unreachable, 5xx, answer too large), by tenant and endpoint."), metric.WithUnit("{query}")); err != nil {
+		return nil, err
+	}
+	if t.usageSent, err = meter.Int64Counter("otelcol_tenant_query_usage_events_sent",
+		metric.WithDescription("Read records (one per answered query) the event store took, for the read meters."), metric.WithUnit("{record}")); err != nil {
+		return nil, err
+	}
+	if t.usageDropped, err = meter.Int64Counter("otelcol_tenant_query_usage_events_dropped",
+		metric.WithDescription("Read records dropped (event store down past usage_events.max_pending, or at shutdown): reads that go unbilled."), metric.WithUnit("{record}")); err != nil {
 		return nil, err
 	}
 	if t.duration, err = meter.Float64Histogram("otelcol_tenant_query_duration",

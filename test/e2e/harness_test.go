@@ -154,11 +154,17 @@ func (e *env) writeCredentials() {
 		tenant, token, _ := strings.Cut(v, "\x00")
 		sum := sha256.Sum256([]byte(token))
 		fmt.Fprintf(&b, "  - id: %s\n    tenant: %s\n    sha256: %s\n", id, tenant, hex.EncodeToString(sum[:]))
+		if strings.HasPrefix(id, readKeyPrefix) {
+			b.WriteString("    scope: read\n")
+		}
 	}
 	path := filepath.Join(e.dir, "credentials.yaml")
 	require.NoError(e.t, os.WriteFile(path+".tmp", []byte(b.String()), 0o600))
 	require.NoError(e.t, os.Rename(path+".tmp", path))
 }
+
+// readKeyPrefix starts the id of a credential that is a read key.
+const readKeyPrefix = "read-"
 
 // bindAttempts bounds the first starts of a process whose reserved port was
 // taken anyway (by a program outside the project, between the reservation's

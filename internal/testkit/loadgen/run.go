@@ -51,6 +51,12 @@ type Config struct {
 	// as unacknowledged. Without Retry it is counted as failed and dropped.
 	Retry bool
 	Drain time.Duration
+
+	// Since, when set, timestamps the data instead of the clock: request n
+	// (from 1) of every agent is at Since + (n-1)*Step, so a run can fill
+	// past hours exactly (usage tests: Requests = 60 per hour with Step 1m).
+	Since time.Time
+	Step  time.Duration
 }
 
 // DefaultTenantName is "tenant-<i>" with four digits.
@@ -151,6 +157,9 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	if c.Tenants <= 0 || c.Tenants > c.Agents {
 		return Report{}, fmt.Errorf("loadgen: tenants must be between 1 and agents (%d), got %d", c.Agents, c.Tenants)
 	}
+	if !c.Since.IsZero() && (c.Step < time.Millisecond || c.Requests <= 0) {
+		return Report{}, fmt.Errorf("loadgen: Since needs a Step of at least 1ms and a Requests limit, got %s and %d", c.Step, c.Requests)
+	}
 	if c.Shape == (Shape{}) {
 		c.Shape = DefaultShape
 	}
@@ -199,6 +208,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		ag := &agentState{
 			Agent: Agent{Index: c.FirstAgent + a, Tenant: c.Claim(tenant)},
 			token: c.Token(tenant), tenant: tenant, limit: int64(c.Requests),
+			since: c.Since, step: c.Step,
 		}
 		for w := 0; w < c.Concurrency; w++ {
 			wg.Add(1)
@@ -232,6 +242,8 @@ type agentState struct {
 	seq           atomic.Int64
 	mu            sync.Mutex
 	lastTS        time.Time
+	since         time.Time
+	step          time.Duration
 }
 
 // next hands out the agent's next request number and a timestamp strictly
@@ -240,6 +252,9 @@ func (a *agentState) next() (int64, time.Time, bool) {
 	n := a.seq.Add(1)
 	if a.limit > 0 && n > a.limit {
 		return 0, time.Time{}, false
+	}
+	if !a.since.IsZero() {
+		return n, a.since.Add(time.Duration(n-1) * a.step), true
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -254,7 +269,11 @@ func (a *agentState) next() (int64, time.Time, bool) {
 // work sends the agent's requests while sendCtx lasts and retries each
 // until it is accepted or ctx ends.
 func (a *agentState) work(sendCtx, ctx context.Context, c Config, tr Transport, st *stats, interval time.Duration, points int) {
-	req := newRequest(a.Agent, c.Shape, time.Now().Add(-time.Hour))
+	start := time.Now()
+	if !a.since.IsZero() {
+		start = a.since
+	}
+	req := newRequest(a.Agent, c.Shape, start.Add(-time.Hour))
 	var tick *time.Ticker
 	if interval > 0 {
 		// Spread the workers over the interval.

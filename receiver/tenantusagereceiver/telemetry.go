@@ -1,0 +1,39 @@
+package tenantusagereceiver
+
+import (
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/otelcol-gpu/otelcol-gpu/receiver/tenantusagereceiver/internal/metadata"
+)
+
+// telemetry is the receiver's own metrics.
+type telemetry struct {
+	hours    metric.Int64Counter
+	records  metric.Int64Counter
+	failures metric.Int64Counter
+	duration metric.Float64Histogram
+}
+
+func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
+	meter := set.MeterProvider.Meter(metadata.ScopeName)
+	var t telemetry
+	var err error
+	if t.hours, err = meter.Int64Counter("otelcol_receiver_usage_hours_closed",
+		metric.WithDescription("Hours whose usage records were computed and handed to the pipeline."), metric.WithUnit("{hour}")); err != nil {
+		return nil, err
+	}
+	if t.records, err = meter.Int64Counter("otelcol_receiver_usage_records",
+		metric.WithDescription("Usage records (and adjustment records) handed to the pipeline, re-emissions included."), metric.WithUnit("{record}")); err != nil {
+		return nil, err
+	}
+	if t.failures, err = meter.Int64Counter("otelcol_receiver_usage_failures",
+		metric.WithDescription("Cycles that failed (a store unreachable, the pipeline refusing) and will be tried again."), metric.WithUnit("{cycle}")); err != nil {
+		return nil, err
+	}
+	if t.duration, err = meter.Float64Histogram("otelcol_receiver_usage_hour_duration",
+		metric.WithDescription("Time to compute and emit one hour's records for every tenant."), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
