@@ -13,18 +13,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exportertest"
-	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/goleak"
 
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/storagetest"
 )
 
 func TestMain(m *testing.M) {
@@ -214,12 +212,7 @@ func startMetrics(t *testing.T, cfg *Config, storageDir string) exporter.Metrics
 	h := host{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{}}
 	if storageDir != "" {
 		id := component.MustNewIDWithName("file_storage", "queue")
-		f := filestorage.NewFactory()
-		scfg := f.CreateDefaultConfig()
-		require.NoError(t, confmap.NewFromStringMap(map[string]any{"directory": storageDir}).Unmarshal(scfg))
-		ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), scfg)
-		require.NoError(t, err)
-		require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+		ext := storagetest.Start(t, storageDir)
 		t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
 		h.ext[id] = ext
 		cfg.Queue.Storage = &id

@@ -21,9 +21,9 @@ type Config struct {
 	// the billing system's API key.
 	// Named, not embedded: an embedded ClientConfig's Unmarshal would be
 	// promoted and decode nothing else.
-	ClientConfig confighttp.ClientConfig `mapstructure:",squash"`
-	QueueConfig             configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
-	RetryConfig             configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
+	ClientConfig confighttp.ClientConfig                                  `mapstructure:",squash"`
+	QueueConfig  configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
+	RetryConfig  configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 	// Source is every event's CloudEvents source (which system metered it).
 	Source string `mapstructure:"source"`
 	// TypePrefix starts every event's type; the meter completes it

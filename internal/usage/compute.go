@@ -100,7 +100,9 @@ func (s *Source) Compute(ctx context.Context, hour time.Time) ([]Record, error) 
 				defer func() { <-sem }()
 				v, err := job.run(ctx)
 				if err != nil {
-					errOnce.Do(func() { firstErr = fmt.Errorf("usage: %s of tenant %s, hour %s: %w", job.meter, tenant, hour.Format(HourLayout), err) })
+					errOnce.Do(func() {
+						firstErr = fmt.Errorf("usage: %s of tenant %s, hour %s: %w", job.meter, tenant, hour.Format(HourLayout), err)
+					})
 					return
 				}
 				for m, x := range v {

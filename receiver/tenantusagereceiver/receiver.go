@@ -24,7 +24,8 @@ type usageReceiver struct {
 	tel    *telemetry
 	now    func() time.Time
 
-	src    *usage.Source
+	// src computes an hour's records (a *usage.Source; tests give a fake).
+	src    computer
 	client storage.Client
 
 	cancel context.CancelFunc
@@ -37,6 +38,11 @@ type usageReceiver struct {
 	// retryAt holds back the next attempt after a failure.
 	retryAt time.Time
 	backoff time.Duration
+}
+
+// computer is what computes an hour's records.
+type computer interface {
+	Compute(ctx context.Context, hour time.Time) ([]usage.Record, error)
 }
 
 func newReceiver(cfg *Config, set receiver.Settings, next consumer.Metrics) (*usageReceiver, error) {
@@ -52,7 +58,7 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return fmt.Errorf("tenant_usage: store client: %w", err)
 	}
-	r.src = &usage.Source{
+	src := &usage.Source{
 		StoreURL:    trimSlash(r.cfg.Store.ClientConfig.Endpoint),
 		TenantLabel: r.cfg.Store.TenantLabel,
 		Client:      storeClient,
@@ -63,8 +69,11 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 		if err != nil {
 			return fmt.Errorf("tenant_usage: events client: %w", err)
 		}
-		r.src.EventsURL = trimSlash(r.cfg.Events.Endpoint)
-		r.src.EventsClient = eventsClient
+		src.EventsURL = trimSlash(r.cfg.Events.Endpoint)
+		src.EventsClient = eventsClient
+	}
+	if r.src == nil {
+		r.src = src
 	}
 	ext, ok := host.GetExtensions()[*r.cfg.Storage]
 	if !ok {
@@ -296,7 +305,6 @@ func adjustments(hs *hourState, recs []usage.Record) []usage.Record {
 		now[rec.Tenant][rec.Meter] = rec.Total
 	}
 	var out []usage.Record
-	seen := map[string]bool{}
 	add := func(tenant string, m usage.Meter) {
 		if hs.Totals[tenant] == nil {
 			hs.Totals[tenant] = map[usage.Meter]float64{}
@@ -312,7 +320,6 @@ func adjustments(hs *hourState, recs []usage.Record) []usage.Record {
 		})
 	}
 	for tenant, ms := range now {
-		seen[tenant] = true
 		for m := range ms {
 			add(tenant, m)
 		}
