@@ -73,7 +73,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.
 all: build
 
 ## build: compile bin/otelcol-gpu (incremental through the Go build cache)
-build: $(OTELCOL)
+build: $(OTELCOL) $(BIN)/usage
 
 $(OTELCOL): $(GO_SOURCES) $(call GLIBC_STUBS,amd64)/start.o
 	@mkdir -p $(BIN)
@@ -227,7 +227,7 @@ $(GOLANGCI_LINT):
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 ## demo: store, event store, gateway (with the read path) + 2 agents x 8 simulated GPUs on loopback, live summary; Ctrl-C stops all (DEMO_AGENTS, DEMO_GPUS, DEMO_INTERVAL, DEMO_SECONDS)
-demo: $(OTELCOL) $(VM) $(VL) nvmlsim $(BIN)/demo
+demo: $(OTELCOL) $(VM) $(VL) nvmlsim $(BIN)/demo $(BIN)/usage
 	$(BIN)/demo -otelcol $(OTELCOL) -store $(VM) -logstore $(VL) -nvmlsim $(dir $(NVMLSIM)) -certs $(CERTS)
 
 ## screenshot: run the demo ~3 min and photograph the store's UI with headless Chromium (Debian package) into docs/img/demo-vmui.png
@@ -237,6 +237,11 @@ screenshot: $(OTELCOL) $(VM) $(VL) nvmlsim $(BIN)/demo
 $(BIN)/demo: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ ./cmd/demo
+
+# The usage report (CSV of an hour range; README, "Usage and billing").
+$(BIN)/usage: $(GO_SOURCES)
+	@mkdir -p $(BIN)
+	go build -trimpath -o $@ ./cmd/usage
 
 ## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes) and the Go micro-benchmarks (BENCHMARKS.md; ~16 min). BENCH_FLAGS=-quick for a look
 BENCH_FLAGS ?=

@@ -8,7 +8,9 @@
 // token, its SHA-256 in the gateway's credentials file, the tenant id on the
 // VM, and a read key per tenant. It prints where each customer reads their
 // own data, where to look as the operator (the store's UI, with ready-made
-// queries, and the events), a live summary per tenant, and stops everything on Ctrl-C (SIGTERM to each
+// queries, and the events), a live summary per tenant, a usage table per
+// tenant every minute (the usage job, config/usage.yaml, bills each closed
+// hour to a billing sink), and stops everything on Ctrl-C (SIGTERM to each
 // process, then waits), leaving nothing running.
 //
 // The simulated library is demo equipment: the production configs load the
@@ -36,6 +38,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vlstore"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 )
 
 var tenantNames = []string{"acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell"}
@@ -44,7 +47,7 @@ type options struct {
 	root, dir, otelcol, nvmlsim, certs, storeBin, storeAddr string
 	queryAddr, logStoreBin, logStoreAddr                    string
 	agents, tenants, gpus                                   int
-	interval, every, seconds                                time.Duration
+	interval, every, seconds, usageEvery                    time.Duration
 }
 
 func envInt(name string, def int) int {
@@ -90,6 +93,7 @@ func main() {
 	flag.IntVar(&o.gpus, "gpus", envInt("DEMO_GPUS", 8), "simulated GPUs per agent, 1-64 [DEMO_GPUS]")
 	flag.DurationVar(&o.interval, "interval", envDur("DEMO_INTERVAL", 5*time.Second), "the agents' scrape interval [DEMO_INTERVAL]")
 	flag.DurationVar(&o.every, "summary-every", envDur("DEMO_SUMMARY_EVERY", 5*time.Second), "how often to print the summary [DEMO_SUMMARY_EVERY]")
+	flag.DurationVar(&o.usageEvery, "usage-every", envDur("DEMO_USAGE_EVERY", time.Minute), "how often to print the usage table [DEMO_USAGE_EVERY]")
 	flag.DurationVar(&o.seconds, "duration", envDur("DEMO_SECONDS", 0), "stop by itself after this long (0: run until Ctrl-C) [DEMO_SECONDS]")
 	flag.Parse()
 	if err := validate(&o); err != nil {
@@ -116,6 +120,8 @@ func validate(o *options) error {
 		return fmt.Errorf("-interval must be at least 1s, got %s", o.interval)
 	case o.every <= 0:
 		return fmt.Errorf("-summary-every must be > 0, got %s", o.every)
+	case o.usageEvery <= 0:
+		return fmt.Errorf("-usage-every must be > 0, got %s", o.usageEvery)
 	}
 	for _, p := range []string{o.otelcol, filepath.Join(o.nvmlsim, "libnvidia-ml.so.1")} {
 		if _, err := os.Stat(p); err != nil {
@@ -271,6 +277,40 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
+	// The usage job (config/usage.yaml) and the billing system it sends to.
+	billing, err := startBillingSink()
+	if err != nil {
+		return err
+	}
+	defer billing.close()
+	usageLog := filepath.Join(o.dir, "usage.log")
+	usageJob, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
+		for _, k := range []string{"usage-health", "usage-metrics"} {
+			ports[k] = proc.MustReserve()
+		}
+		u, err := proc.Start("usage", o.otelcol, []string{"--config", filepath.Join(o.root, "config", "usage.yaml")}, []string{
+			"OTELCOL_GPU_STORE_URL=" + store.URL,
+			"OTELCOL_GPU_LOGS_STORE_URL=" + logStore.URL,
+			"OTELCOL_GPU_BILLING_URL=" + billing.url,
+			// A demo that runs past the hour sees it billed a minute later.
+			"OTELCOL_GPU_USAGE_GRACE=1m",
+			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(o.dir, "usage-state"),
+			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["usage-health"]),
+			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(ports["usage-metrics"]),
+		}, usageLog)
+		if err != nil {
+			return nil, err
+		}
+		return u, u.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", ports["usage-health"]), time.Minute)
+	})
+	if usageJob != nil {
+		procs = append(procs, usageJob)
+	}
+	if err != nil {
+		return err
+	}
+	usageSrc := &usage.Source{StoreURL: store.URL, EventsURL: logStore.URL, TenantLabel: "tenant_id"}
+
 	type agentInfo struct{ grpc, http int }
 	agents := make([]agentInfo, o.agents)
 	for i := 0; i < o.agents; i++ {
@@ -341,8 +381,11 @@ func run(ctx context.Context, o options) error {
 	for i, a := range agents {
 		fmt.Printf("  agent %d (tenant %s): local OTLP grpc 127.0.0.1:%d, http 127.0.0.1:%d\n", i+1, tenantNames[i%o.tenants], a.grpc, a.http)
 	}
+	fmt.Printf("  usage: the usage job (config/usage.yaml) bills each closed hour to a billing sink at %s (CloudEvents, as OpenMeter takes them);\n", billing.url)
+	fmt.Printf("    each tenant sees its records as usage.* in its UI once the hour closed; a CSV of any hours:\n")
+	fmt.Printf("    bin/usage report -store %s -events %s -from %s\n", store.URL, logStore.URL, time.Now().UTC().Truncate(time.Hour).Format(usage.HourLayout))
 	fmt.Printf("  logs: %s\n", o.dir)
-	fmt.Printf("Summary every %s; Ctrl-C stops everything.\n", o.every)
+	fmt.Printf("Summary every %s, usage every %s; Ctrl-C stops everything.\n", o.every, o.usageEvery)
 
 	var deadline <-chan time.Time
 	if o.seconds > 0 {
@@ -350,12 +393,17 @@ func run(ctx context.Context, o options) error {
 	}
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
+	usageTick := time.NewTicker(o.usageEvery)
+	defer usageTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-deadline:
 			return nil
+		case <-usageTick.C:
+			usageTable(ctx, usageSrc, billing)
+			continue
 		case <-tick.C:
 		}
 		for _, p := range procs {

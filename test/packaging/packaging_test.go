@@ -48,10 +48,13 @@ var packaged = []string{
 	"./usr/bin/otelcol-gpu",
 	"./etc/otelcol-gpu/agent.yaml",
 	"./etc/otelcol-gpu/gateway.yaml",
+	"./etc/otelcol-gpu/usage.yaml",
 	"./etc/default/otelcol-gpu-agent",
 	"./etc/default/otelcol-gpu-gateway",
+	"./etc/default/otelcol-gpu-usage",
 	"./usr/lib/systemd/system/otelcol-gpu-agent.service",
 	"./usr/lib/systemd/system/otelcol-gpu-gateway.service",
+	"./usr/lib/systemd/system/otelcol-gpu-usage.service",
 }
 
 func TestDebPackages(t *testing.T) {
@@ -71,7 +74,8 @@ func TestDebPackages(t *testing.T) {
 			run(t, "dpkg-deb", "-e", deb, filepath.Join(dir, "DEBIAN"))
 			cf, err := os.ReadFile(filepath.Join(dir, "DEBIAN", "conffiles"))
 			require.NoError(t, err)
-			for _, f := range []string{"/etc/otelcol-gpu/agent.yaml", "/etc/otelcol-gpu/gateway.yaml", "/etc/default/otelcol-gpu-agent", "/etc/default/otelcol-gpu-gateway"} {
+			for _, f := range []string{"/etc/otelcol-gpu/agent.yaml", "/etc/otelcol-gpu/gateway.yaml", "/etc/otelcol-gpu/usage.yaml",
+				"/etc/default/otelcol-gpu-agent", "/etc/default/otelcol-gpu-gateway", "/etc/default/otelcol-gpu-usage"} {
 				require.Contains(t, string(cf), f, "config files survive upgrades")
 			}
 			postrm, err := os.ReadFile(filepath.Join(dir, "DEBIAN", "postrm"))
@@ -108,8 +112,12 @@ func TestPackagedConfigsValidate(t *testing.T) {
 	dir := t.TempDir()
 	run(t, "dpkg-deb", "-x", pkg(t, "otelcol-gpu_*_amd64.deb"), dir)
 	bin := filepath.Join(dir, "usr", "bin", "otelcol-gpu")
-	for _, role := range []string{"agent", "gateway"} {
+	for _, role := range []string{"agent", "gateway", "usage"} {
 		env := os.Environ()
+		if role == "usage" {
+			// The one setting the operator must make.
+			env = append(env, "OTELCOL_GPU_BILLING_URL=https://openmeter.example/api/v1/events")
+		}
 		for _, line := range strings.Split(string(must(os.ReadFile(filepath.Join(dir, "etc", "default", "otelcol-gpu-"+role)))), "\n") {
 			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
 				env = append(env, line)
@@ -138,7 +146,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	root := proc.RepoRoot(t)
 	bin := filepath.Join(root, "bin", "otelcol-gpu")
 	dir := t.TempDir()
-	for _, unit := range []string{"otelcol-gpu-agent.service", "otelcol-gpu-gateway.service"} {
+	for _, unit := range []string{"otelcol-gpu-agent.service", "otelcol-gpu-gateway.service", "otelcol-gpu-usage.service"} {
 		src := string(must(os.ReadFile(filepath.Join(root, "packaging", "systemd", unit))))
 		for _, want := range []string{"NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
 			"CapabilityBoundingSet=\n", "Restart=on-failure", "StateDirectory=", "User=otelcol-gpu"} {
@@ -215,6 +223,30 @@ func TestKubernetesManifests(t *testing.T) {
 	require.True(t, ports["query"], "the read listener is a container port")
 	require.Equal(t, "StatefulSet", dig(kinds["HorizontalPodAutoscaler/otelcol-gpu-gateway"], "spec", "scaleTargetRef", "kind"))
 	require.NotNil(t, kinds["PodDisruptionBudget/otelcol-gpu-gateway"])
+}
+
+// The usage job: exactly one replica, its state on its own volume, the
+// billing URL from a Secret, and the config file the release ships.
+func TestKubernetesUsageManifest(t *testing.T) {
+	docs := decodeAll(t, filepath.Join(proc.RepoRoot(t), "deploy", "kubernetes", "usage.yaml"))
+	require.Len(t, docs, 1)
+	sts := docs[0]
+	require.Equal(t, "StatefulSet", sts["kind"])
+	require.Equal(t, 1, dig(sts, "spec", "replicas"), "one usage job per store")
+	require.NotEmpty(t, dig(sts, "spec", "volumeClaimTemplates"), "the cursor survives a reschedule")
+	c := dig(sts, "spec", "template", "spec", "containers").([]any)[0].(map[string]any)
+	require.Equal(t, []any{"--config", "/etc/otelcol-gpu/usage.yaml"}, c["args"])
+	env := map[string]any{}
+	for _, e := range c["env"].([]any) {
+		env[e.(map[string]any)["name"].(string)] = e
+	}
+	require.Equal(t, "otelcol-gpu-billing", dig(env["OTELCOL_GPU_BILLING_URL"], "valueFrom", "secretKeyRef", "name"))
+	require.Equal(t, "/var/lib/otelcol-gpu", dig(env["OTELCOL_GPU_STATE_DIR"], "value"))
+	mounts := map[string]bool{}
+	for _, m := range c["volumeMounts"].([]any) {
+		mounts[m.(map[string]any)["mountPath"].(string)] = true
+	}
+	require.True(t, mounts["/var/lib/otelcol-gpu"] && mounts["/etc/otelcol-gpu/usage.yaml"])
 }
 
 func TestCloudInitUsesOnlyWhatThePackageInstalls(t *testing.T) {

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
+)
+
+// billingSink is the demo's billing system: it takes the usage job's
+// CloudEvents batches (the shape OpenMeter ingests at POST /api/v1/events)
+// and keeps each record once, by id, as a billing system does.
+type billingSink struct {
+	mu      sync.Mutex
+	records map[string]json.RawMessage
+	batches int
+	srv     *http.Server
+	url     string
+}
+
+func startBillingSink() (*billingSink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	b := &billingSink{records: map[string]json.RawMessage{}}
+	b.url = "http://" + ln.Addr().String() + "/api/v1/events"
+	b.srv = &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = b.srv.Serve(ln) }()
+	return b, nil
+}
+
+func (b *billingSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/api/v1/events" {
+		http.NotFound(w, r)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var events []struct {
+		ID   string          `json:"id"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &events); err != nil {
+		http.Error(w, "not a CloudEvents batch: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batches++
+	for _, ev := range events {
+		b.records[ev.ID] = ev.Data
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (b *billingSink) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.records)
+}
+
+func (b *billingSink) close() { _ = b.srv.Close() }
+
+// usageTable prints, per tenant, the current hour's usage so far: what the
+// usage job will bill for the hour when it closes (computed the same way,
+// from the same stores), and what the billing system has received.
+func usageTable(ctx context.Context, src *usage.Source, billing *billingSink) {
+	hour := time.Now().UTC().Truncate(time.Hour)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	recs, err := src.Compute(ctx, hour)
+	if err != nil {
+		fmt.Printf("usage: %v\n", err)
+		return
+	}
+	vals := map[string]map[usage.Meter]float64{}
+	for _, r := range recs {
+		if vals[r.Tenant] == nil {
+			vals[r.Tenant] = map[usage.Meter]float64{}
+		}
+		vals[r.Tenant][r.Meter] = r.Total
+	}
+	tenants := make([]string, 0, len(vals))
+	for t := range vals {
+		tenants = append(tenants, t)
+	}
+	sort.Strings(tenants)
+	fmt.Printf("usage, hour %s so far (billed when it closes; %d records at the billing system so far):\n",
+		hour.Format(usage.HourLayout), billing.count())
+	head := []string{"tenant"}
+	for _, m := range usage.AllMeters {
+		head = append(head, string(m))
+	}
+	fmt.Println("  " + row(head))
+	for _, t := range tenants {
+		cells := []string{t}
+		for _, m := range usage.AllMeters {
+			cells = append(cells, format(m, vals[t][m]))
+		}
+		fmt.Println("  " + row(cells))
+	}
+}
+
+func format(m usage.Meter, v float64) string {
+	if m == usage.GPUHours {
+		return fmt.Sprintf("%.3f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func row(cells []string) string {
+	var b strings.Builder
+	for i, c := range cells {
+		if i == 0 {
+			fmt.Fprintf(&b, "%-9s", c)
+			continue
+		}
+		fmt.Fprintf(&b, " %14s", c)
+	}
+	return b.String()
+}
