@@ -294,6 +294,7 @@ func run(ctx context.Context, o options) error {
 			"OTELCOL_GPU_BILLING_URL=" + billing.url,
 			// A demo that runs past the hour sees it billed a minute later.
 			"OTELCOL_GPU_USAGE_GRACE=1m",
+			"OTELCOL_GPU_GATEWAY_METRICS=[http://127.0.0.1:" + strconv.Itoa(ports["gw-metrics"]) + "/metrics]",
 			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(o.dir, "usage-state"),
 			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["usage-health"]),
 			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(ports["usage-metrics"]),

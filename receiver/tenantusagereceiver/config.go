@@ -35,6 +35,17 @@ type Config struct {
 	Storage *component.ID `mapstructure:"storage"`
 	// Concurrency is the number of queries in flight at the stores.
 	Concurrency int `mapstructure:"concurrency"`
+	// Crosscheck compares each closed hour with the gateways' own counters.
+	Crosscheck CrosscheckConfig `mapstructure:"crosscheck"`
+}
+
+// CrosscheckConfig names the gateways whose counters check the store.
+type CrosscheckConfig struct {
+	// Gateways are the gateways' own metrics endpoints
+	// (http://gateway:8888/metrics); none: no cross-check.
+	Gateways []string `mapstructure:"gateways"`
+	// Tolerance is the relative difference that is reported (0.01: 1 %).
+	Tolerance float64 `mapstructure:"tolerance"`
 }
 
 // StoreConfig is the metrics store.
@@ -83,6 +94,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage == nil {
 		errs = append(errs, errors.New("storage is required (a file_storage extension): without a persisted cursor a restart would skip or repeat hours"))
+	}
+	for i, g := range c.Crosscheck.Gateways {
+		if u, err := url.Parse(g); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("crosscheck.gateways[%d] %q is not an http(s) URL", i, g))
+		}
+	}
+	if c.Crosscheck.Tolerance < 0 || c.Crosscheck.Tolerance >= 1 {
+		errs = append(errs, fmt.Errorf("crosscheck.tolerance %g: must be in [0, 1)", c.Crosscheck.Tolerance))
 	}
 	if c.Concurrency < 1 || c.Concurrency > 64 {
 		errs = append(errs, fmt.Errorf("concurrency %d: must be 1 to 64", c.Concurrency))

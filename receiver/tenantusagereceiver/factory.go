@@ -48,6 +48,7 @@ func createDefaultConfig() component.Config {
 		Rechecks:    append([]time.Duration(nil), defaultRechecks...),
 		Backfill:    defaultBackfill,
 		Concurrency: defaultConcurrency,
+		Crosscheck:  CrosscheckConfig{Tolerance: 0.01},
 	}
 }
 

@@ -2,6 +2,7 @@ package tenantusagereceiver
 
 import (
 	"context"
+	"net/http"
 	"fmt"
 	"sort"
 	"time"
@@ -38,6 +39,14 @@ type usageReceiver struct {
 	// retryAt holds back the next attempt after a failure.
 	retryAt time.Time
 	backoff time.Duration
+
+	// crossClient reads the gateways' counters; lastSnapshot is the hour
+	// whose start they were last read at.
+	crossClient  *http.Client
+	lastSnapshot time.Time
+
+	// manual: no loop; tests call cycle themselves.
+	manual bool
 }
 
 // computer is what computes an hour's records.
@@ -75,6 +84,7 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 	if r.src == nil {
 		r.src = src
 	}
+	r.crossClient = &http.Client{Timeout: 10 * time.Second}
 	ext, ok := host.GetExtensions()[*r.cfg.Storage]
 	if !ok {
 		return fmt.Errorf("tenant_usage: storage %q is not an extension of this collector (add it to service.extensions)", r.cfg.Storage)
@@ -88,6 +98,9 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 	}
 	if err := r.load(ctx); err != nil {
 		return fmt.Errorf("tenant_usage: %w", err)
+	}
+	if r.manual {
+		return nil
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -171,6 +184,7 @@ func (r *usageReceiver) loop(ctx context.Context) {
 // out of order) and is retried with backoff.
 func (r *usageReceiver) cycle(ctx context.Context) {
 	now := r.now().UTC()
+	r.takeSnapshot(ctx, now)
 	if now.Before(r.retryAt) {
 		return
 	}
@@ -202,7 +216,7 @@ func (r *usageReceiver) closeHours(ctx context.Context, now time.Time) error {
 		if err := r.emit(ctx, recs); err != nil {
 			return err
 		}
-		ops := []*storage.Operation{setCursor(hour.Add(time.Hour))}
+		ops := append([]*storage.Operation{setCursor(hour.Add(time.Hour))}, r.crosscheck(ctx, hour, recs)...)
 		var hs *hourState
 		if len(r.cfg.Rechecks) > 0 {
 			hs = newHourState(hour, recs)

@@ -115,9 +115,12 @@ func start(t *testing.T, dir string, src computer, clk *clock, next consumer.Met
 	require.NoError(t, err)
 	r.now = clk.now
 	r.src = src
+	r.manual = true
 	ext := storagetest.Start(t, dir)
 	require.NoError(t, r.Start(context.Background(), storagetest.NewHost(map[component.ID]component.Component{storageID: ext})))
-	return &run{r: r, ext: ext, sink: sink}
+	rn := &run{r: r, ext: ext, sink: sink}
+	r.cycle(context.Background()) // what the loop does first
+	return rn
 }
 
 func (rn *run) stop(t *testing.T) {
@@ -156,9 +159,9 @@ func TestHoursCloseInOrderAfterTheGracePeriod(t *testing.T) {
 	src := baseStore()
 	rn := start(t, t.TempDir(), src, clk, nil, nil)
 	defer rn.stop(t)
-	// The loop's first cycle ran at Start: backfill 3h from 10:05 starts at
+	// The first cycle: backfill 3h from 10:05 starts at
 	// 07Z; 07Z closed at 08:10 and 08Z at 09:10; 09Z closes at 10:10.
-	require.Eventually(t, func() bool { return len(rn.sink.AllMetrics()) == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Len(t, rn.sink.AllMetrics(), 2)
 	recs := recordsOf(t, rn.sink.AllMetrics())
 	require.Len(t, recs, 8)
 	assert.Equal(t, "acme:data_points:2026-12-01T07Z", recs[0].ID)
@@ -191,14 +194,14 @@ func TestRestartNeitherSkipsNorRepeats(t *testing.T) {
 	clk := &clock{t: hourAt("2026-12-01T10:05:00Z")}
 	src := baseStore()
 	first := start(t, dir, src, clk, nil, nil)
-	require.Eventually(t, func() bool { return len(first.sink.AllMetrics()) == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Len(t, first.sink.AllMetrics(), 2)
 	first.stop(t)
 
 	// Down for three hours: the restart closes exactly the hours it missed.
 	clk.set(hourAt("2026-12-01T13:30:00Z"))
 	second := start(t, dir, src, clk, nil, nil)
 	defer second.stop(t)
-	require.Eventually(t, func() bool { return len(second.sink.AllMetrics()) >= 4 }, 5*time.Second, 5*time.Millisecond)
+	require.Len(t, second.sink.AllMetrics(), 4)
 	got := recordsOf(t, second.sink.AllMetrics())
 	hours := map[time.Time]bool{}
 	for _, r := range got {
@@ -218,7 +221,7 @@ func TestLateDataBecomesAdjustmentRecords(t *testing.T) {
 	h := hourAt("2026-12-01T07:00:00Z")
 	rn := start(t, t.TempDir(), src, clk, nil, func(c *Config) { c.Backfill = time.Hour + 10*time.Minute })
 	defer rn.stop(t)
-	require.Eventually(t, func() bool { return len(rn.sink.AllMetrics()) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Len(t, rn.sink.AllMetrics(), 1)
 
 	// An agent's queue delivers 40 more points of 07Z after the hour closed.
 	src.late(h, "acme", usage.DataPoints, 40)
@@ -284,7 +287,7 @@ func TestARefusingPipelineHoldsTheCursor(t *testing.T) {
 	dir := t.TempDir()
 	rn := start(t, dir, src, clk, next, func(c *Config) { c.Backfill = time.Hour + 10*time.Minute })
 	defer rn.stop(t)
-	require.Eventually(t, func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.calls) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Len(t, src.calls, 1)
 	c, ok, err := loadCursor(context.Background(), rn.r.client)
 	require.NoError(t, err)
 	assert.False(t, ok, "nothing was handed over: no cursor yet (%s)", c)
@@ -308,7 +311,7 @@ func TestAStoreFailureIsRetriedWithBackoff(t *testing.T) {
 	src.err = errors.New("store unreachable")
 	rn := start(t, t.TempDir(), src, clk, nil, func(c *Config) { c.Backfill = time.Hour + 10*time.Minute; c.Interval = time.Minute })
 	defer rn.stop(t)
-	require.Eventually(t, func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.calls) == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Len(t, src.calls, 1)
 	rn.r.cycle(context.Background())
 	src.mu.Lock()
 	assert.Len(t, src.calls, 1, "not asked again before the backoff ends")

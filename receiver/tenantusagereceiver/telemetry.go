@@ -13,6 +13,8 @@ type telemetry struct {
 	records  metric.Int64Counter
 	failures metric.Int64Counter
 	duration metric.Float64Histogram
+	// crossDiff is the last closed hour's difference per tenant.
+	crossDiff metric.Int64Gauge
 }
 
 func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
@@ -33,6 +35,10 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 	}
 	if t.duration, err = meter.Float64Histogram("otelcol_receiver_usage_hour_duration",
 		metric.WithDescription("Time to compute and emit one hour's records for every tenant."), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	if t.crossDiff, err = meter.Int64Gauge("otelcol_receiver_usage_crosscheck_difference",
+		metric.WithDescription("The last closed hour's data points the gateways counted as delivered less those the store holds, by tenant."), metric.WithUnit("{data_point}")); err != nil {
 		return nil, err
 	}
 	return &t, nil
