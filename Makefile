@@ -243,15 +243,21 @@ $(BIN)/usage: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ ./cmd/usage
 
-## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes) and the Go micro-benchmarks (BENCHMARKS.md; ~16 min). BENCH_FLAGS=-quick for a look
+## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes), the usage computation for 10/100/1,000 tenants and the Go micro-benchmarks (BENCHMARKS.md; ~20 min). BENCH_FLAGS=-quick for a look
 BENCH_FLAGS ?=
-bench: $(OTELCOL) $(BIN)/gwbench $(BIN)/readbench $(VM) nvmlsim
+bench: $(OTELCOL) $(BIN)/gwbench $(BIN)/readbench $(BIN)/usagebench $(VM) nvmlsim
 	@mkdir -p $(BUILD)/bench
 	go test -run '^$$' -bench . -benchmem ./receiver/... ./processor/... ./exporter/... ./extension/... ./internal/... 2>&1 \
 		| tee $(BUILD)/bench/micro.txt | grep -E '^(Benchmark|ok|FAIL)'
 	$(BIN)/gwbench -otelcol $(OTELCOL) -nvmlsim $(dir $(NVMLSIM)) -out $(BUILD)/bench/report.json -profile $(BUILD)/bench/gateway-cpu.pprof $(BENCH_FLAGS) \
 		| tee $(BUILD)/bench/report.txt
 	$(BIN)/readbench -otelcol $(OTELCOL) -out $(BUILD)/bench/readpath.json | tee $(BUILD)/bench/readpath.txt
+	$(BIN)/usagebench -store $(VM) -out $(BUILD)/bench/usage.json | tee $(BUILD)/bench/usage.txt
+	$(BIN)/usagebench -store $(VM) -tenants 100 -step 1m -out $(BUILD)/bench/usage-dense.json | tee -a $(BUILD)/bench/usage.txt
+
+$(BIN)/usagebench: $(GO_SOURCES)
+	@mkdir -p $(BIN)
+	go build -trimpath -o $@ ./cmd/usagebench
 
 $(BIN)/readbench: $(GO_SOURCES)
 	@mkdir -p $(BIN)

@@ -224,3 +224,19 @@ func (s *Store) Series(ctx context.Context, selector, extraLabel string) ([]map[
 	}
 	return body.Data, nil
 }
+
+// CPU is the CPU time the store's process has used so far.
+func (s *Store) CPU() time.Duration {
+	if s.p == nil {
+		return 0
+	}
+	return s.p.CPU()
+}
+
+// PeakRSSMiB is the store's high-water resident memory (0 if unknown).
+func (s *Store) PeakRSSMiB() float64 {
+	if s.p == nil {
+		return 0
+	}
+	return s.p.PeakRSSMiB()
+}
