@@ -97,8 +97,8 @@ func TestCrosscheckReportsAnUnexplainedDifference(t *testing.T) {
 	rn.r.logger = zap.New(core)
 	defer rn.stop(t)
 	// The first cycle (in start) read the 09Z boundary's counters.
-	gw.set("acme", 100)              // as stored
-	gw.set("globex", 80)             // 30 more than stored
+	gw.set("acme", 100)  // as stored
+	gw.set("globex", 80) // 30 more than stored
 	clk.set(hourAt("2026-12-01T10:00:20Z"))
 	rn.r.cycle(context.Background()) // the 10Z boundary's counters
 	clk.set(hourAt("2026-12-01T10:10:00Z"))

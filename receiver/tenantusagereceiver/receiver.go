@@ -2,8 +2,8 @@ package tenantusagereceiver
 
 import (
 	"context"
-	"net/http"
 	"fmt"
+	"net/http"
 	"sort"
 	"time"
 
