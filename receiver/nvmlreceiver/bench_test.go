@@ -111,7 +111,14 @@ func (d *leanDevice) GetCurrPcieLinkGeneration() (int, nvml.Return)        { ret
 func (d *leanDevice) GetCurrPcieLinkWidth() (int, nvml.Return)             { return 16, nvml.SUCCESS }
 func (d *leanDevice) GetFieldValues(fvs []nvml.FieldValue) nvml.Return {
 	for i := range fvs {
-		fvs[i].ValueType, fvs[i].Value = uint32(nvml.VALUE_TYPE_UNSIGNED_INT), u32(7)
+		v := uint32(7)
+		switch fvs[i].FieldId {
+		case nvml.FI_DEV_NVLINK_LINK_COUNT:
+			v = 18
+		case nvml.FI_DEV_NVLINK_GET_STATE:
+			v = nvml.NVLINK_STATE_ACTIVE
+		}
+		fvs[i].ValueType, fvs[i].Value = uint32(nvml.VALUE_TYPE_UNSIGNED_INT), u32(v)
 	}
 	return nvml.SUCCESS
 }

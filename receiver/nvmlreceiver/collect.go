@@ -225,21 +225,39 @@ func (d *device) collectMemory(h nvml.Device, ent *entity, variant string) {
 	}
 }
 
-func (d *device) collectPower(now pcommon.Timestamp) {
+func (d *device) collectPower(now pcommon.Timestamp, f *fieldRead) {
 	h := d.handle()
 	gpu := str("hw.type", "gpu")
-	if d.drv.enabled[mPower] && d.can("nvmlDeviceGetPowerUsage", "") {
-		if mw, ret := h.GetPowerUsage(); d.ok("nvmlDeviceGetPowerUsage", "", ret) {
-			d.emit(mPower, d.ent, float64(mw)/1000, 0, gpu)
+	// Both as fields where the driver has them (the one-second average
+	// GetPowerUsage also gives on Ampere and later), else their calls.
+	if d.drv.enabled[mPower] {
+		if mw, ok := f.field(nvml.FI_DEV_POWER_AVERAGE); ok {
+			d.emit(mPower, d.ent, mw/1000, 0, gpu)
+		} else if d.can("nvmlDeviceGetPowerUsage", "") {
+			if mw, ret := h.GetPowerUsage(); d.ok("nvmlDeviceGetPowerUsage", "", ret) {
+				d.emit(mPower, d.ent, float64(mw)/1000, 0, gpu)
+			}
 		}
 	}
-	if d.drv.enabled[mPowerLimit] && d.can("nvmlDeviceGetEnforcedPowerLimit", "") {
-		if mw, ret := h.GetEnforcedPowerLimit(); d.ok("nvmlDeviceGetEnforcedPowerLimit", "", ret) {
-			d.emit(mPowerLimit, d.ent, float64(mw)/1000, 0)
+	if d.drv.enabled[mPowerLimit] {
+		if mw, ok := f.field(nvml.FI_DEV_POWER_CURRENT_LIMIT); ok {
+			d.emit(mPowerLimit, d.ent, mw/1000, 0)
+		} else if d.can("nvmlDeviceGetEnforcedPowerLimit", "") {
+			if mw, ret := h.GetEnforcedPowerLimit(); d.ok("nvmlDeviceGetEnforcedPowerLimit", "", ret) {
+				d.emit(mPowerLimit, d.ent, float64(mw)/1000, 0)
+			}
 		}
 	}
-	if d.drv.enabled[mEnergy] && d.can("nvmlDeviceGetTotalEnergyConsumption", "") {
-		if mj, ret := h.GetTotalEnergyConsumption(); d.ok("nvmlDeviceGetTotalEnergyConsumption", "", ret) {
+	if d.drv.enabled[mEnergy] {
+		mj, have := uint64(0), false
+		if v, ok := f.field(nvml.FI_DEV_TOTAL_ENERGY_CONSUMPTION); ok {
+			mj, have = uint64(v), true
+		} else if d.can("nvmlDeviceGetTotalEnergyConsumption", "") {
+			var ret nvml.Return
+			mj, ret = h.GetTotalEnergyConsumption()
+			have = d.ok("nvmlDeviceGetTotalEnergyConsumption", "", ret)
+		}
+		if have {
 			start := d.cumulative("nvmlDeviceGetTotalEnergyConsumption", "", mj, now)
 			d.emit(mEnergy, d.ent, float64(mj)/1000, start, gpu)
 		}
@@ -258,7 +276,7 @@ func (d *device) fieldValue(variant string, fv nvml.FieldValue) (float64, bool) 
 	return v, !math.IsNaN(v)
 }
 
-func (d *device) collectThermal() {
+func (d *device) collectThermal(f *fieldRead) {
 	if !d.drv.enabled[mTemperature] {
 		return
 	}
@@ -277,13 +295,8 @@ func (d *device) collectThermal() {
 			d.emit(mTemperature, d.ent, float64(c), 0, str("hw.sensor_location", "gpu"))
 		}
 	}
-	if d.can("nvmlDeviceGetFieldValues", "memory_temp") {
-		fvs := []nvml.FieldValue{{FieldId: nvml.FI_DEV_MEMORY_TEMP}}
-		if ret := h.GetFieldValues(fvs); d.ok("nvmlDeviceGetFieldValues", "memory_temp", ret) {
-			if c, ok := d.fieldValue("memory_temp", fvs[0]); ok {
-				d.emit(mTemperature, d.ent, c, 0, str("hw.sensor_location", "memory"))
-			}
-		}
+	if c, ok := f.field(nvml.FI_DEV_MEMORY_TEMP); ok {
+		d.emit(mTemperature, d.ent, c, 0, str("hw.sensor_location", "memory"))
 	}
 }
 
@@ -319,7 +332,7 @@ var violationPolicies = []struct {
 	{nvml.PERF_POLICY_TOTAL_BASE_CLOCKS, "base_clocks"},
 }
 
-func (d *device) collectClocks(now pcommon.Timestamp) {
+func (d *device) collectClocks(now pcommon.Timestamp, f *fieldRead) {
 	h := d.handle()
 	if d.drv.enabled[mClock] {
 		for _, c := range clocks {
@@ -347,45 +360,103 @@ func (d *device) collectClocks(now pcommon.Timestamp) {
 		}
 	}
 	if d.drv.enabled[mThrottleDuration] {
-		for _, p := range violationPolicies {
-			if !d.can("nvmlDeviceGetViolationStatus", p.name) {
-				continue
+		// The policy counters as fields first (GetViolationStatus is
+		// deprecated in CUDA 13's nvml.h), one call each on drivers
+		// without them. Both count nanoseconds.
+		for i, p := range violationPolicies {
+			ns, have := uint64(0), false
+			if v, ok := f.field(violationFields[i]); ok {
+				ns, have = uint64(v), true
+			} else if d.can("nvmlDeviceGetViolationStatus", p.name) {
+				vt, ret := h.GetViolationStatus(p.policy)
+				ns, have = vt.ViolationTime, d.ok("nvmlDeviceGetViolationStatus", p.name, ret)
 			}
-			if vt, ret := h.GetViolationStatus(p.policy); d.ok("nvmlDeviceGetViolationStatus", p.name, ret) {
-				start := d.cumulative("nvmlDeviceGetViolationStatus", p.name, vt.ViolationTime, now)
-				d.emit(mThrottleDuration, d.ent, float64(vt.ViolationTime)/1e9, start, str("nvidia.gpu.violation.policy", p.name))
+			if have {
+				start := d.cumulative("nvmlDeviceGetViolationStatus", p.name, ns, now)
+				d.emit(mThrottleDuration, d.ent, float64(ns)/1e9, start, str("nvidia.gpu.violation.policy", p.name))
 			}
 		}
 	}
 }
 
-func (d *device) collectPCIe(now pcommon.Timestamp) {
+func (d *device) collectPCIe(now pcommon.Timestamp, f *fieldRead) {
 	h := d.handle()
 	if d.drv.enabled[mPCIeThroughput] {
-		for _, dir := range []struct {
-			c    nvml.PcieUtilCounter
-			name string
-		}{{nvml.PCIE_UTIL_TX_BYTES, "transmit"}, {nvml.PCIE_UTIL_RX_BYTES, "receive"}} {
-			if d.can("nvmlDeviceGetPcieThroughput", dir.name) {
-				if kbs, ret := h.GetPcieThroughput(dir.c); d.ok("nvmlDeviceGetPcieThroughput", dir.name, ret) {
-					d.emit(mPCIeThroughput, d.ent, float64(kbs)*kib, 0, str("network.io.direction", dir.name))
-				}
-			}
+		d.collectPCIeThroughput(h, f)
+	}
+	if d.drv.enabled[mPCIeReplays] {
+		n, have := uint64(0), false
+		if v, ok := f.field(nvml.FI_DEV_PCIE_REPLAY_COUNTER); ok {
+			n, have = uint64(v), true
+		} else if d.can("nvmlDeviceGetPcieReplayCounter", "") {
+			c, ret := h.GetPcieReplayCounter()
+			n, have = uint64(c), d.ok("nvmlDeviceGetPcieReplayCounter", "", ret)
+		}
+		if have {
+			start := d.cumulative("nvmlDeviceGetPcieReplayCounter", "", n, now)
+			d.emitInt(mPCIeReplays, d.ent, int64(n), start)
 		}
 	}
-	if d.drv.enabled[mPCIeReplays] && d.can("nvmlDeviceGetPcieReplayCounter", "") {
-		if n, ret := h.GetPcieReplayCounter(); d.ok("nvmlDeviceGetPcieReplayCounter", "", ret) {
-			start := d.cumulative("nvmlDeviceGetPcieReplayCounter", "", uint64(n), now)
-			d.emitInt(mPCIeReplays, d.ent, int64(n), start)
+}
+
+// pcieCounters is the PCIe byte counters at the last scrape, for a rate.
+type pcieCounters struct {
+	tx, rx uint64
+	at     time.Time
+	have   bool
+}
+
+// collectPCIeThroughput reports PCIe traffic in bytes/s: the rate of the
+// PCIe byte counters between two scrapes where the driver has them (no
+// cost), else GetPcieThroughput, which samples for about 20 ms a call.
+func (d *device) collectPCIeThroughput(h nvml.Device, f *fieldRead) {
+	tx, okTx := f.field(nvml.FI_DEV_PCIE_COUNT_TX_BYTES)
+	rx, okRx := f.field(nvml.FI_DEV_PCIE_COUNT_RX_BYTES)
+	if okTx && okRx {
+		// Over the driver's timestamp of the read where it gives one.
+		at := f.stamp(nvml.FI_DEV_PCIE_COUNT_TX_BYTES)
+		if at.IsZero() {
+			at = f.at
+		}
+		prev := d.pcie
+		d.pcie = pcieCounters{tx: uint64(tx), rx: uint64(rx), at: at, have: true}
+		dt := at.Sub(prev.at).Seconds()
+		// The first read has nothing to compare with; a counter that
+		// wrapped or went back (a reset) gives no rate this time.
+		if !prev.have || dt <= 0 || uint64(tx) < prev.tx || uint64(rx) < prev.rx {
+			return
+		}
+		d.emit(mPCIeThroughput, d.ent, float64(uint64(tx)-prev.tx)/dt, 0, str("network.io.direction", "transmit"))
+		d.emit(mPCIeThroughput, d.ent, float64(uint64(rx)-prev.rx)/dt, 0, str("network.io.direction", "receive"))
+		return
+	}
+	d.pcie = pcieCounters{}
+	for _, dir := range []struct {
+		c    nvml.PcieUtilCounter
+		name string
+	}{{nvml.PCIE_UTIL_TX_BYTES, "transmit"}, {nvml.PCIE_UTIL_RX_BYTES, "receive"}} {
+		if d.can("nvmlDeviceGetPcieThroughput", dir.name) {
+			if kbs, ret := h.GetPcieThroughput(dir.c); d.ok("nvmlDeviceGetPcieThroughput", dir.name, ret) {
+				d.emit(mPCIeThroughput, d.ent, float64(kbs)*kib, 0, str("network.io.direction", dir.name))
+			}
 		}
 	}
 }
 
 // activeLinks finds the NVLinks that are up, listed again every
 // rediscover_interval: a link that goes down (or is trained again) is seen
-// without a restart, at one state call per link a minute.
+// without a restart. One field-values call reads every link's state (the
+// link count and NVLINK_GET_STATE per link); drivers without those fields
+// get one state call per link.
 func (d *device) activeLinks(h nvml.Device) []int {
-	if time.Since(d.nvlink.listedAt) < d.drv.relistEvery || !d.can("nvmlDeviceGetNvLinkState", "") {
+	if time.Since(d.nvlink.listedAt) < d.drv.relistEvery {
+		return d.nvlink.links
+	}
+	if d.linksFromFields(h) {
+		d.nvlink.listedAt = time.Now()
+		return d.nvlink.links
+	}
+	if !d.can("nvmlDeviceGetNvLinkState", "") {
 		return d.nvlink.links
 	}
 	d.nvlink.listedAt = time.Now()
@@ -408,6 +479,44 @@ func (d *device) activeLinks(h nvml.Device) []int {
 	return d.nvlink.links
 }
 
+// linksFromFields lists the links through field values; false when the
+// driver cannot (the caller asks link by link).
+func (d *device) linksFromFields(h nvml.Device) bool {
+	variant := fieldVariant(nvml.FI_DEV_NVLINK_GET_STATE)
+	if !d.can(fieldsFn, "") || !d.can(fieldsFn, variant) || !d.can(fieldsFn, fieldVariant(nvml.FI_DEV_NVLINK_LINK_COUNT)) {
+		return false
+	}
+	fvs := make([]nvml.FieldValue, 0, 1+nvml.NVLINK_MAX_LINKS)
+	fvs = append(fvs, nvml.FieldValue{FieldId: nvml.FI_DEV_NVLINK_LINK_COUNT})
+	for link := 0; link < nvml.NVLINK_MAX_LINKS; link++ {
+		fvs = append(fvs, nvml.FieldValue{FieldId: nvml.FI_DEV_NVLINK_GET_STATE, ScopeId: uint32(link)})
+	}
+	if ret := h.GetFieldValues(fvs); !d.ok(fieldsFn, "", ret) {
+		return false
+	}
+	// A driver without the link count, or a GPU without NVLink, answers
+	// it NOT_SUPPORTED (remembered): the per-link call tells them apart.
+	count, ok := d.fieldValue(fieldVariant(nvml.FI_DEV_NVLINK_LINK_COUNT), fvs[0])
+	if !ok {
+		return false
+	}
+	n := min(int(count), nvml.NVLINK_MAX_LINKS)
+	links, all := d.nvlink.links[:0], d.nvlink.all[:0]
+	for link := 0; link < n; link++ {
+		state, ok := d.fieldValue(variant, fvs[1+link])
+		if !ok {
+			return false
+		}
+		active := state == nvml.NVLINK_STATE_ACTIVE
+		all = append(all, linkState{link: link, active: active})
+		if active {
+			links = append(links, link)
+		}
+	}
+	d.nvlink.links, d.nvlink.all = links, all
+	return true
+}
+
 var nvlinkErrorTypes = []struct {
 	c    nvml.NvLinkErrorCounter
 	name string
@@ -416,66 +525,60 @@ var nvlinkErrorTypes = []struct {
 	{nvml.NVLINK_ERROR_DL_REPLAY, "replay"}, {nvml.NVLINK_ERROR_DL_RECOVERY, "recovery"},
 }
 
-func (d *device) collectNVLink(now pcommon.Timestamp) {
-	if !d.drv.enabled[mNVLinkIO] && !d.drv.enabled[mNVLinkErrors] && !d.drv.enabled[mNVLinkActive] {
+func (d *device) nvlinkOn() bool {
+	return d.drv.enabled[mNVLinkIO] || d.drv.enabled[mNVLinkErrors] || d.drv.enabled[mNVLinkActive]
+}
+
+func (d *device) collectNVLink(now pcommon.Timestamp, links []int, f *fieldRead) {
+	if !d.nvlinkOn() {
 		return
 	}
 	h := d.handle()
-	links := d.activeLinks(h)
 	for _, l := range d.nvlink.all {
 		d.emit(mNVLinkActive, d.ent, b2f(l.active), 0, num("nvidia.gpu.nvlink.link", int64(l.link)))
 	}
 	if len(links) == 0 {
 		return
 	}
-	if d.drv.enabled[mNVLinkIO] && d.can("nvmlDeviceGetFieldValues", "nvlink_throughput") {
-		fvs := make([]nvml.FieldValue, 0, 2*len(links))
+	if d.drv.enabled[mNVLinkIO] {
+		var tx, rx float64
+		okAll := true
 		for _, l := range links {
-			fvs = append(fvs,
-				nvml.FieldValue{FieldId: nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, ScopeId: uint32(l)},
-				nvml.FieldValue{FieldId: nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, ScopeId: uint32(l)})
-		}
-		if ret := h.GetFieldValues(fvs); d.ok("nvmlDeviceGetFieldValues", "nvlink_throughput", ret) {
-			var tx, rx float64
-			okAll := true
-			for i, fv := range fvs {
-				v, ok := d.fieldValue("nvlink_throughput", fv)
-				if !ok {
-					okAll = false
-					break
-				}
-				if i%2 == 0 {
-					tx += v
-				} else {
-					rx += v
-				}
+			t, ok1 := f.scoped(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, uint32(l))
+			r, ok2 := f.scoped(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, uint32(l))
+			if !ok1 || !ok2 {
+				okAll = false
+				break
 			}
-			if okAll {
-				for _, dir := range []struct {
-					name string
-					kib  float64
-				}{{"transmit", tx}, {"receive", rx}} {
-					b := uint64(dir.kib) * kib
-					start := d.cumulative("nvlink_throughput", dir.name, b, now)
-					d.emitInt(mNVLinkIO, d.ent, int64(b), start, str("network.io.direction", dir.name))
-				}
+			tx, rx = tx+t, rx+r
+		}
+		if okAll {
+			for _, dir := range []struct {
+				name string
+				kib  float64
+			}{{"transmit", tx}, {"receive", rx}} {
+				b := uint64(dir.kib) * kib
+				start := d.cumulative("nvlink_throughput", dir.name, b, now)
+				d.emitInt(mNVLinkIO, d.ent, int64(b), start, str("network.io.direction", dir.name))
 			}
 		}
 	}
 	if d.drv.enabled[mNVLinkErrors] {
-		for _, t := range nvlinkErrorTypes {
-			if !d.can("nvmlDeviceGetNvLinkErrorCounter", t.name) {
-				continue
-			}
-			var total uint64
-			okAll := true
-			for _, l := range links {
-				n, ret := h.GetNvLinkErrorCounter(l, t.c)
-				if !d.ok("nvmlDeviceGetNvLinkErrorCounter", t.name, ret) {
-					okAll = false
-					break
+		for i, t := range nvlinkErrorTypes {
+			total, okAll := uint64(0), false
+			if v, ok := f.field(nvlinkErrorFields[i]); ok {
+				// Every lane of every link, in one field.
+				total, okAll = uint64(v), true
+			} else if d.can("nvmlDeviceGetNvLinkErrorCounter", t.name) {
+				okAll = true
+				for _, l := range links {
+					n, ret := h.GetNvLinkErrorCounter(l, t.c)
+					if !d.ok("nvmlDeviceGetNvLinkErrorCounter", t.name, ret) {
+						okAll = false
+						break
+					}
+					total += n
 				}
-				total += n
 			}
 			if okAll {
 				start := d.cumulative("nvmlDeviceGetNvLinkErrorCounter", t.name, total, now)
@@ -485,23 +588,28 @@ func (d *device) collectNVLink(now pcommon.Timestamp) {
 	}
 }
 
-func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval) {
+func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval, f *fieldRead) {
 	h := d.handle()
 	gpu := str("hw.type", "gpu")
 	d.health.newUncorrected = false
 	// ECC is read for hw.status too: a rise of uncorrected errors degrades
 	// the GPU whether or not hw.errors is reported.
 	if d.drv.enabled[mErrors] || d.drv.enabled[mStatus] {
-		for _, e := range []struct {
+		for i, e := range []struct {
 			typ  nvml.MemoryErrorType
 			name string
 		}{{nvml.MEMORY_ERROR_TYPE_CORRECTED, "corrected"}, {nvml.MEMORY_ERROR_TYPE_UNCORRECTED, "uncorrected"}} {
-			if !d.can("nvmlDeviceGetTotalEccErrors", e.name) {
-				continue
-			}
-			n, ret := h.GetTotalEccErrors(e.typ, nvml.VOLATILE_ECC)
-			if !d.ok("nvmlDeviceGetTotalEccErrors", e.name, ret) {
-				continue
+			var n uint64
+			if v, ok := f.field(eccFields[i]); ok {
+				n = uint64(v)
+			} else {
+				if !d.can("nvmlDeviceGetTotalEccErrors", e.name) {
+					continue
+				}
+				var ret nvml.Return
+				if n, ret = h.GetTotalEccErrors(e.typ, nvml.VOLATILE_ECC); !d.ok("nvmlDeviceGetTotalEccErrors", e.name, ret) {
+					continue
+				}
 			}
 			start := d.cumulative("nvmlDeviceGetTotalEccErrors", e.name, n, now)
 			d.emitInt(mErrors, d.ent, int64(n), start, gpu, str("error.type", e.name))
@@ -514,6 +622,29 @@ func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval) {
 		}
 		for _, c := range xids.counts {
 			d.emitInt(mErrors, d.ent, int64(c.count), xids.start, gpu, str("error.type", "xid"), num("nvidia.xid.code", int64(c.code)))
+		}
+	}
+}
+
+// collectECC reports ECC errors per memory location, since the driver
+// loaded (volatile) and over the board's life (aggregate), from the scrape's
+// field values: an RMA decision reads the aggregate device-memory count.
+func (d *device) collectECC(now pcommon.Timestamp, f *fieldRead) {
+	if !d.drv.enabled[mECC] {
+		return
+	}
+	for _, l := range eccLocations {
+		for _, e := range []struct {
+			id   uint32
+			name string
+		}{{l.sbe, "corrected"}, {l.dbe, "uncorrected"}} {
+			v, ok := f.field(e.id)
+			if !ok {
+				continue
+			}
+			start := d.cumulative("ecc:"+l.counter+":"+l.location, e.name, uint64(v), now)
+			d.emitInt(mECC, d.ent, int64(v), start, str("error.type", e.name),
+				str("nvidia.gpu.ecc.location", l.location), str("nvidia.gpu.ecc.counter", l.counter))
 		}
 	}
 }

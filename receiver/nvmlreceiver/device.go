@@ -63,6 +63,7 @@ type device struct {
 	health      healthState    // status.go
 	util        utilCursors    // collect.go: utilization samples
 	nvlink      nvlinkState    // collect.go
+	pcie        pcieCounters   // collect.go: PCIe byte counters for a rate
 	procs       processCursor  // process.go
 	gpm         *gpmState      // gpm.go
 	limits      limitState     // limits.go
@@ -189,6 +190,7 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	d.util = newUtilCursors()
 	d.procs = processCursor{}
 	d.nvlink = nvlinkState{}
+	d.pcie = pcieCounters{}
 	d.limits = limitState{}
 	d.gpm = nil
 	d.discovered = now
@@ -238,15 +240,21 @@ func (d *device) collect(now pcommon.Timestamp) {
 	}
 	xids := d.xid.take()
 	d.emitInfo()
+	var links []int
+	if d.nvlinkOn() {
+		links = d.activeLinks(d.handle())
+	}
+	f := d.readFields(d.handle(), links)
 	d.collectUtilization()
 	d.collectMemory(d.handle(), d.ent, "")
-	d.collectPower(now)
-	d.collectThermal()
-	d.collectClocks(now)
-	d.collectPCIe(now)
+	d.collectPower(now, &f)
+	d.collectThermal(&f)
+	d.collectClocks(now, &f)
+	d.collectPCIe(now, &f)
 	d.collectLimits()
-	d.collectNVLink(now)
-	d.collectErrors(now, xids)
+	d.collectNVLink(now, links, &f)
+	d.collectErrors(now, xids, &f)
+	d.collectECC(now, &f)
 	d.collectMisc()
 	d.collectGPM()
 	d.collectMIG()

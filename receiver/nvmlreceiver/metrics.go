@@ -61,6 +61,7 @@ const (
 	mNVLinkErrors
 	mNVLinkActive
 	mErrors
+	mECC
 	mRemappedRows
 	mRetiredPages
 	mStatus
@@ -111,19 +112,19 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mPower: {
 		name: "hw.power", unit: "W", kind: kindGauge, attrs: []string{"hw.type"}, enabled: true,
-		description: "Power drawn by the GPU board.", source: "GetPowerUsage (mW)",
-		symbols: []string{"nvmlDeviceGetPowerUsage"},
+		description: "Power drawn by the GPU board.", source: "field POWER_AVERAGE (mW, Ampere+ but GA100); fallback GetPowerUsage",
+		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetPowerUsage"},
 	},
 	mPowerLimit: {
 		name: "nvidia.gpu.power.limit", unit: "W", kind: kindGauge, enabled: true,
-		description: "Power limit the driver enforces.", source: "GetEnforcedPowerLimit (mW)",
-		symbols: []string{"nvmlDeviceGetEnforcedPowerLimit"},
+		description: "Power limit the driver enforces.", source: "field POWER_CURRENT_LIMIT (mW); fallback GetEnforcedPowerLimit",
+		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetEnforcedPowerLimit"},
 	},
 	mEnergy: {
 		name: "hw.energy", unit: "J", kind: kindSum, attrs: []string{"hw.type"}, enabled: true,
 		description: "Energy consumed by the GPU board; a new start time when the counter goes down (driver reload).",
-		source:      "GetTotalEnergyConsumption (mJ)",
-		symbols:     []string{"nvmlDeviceGetTotalEnergyConsumption"},
+		source:      "field TOTAL_ENERGY_CONSUMPTION (mJ); fallback GetTotalEnergyConsumption",
+		symbols:     []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetTotalEnergyConsumption"},
 	},
 	mTemperature: {
 		name: "hw.temperature", unit: "Cel", kind: kindGauge, attrs: []string{"hw.sensor_location"}, enabled: true,
@@ -153,18 +154,18 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mThrottleDuration: {
 		name: "nvidia.gpu.clock.throttle.duration", unit: "s", kind: kindSum, attrs: []string{"nvidia.gpu.violation.policy"}, enabled: true,
-		description: "Time the clocks were held below their target, by policy.", source: "GetViolationStatus (ns)",
-		symbols: []string{"nvmlDeviceGetViolationStatus"},
+		description: "Time the clocks were held below their target, by policy.", source: "fields PERF_POLICY_* (ns); fallback GetViolationStatus",
+		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetViolationStatus"},
 	},
 	mPCIeThroughput: {
 		name: "nvidia.gpu.pcie.throughput", unit: "By/s", kind: kindGauge, attrs: []string{"network.io.direction"}, enabled: true,
-		description: "PCIe traffic, transmit and receive.", source: "GetPcieThroughput (KB/s)",
-		symbols: []string{"nvmlDeviceGetPcieThroughput"},
+		description: "PCIe traffic, transmit and receive.", source: "rate of fields PCIE_COUNT_TX/RX_BYTES between scrapes (from the second scrape); fallback GetPcieThroughput (KB/s, samples ~20 ms)",
+		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetPcieThroughput"},
 	},
 	mPCIeReplays: {
 		name: "nvidia.gpu.pcie.replays", unit: "{replay}", kind: kindSum, isInt: true, enabled: true,
-		description: "PCIe replays (link-level retransmissions).", source: "GetPcieReplayCounter",
-		symbols: []string{"nvmlDeviceGetPcieReplayCounter"},
+		description: "PCIe replays (link-level retransmissions).", source: "field PCIE_REPLAY_COUNTER; fallback GetPcieReplayCounter",
+		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetPcieReplayCounter"},
 	},
 	mPCIeLinkGen: {
 		name: "nvidia.gpu.pcie.link.generation", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.pcie.link"}, enabled: true,
@@ -185,20 +186,27 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mNVLinkErrors: {
 		name: "nvidia.gpu.nvlink.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"error.type"}, enabled: true,
-		description: "NVLink errors by type, summed over the active links.", source: "GetNvLinkErrorCounter, summed over links",
-		symbols: []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetNvLinkErrorCounter"},
+		description: "NVLink errors by type, summed over the active links.", source: "fields NVLINK_CRC_FLIT/CRC_DATA/REPLAY/RECOVERY_ERROR_COUNT_TOTAL; fallback GetNvLinkErrorCounter summed over active links",
+		symbols: []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetFieldValues", "nvmlDeviceGetNvLinkErrorCounter"},
 	},
 	mNVLinkActive: {
 		name: "nvidia.gpu.nvlink.link.active", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.nvlink.link"}, enabled: true,
 		description: "Per NVLink the GPU has: 1 while it is active, 0 while it is down or untrained.",
-		source:      "GetNvLinkState per link; read every rediscover_interval",
-		symbols:     []string{"nvmlDeviceGetNvLinkState"},
+		source:      "fields NVLINK_LINK_COUNT, NVLINK_GET_STATE per link (fallback GetNvLinkState per link); read every rediscover_interval",
+		symbols:     []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetNvLinkState"},
 	},
 	mErrors: {
 		name: "hw.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"hw.type", "error.type", "nvidia.xid.code"}, enabled: true,
 		description: "Corrected and uncorrected ECC errors (volatile) and XID errors by code (nvidia.xid.code on xid only).",
-		source:      "GetTotalEccErrors (volatile); XID: event set",
-		symbols:     []string{"nvmlDeviceGetTotalEccErrors"},
+		source:      "fields ECC_SBE/DBE_VOL_TOTAL; fallback GetTotalEccErrors (volatile); XID: event set",
+		symbols:     []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetTotalEccErrors"},
+	},
+	mECC: {
+		name: "nvidia.gpu.ecc.errors", unit: "{error}", kind: kindSum, isInt: true,
+		attrs: []string{"error.type", "nvidia.gpu.ecc.location", "nvidia.gpu.ecc.counter"}, enabled: false,
+		description: "ECC errors per memory location (device_memory, l1_cache, l2_cache, register_file, texture_memory; total), since the driver loaded (volatile) and over the board's life (aggregate).",
+		source:      "fields ECC_SBE/DBE_VOL_DEV/L1/L2/REG/TEX, ECC_SBE/DBE_AGG_TOTAL/DEV (where the board has the location)",
+		symbols:     []string{"nvmlDeviceGetFieldValues"},
 	},
 	mRemappedRows: {
 		name: "nvidia.gpu.memory.remapped_rows", unit: "{row}", kind: kindUpDown, isInt: true, attrs: []string{"nvidia.gpu.remap.state"}, enabled: true,

@@ -23,6 +23,14 @@ import (
 // waits for the watcher. Tests shorten it.
 var xidWaitMillis uint32 = 500
 
+// waitMillis is one event wait: xidWaitMillis, or less than half of
+// call_timeout, so that shutdown, which waits for the watcher at most
+// call_timeout, finds it out of NVML and can close the library.
+func (w *xidWatcher) waitMillis() uint32 {
+	half := w.s.cfg.callTimeout().Milliseconds() / 2
+	return uint32(max(1, min(int64(xidWaitMillis), half-1)))
+}
+
 // xidRetryEvery is how often a GPU whose registration for XID events failed
 // (it races with the driver's own setup on a fresh node) is tried again.
 // Tests shorten it.
@@ -256,7 +264,7 @@ func (w *xidWatcher) run() {
 		default:
 		}
 		w.maintain()
-		data, ret := w.set.Wait(xidWaitMillis)
+		data, ret := w.set.Wait(w.waitMillis())
 		switch ret {
 		case nvml.SUCCESS:
 			failure.Changed(nil)

@@ -86,9 +86,11 @@ static double signal_at(const signal_t *s, double t) {
 
 enum {
     F_LOST, F_UNSUPPORTED, F_NOPERMISSION, F_INIT_FAIL, F_SLOW, F_HANG, F_XID, F_ECC, F_RESET, F_DRIVER_HANG, F_NVLINK_DOWN,
+    F_GPU_RESET, F_FIELD_UNSUPPORTED,
 };
 static const char *fault_names[] = {
     "lost", "unsupported", "nopermission", "init_fail", "slow", "hang", "xid", "ecc", "reset_counters", "driver_hang", "nvlink_down",
+    "gpu_reset", "field_unsupported",
 };
 
 typedef struct {
@@ -96,9 +98,9 @@ typedef struct {
     int gpu;           /* -1: every GPU */
     int kind;
     char fn[96];       /* unsupported, nopermission, slow, hang */
-    double duration;   /* lost, init_fail, hang, driver_hang */
+    double duration;   /* lost (0: until a gpu_reset), init_fail, hang, driver_hang */
     unsigned ms;       /* slow */
-    unsigned link;     /* nvlink_down */
+    unsigned link;     /* nvlink_down; field_unsupported: the field id */
     unsigned long long code, pid, count; /* xid, ecc */
     int uncorrected;   /* ecc */
     unsigned char applied[MAX_GPUS]; /* ecc, reset_counters: done on that GPU */
@@ -142,7 +144,9 @@ typedef struct {
     double energy_mj, temp_c;
     double power_violation_ns, thermal_violation_ns;
     double nvlink_kib;
-    unsigned long long ecc_corr, ecc_unc;
+    double pcie_tx_b, pcie_rx_b; /* PCIe byte counters */
+    unsigned long long ecc_corr, ecc_unc;         /* volatile: since the driver loaded or the GPU reset */
+    unsigned long long ecc_corr_agg, ecc_unc_agg; /* aggregate: the board's life (a reset keeps them) */
     int was_lost;
 } gpu_t;
 
@@ -263,9 +267,21 @@ static int parse_fault(const char *path, int line, const char *v) {
         if (strcmp(fault_names[i], kind) == 0) f->kind = i;
     switch (f->kind) {
     case F_LOST:
+        /* lost for a duration (it comes back by itself), or until a
+         * gpu_reset of that GPU: what an XID 79 really takes */
+        if (n == 4 && strcmp(a1, "until_reset") == 0) break;
+        if (n != 4 || (f->duration = atof(a1)) <= 0) return fail(path, line, "fault lost: want a duration in seconds or until_reset");
+        break;
     case F_INIT_FAIL:
     case F_DRIVER_HANG:
         if (n != 4 || (f->duration = atof(a1)) <= 0) return fail(path, line, "fault %s: want a duration in seconds", kind);
+        break;
+    case F_GPU_RESET:
+        if (n != 3) return fail(path, line, "fault gpu_reset takes no argument");
+        break;
+    case F_FIELD_UNSUPPORTED:
+        if (n != 4 || atoi(a1) <= 0) return fail(path, line, "fault field_unsupported: want a field id (nvml.h NVML_FI_DEV_*)");
+        f->link = (unsigned)atoi(a1);
         break;
     case F_UNSUPPORTED:
     case F_NOPERMISSION:
@@ -299,7 +315,7 @@ static int parse_fault(const char *path, int line, const char *v) {
         f->link = (unsigned)atoi(a1);
         break;
     default:
-        return fail(path, line, "unknown fault kind '%s' (lost, unsupported, nopermission, init_fail, slow, hang, xid, ecc, reset_counters, driver_hang, nvlink_down)", kind);
+        return fail(path, line, "unknown fault kind '%s' (lost, unsupported, nopermission, init_fail, slow, hang, xid, ecc, reset_counters, driver_hang, nvlink_down, gpu_reset, field_unsupported)", kind);
     }
     nfaults++;
     return 0;
@@ -459,6 +475,8 @@ static void advance(gpu_t *g, double t) {
         if (p >= 0.95 * g->model->power_limit_w) g->power_violation_ns += dt * 1e9;
         if (g->temp_c >= 85.0) g->thermal_violation_ns += dt * 1e9;
         g->nvlink_kib += u / 100.0 * 2.0e7 * dt; /* up to ~20 GB/s over all links */
+        g->pcie_tx_b += u * 2000.0 * 1024 * dt;  /* as GetPcieThroughput: u*2000 KB/s */
+        g->pcie_rx_b += u * 3000.0 * 1024 * dt;
         g->last_t += dt;
     }
 }
@@ -469,24 +487,127 @@ static void apply_one_shot_faults(gpu_t *g, int idx, double t) {
         if ((f->gpu != idx && f->gpu != -1) || f->start > t) continue;
         if (f->kind == F_ECC && !f->applied[idx]) {
             f->applied[idx] = 1;
-            if (f->uncorrected) g->ecc_unc += f->count;
-            else g->ecc_corr += f->count;
+            if (f->uncorrected) g->ecc_unc += f->count, g->ecc_unc_agg += f->count;
+            else g->ecc_corr += f->count, g->ecc_corr_agg += f->count;
         } else if (f->kind == F_RESET && !f->applied[idx]) {
             f->applied[idx] = 1;
             g->energy_mj = 0;
             g->ecc_corr = g->ecc_unc = 0;
             g->power_violation_ns = g->thermal_violation_ns = 0;
             g->nvlink_kib = 0;
+            g->pcie_tx_b = g->pcie_rx_b = 0;
         }
     }
+}
+
+/* reset_after is when the first gpu_reset of GPU idx after start comes
+ * (HUGE_VAL: none). */
+static double reset_after(int idx, double start) {
+    double at = HUGE_VAL;
+    for (int i = 0; i < nfaults; i++) {
+        fault_t *f = &faults[i];
+        if (f->kind == F_GPU_RESET && (f->gpu == idx || f->gpu == -1) && f->start > start && f->start < at) at = f->start;
+    }
+    return at;
 }
 
 static int lost_at(int idx, double t) {
     for (int i = 0; i < nfaults; i++) {
         fault_t *f = &faults[i];
-        if (f->kind == F_LOST && (f->gpu == idx || f->gpu == -1) && t >= f->start && t < f->start + f->duration) return 1;
+        if (f->kind != F_LOST || (f->gpu != idx && f->gpu != -1) || t < f->start) continue;
+        double end = f->duration > 0 ? f->start + f->duration : reset_after(idx, f->start);
+        if (t < end) return 1;
     }
     return 0;
+}
+
+static int nvlink_down_at(int idx, unsigned link, double t) {
+    for (int i = 0; i < nfaults; i++) {
+        fault_t *f = &faults[i];
+        if (f->kind == F_NVLINK_DOWN && (f->gpu == idx || f->gpu == -1) && f->link == link && t >= f->start && t < f->start + f->duration)
+            return 1;
+    }
+    return 0;
+}
+
+static int field_unsupported(int idx, unsigned id) {
+    for (int i = 0; i < nfaults; i++) {
+        fault_t *f = &faults[i];
+        if (f->kind == F_FIELD_UNSUPPORTED && (f->gpu == idx || f->gpu == -1) && f->link == id) return 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------- calls and latency */
+
+/* Every entry point is counted per function; with NVMLSIM_CALLS set the
+ * counts are written there ("<function> <count>" lines) at each
+ * nvmlShutdown and when the library unloads. NVMLSIM_LATENCY=realistic
+ * makes each call take about what it takes on a datacenter driver. */
+#define MAX_CALL_NAMES 256
+static struct {
+    const char *fn;
+    unsigned long long n;
+} call_counts[MAX_CALL_NAMES];
+static int ncall_names;
+static pthread_mutex_t calls_lock = PTHREAD_MUTEX_INITIALIZER;
+static int realistic_latency = -1;
+
+static void count_call(const char *fn) {
+    pthread_mutex_lock(&calls_lock);
+    int i = 0;
+    for (; i < ncall_names; i++)
+        if (call_counts[i].fn == fn || strcmp(call_counts[i].fn, fn) == 0) break;
+    if (i == ncall_names && ncall_names < MAX_CALL_NAMES) call_counts[ncall_names++].fn = fn;
+    if (i < MAX_CALL_NAMES) call_counts[i].n++;
+    pthread_mutex_unlock(&calls_lock);
+}
+
+static void write_calls(void) {
+    const char *path = getenv("NVMLSIM_CALLS");
+    if (!path || !*path) return;
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
+    if (!fp) return;
+    pthread_mutex_lock(&calls_lock);
+    for (int i = 0; i < ncall_names; i++) fprintf(fp, "%s %llu\n", call_counts[i].fn, call_counts[i].n);
+    pthread_mutex_unlock(&calls_lock);
+    if (fclose(fp) == 0) rename(tmp, path);
+}
+
+__attribute__((destructor)) static void nvmlsim_unload(void) { write_calls(); }
+
+/* Typical latencies of a GSP-era datacenter driver: most queries are a few
+ * tens of microseconds, some ask the GPU's firmware, and GetPcieThroughput
+ * samples the link for about 20 ms. */
+static double latency_of(const char *fn) {
+    static const struct {
+        const char *fn;
+        double s;
+    } table[] = {
+        {"nvmlDeviceGetPcieThroughput", 0.020},
+        {"nvmlDeviceGetSamples", 0.0003},
+        {"nvmlDeviceGetFieldValues", 0.0005},
+        {"nvmlGpmSampleGet", 0.001},
+        {"nvmlDeviceGetProcessUtilization", 0.001},
+        {"nvmlDeviceGetComputeRunningProcesses_v3", 0.0005},
+        {"nvmlDeviceGetNvLinkErrorCounter", 0.0001},
+        {"nvmlDeviceGetViolationStatus", 0.0001},
+    };
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (strcmp(table[i].fn, fn) == 0) return table[i].s;
+    return 0.00005;
+}
+
+static void sleep_seconds(double s);
+
+static void simulate_latency(const char *fn) {
+    if (realistic_latency < 0) {
+        const char *v = getenv("NVMLSIM_LATENCY");
+        realistic_latency = v && strcmp(v, "realistic") == 0;
+    }
+    if (realistic_latency) sleep_seconds(latency_of(fn));
 }
 
 /* state locks a GPU, brings its simulation up to now and returns it. */
@@ -495,11 +616,13 @@ static gpu_t *state(int idx, double t) {
     pthread_mutex_lock(&g->lock);
     int lost = lost_at(idx, t);
     if (g->was_lost && !lost) {
-        /* back from a reset: the driver's counters start over */
+        /* back from a reset: the driver's counters start over (the
+         * aggregate ECC counts are the board's and stay) */
         g->energy_mj = 0;
         g->ecc_corr = g->ecc_unc = 0;
         g->power_violation_ns = g->thermal_violation_ns = 0;
         g->nvlink_kib = 0;
+        g->pcie_tx_b = g->pcie_rx_b = 0;
     }
     g->was_lost = lost;
     advance(g, t);
@@ -536,8 +659,10 @@ static void driver_hang_wait(void) {
 /* guard runs before every per-device function: initialised, a valid handle,
  * not lost, not refused by a fault, and the injected delays. */
 static nvmlReturn_t guard(nvmlDevice_t d, const char *fn, gpu_t **out, int *mig) {
+    count_call(fn);
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
     driver_hang_wait();
+    simulate_latency(fn);
     struct nvmlDevice_st *h = d.handle;
     if (!h || h->gpu < 0 || h->gpu >= ngpus) return NVML_ERROR_INVALID_ARGUMENT;
     double t = now_t();
@@ -585,6 +710,7 @@ static nvmlReturn_t copy_string(char *dst, unsigned len, const char *src) {
 /* -------------------------------------------------------- init, system */
 
 EXPORT nvmlReturn_t nvmlInit_v2(void) {
+    count_call(__func__);
     pthread_mutex_lock(&global_lock);
     nvmlReturn_t ret = NVML_SUCCESS;
     if (!loaded) {
@@ -615,11 +741,13 @@ EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
 }
 
 EXPORT nvmlReturn_t nvmlShutdown(void) {
+    count_call(__func__);
     driver_hang_wait();
     pthread_mutex_lock(&global_lock);
     nvmlReturn_t ret = init_count > 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
     if (init_count > 0) init_count--;
     pthread_mutex_unlock(&global_lock);
+    write_calls();
     return ret;
 }
 
@@ -657,6 +785,7 @@ EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *cudaDriverVersion) {
 }
 
 EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount) {
+    count_call(__func__);
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
     driver_hang_wait();
     if (!deviceCount) return NVML_ERROR_INVALID_ARGUMENT;
@@ -667,6 +796,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount) {
 EXPORT nvmlReturn_t nvmlDeviceGetCount(unsigned int *deviceCount) { return nvmlDeviceGetCount_v2(deviceCount); }
 
 EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device) {
+    count_call(__func__);
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
     driver_hang_wait();
     if (!device || index >= (unsigned)ngpus) return NVML_ERROR_INVALID_ARGUMENT;
@@ -680,6 +810,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t 
 }
 
 EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device) {
+    count_call(__func__);
     driver_hang_wait();
     if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
     if (!uuid || !device) return NVML_ERROR_INVALID_ARGUMENT;
@@ -925,11 +1056,16 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
     PHYSICAL_ONLY();
     NOT_ON_VGPU();
     long long ts = (long long)wall_us();
+    int idx = (int)(g - gpus);
     for (int i = 0; i < valuesCount; i++) {
         nvmlFieldValue_t *v = &values[i];
         v->timestamp = ts;
         v->latencyUsec = 0;
         v->nvmlReturn = NVML_SUCCESS;
+        if (field_unsupported(idx, v->fieldId)) {
+            v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+            continue;
+        }
         switch (v->fieldId) {
         case NVML_FI_DEV_MEMORY_TEMP:
             if (!g->model->hbm) {
@@ -952,6 +1088,111 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
             v->value.ullVal = (unsigned long long)(v->fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX ? per_link : 0.8 * per_link);
             break;
         }
+        case NVML_FI_DEV_POWER_AVERAGE:
+            /* a one-second average, Ampere and later except GA100 */
+            if (strcmp(g->model->key, "a100") == 0) {
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                break;
+            }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->value.uiVal = (unsigned)lround(power_at(g, now_t()) * 1000.0);
+            break;
+        case NVML_FI_DEV_POWER_CURRENT_LIMIT:
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->value.uiVal = g->model->power_limit_w * 1000;
+            break;
+        case NVML_FI_DEV_NVLINK_LINK_COUNT:
+            if (g->model->nvlinks == 0) {
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                break;
+            }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->value.uiVal = g->model->nvlinks;
+            break;
+        case NVML_FI_DEV_NVLINK_GET_STATE:
+            if (g->model->nvlinks == 0) {
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                break;
+            }
+            if (v->scopeId >= g->model->nvlinks) {
+                v->nvmlReturn = NVML_ERROR_INVALID_ARGUMENT;
+                break;
+            }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->value.uiVal = nvlink_down_at(idx, v->scopeId, now_t()) ? NVML_NVLINK_STATE_INACTIVE : NVML_NVLINK_STATE_ACTIVE;
+            break;
+        case NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL:
+        case NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL:
+        case NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL:
+        case NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL:
+            if (g->model->nvlinks == 0) {
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                break;
+            }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            v->value.ullVal = 0; /* as GetNvLinkErrorCounter: no link errors modelled */
+            break;
+        case NVML_FI_DEV_PCIE_REPLAY_COUNTER:
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            v->value.ullVal = 0;
+            break;
+        case NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION:
+        case NVML_FI_DEV_PCIE_COUNT_TX_BYTES:
+        case NVML_FI_DEV_PCIE_COUNT_RX_BYTES:
+        case NVML_FI_DEV_PERF_POLICY_POWER:
+        case NVML_FI_DEV_PERF_POLICY_THERMAL:
+        case NVML_FI_DEV_ECC_SBE_VOL_TOTAL:
+        case NVML_FI_DEV_ECC_DBE_VOL_TOTAL:
+        case NVML_FI_DEV_ECC_SBE_AGG_TOTAL:
+        case NVML_FI_DEV_ECC_DBE_AGG_TOTAL:
+        case NVML_FI_DEV_ECC_SBE_VOL_DEV:
+        case NVML_FI_DEV_ECC_DBE_VOL_DEV:
+        case NVML_FI_DEV_ECC_SBE_AGG_DEV:
+        case NVML_FI_DEV_ECC_DBE_AGG_DEV: {
+            gpu_t *s = state(idx, now_t());
+            unsigned long long x = 0;
+            switch (v->fieldId) {
+            case NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION:
+                x = s->sig[S_ENERGY].set ? (unsigned long long)signal_at(&s->sig[S_ENERGY], s->last_t) : (unsigned long long)s->energy_mj;
+                break;
+            case NVML_FI_DEV_PCIE_COUNT_TX_BYTES: x = (unsigned long long)s->pcie_tx_b; break;
+            case NVML_FI_DEV_PCIE_COUNT_RX_BYTES: x = (unsigned long long)s->pcie_rx_b; break;
+            case NVML_FI_DEV_PERF_POLICY_POWER: x = (unsigned long long)s->power_violation_ns; break;
+            case NVML_FI_DEV_PERF_POLICY_THERMAL: x = (unsigned long long)s->thermal_violation_ns; break;
+            /* every modelled ECC error is in device memory */
+            case NVML_FI_DEV_ECC_SBE_VOL_TOTAL:
+            case NVML_FI_DEV_ECC_SBE_VOL_DEV: x = s->ecc_corr; break;
+            case NVML_FI_DEV_ECC_DBE_VOL_TOTAL:
+            case NVML_FI_DEV_ECC_DBE_VOL_DEV: x = s->ecc_unc; break;
+            case NVML_FI_DEV_ECC_SBE_AGG_TOTAL:
+            case NVML_FI_DEV_ECC_SBE_AGG_DEV: x = s->ecc_corr_agg; break;
+            case NVML_FI_DEV_ECC_DBE_AGG_TOTAL:
+            case NVML_FI_DEV_ECC_DBE_AGG_DEV: x = s->ecc_unc_agg; break;
+            }
+            /* stamped when the integration stands, as a driver stamps its read */
+            v->timestamp = (long long)(load_wall_us + (unsigned long long)(s->last_t * 1e6));
+            release(s);
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            v->value.ullVal = x;
+            break;
+        }
+        case NVML_FI_DEV_PERF_POLICY_SYNC_BOOST:
+        case NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT:
+        case NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION:
+        case NVML_FI_DEV_PERF_POLICY_RELIABILITY:
+        case NVML_FI_DEV_PERF_POLICY_TOTAL_APP_CLOCKS:
+        case NVML_FI_DEV_PERF_POLICY_TOTAL_BASE_CLOCKS:
+        case NVML_FI_DEV_ECC_SBE_VOL_L1:
+        case NVML_FI_DEV_ECC_DBE_VOL_L1:
+        case NVML_FI_DEV_ECC_SBE_VOL_L2:
+        case NVML_FI_DEV_ECC_DBE_VOL_L2:
+        case NVML_FI_DEV_ECC_SBE_VOL_REG:
+        case NVML_FI_DEV_ECC_DBE_VOL_REG:
+        case NVML_FI_DEV_ECC_SBE_VOL_TEX:
+        case NVML_FI_DEV_ECC_DBE_VOL_TEX:
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            v->value.ullVal = 0;
+            break;
         default:
             v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
         }
@@ -990,8 +1231,12 @@ EXPORT nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, nvmlClockType
 
 /* pcie_link answers the four PCIe link queries: the model's maximum, or
  * the link as trained now (gpu.<i>.pcie_link, else the maximum). */
-static nvmlReturn_t pcie_link(nvmlDevice_t device, unsigned int *out, int current, int width) {
-    GUARD(device, out);
+static nvmlReturn_t pcie_link(const char *fn, nvmlDevice_t device, unsigned int *out, int current, int width) {
+    gpu_t *g;
+    int mig;
+    nvmlReturn_t r = guard(device, fn, &g, &mig); /* counted and faulted under the caller's name */
+    if (r != NVML_SUCCESS) return r;
+    if (!out) return NVML_ERROR_INVALID_ARGUMENT;
     PHYSICAL_ONLY();
     unsigned max = width ? g->model->pcie_width : g->model->pcie_gen;
     unsigned now = width ? g->pcie_width : g->pcie_gen;
@@ -999,10 +1244,10 @@ static nvmlReturn_t pcie_link(nvmlDevice_t device, unsigned int *out, int curren
     return NVML_SUCCESS;
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int *v) { return pcie_link(device, v, 0, 0); }
-EXPORT nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned int *v) { return pcie_link(device, v, 0, 1); }
-EXPORT nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, unsigned int *v) { return pcie_link(device, v, 1, 0); }
-EXPORT nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device, unsigned int *v) { return pcie_link(device, v, 1, 1); }
+EXPORT nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int *v) { return pcie_link(__func__, device, v, 0, 0); }
+EXPORT nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned int *v) { return pcie_link(__func__, device, v, 0, 1); }
+EXPORT nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, unsigned int *v) { return pcie_link(__func__, device, v, 1, 0); }
+EXPORT nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device, unsigned int *v) { return pcie_link(__func__, device, v, 1, 1); }
 
 EXPORT nvmlReturn_t nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device, nvmlTemperatureThresholds_t type, unsigned int *temp) {
     GUARD(device, temp);
@@ -1130,10 +1375,12 @@ EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemoryE
     GUARD(device, eccCounts);
     PHYSICAL_ONLY();
     gpu_t *s = state((int)(g - gpus), now_t());
-    unsigned long long v = errorType == NVML_MEMORY_ERROR_TYPE_CORRECTED ? s->ecc_corr : s->ecc_unc;
+    int agg = counterType == NVML_AGGREGATE_ECC;
+    unsigned long long v = errorType == NVML_MEMORY_ERROR_TYPE_CORRECTED ? (agg ? s->ecc_corr_agg : s->ecc_corr)
+                                                                          : (agg ? s->ecc_unc_agg : s->ecc_unc);
     release(s);
     if (errorType != NVML_MEMORY_ERROR_TYPE_CORRECTED && errorType != NVML_MEMORY_ERROR_TYPE_UNCORRECTED) return NVML_ERROR_INVALID_ARGUMENT;
-    (void)counterType; /* no reboot in a simulation: volatile and aggregate counts are the same */
+    if (counterType != NVML_VOLATILE_ECC && counterType != NVML_AGGREGATE_ECC) return NVML_ERROR_INVALID_ARGUMENT;
     *eccCounts = v;
     return NVML_SUCCESS;
 }

@@ -18,10 +18,12 @@ const faultFleet = `gpus = 8
 model = h100
 signal.utilization = const 60
 signal.memory_used = const 4096
-fault = 0 0 slow nvmlDeviceGetPowerUsage 100
+fault = 0 0 slow nvmlDeviceGetFieldValues 100
 fault = 3 1 lost 4
 fault = 0 2 unsupported nvmlDeviceGetPowerUsage
+fault = 0 2 field_unsupported 185
 fault = 0 3 nopermission nvmlDeviceGetTotalEnergyConsumption
+fault = 0 3 field_unsupported 83
 fault = 3 4 hang nvmlDeviceGetTemperatureV 4
 fault = 3 5 xid 48 4242
 fault = 3 6 ecc 5 uncorrected
@@ -216,7 +218,9 @@ func TestInitFailureIsRetried(t *testing.T) {
 }
 
 func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
-	c := startCollector(t, simLibrary(t, "NVMLSIM_OLD_LIB"), "gpus = 2\nsignal.utilization = const 40\n")
+	// An older driver has neither the functions nor the newer fields
+	// (POWER_AVERAGE, 185) that stand for them.
+	c := startCollector(t, simLibrary(t, "NVMLSIM_OLD_LIB"), "gpus = 2\nsignal.utilization = const 40\nfault = 0 * field_unsupported 185\n")
 	md := c.waitBatch(t, 30*time.Second, "a second scrape (GPM would be there)", func(md pmetric.Metrics) bool {
 		return has(md, "hw.energy", gpu("nvidia1")) && has(md, "nvidia.gpu.info", gpu("nvidia1")) &&
 			len(c.sink.Metrics()) >= 3
@@ -239,4 +243,52 @@ func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
 	require.Contains(t, out, "nvmlGpmMetricsGet")
 	require.Contains(t, out, "nvmlDeviceGetTemperatureV", "temperature fell back to nvmlDeviceGetTemperature")
 	require.Contains(t, out, "nvmlDeviceGetCurrentClocksEventReasons", "event reasons fell back to throttle reasons")
+}
+
+// A GPU that falls off the bus stays failed until an operator resets it
+// (not back on a timer): every scrape reports it failed, and after the
+// reset it is back with its volatile counters started over.
+func TestLostUntilReset(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 2\nsignal.utilization = const 60\nfault = 2 1 lost until_reset\nfault = 2 1 xid 79\nfault = 12 1 gpu_reset\n")
+	c.waitBatch(t, 20*time.Second, "GPU 1 failed", func(md pmetric.Metrics) bool {
+		return has(md, "hw.status", gpu("nvidia1", "hw.state", "failed")) && value(find(md, "hw.status", gpu("nvidia1", "hw.state", "failed"))[0]) == 1
+	})
+	// Eight seconds later (the old lost fault would have been a timer) it
+	// is still failed, and GPU 0 goes on.
+	time.Sleep(6 * time.Second)
+	still := c.waitBatch(t, 5*time.Second, "a later scrape", func(pmetric.Metrics) bool { return true })
+	require.EqualValues(t, 1, value(find(still, "hw.status", gpu("nvidia1", "hw.state", "failed"))[0]), "lost until reset")
+	require.True(t, has(still, "hw.gpu.utilization", gpu("nvidia0")))
+	back := c.waitBatch(t, 20*time.Second, "GPU 1 back after the reset", func(md pmetric.Metrics) bool {
+		return has(md, "hw.gpu.utilization", gpu("nvidia1"))
+	})
+	require.EqualValues(t, 1, value(find(back, "hw.status", gpu("nvidia1", "hw.state", "ok"))[0]))
+}
+
+// ECC counts per location: the volatile ones restart with the driver, the
+// aggregate ones (the board's life, what an RMA decision reads) stay.
+func TestECCVolatileAndAggregate(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 1\nsignal.utilization = const 60\nfault = 1 0 ecc 5 uncorrected\nfault = 5 0 reset_counters\n")
+	ecc := func(md pmetric.Metrics, counter string) (float64, bool) {
+		p := find(md, "nvidia.gpu.ecc.errors", gpu("nvidia0", "error.type", "uncorrected", "nvidia.gpu.ecc.location", "device_memory", "nvidia.gpu.ecc.counter", counter))
+		if len(p) != 1 {
+			return 0, false
+		}
+		return value(p[0]), true
+	}
+	c.waitBatch(t, 20*time.Second, "5 uncorrected errors, volatile and aggregate", func(md pmetric.Metrics) bool {
+		v, ok1 := ecc(md, "volatile")
+		a, ok2 := ecc(md, "aggregate")
+		return ok1 && ok2 && v == 5 && a == 5
+	})
+	after := c.waitBatch(t, 20*time.Second, "the driver reloaded: volatile back to 0", func(md pmetric.Metrics) bool {
+		v, ok := ecc(md, "volatile")
+		return ok && v == 0
+	})
+	a, ok := ecc(after, "aggregate")
+	require.True(t, ok)
+	require.EqualValues(t, 5, a, "the aggregate count is the board's")
+	for _, loc := range []string{"l1_cache", "l2_cache", "register_file", "texture_memory"} {
+		require.True(t, has(after, "nvidia.gpu.ecc.errors", gpu("nvidia0", "nvidia.gpu.ecc.location", loc, "nvidia.gpu.ecc.counter", "volatile")), loc)
+	}
 }

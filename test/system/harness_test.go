@@ -48,20 +48,47 @@ type collector struct {
 
 func startCollector(t *testing.T, lib, fleet string) *collector {
 	t.Helper()
+	return startCollectorWith(t, lib, fleet, collectorOpts{})
+}
+
+// collectorOpts are what some tests change: more metrics than the default
+// table, and the simulated library's environment.
+type collectorOpts struct {
+	extraMetrics []string
+	env          []string
+	// defaultMetrics leaves the metric table's defaults (off: every
+	// metric on); rediscover replaces rediscover_interval (2s).
+	defaultMetrics bool
+	rediscover     string
+}
+
+func startCollectorWith(t *testing.T, lib, fleet string, o collectorOpts) *collector {
+	t.Helper()
 	dir := t.TempDir()
 	fleetPath := filepath.Join(dir, "fleet")
 	require.NoError(t, os.WriteFile(fleetPath, []byte(fleet), 0o600))
 	sink := otlpsink.Start(t)
 	var metrics strings.Builder
-	for _, m := range allMetrics {
+	enable := o.extraMetrics
+	if !o.defaultMetrics {
+		enable = append(append([]string(nil), allMetrics...), o.extraMetrics...)
+	}
+	for _, m := range enable {
 		fmt.Fprintf(&metrics, "      %s: {enabled: true}\n", m)
+	}
+	if len(enable) == 0 {
+		metrics.WriteString("      {}\n")
+	}
+	rediscover := o.rediscover
+	if rediscover == "" {
+		rediscover = "2s"
 	}
 	cfg := fmt.Sprintf(`receivers:
   nvml:
     library_path: %s
     collection_interval: 1s
     init_retry_interval: 1s
-    rediscover_interval: 2s
+    rediscover_interval: %s
     call_timeout: 400ms
     metrics:
 %sexporters:
@@ -75,10 +102,10 @@ service:
   pipelines:
     metrics: {receivers: [nvml], exporters: [otlp_http]}
     logs: {receivers: [nvml], exporters: [otlp_http]}
-`, lib, metrics.String(), sink.URL)
+`, lib, rediscover, metrics.String(), sink.URL)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	p := proc.StartTest(t, "otelcol-gpu", proc.Binary(t), []string{"--config", cfgPath}, "NVMLSIM_FLEET="+fleetPath)
+	p := proc.StartTest(t, "otelcol-gpu", proc.Binary(t), []string{"--config", cfgPath}, append([]string{"NVMLSIM_FLEET=" + fleetPath}, o.env...)...)
 	t.Cleanup(func() {
 		if !p.Exited() {
 			require.NoError(t, p.Stop(10*time.Second), "the collector must stop cleanly after every fault")

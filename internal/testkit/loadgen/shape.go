@@ -1,7 +1,7 @@
 // Package loadgen drives a gateway with realistic agent traffic: requests
 // shaped like one otelcol-gpu agent's scrape (one resource with the agent's
-// host, cloud and tenant attributes; 8 GPUs x 35 GPU series with hw.id and
-// hw.name; ~100 host series: 380 data points), from many agents across many
+// host, cloud and tenant attributes; 8 GPUs x 36 GPU series with hw.id and
+// hw.name; ~100 host series: 388 data points), from many agents across many
 // tenants, over OTLP/gRPC or OTLP/HTTP, at a fixed rate or as fast as the
 // gateway accepts. It reports what was accepted (per tenant) and the send
 // latency percentiles. cmd/loadgen is its command line; the end-to-end tests
@@ -31,6 +31,7 @@ var GPUMetrics = []string{
 	"hw.temperature", "hw.temperature.limit", "nvidia.gpu.clock.frequency", "nvidia.gpu.clock.frequency.max",
 	"nvidia.gpu.clock.throttle.active", "nvidia.gpu.clock.throttle.duration", "nvidia.gpu.pcie.throughput", "nvidia.gpu.pcie.replays",
 	"nvidia.gpu.pcie.link.generation", "nvidia.gpu.pcie.link.width", "hw.gpu.io", "nvidia.gpu.nvlink.errors", "nvidia.gpu.nvlink.link.active", "hw.errors",
+	"nvidia.gpu.ecc.errors",
 	"nvidia.gpu.memory.remapped_rows", "nvidia.gpu.memory.retired_pages", "hw.status", "nvidia.gpu.performance_state",
 	"nvidia.gpu.fan.speed", "nvidia.gpu.sm.utilization", "nvidia.gpu.sm.occupancy", "nvidia.gpu.dram.utilization",
 	"nvidia.gpu.pipe.utilization", "nvidia.gpu.process.memory.usage", "nvidia.gpu.process.utilization", "nvidia.gpu.info",
@@ -39,7 +40,7 @@ var GPUMetrics = []string{
 // cumulative GPU metrics (sums); the rest are gauges.
 var gpuSums = map[string]bool{
 	"hw.energy": true, "nvidia.gpu.clock.throttle.duration": true, "nvidia.gpu.pcie.replays": true,
-	"hw.gpu.io": true, "nvidia.gpu.nvlink.errors": true, "hw.errors": true,
+	"hw.gpu.io": true, "nvidia.gpu.nvlink.errors": true, "hw.errors": true, "nvidia.gpu.ecc.errors": true,
 }
 
 // hostSeries is the host_metrics part: metric name, attribute key and its
@@ -80,8 +81,8 @@ type Shape struct {
 	CPUs int // CPUs per agent: 8 system.cpu.time series each (8)
 }
 
-// DefaultShape is an 8-GPU VM with 8 vCPUs: 280 GPU points and 100 host
-// points, 380 in all.
+// DefaultShape is an 8-GPU VM with 8 vCPUs: 288 GPU points and 100 host
+// points, 388 in all.
 var DefaultShape = Shape{GPUs: 8, CPUs: 8}
 
 // Points is the number of data points in one request of this shape.

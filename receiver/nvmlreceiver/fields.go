@@ -1,0 +1,176 @@
+package nvmlreceiver
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+)
+
+// Field values: one nvmlDeviceGetFieldValues call per GPU per scrape reads
+// the counters that would otherwise cost a call each (72 of them NVLink
+// error counters on an H100, 8 violation policies, ECC, PCIe replays,
+// energy, and the PCIe byte counters that replace GetPcieThroughput's
+// 20 ms sampling). A field the driver does not answer (NOT_SUPPORTED on an
+// older driver or a board without it) is remembered like a refused call and
+// its metric falls back to its own function; a driver without the function
+// at all, a MIG instance, or a failed call falls back for every field.
+
+type fieldKey struct {
+	id, scope uint32
+}
+
+// fieldRead is one scrape's answers.
+type fieldRead struct {
+	ok   bool // the call succeeded; vals holds the fields it answered
+	vals map[fieldKey]float64
+	// stamps are the driver's timestamps of the reads (microseconds), for
+	// rates of counters.
+	stamps map[fieldKey]int64
+	at     time.Time
+}
+
+const fieldsFn = "nvmlDeviceGetFieldValues"
+
+func fieldVariant(id uint32) string { return "field:" + strconv.FormatUint(uint64(id), 10) }
+
+// Violation policies as fields, in violationPolicies' order.
+var violationFields = []uint32{
+	nvml.FI_DEV_PERF_POLICY_POWER, nvml.FI_DEV_PERF_POLICY_THERMAL, nvml.FI_DEV_PERF_POLICY_SYNC_BOOST,
+	nvml.FI_DEV_PERF_POLICY_BOARD_LIMIT, nvml.FI_DEV_PERF_POLICY_LOW_UTILIZATION, nvml.FI_DEV_PERF_POLICY_RELIABILITY,
+	nvml.FI_DEV_PERF_POLICY_TOTAL_APP_CLOCKS, nvml.FI_DEV_PERF_POLICY_TOTAL_BASE_CLOCKS,
+}
+
+// NVLink error totals over every lane and link, in nvlinkErrorTypes' order.
+var nvlinkErrorFields = []uint32{
+	nvml.FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, nvml.FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL,
+	nvml.FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, nvml.FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL,
+}
+
+// eccFields are the volatile totals (hw.errors), corrected then uncorrected.
+var eccFields = []uint32{nvml.FI_DEV_ECC_SBE_VOL_TOTAL, nvml.FI_DEV_ECC_DBE_VOL_TOTAL}
+
+// eccLocations are the per-location and lifetime ECC counts of
+// nvidia.gpu.ecc.errors.
+var eccLocations = []struct {
+	sbe, dbe uint32
+	location string
+	counter  string
+}{
+	{nvml.FI_DEV_ECC_SBE_VOL_DEV, nvml.FI_DEV_ECC_DBE_VOL_DEV, "device_memory", "volatile"},
+	{nvml.FI_DEV_ECC_SBE_VOL_L1, nvml.FI_DEV_ECC_DBE_VOL_L1, "l1_cache", "volatile"},
+	{nvml.FI_DEV_ECC_SBE_VOL_L2, nvml.FI_DEV_ECC_DBE_VOL_L2, "l2_cache", "volatile"},
+	{nvml.FI_DEV_ECC_SBE_VOL_REG, nvml.FI_DEV_ECC_DBE_VOL_REG, "register_file", "volatile"},
+	{nvml.FI_DEV_ECC_SBE_VOL_TEX, nvml.FI_DEV_ECC_DBE_VOL_TEX, "texture_memory", "volatile"},
+	{nvml.FI_DEV_ECC_SBE_AGG_TOTAL, nvml.FI_DEV_ECC_DBE_AGG_TOTAL, "total", "aggregate"},
+	{nvml.FI_DEV_ECC_SBE_AGG_DEV, nvml.FI_DEV_ECC_DBE_AGG_DEV, "device_memory", "aggregate"},
+}
+
+// wantFields lists the fields this scrape needs, leaving out the ones the
+// GPU refused within refused_retry_interval.
+func (d *device) wantFields(links []int) []nvml.FieldValue {
+	on := &d.drv.enabled
+	var fvs []nvml.FieldValue
+	add := func(id, scope uint32) {
+		if d.can(fieldsFn, fieldVariant(id)) {
+			fvs = append(fvs, nvml.FieldValue{FieldId: id, ScopeId: scope})
+		}
+	}
+	if on[mPower] {
+		add(nvml.FI_DEV_POWER_AVERAGE, 0)
+	}
+	if on[mPowerLimit] {
+		add(nvml.FI_DEV_POWER_CURRENT_LIMIT, 0)
+	}
+	if on[mEnergy] {
+		add(nvml.FI_DEV_TOTAL_ENERGY_CONSUMPTION, 0)
+	}
+	if on[mTemperature] {
+		add(nvml.FI_DEV_MEMORY_TEMP, 0)
+	}
+	if on[mThrottleDuration] {
+		for _, id := range violationFields {
+			add(id, 0)
+		}
+	}
+	if on[mPCIeReplays] {
+		add(nvml.FI_DEV_PCIE_REPLAY_COUNTER, 0)
+	}
+	if on[mPCIeThroughput] {
+		add(nvml.FI_DEV_PCIE_COUNT_TX_BYTES, 0)
+		add(nvml.FI_DEV_PCIE_COUNT_RX_BYTES, 0)
+	}
+	if on[mErrors] || on[mStatus] {
+		for _, id := range eccFields {
+			add(id, 0)
+		}
+	}
+	if on[mECC] {
+		for _, l := range eccLocations {
+			add(l.sbe, 0)
+			add(l.dbe, 0)
+		}
+	}
+	if len(links) > 0 {
+		if on[mNVLinkErrors] {
+			for _, id := range nvlinkErrorFields {
+				add(id, 0)
+			}
+		}
+		if on[mNVLinkIO] {
+			for _, l := range links {
+				add(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, uint32(l))
+				add(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, uint32(l))
+			}
+		}
+	}
+	return fvs
+}
+
+// readFields makes the scrape's one field-values call.
+func (d *device) readFields(h nvml.Device, links []int) fieldRead {
+	r := fieldRead{at: time.Now()}
+	if !d.can(fieldsFn, "") {
+		return r
+	}
+	fvs := d.wantFields(links)
+	if len(fvs) == 0 {
+		return r
+	}
+	if ret := h.GetFieldValues(fvs); !d.ok(fieldsFn, "", ret) {
+		return r
+	}
+	r.ok = true
+	r.vals = make(map[fieldKey]float64, len(fvs))
+	r.stamps = make(map[fieldKey]int64, len(fvs))
+	for _, fv := range fvs {
+		if v, ok := d.fieldValue(fieldVariant(fv.FieldId), fv); ok {
+			k := fieldKey{fv.FieldId, fv.ScopeId}
+			r.vals[k] = v
+			r.stamps[k] = fv.Timestamp
+		}
+	}
+	return r
+}
+
+// field is a field's value in this scrape's read.
+func (r *fieldRead) field(id uint32) (float64, bool) {
+	return r.scoped(id, 0)
+}
+
+// stamp is when the driver read a field (zero: unknown).
+func (r *fieldRead) stamp(id uint32) time.Time {
+	us := r.stamps[fieldKey{id, 0}]
+	if us <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
+}
+
+func (r *fieldRead) scoped(id, scope uint32) (float64, bool) {
+	if !r.ok {
+		return 0, false
+	}
+	v, ok := r.vals[fieldKey{id, scope}]
+	return v, ok
+}
