@@ -68,7 +68,8 @@ type device struct {
 	gpm         *gpmState      // gpm.go
 	limits      limitState     // limits.go
 	migs        []*migInstance // mig.go
-	migMode     int            // mig.go: the mode last read, to see it change
+	gis         map[int]*gpuInstance
+	migMode     int // mig.go: the mode last read, to see it change
 	migModeSeen bool
 	xid         xidCounts // xid.go
 	buf         [numMetrics][]point
@@ -94,6 +95,7 @@ func newDevice(drv *driver, index int, h nvml.Device, uuid string, now pcommon.T
 		statusStart: now,
 		calls:       newCallMemo(),
 		util:        newUtilCursors(),
+		gis:         map[int]*gpuInstance{},
 	}
 	d.ent = &entity{hwID: uuid, hwName: "nvidia" + strconv.Itoa(index)}
 	d.ent.info = d.readIdentity()
@@ -193,6 +195,10 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	d.pcie = pcieCounters{}
 	d.limits = limitState{}
 	d.gpm = nil
+	for _, g := range d.gis {
+		g.gpm.free()
+	}
+	d.gis = map[int]*gpuInstance{}
 	d.discovered = now
 	d.xid.recovered()
 	d.drv.logger.Info("GPU is back", zap.String("hw.id", d.ent.hwID), zap.String("hw.name", d.ent.hwName))

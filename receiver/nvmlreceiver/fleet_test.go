@@ -253,16 +253,25 @@ func stubDevice(d *server.Device, i int) {
 	}
 }
 
-// enableMIG puts GPU i in MIG mode with two instances (1g.10gb, 3g.40gb).
+// enableMIG puts GPU i in MIG mode with two GPU instances: 1g.10gb with
+// one compute instance, 3g.40gb with two (three MIG devices). As NVML
+// documents, the parent then answers NOT_SUPPORTED for utilization, its
+// samples, encoder/decoder and process utilization.
 func (f *fleet) enableMIG(i int) {
 	d := f.device(i)
 	d.GetMigModeFunc = func() (int, int, nvml.Return) { return nvml.DEVICE_MIG_ENABLE, nvml.DEVICE_MIG_ENABLE, nvml.SUCCESS }
+	ns := nvml.ERROR_NOT_SUPPORTED
+	d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, ns }
+	d.GetSamplesFunc = func(nvml.SamplingType, uint64) (nvml.ValueType, []nvml.Sample, nvml.Return) { return 0, nil, ns }
+	d.GetEncoderUtilizationFunc = func() (uint32, uint32, nvml.Return) { return 0, 0, ns }
+	d.GetDecoderUtilizationFunc = func() (uint32, uint32, nvml.Return) { return 0, 0, ns }
+	d.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) { return nil, ns }
 	migs := []*mock.Device{}
 	for k, spec := range []struct {
 		gi, ci  int
 		profile string
 		memGiB  uint64
-	}{{1, 0, "1g.10gb", 10}, {2, 0, "3g.40gb", 40}} {
+	}{{1, 0, "1g.10gb", 10}, {2, 0, "3g.40gb", 40}, {2, 1, "3g.40gb", 40}} {
 		uuid := fmt.Sprintf("MIG-%08x-2222-4333-8444-%012x", 0xdef00000+i, k)
 		total := spec.memGiB * 1024 * mib
 		used := uint64(k+1) * 512 * mib

@@ -11,10 +11,18 @@ import (
 
 // migInstance is one MIG device of a GPU in MIG mode.
 type migInstance struct {
-	ent *entity
-	h   nvml.Device
-	gi  int
+	ent    *entity
+	h      nvml.Device
+	gi, ci int
+}
+
+// gpuInstance is one MIG GPU instance: GPM measures it, not its compute
+// instances. With one compute instance its GPM values go on that MIG
+// device; with several, on an entity of its own (hw.id
+// "<GPU UUID>/gi<G>"), so they are not repeated per compute instance.
+type gpuInstance struct {
 	gpm *gpmPair
+	ent *entity // nil until the instance has several compute instances
 }
 
 // migProfile turns a MIG device name ("NVIDIA H100 80GB HBM3 MIG 1g.10gb")
@@ -83,25 +91,73 @@ func (d *device) collectMIG() {
 		live = append(live, m)
 	}
 	d.dropMIG(live)
+	perGI := map[int][]*migInstance{}
+	var gis []int
 	for _, m := range live {
 		d.collectMemory(m.h, m.ent, "mig:"+m.ent.hwID)
+		if _, ok := perGI[m.gi]; !ok {
+			gis = append(gis, m.gi)
+		}
+		perGI[m.gi] = append(perGI[m.gi], m)
+	}
+	if d.gpm == nil || !d.gpm.supported {
+		return
+	}
+	for _, gi := range gis {
+		in := perGI[gi]
+		g := d.gis[gi]
+		if g == nil {
+			g = &gpuInstance{}
+			d.gis[gi] = g
+		}
+		ent := in[0].ent
+		if len(in) > 1 {
+			if g.ent == nil {
+				g.ent = &entity{
+					hwID:   d.ent.hwID + "/gi" + strconv.Itoa(gi),
+					hwName: d.ent.hwName + "/gi" + strconv.Itoa(gi),
+					parent: d.ent.hwID,
+					mig:    []kv{num("nvidia.mig.gpu_instance_id", int64(gi)), str("nvidia.mig.profile", migProfileOf(in[0]))},
+				}
+			}
+			ent = g.ent
+		}
 		// The refusal is remembered under the instance it was for, so the
 		// check must ask for that same key.
-		if d.gpm != nil && d.gpm.supported && d.can("nvmlGpmMigSampleGet", "mig:"+m.ent.hwID) {
-			if m.gpm == nil {
-				m.gpm = d.newGPMPair("mig")
-			}
-			if m.gpm != nil {
-				gi := m.gi
-				d.gpmMeasure(m.gpm, m.ent, "mig:"+m.ent.hwID, func(s nvml.GpmSample) nvml.Return { return d.drv.lib.GpmMigSampleGet(h, gi, s) })
-			}
+		variant := "mig:gi" + strconv.Itoa(gi)
+		if !d.can("nvmlGpmMigSampleGet", variant) {
+			continue
+		}
+		if g.gpm == nil {
+			g.gpm = d.newGPMPair("mig")
+		}
+		if g.gpm != nil {
+			d.gpmMeasure(g.gpm, ent, variant, func(s nvml.GpmSample) nvml.Return { return d.drv.lib.GpmMigSampleGet(h, gi, s) })
 		}
 	}
 }
 
+func migProfileOf(m *migInstance) string {
+	for _, a := range m.ent.mig {
+		if a.k == "nvidia.mig.profile" {
+			return a.v
+		}
+	}
+	return ""
+}
+
+// migAt is the MIG device of a GPU and compute instance (nil: none listed).
+func (d *device) migAt(gi, ci uint32) *migInstance {
+	for _, m := range d.migs {
+		if uint32(m.gi) == gi && uint32(m.ci) == ci {
+			return m
+		}
+	}
+	return nil
+}
+
 func (d *device) newMIG(mh nvml.Device, uuid string) *migInstance {
-	m := &migInstance{h: mh, gi: -1}
-	ci := -1
+	m := &migInstance{h: mh, gi: -1, ci: -1}
 	if d.can("nvmlDeviceGetGpuInstanceId", "") {
 		if v, ret := mh.GetGpuInstanceId(); d.ok("nvmlDeviceGetGpuInstanceId", "", ret) {
 			m.gi = v
@@ -109,7 +165,7 @@ func (d *device) newMIG(mh nvml.Device, uuid string) *migInstance {
 	}
 	if d.can("nvmlDeviceGetComputeInstanceId", "") {
 		if v, ret := mh.GetComputeInstanceId(); d.ok("nvmlDeviceGetComputeInstanceId", "", ret) {
-			ci = v
+			m.ci = v
 		}
 	}
 	profile := ""
@@ -120,26 +176,28 @@ func (d *device) newMIG(mh nvml.Device, uuid string) *migInstance {
 	}
 	m.ent = &entity{
 		hwID:   uuid,
-		hwName: d.ent.hwName + "/gi" + strconv.Itoa(m.gi) + "/ci" + strconv.Itoa(ci),
+		hwName: d.ent.hwName + "/gi" + strconv.Itoa(m.gi) + "/ci" + strconv.Itoa(m.ci),
 		parent: d.ent.hwID,
 		mig: []kv{
 			num("nvidia.mig.gpu_instance_id", int64(m.gi)),
-			num("nvidia.mig.compute_instance_id", int64(ci)),
+			num("nvidia.mig.compute_instance_id", int64(m.ci)),
 			str("nvidia.mig.profile", profile),
 		},
 	}
 	return m
 }
 
-// dropMIG keeps live and frees the GPM samples of instances that went away.
+// dropMIG keeps live and frees the GPM samples of GPU instances that went
+// away.
 func (d *device) dropMIG(live []*migInstance) {
-	keep := make(map[*migInstance]bool, len(live))
+	keep := make(map[int]bool, len(live))
 	for _, m := range live {
-		keep[m] = true
+		keep[m.gi] = true
 	}
-	for _, m := range d.migs {
-		if !keep[m] {
-			m.gpm.free()
+	for gi, g := range d.gis {
+		if !keep[gi] {
+			g.gpm.free()
+			delete(d.gis, gi)
 		}
 	}
 	d.migs = live

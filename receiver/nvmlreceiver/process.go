@@ -73,7 +73,10 @@ func (d *device) collectProcesses() {
 		return []kv{num("process.pid", int64(pid)), str("process.executable.name", k.name)}
 	}
 	if on[mProcMemory] {
-		mem := map[uint32]uint64{}
+		// A process on a MIG instance is reported on that instance (the
+		// driver names its GPU and compute instance), others on the GPU.
+		type where struct{ pid, gi, ci uint32 }
+		mem := map[where]uint64{}
 		for _, q := range []struct {
 			fn  string
 			get func() ([]nvml.ProcessInfo, nvml.Return)
@@ -92,15 +95,34 @@ func (d *device) collectProcesses() {
 			for _, p := range procs {
 				// A process that is both a compute and a graphics client is
 				// listed twice with the same memory.
-				mem[p.Pid] = max(mem[p.Pid], p.UsedGpuMemory)
+				k := where{p.Pid, p.GpuInstanceId, p.ComputeInstanceId}
+				mem[k] = max(mem[k], p.UsedGpuMemory)
 			}
 		}
-		for _, pid := range sortedPIDs(mem) {
-			v := mem[pid]
+		keys := make([]where, 0, len(mem))
+		for k := range mem {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool {
+			a, b := keys[i], keys[j]
+			if a.pid != b.pid {
+				return a.pid < b.pid
+			}
+			if a.gi != b.gi {
+				return a.gi < b.gi
+			}
+			return a.ci < b.ci
+		})
+		for _, k := range keys {
+			v := mem[k]
 			if v > math.MaxInt64 {
 				continue // NVML's "not available" marker
 			}
-			d.emitInt(mProcMemory, d.ent, int64(v), 0, attrs(pid)...)
+			ent := d.ent
+			if m := d.migAt(k.gi, k.ci); m != nil {
+				ent = m.ent
+			}
+			d.emitInt(mProcMemory, ent, int64(v), 0, attrs(k.pid)...)
 		}
 	}
 	if on[mProcUtil] && d.can("nvmlDeviceGetProcessUtilization", "") {

@@ -162,11 +162,42 @@ func TestGoldenMIG(t *testing.T) {
 	h.scrape(t)
 	md := h.scrape(t)
 	compareGolden(t, "expected_mig.yaml", md)
-	mig := points(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": fixedUUID(0), "nvidia.mig.profile": "3g.40gb"})
+	mig := points(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": fixedUUID(0), "nvidia.mig.profile": "3g.40gb", "nvidia.mig.compute_instance_id": int64(0)})
 	require.Len(t, mig, 1)
 	require.Equal(t, int64(1024*mib), mig[0].IntValue())
-	require.Len(t, points(md, "nvidia.gpu.sm.utilization", map[string]any{"hw.parent": fixedUUID(0)}), 2, "GPM MIG samples per instance")
+	// GPM per GPU instance: the 1g.10gb instance on its one MIG device, the
+	// 3g.40gb instance (two compute instances) once, on its own entity.
+	sm := points(md, "nvidia.gpu.sm.utilization", map[string]any{"hw.parent": fixedUUID(0)})
+	require.Len(t, sm, 2, "GPM per GPU instance, not per compute instance")
+	require.Len(t, points(md, "nvidia.gpu.sm.utilization", map[string]any{"hw.id": fixedUUID(0) + "/gi2", "nvidia.mig.gpu_instance_id": int64(2)}), 1)
+	require.Len(t, points(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": fixedUUID(0)}), 3, "memory per MIG device")
 	require.Len(t, points(md, "hw.power", map[string]any{"hw.id": fixedUUID(0)}), 1, "the parent GPU keeps its metrics")
+	// What NVML does not give on a MIG parent is absent, without a warning.
+	require.Empty(t, points(md, "hw.gpu.utilization", map[string]any{"hw.id": fixedUUID(0)}))
+	require.Empty(t, points(md, "nvidia.gpu.memory.bandwidth.utilization", map[string]any{"hw.id": fixedUUID(0)}))
+	require.Len(t, points(md, "hw.gpu.utilization", map[string]any{"hw.id": fixedUUID(1), "hw.gpu.task": "general"}), 1, "GPUs without MIG keep theirs")
+	require.Empty(t, h.logs.FilterLevelExact(zap.WarnLevel).All())
+}
+
+// A process on a MIG instance is reported on that instance.
+func TestMIGProcessesOnTheirInstance(t *testing.T) {
+	f := newH100Fleet()
+	f.enableMIG(0)
+	f.device(0).GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+		return []nvml.ProcessInfo{
+			{Pid: 4242, UsedGpuMemory: 2048 * mib, GpuInstanceId: 2, ComputeInstanceId: 1},
+			{Pid: 4343, UsedGpuMemory: 1024 * mib, GpuInstanceId: 1, ComputeInstanceId: 0},
+		}, nvml.SUCCESS
+	}
+	h := startHarness(t, f, allMetricsConfig())
+	md := h.scrape(t)
+	on := func(pid int64) string {
+		p := points(md, "nvidia.gpu.process.memory.usage", map[string]any{"process.pid": pid})
+		require.Len(t, p, 1, "pid %d", pid)
+		return mustAttr(t, p[0], "hw.name").(string)
+	}
+	require.Equal(t, "nvidia0/gi2/ci1", on(4242))
+	require.Equal(t, "nvidia0/gi1/ci0", on(4343))
 }
 
 func TestGoldenVGPUGuest(t *testing.T) {

@@ -124,6 +124,7 @@ typedef struct {
 typedef struct {
     unsigned pid;
     unsigned mem_mib;
+    unsigned gi, ci; /* its MIG instance; 0xFFFFFFFF: none */
 } proc_t;
 
 typedef struct {
@@ -229,20 +230,31 @@ static int parse_signal(const char *v, signal_t *s) {
     return -1;
 }
 
+/* parse_mig reads a MIG layout: GPU instances by profile, each with one
+ * compute instance, or several with "*<n>" ("3g.40gb*2": one GPU instance,
+ * two compute instances, each its own MIG device sharing the instance's
+ * memory). */
 static int parse_mig(gpu_t *g, const char *v) {
     char buf[256];
     snprintf(buf, sizeof(buf), "%s", v);
     g->nmig = 0;
+    unsigned gi = 0;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         trim(tok);
-        unsigned slices, gib;
-        if (sscanf(tok, "%ug.%ugb", &slices, &gib) != 2 || g->nmig >= MAX_MIG) return -1;
-        mig_t *m = &g->mig[g->nmig];
-        snprintf(m->profile, sizeof(m->profile), "%ug.%ugb", slices, gib);
-        m->mem_mib = gib * 1024;
-        m->gi = g->nmig + 1;
-        m->ci = 0;
-        g->nmig++;
+        unsigned slices, gib, cis = 1;
+        char extra[4];
+        int n = sscanf(tok, "%ug.%ugb*%u%3s", &slices, &gib, &cis, extra);
+        if ((n != 2 && n != 3) || cis < 1) return -1;
+        gi++;
+        for (unsigned ci = 0; ci < cis; ci++) {
+            if (g->nmig >= MAX_MIG) return -1;
+            mig_t *m = &g->mig[g->nmig];
+            snprintf(m->profile, sizeof(m->profile), "%ug.%ugb", slices, gib);
+            m->mem_mib = gib * 1024;
+            m->gi = gi;
+            m->ci = ci;
+            g->nmig++;
+        }
     }
     return g->nmig > 0 ? 0 : -1;
 }
@@ -411,8 +423,11 @@ static int load_fleet(void) {
             if (sscanf(e->val, "%u %u", &g->pcie_gen, &g->pcie_width) != 2 || g->pcie_gen < 1 || g->pcie_width < 1)
                 rc = fail(path, e->line, "pcie_link: want '<generation> <width>' (a link trained below its maximum)");
         } else if (strcmp(e->key, "process") == 0) {
-            if (g->nprocs >= MAX_PROCS || sscanf(e->val, "%u %u", &g->procs[g->nprocs].pid, &g->procs[g->nprocs].mem_mib) != 2)
-                rc = fail(path, e->line, "process: want '<pid> <memory_mib>'");
+            proc_t *pr = &g->procs[g->nprocs];
+            int n = g->nprocs >= MAX_PROCS ? 0 : sscanf(e->val, "%u %u %u %u", &pr->pid, &pr->mem_mib, &pr->gi, &pr->ci);
+            if (n == 2) pr->gi = pr->ci = 0xFFFFFFFF;
+            if (n != 2 && n != 4)
+                rc = fail(path, e->line, "process: want '<pid> <memory_mib> [<gpu_instance> <compute_instance>]'");
             else g->nprocs++;
         } else if (strncmp(e->key, "signal.", 7) == 0 && (si = signal_index(e->key + 7)) >= 0) {
             if (parse_signal(e->val, &g->sig[si])) rc = fail(path, e->line, "%s: want 'const <v>' or 'wave <min> <max> <period_s> [phase_s]'", e->key);
@@ -700,6 +715,11 @@ static nvmlReturn_t guard(nvmlDevice_t d, const char *fn, gpu_t **out, int *mig)
 #define PHYSICAL_ONLY() \
     if (mig >= 0) return NVML_ERROR_NOT_SUPPORTED
 
+/* NVML documents utilization, its samples, encoder/decoder and process
+ * utilization as not supported on a GPU with MIG enabled. */
+#define NOT_ON_MIG_PARENT() \
+    if (g->nmig > 0) return NVML_ERROR_NOT_SUPPORTED
+
 static nvmlReturn_t copy_string(char *dst, unsigned len, const char *src) {
     if (!dst) return NVML_ERROR_INVALID_ARGUMENT;
     if (strlen(src) + 1 > len) return NVML_ERROR_INSUFFICIENT_SIZE;
@@ -915,6 +935,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetSamples(nvmlDevice_t device, nvmlSamplingType_t
                                          nvmlValueType_t *sampleValType, unsigned int *sampleCount, nvmlSample_t *samplesOut) {
     GUARD(device, sampleValType && sampleCount);
     PHYSICAL_ONLY();
+    NOT_ON_MIG_PARENT();
     switch (type) {
     case NVML_GPU_UTILIZATION_SAMPLES:
         return samples(g, util_at, lastSeenTimeStamp, sampleValType, sampleCount, samplesOut);
@@ -932,6 +953,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetSamples(nvmlDevice_t device, nvmlSamplingType_t
 EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization) {
     GUARD(device, utilization);
     PHYSICAL_ONLY();
+    NOT_ON_MIG_PARENT();
     double t = now_t();
     utilization->gpu = (unsigned)lround(util_at(g, t));
     utilization->memory = (unsigned)lround(membw_at(g, t));
@@ -941,6 +963,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtili
 EXPORT nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigned int *utilization, unsigned int *samplingPeriodUs) {
     GUARD(device, utilization && samplingPeriodUs);
     PHYSICAL_ONLY();
+    NOT_ON_MIG_PARENT();
     *utilization = (unsigned)lround(enc_at(g, now_t()));
     *samplingPeriodUs = 167000;
     return NVML_SUCCESS;
@@ -949,6 +972,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigne
 EXPORT nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned int *utilization, unsigned int *samplingPeriodUs) {
     GUARD(device, utilization && samplingPeriodUs);
     PHYSICAL_ONLY();
+    NOT_ON_MIG_PARENT();
     *utilization = (unsigned)lround(dec_at(g, now_t()));
     *samplingPeriodUs = 167000;
     return NVML_SUCCESS;
@@ -1462,8 +1486,8 @@ static nvmlReturn_t running(gpu_t *g, unsigned int *infoCount, nvmlProcessInfo_t
     for (int i = 0; i < g->nprocs; i++) {
         infos[i].pid = g->procs[i].pid;
         infos[i].usedGpuMemory = (unsigned long long)g->procs[i].mem_mib << 20;
-        infos[i].gpuInstanceId = 0xFFFFFFFF;
-        infos[i].computeInstanceId = 0xFFFFFFFF;
+        infos[i].gpuInstanceId = g->procs[i].gi;
+        infos[i].computeInstanceId = g->procs[i].ci;
     }
     *infoCount = (unsigned)g->nprocs;
     return NVML_SUCCESS;
@@ -1493,6 +1517,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device, nvmlPro
                                                     unsigned int *processSamplesCount, unsigned long long lastSeenTimeStamp) {
     GUARD(device, processSamplesCount);
     PHYSICAL_ONLY();
+    NOT_ON_MIG_PARENT();
     unsigned long long now = wall_us();
     if (g->nprocs == 0 || now <= lastSeenTimeStamp) return NVML_ERROR_NOT_FOUND;
     if (!utilization || *processSamplesCount < (unsigned)g->nprocs) {

@@ -292,3 +292,21 @@ func TestECCVolatileAndAggregate(t *testing.T) {
 		require.True(t, has(after, "nvidia.gpu.ecc.errors", gpu("nvidia0", "nvidia.gpu.ecc.location", loc, "nvidia.gpu.ecc.counter", "volatile")), loc)
 	}
 }
+
+// MIG as the driver does it: the parent answers NOT_SUPPORTED for
+// utilization (no warning), a GPU instance with two compute instances is
+// measured by GPM once, and a process is reported on its instance.
+func TestMIGThroughTheRealBinary(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 1\nsignal.utilization = const 60\ngpu.0.mig = 1g.10gb,3g.40gb*2\ngpu.0.process = 4242 2048 2 1\n")
+	md := c.waitBatch(t, 20*time.Second, "GPM of the instances (second scrape)", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.sm.utilization", map[string]any{"nvidia.mig.gpu_instance_id": int64(2)})) > 0
+	})
+	require.Len(t, find(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": find(md, "nvidia.gpu.info", gpu("nvidia0"))[0].Attributes().AsRaw()["hw.id"]}), 3, "three MIG devices")
+	require.Len(t, find(md, "nvidia.gpu.sm.utilization", map[string]any{"nvidia.mig.gpu_instance_id": int64(2)}), 1, "one GPU instance, once")
+	require.Len(t, find(md, "nvidia.gpu.sm.utilization", gpu("nvidia0/gi2")), 1, "on the GPU instance's own entity")
+	require.Len(t, find(md, "nvidia.gpu.sm.utilization", gpu("nvidia0/gi1/ci0")), 1, "a single compute instance carries its GPU instance's")
+	require.False(t, has(md, "hw.gpu.utilization", gpu("nvidia0")), "no utilization on a MIG parent")
+	require.True(t, has(md, "hw.power", gpu("nvidia0")), "the parent keeps the rest")
+	require.Len(t, find(md, "nvidia.gpu.process.memory.usage", gpu("nvidia0/gi2/ci1", "process.pid", int64(4242))), 1, "the process on its instance")
+	require.NotContains(t, c.proc.Output(), "\twarn\t")
+}

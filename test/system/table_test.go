@@ -76,14 +76,21 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 
 	for i, m := range fleetModels {
 		g := m.hwName
-		exact("hw.gpu.utilization", 0.5, gpu(g, "hw.gpu.task", "general"))
-		enc, dec := 0.0, 0.0
-		if g == "nvidia1" {
-			enc, dec = 0.2, 0.1
+		if g == "nvidia2" {
+			// MIG is on: NVML has no utilization, samples or encoder and
+			// decoder readings for the parent; the instances have GPM.
+			absent("hw.gpu.utilization", gpu(g))
+			absent("nvidia.gpu.memory.bandwidth.utilization", gpu(g))
+		} else {
+			exact("hw.gpu.utilization", 0.5, gpu(g, "hw.gpu.task", "general"))
+			enc, dec := 0.0, 0.0
+			if g == "nvidia1" {
+				enc, dec = 0.2, 0.1
+			}
+			exact("hw.gpu.utilization", enc, gpu(g, "hw.gpu.task", "encoder"))
+			exact("hw.gpu.utilization", dec, gpu(g, "hw.gpu.task", "decoder"))
+			exact("nvidia.gpu.memory.bandwidth.utilization", 0.3, gpu(g))
 		}
-		exact("hw.gpu.utilization", enc, gpu(g, "hw.gpu.task", "encoder"))
-		exact("hw.gpu.utilization", dec, gpu(g, "hw.gpu.task", "decoder"))
-		exact("nvidia.gpu.memory.bandwidth.utilization", 0.3, gpu(g))
 		exact("hw.gpu.memory.usage", 10240*mib, gpu(g))
 		exact("hw.gpu.memory.limit", m.memMiB*mib, gpu(g))
 		exact("hw.gpu.memory.utilization", 10240/m.memMiB, gpu(g))
