@@ -151,6 +151,8 @@ func (d *leanDevice) GetRetiredPages(nvml.PageRetirementCause) ([]uint64, nvml.R
 }
 func (d *leanDevice) GetPerformanceState() (nvml.Pstates, nvml.Return) { return 0, nvml.SUCCESS }
 func (d *leanDevice) GetFanSpeed() (uint32, nvml.Return)               { return 30, nvml.SUCCESS }
+func (d *leanDevice) GetNumFans() (int, nvml.Return)                   { return 2, nvml.SUCCESS }
+func (d *leanDevice) GetFanSpeed_v2(int) (uint32, nvml.Return)         { return 30, nvml.SUCCESS }
 func (d *leanDevice) GetMigMode() (int, int, nvml.Return)              { return 0, 0, nvml.SUCCESS }
 func (d *leanDevice) GetComputeRunningProcesses() ([]nvml.ProcessInfo, nvml.Return) {
 	return []nvml.ProcessInfo{{Pid: 1, UsedGpuMemory: 1 << 30}}, nvml.SUCCESS

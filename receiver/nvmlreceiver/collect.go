@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -656,10 +657,10 @@ func (d *device) collectMisc() {
 	if (on[mRemappedRows] || on[mStatus]) && d.can("nvmlDeviceGetRemappedRows", "") {
 		if corr, unc, pending, failed, ret := h.GetRemappedRows(); d.ok("nvmlDeviceGetRemappedRows", "", ret) {
 			d.health.remapBad = pending || failed
-			d.emit(mRemappedRows, d.ent, float64(corr), 0, str("nvidia.gpu.remap.state", "correctable"))
-			d.emit(mRemappedRows, d.ent, float64(unc), 0, str("nvidia.gpu.remap.state", "uncorrectable"))
-			d.emit(mRemappedRows, d.ent, b2f(pending), 0, str("nvidia.gpu.remap.state", "pending"))
-			d.emit(mRemappedRows, d.ent, b2f(failed), 0, str("nvidia.gpu.remap.state", "failed"))
+			d.emitInt(mRemappedRows, d.ent, int64(corr), 0, str("nvidia.gpu.remap.cause", "correctable"))
+			d.emitInt(mRemappedRows, d.ent, int64(unc), 0, str("nvidia.gpu.remap.cause", "uncorrectable"))
+			d.emitInt(mRemapState, d.ent, int64(b2f(pending)), 0, str("nvidia.gpu.remap.state", "pending"))
+			d.emitInt(mRemapState, d.ent, int64(b2f(failed)), 0, str("nvidia.gpu.remap.state", "failed"))
 		}
 	}
 	if on[mRetiredPages] {
@@ -679,11 +680,49 @@ func (d *device) collectMisc() {
 			d.emit(mPerfState, d.ent, float64(p), 0)
 		}
 	}
-	if on[mFanSpeed] && d.can("nvmlDeviceGetFanSpeed", "") {
+	if on[mFanSpeed] {
+		d.collectFans(h)
+	}
+}
+
+// collectFans reports each fan of the board as its own hardware component
+// (semconv hw.fan.speed_ratio), its parent the GPU. Passively cooled boards
+// (every datacenter SXM board) answer NOT_SUPPORTED, remembered.
+func (d *device) collectFans(h nvml.Device) {
+	n := 0
+	if d.can("nvmlDeviceGetNumFans", "") {
+		var ret nvml.Return
+		if n, ret = h.GetNumFans(); !d.ok("nvmlDeviceGetNumFans", "", ret) {
+			return
+		}
+		for fan := 0; fan < n; fan++ {
+			if !d.can("nvmlDeviceGetFanSpeed_v2", "") {
+				return
+			}
+			if pct, ret := h.GetFanSpeed_v2(fan); d.ok("nvmlDeviceGetFanSpeed_v2", "", ret) {
+				d.emit(mFanSpeed, d.fan(fan), float64(pct)/100, 0)
+			}
+		}
+		return
+	}
+	if d.can("nvmlDeviceGetFanSpeed", "") {
 		if pct, ret := h.GetFanSpeed(); d.ok("nvmlDeviceGetFanSpeed", "", ret) {
-			d.emit(mFanSpeed, d.ent, float64(pct)/100, 0)
+			d.emit(mFanSpeed, d.fan(0), float64(pct)/100, 0)
 		}
 	}
+}
+
+// fan is the entity of fan k of the GPU.
+func (d *device) fan(k int) *entity {
+	for len(d.fans) <= k {
+		i := len(d.fans)
+		d.fans = append(d.fans, &entity{
+			hwID:   d.ent.hwID + "/fan" + strconv.Itoa(i),
+			hwName: d.ent.hwName + "/fan" + strconv.Itoa(i),
+			parent: d.ent.hwID,
+		})
+	}
+	return d.fans[k]
 }
 
 func b2f(b bool) float64 {

@@ -37,7 +37,7 @@ func TestLoadConfig(t *testing.T) {
 	want.CallTimeout = time.Second
 	want.Metrics = map[string]MetricConfig{
 		"nvidia.gpu.process.memory.usage": {Enabled: true},
-		"nvidia.gpu.fan.speed":            {Enabled: false},
+		"hw.fan.speed_ratio":              {Enabled: false},
 	}
 	require.Equal(t, want, custom)
 	on := custom.enabledMetrics()

@@ -231,7 +231,14 @@ func stubDevice(d *server.Device, i int) {
 	d.GetMaxPcieLinkWidthFunc = func() (int, nvml.Return) { return 16, nvml.SUCCESS }
 	d.GetCurrPcieLinkGenerationFunc = func() (int, nvml.Return) { return 5 - i%2, nvml.SUCCESS } // odd GPUs trained at gen 4
 	d.GetCurrPcieLinkWidthFunc = func() (int, nvml.Return) { return 16, nvml.SUCCESS }
+	// Passively cooled, as SXM boards are; GPU 1 has two fans (a PCIe board).
 	d.GetFanSpeedFunc = func() (uint32, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
+	d.GetNumFansFunc = func() (int, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
+	d.GetFanSpeed_v2Func = func(int) (uint32, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
+	if i == 1 {
+		d.GetNumFansFunc = func() (int, nvml.Return) { return 2, nvml.SUCCESS }
+		d.GetFanSpeed_v2Func = func(fan int) (uint32, nvml.Return) { return uint32(40 + fan), nvml.SUCCESS }
+	}
 	d.GetSupportedEventTypesFunc = func() (uint64, nvml.Return) {
 		return nvml.EventTypeXidCriticalError | nvml.EventTypeSingleBitEccError, nvml.SUCCESS
 	}

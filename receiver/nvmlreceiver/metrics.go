@@ -63,6 +63,7 @@ const (
 	mErrors
 	mECC
 	mRemappedRows
+	mRemapState
 	mRetiredPages
 	mStatus
 	mPerfState
@@ -209,8 +210,14 @@ var metricDefs = [numMetrics]metricDef{
 		symbols:     []string{"nvmlDeviceGetFieldValues"},
 	},
 	mRemappedRows: {
-		name: "nvidia.gpu.memory.remapped_rows", unit: "{row}", kind: kindUpDown, isInt: true, attrs: []string{"nvidia.gpu.remap.state"}, enabled: true,
-		description: "Remapped memory rows (correctable, uncorrectable) and whether a remap is pending or has failed (0/1).",
+		name: "nvidia.gpu.memory.remapped_rows", unit: "{row}", kind: kindUpDown, isInt: true, attrs: []string{"nvidia.gpu.remap.cause"}, enabled: true,
+		description: "Memory rows remapped, by the errors that caused it (correctable, uncorrectable).",
+		source:      "GetRemappedRows (Ampere+)",
+		symbols:     []string{"nvmlDeviceGetRemappedRows"},
+	},
+	mRemapState: {
+		name: "nvidia.gpu.memory.remap.state", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.remap.state"}, enabled: true,
+		description: "1 while a row remap is pending (applied at the next GPU reset) or has failed (the GPU needs service), else 0, one point each.",
 		source:      "GetRemappedRows (Ampere+)",
 		symbols:     []string{"nvmlDeviceGetRemappedRows"},
 	},
@@ -230,9 +237,10 @@ var metricDefs = [numMetrics]metricDef{
 		symbols: []string{"nvmlDeviceGetPerformanceState"},
 	},
 	mFanSpeed: {
-		name: "nvidia.gpu.fan.speed", unit: "1", kind: kindGauge, enabled: true,
-		description: "Fan speed as a fraction of its maximum.", source: "GetFanSpeed (%)",
-		symbols: []string{"nvmlDeviceGetFanSpeed"},
+		name: "hw.fan.speed_ratio", unit: "1", kind: kindGauge, enabled: true,
+		description: "Per fan of the board (its own hw.id <GPU UUID>/fan<k>, hw.parent the GPU): speed as a fraction of its maximum.",
+		source:      "GetNumFans, GetFanSpeed_v2 per fan (%); fallback GetFanSpeed (one fan)",
+		symbols:     []string{"nvmlDeviceGetNumFans", "nvmlDeviceGetFanSpeed_v2", "nvmlDeviceGetFanSpeed"},
 	},
 	mSMUtil: {
 		name: "nvidia.gpu.sm.utilization", unit: "1", kind: kindGauge, enabled: true,

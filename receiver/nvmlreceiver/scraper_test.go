@@ -293,6 +293,9 @@ func TestOnlyHwIDAndNameOnEveryPoint(t *testing.T) {
 	md := h.scrape(t)
 	for _, def := range metricDefs {
 		allowed := map[string]bool{"hw.id": true, "hw.name": true}
+		if def.name == "hw.fan.speed_ratio" {
+			allowed["hw.parent"] = true // a fan is its own component, its parent the GPU
+		}
 		for _, a := range def.attrs {
 			allowed[a] = true
 		}
@@ -307,7 +310,7 @@ func TestOnlyHwIDAndNameOnEveryPoint(t *testing.T) {
 
 func TestDisabledMetricsAreNotEmittedNorAsked(t *testing.T) {
 	cfg := testConfig()
-	cfg.Metrics = map[string]MetricConfig{"hw.power": {Enabled: false}, "nvidia.gpu.fan.speed": {Enabled: false}}
+	cfg.Metrics = map[string]MetricConfig{"hw.power": {Enabled: false}, "hw.fan.speed_ratio": {Enabled: false}}
 	f := newH100Fleet()
 	h := startHarness(t, f, cfg)
 	md := h.scrape(t)
@@ -331,4 +334,19 @@ func TestUtilizationFallsBackToInstantReading(t *testing.T) {
 	require.InDelta(t, 0.32, value(points(md, "nvidia.gpu.memory.bandwidth.utilization", map[string]any{"hw.id": fixedUUID(2)})[0]), 1e-9)
 	require.Zero(t, counterValue(t, h.tel, "otelcol_receiver_nvml_errors", map[string]string{"function": "nvmlDeviceGetSamples"}), "no new sample is not an error")
 	require.Len(t, f.device(2).GetUtilizationRatesCalls(), 1, "one instant reading serves both metrics")
+}
+
+// Each fan is its own component (semconv hw.fan.speed_ratio), its parent
+// the GPU; boards without fans report none.
+func TestFansPerFan(t *testing.T) {
+	h := startHarness(t, newH100Fleet(), allMetricsConfig())
+	md := h.scrape(t)
+	for k, want := range []float64{0.40, 0.41} {
+		p := points(md, "hw.fan.speed_ratio", map[string]any{"hw.id": fixedUUID(1) + "/fan" + strconv.Itoa(k)})
+		require.Len(t, p, 1, "fan %d", k)
+		require.InDelta(t, want, p[0].DoubleValue(), 1e-9)
+		require.Equal(t, fixedUUID(1), mustAttr(t, p[0], "hw.parent"))
+		require.Equal(t, "nvidia1/fan"+strconv.Itoa(k), mustAttr(t, p[0], "hw.name"))
+	}
+	require.Len(t, points(md, "hw.fan.speed_ratio", nil), 2, "the other GPUs are passively cooled")
 }

@@ -137,6 +137,7 @@ typedef struct {
     int nmig;
     proc_t procs[MAX_PROCS];
     int nprocs;
+    unsigned fans, fan_pct; /* 0 fans: passively cooled */
     struct nvmlDevice_st h;
 
     /* integrated state, under lock */
@@ -419,6 +420,9 @@ static int load_fleet(void) {
             if (!(g->model = find_model(e->val))) rc = fail(path, e->line, "model: unknown '%s'", e->val);
         } else if (strcmp(e->key, "mig") == 0) {
             if (parse_mig(g, e->val)) rc = fail(path, e->line, "mig: want profiles like '1g.10gb,3g.40gb' (at most %d)", MAX_MIG);
+        } else if (strcmp(e->key, "fans") == 0) {
+            if (sscanf(e->val, "%u %u", &g->fans, &g->fan_pct) != 2 || g->fans > 8 || g->fan_pct > 100)
+                rc = fail(path, e->line, "fans: want '<count, at most 8> <percent>'");
         } else if (strcmp(e->key, "pcie_link") == 0) {
             if (sscanf(e->val, "%u %u", &g->pcie_gen, &g->pcie_width) != 2 || g->pcie_gen < 1 || g->pcie_width < 1)
                 rc = fail(path, e->line, "pcie_link: want '<generation> <width>' (a link trained below its maximum)");
@@ -1336,10 +1340,32 @@ EXPORT nvmlReturn_t nvmlDeviceGetPerformanceState(nvmlDevice_t device, nvmlPstat
     return NVML_SUCCESS;
 }
 
+/* Every modelled board is passively cooled unless gpu.<i>.fans gives it
+ * fans (a PCIe board in a workstation chassis): fan k runs at the given
+ * percent plus k. */
 EXPORT nvmlReturn_t nvmlDeviceGetFanSpeed(nvmlDevice_t device, unsigned int *speed) {
     GUARD(device, speed);
-    /* every modelled board is passively cooled */
-    return NVML_ERROR_NOT_SUPPORTED;
+    PHYSICAL_ONLY();
+    if (g->fans == 0) return NVML_ERROR_NOT_SUPPORTED;
+    *speed = g->fan_pct;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetNumFans(nvmlDevice_t device, unsigned int *numFans) {
+    GUARD(device, numFans);
+    PHYSICAL_ONLY();
+    if (g->fans == 0) return NVML_ERROR_NOT_SUPPORTED;
+    *numFans = g->fans;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetFanSpeed_v2(nvmlDevice_t device, unsigned int fan, unsigned int *speed) {
+    GUARD(device, speed);
+    PHYSICAL_ONLY();
+    if (g->fans == 0) return NVML_ERROR_NOT_SUPPORTED;
+    if (fan >= g->fans) return NVML_ERROR_INVALID_ARGUMENT;
+    *speed = g->fan_pct + fan;
+    return NVML_SUCCESS;
 }
 
 /* ---------------------------------------------------------- PCIe, NVLink */

@@ -103,7 +103,7 @@ func TestEveryFaultKindThroughTheRealBinary(t *testing.T) {
 		return len(p) == 1 && value(p[0]) == 5
 	})
 	t.Run("ECC burst: counted, remap pending, degraded", func(t *testing.T) {
-		require.InDelta(t, 1, value(find(ecc, "nvidia.gpu.memory.remapped_rows", gpu("nvidia6", "nvidia.gpu.remap.state", "pending"))[0]), 0)
+		require.InDelta(t, 1, value(find(ecc, "nvidia.gpu.memory.remap.state", gpu("nvidia6", "nvidia.gpu.remap.state", "pending"))[0]), 0)
 		require.InDelta(t, 1, value(find(ecc, "hw.status", gpu("nvidia6", "hw.state", "degraded"))[0]), 0)
 	})
 

@@ -3,6 +3,7 @@
 package system
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ signal.energy = const 123456789
 gpu.2.mig = 1g.10gb,3g.40gb
 gpu.0.process = 4242 2048
 gpu.3.pcie_link = 3 8
+gpu.3.fans = 2 35
 gpu.1.signal.encoder = const 20
 gpu.1.signal.decoder = const 10
 `
@@ -144,15 +146,29 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 		}
 		exact("hw.errors", 0, gpu(g, "error.type", "corrected", "hw.type", "gpu"))
 		exact("hw.errors", 0, gpu(g, "error.type", "uncorrected", "hw.type", "gpu"))
-		for _, s := range []string{"correctable", "uncorrectable", "pending", "failed"} {
-			exact("nvidia.gpu.memory.remapped_rows", 0, gpu(g, "nvidia.gpu.remap.state", s))
+		for _, c := range []string{"correctable", "uncorrectable"} {
+			exact("nvidia.gpu.memory.remapped_rows", 0, gpu(g, "nvidia.gpu.remap.cause", c))
+		}
+		for _, s := range []string{"pending", "failed"} {
+			exact("nvidia.gpu.memory.remap.state", 0, gpu(g, "nvidia.gpu.remap.state", s))
 		}
 		absent("nvidia.gpu.memory.retired_pages", gpu(g)) // Ampere and later remap rows instead
 		exact("hw.status", 1, gpu(g, "hw.state", "ok", "hw.type", "gpu"))
 		exact("hw.status", 0, gpu(g, "hw.state", "degraded", "hw.type", "gpu"))
 		exact("hw.status", 0, gpu(g, "hw.state", "failed", "hw.type", "gpu"))
 		exact("nvidia.gpu.performance_state", 0, gpu(g))
-		absent("nvidia.gpu.fan.speed", gpu(g)) // passively cooled boards
+		if g == "nvidia3" {
+			// The L40S of this fleet has two fans, each its own component.
+			for k, pct := range []float64{0.35, 0.36} {
+				fan := fmt.Sprintf("nvidia3/fan%d", k)
+				pts := find(md, "hw.fan.speed_ratio", map[string]any{"hw.name": fan})
+				require.Len(t, pts, 1, fan)
+				require.InDelta(t, pct, value(pts[0]), 1e-9, fan)
+				require.Equal(t, find(md, "nvidia.gpu.info", gpu(g))[0].Attributes().AsRaw()["hw.id"], pts[0].Attributes().AsRaw()["hw.parent"])
+			}
+		} else {
+			absent("hw.fan.speed_ratio", map[string]any{"hw.parent": find(md, "nvidia.gpu.info", gpu(g))[0].Attributes().AsRaw()["hw.id"]}) // passively cooled
+		}
 		if m.gpm {
 			exact("nvidia.gpu.sm.utilization", 0.45, gpu(g))
 			exact("nvidia.gpu.sm.occupancy", 0.30, gpu(g))
@@ -196,7 +212,7 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 	// Every metric of the table appears, except those no modelled GPU has.
 	for _, name := range allMetrics {
 		switch name {
-		case "nvidia.gpu.fan.speed", "nvidia.gpu.memory.retired_pages":
+		case "nvidia.gpu.memory.retired_pages":
 			absent(name, nil)
 		default:
 			require.NotEmpty(t, find(md, name, nil), "%s missing from the batch", name)
