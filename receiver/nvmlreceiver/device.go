@@ -70,7 +70,7 @@ type device struct {
 	migs        []*migInstance // mig.go
 	gis         map[int]*gpuInstance
 	fans        []*entity // collect.go: one per fan, made when first seen
-	migMode     int // mig.go: the mode last read, to see it change
+	migMode     int       // mig.go: the mode last read, to see it change
 	migModeSeen bool
 	xid         xidCounts // xid.go
 	buf         [numMetrics][]point
