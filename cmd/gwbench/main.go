@@ -19,6 +19,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -151,6 +152,11 @@ type AgentRow struct {
 	CPUPercent float64 `json:"cpu_percent_of_one_core"`
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
 	Points     int64   `json:"points_delivered"`
+	// With the simulated library's realistic call latencies
+	// (NVMLSIM_LATENCY=realistic): the nvml receiver's mean scrape time,
+	// and its NVML calls per GPU per scrape (start-up included).
+	ScrapeMeanMs      float64 `json:"nvml_scrape_mean_ms"`
+	CallsPerGPUScrape float64 `json:"nvml_calls_per_gpu_per_scrape"`
 }
 
 // Report is the whole bench.
@@ -268,7 +274,8 @@ func run(ctx context.Context, o options) (*Report, error) {
 			return nil, fmt.Errorf("agent footprint at %s: %w", a.interval, err)
 		}
 		rep.Agent = append(rep.Agent, row)
-		fmt.Fprintf(os.Stderr, "gwbench: agent interval=%s  cpu %.2f%%  peak rss %.0f MiB  env %q\n", row.Interval, row.CPUPercent, row.PeakRSSMiB, row.Env)
+		fmt.Fprintf(os.Stderr, "gwbench: agent interval=%s  cpu %.2f%%  peak rss %.0f MiB  scrape %.1f ms  nvml calls/GPU/scrape %.1f  env %q\n",
+			row.Interval, row.CPUPercent, row.PeakRSSMiB, row.ScrapeMeanMs, row.CallsPerGPUScrape, row.Env)
 	}
 	return rep, nil
 }
@@ -580,11 +587,16 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	if err != nil {
 		return AgentRow{}, err
 	}
+	callsFile := filepath.Join(vm, "nvml-calls")
+	agMetrics := 0
 	ag, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
 		agHealth := proc.MustReserve()
+		agMetrics = proc.MustReserve()
 		env := append([]string{
 			"LD_LIBRARY_PATH=" + b.o.nvmlsim,
 			"NVMLSIM_FLEET=" + filepath.Join(vm, "fleet"),
+			"NVMLSIM_LATENCY=realistic",
+			"NVMLSIM_CALLS=" + callsFile,
 			"OTELCOL_GPU_GATEWAY_ENDPOINT=localhost:" + strconv.Itoa(grpcPort),
 			"OTELCOL_GPU_CA_FILE=" + filepath.Join(b.dir, "certs", devcerts.CAFile),
 			"OTELCOL_GPU_TOKEN_FILE=" + filepath.Join(vm, "token"),
@@ -594,7 +606,7 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 			"OTELCOL_GPU_OTLP_GRPC=127.0.0.1:" + strconv.Itoa(proc.MustReserve()),
 			"OTELCOL_GPU_OTLP_HTTP=127.0.0.1:" + strconv.Itoa(proc.MustReserve()),
 			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(agHealth),
-			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(proc.MustReserve()),
+			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(agMetrics),
 		}, runtimeEnv...)
 		ag, err := proc.Start("agent", b.o.otelcol, []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
 		if err != nil {
@@ -616,12 +628,84 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	}
 	cpu1, t1 := ag.CPU(), time.Now()
 	secs := t1.Sub(t0).Seconds()
-	return AgentRow{
+	row := AgentRow{
 		Interval: interval.String(), Seconds: secs, Env: strings.Join(runtimeEnv, " "),
 		CPUPercent: 100 * (cpu1 - cpu0).Seconds() / secs,
 		PeakRSSMiB: ag.PeakRSSMiB(),
 		Points:     b.sink.Counts().Points - p0,
-	}, nil
+	}
+	row.ScrapeMeanMs = scrapeMeanMs(ctx, agMetrics)
+	// nvmlShutdown, at the agent's stop, writes the call counts.
+	if err := ag.Stop(15 * time.Second); err == nil {
+		row.CallsPerGPUScrape = callsPerGPUScrape(callsFile, 8)
+	}
+	return row, nil
+}
+
+// scrapeMeanMs is the nvml receiver's mean scrape time from the agent's
+// own metrics (otelcol_receiver_nvml_scrape_duration); 0 if unread.
+func scrapeMeanMs(ctx context.Context, port int) float64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), http.NoBody)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var sum, count float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "otelcol_receiver_nvml_scrape_duration") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		name := f[0]
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		switch {
+		case strings.HasSuffix(name, "_sum"):
+			sum += v
+		case strings.HasSuffix(name, "_count"):
+			count += v
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return 1000 * sum / count
+}
+
+// callsPerGPUScrape reads the simulated library's call counts: every call
+// over GPUs x scrapes (a scrape is one nvmlDeviceGetMemoryInfo_v2 a GPU).
+func callsPerGPUScrape(path string, gpus int) float64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	total, scrapes := 0, 0
+	for _, l := range strings.Split(string(data), "\n") {
+		name, n, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		v, _ := strconv.Atoi(n)
+		total += v
+		if name == "nvmlDeviceGetMemoryInfo_v2" {
+			scrapes = v / gpus
+		}
+	}
+	if scrapes == 0 {
+		return 0
+	}
+	return float64(total) / float64(gpus*scrapes)
 }
 
 // bindAttempts bounds the starts of a process whose port was taken.
@@ -680,7 +764,8 @@ func printReport(w io.Writer, r *Report) {
 	if len(r.Agent) > 0 {
 		fmt.Fprintln(w, "\n## agent: 8 simulated GPUs + host metrics (target < 0.5% of a core, < 80 MiB)")
 		for _, a := range r.Agent {
-			fmt.Fprintf(w, "  interval %-4s over %4.0f s: CPU %.2f%% of one core, peak RSS %.0f MiB, %d points delivered (env: %s)\n", a.Interval, a.Seconds, a.CPUPercent, a.PeakRSSMiB, a.Points, a.Env)
+			fmt.Fprintf(w, "  interval %-4s over %4.0f s: CPU %.2f%% of one core, peak RSS %.0f MiB, %d points delivered; nvml scrape %.1f ms mean, %.1f NVML calls per GPU per scrape with start-up (realistic driver latencies) (env: %s)\n",
+				a.Interval, a.Seconds, a.CPUPercent, a.PeakRSSMiB, a.Points, a.ScrapeMeanMs, a.CallsPerGPUScrape, a.Env)
 		}
 	}
 	if r.ProfileTop != "" {
