@@ -35,6 +35,12 @@ type Config struct {
 	// (NOT_SUPPORTED, NO_PERMISSION) is not asked again; a recovery or a MIG
 	// mode change asks again at once.
 	RefusedRetryInterval time.Duration `mapstructure:"refused_retry_interval"`
+	// ReleaseFile, while it exists, makes the receiver release NVML: its
+	// workers, event set and GPM samples, then nvmlShutdown, so that an
+	// operator's GPU reset (nvidia-smi -r), which waits for every NVML
+	// client to let go, can proceed. When the file is removed NVML is
+	// initialised again and the GPUs found anew. Empty: never released.
+	ReleaseFile string `mapstructure:"release_file"`
 	// CallTimeout bounds how long a scrape waits for one GPU's NVML calls; a
 	// GPU whose calls hang is left out until they return. Zero: half the
 	// collection interval, at most 2s.

@@ -43,6 +43,8 @@ type session struct {
 
 	logs    atomic.Pointer[consumer.Logs]
 	watcher *xidWatcher
+
+	released bool // release_file exists: NVML let go (release.go)
 }
 
 func newSession(cfg *Config, lib nvml.Interface, set component.TelemetrySettings) (*session, error) {
@@ -131,6 +133,9 @@ func (s *session) scrape(ctx context.Context) (pmetric.Metrics, error) {
 	defer s.scrapeMu.Unlock()
 	start := time.Now()
 	md := pmetric.NewMetrics()
+	if s.releaseRequested() {
+		return md, nil
+	}
 	if !s.ensureInit(start) {
 		s.recordDevices(0, 0, 0)
 		return md, nil

@@ -104,6 +104,7 @@ typedef struct {
     unsigned long long code, pid, count; /* xid, ecc */
     int uncorrected;   /* ecc */
     unsigned char applied[MAX_GPUS]; /* ecc, reset_counters: done on that GPU */
+    double effective;  /* gpu_reset: when it happened (0: not yet: a process held NVML) */
 } fault_t;
 
 /* -------------------------------------------------------------------- GPUs */
@@ -163,6 +164,7 @@ struct nvmlGpmSample_st {
 struct nvmlEventSet_st {
     unsigned long long registered[MAX_GPUS];
     unsigned char delivered[MAX_FAULTS];
+    double created; /* events from before never reach it */
 };
 
 static gpu_t gpus[MAX_GPUS];
@@ -171,6 +173,7 @@ static fault_t faults[MAX_FAULTS];
 static int nfaults;
 static int loaded;         /* fleet parsed */
 static int init_count;
+static int sessions; /* how many times NVML went from closed to open */
 static double load_time;
 static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
 static char fleet_error[512];
@@ -525,9 +528,29 @@ static double reset_after(int idx, double start) {
     double at = HUGE_VAL;
     for (int i = 0; i < nfaults; i++) {
         fault_t *f = &faults[i];
-        if (f->kind == F_GPU_RESET && (f->gpu == idx || f->gpu == -1) && f->start > start && f->start < at) at = f->start;
+        if (f->kind == F_GPU_RESET && (f->gpu == idx || f->gpu == -1) && f->effective > 0 && f->start > start && f->effective < at)
+            at = f->effective;
     }
     return at;
+}
+
+/* A GPU reset (nvidia-smi -r) proceeds only while no process holds NVML:
+ * at its time if NVML is closed then, else when the last client closes it.
+ * closed_since is when the last nvmlShutdown closed it (-1: open). Callers
+ * hold global_lock. */
+static double closed_since = 0;
+
+static void apply_resets(double now, int at_open) {
+    for (int i = 0; i < nfaults; i++) {
+        fault_t *f = &faults[i];
+        if (f->kind != F_GPU_RESET || f->effective > 0 || f->start > now) continue;
+        if (at_open) {
+            /* closed since before the reset's time: it happened then */
+            if (closed_since >= 0 && closed_since <= f->start) f->effective = f->start;
+        } else {
+            f->effective = now;
+        }
+    }
 }
 
 static int lost_at(int idx, double t) {
@@ -751,7 +774,14 @@ EXPORT nvmlReturn_t nvmlInit_v2(void) {
             if (faults[i].kind == F_INIT_FAIL && t >= faults[i].start && t < faults[i].start + faults[i].duration)
                 ret = NVML_ERROR_DRIVER_NOT_LOADED;
     }
-    if (ret == NVML_SUCCESS) init_count++;
+    if (ret == NVML_SUCCESS) {
+        if (init_count == 0) {
+            apply_resets(now_t(), 1);
+            sessions++;
+        }
+        init_count++;
+        closed_since = -1;
+    }
     pthread_mutex_unlock(&global_lock);
     driver_hang_wait();
     return ret;
@@ -770,6 +800,10 @@ EXPORT nvmlReturn_t nvmlShutdown(void) {
     pthread_mutex_lock(&global_lock);
     nvmlReturn_t ret = init_count > 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
     if (init_count > 0) init_count--;
+    if (ret == NVML_SUCCESS && init_count == 0) {
+        apply_resets(now_t(), 0);
+        closed_since = now_t();
+    }
     pthread_mutex_unlock(&global_lock);
     write_calls();
     return ret;
@@ -1639,6 +1673,9 @@ EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set) {
     if (!set) return NVML_ERROR_INVALID_ARGUMENT;
     struct nvmlEventSet_st *s = calloc(1, sizeof(*s));
     if (!s) return NVML_ERROR_MEMORY;
+    /* a set made in a later session (after nvmlShutdown) does not see the
+     * events of before it; one made at start sees those of the first second */
+    s->created = sessions > 1 ? now_t() : 0;
     set->handle = s;
     return NVML_SUCCESS;
 }
@@ -1674,7 +1711,7 @@ EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *dat
         pthread_mutex_lock(&global_lock);
         for (int i = 0; i < nfaults; i++) {
             fault_t *f = &faults[i];
-            if (f->kind != F_XID || t < f->start || s->delivered[i]) continue;
+            if (f->kind != F_XID || t < f->start || f->start < s->created || s->delivered[i]) continue;
             for (int gi = 0; gi < ngpus; gi++) {
                 if ((f->gpu != gi && f->gpu != -1) || !(s->registered[gi] & nvmlEventTypeXidCriticalError)) continue;
                 s->delivered[i] = 1; /* a '*' XID reaches the first registered GPU */

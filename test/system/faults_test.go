@@ -3,6 +3,8 @@
 package system
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -246,19 +248,27 @@ func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
 }
 
 // A GPU that falls off the bus stays failed until an operator resets it
-// (not back on a timer): every scrape reports it failed, and after the
-// reset it is back with its volatile counters started over.
-func TestLostUntilReset(t *testing.T) {
-	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 2\nsignal.utilization = const 60\nfault = 2 1 lost until_reset\nfault = 2 1 xid 79\nfault = 12 1 gpu_reset\n")
+// (not back on a timer), and the reset proceeds only once the agent lets
+// NVML go (release_file), as nvidia-smi -r waits for every NVML client:
+// every scrape reports it failed meanwhile, and after the reset and the
+// release it is back with its counters started over.
+func TestLostUntilResetWithRelease(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release-nvml")
+	c := startCollectorWith(t, simLibrary(t, "NVMLSIM_LIB"),
+		"gpus = 2\nsignal.utilization = const 60\nfault = 2 1 lost until_reset\nfault = 2 1 xid 79\nfault = 5 1 gpu_reset\n",
+		collectorOpts{releaseFile: release})
 	c.waitBatch(t, 20*time.Second, "GPU 1 failed", func(md pmetric.Metrics) bool {
 		return has(md, "hw.status", gpu("nvidia1", "hw.state", "failed")) && value(find(md, "hw.status", gpu("nvidia1", "hw.state", "failed"))[0]) == 1
 	})
-	// Eight seconds later (the old lost fault would have been a timer) it
-	// is still failed, and GPU 0 goes on.
+	// The operator's reset at 5 s waits: the agent holds NVML.
 	time.Sleep(6 * time.Second)
 	still := c.waitBatch(t, 5*time.Second, "a later scrape", func(pmetric.Metrics) bool { return true })
-	require.EqualValues(t, 1, value(find(still, "hw.status", gpu("nvidia1", "hw.state", "failed"))[0]), "lost until reset")
-	require.True(t, has(still, "hw.gpu.utilization", gpu("nvidia0")))
+	require.EqualValues(t, 1, value(find(still, "hw.status", gpu("nvidia1", "hw.state", "failed"))[0]), "lost until the reset")
+	require.True(t, has(still, "hw.gpu.utilization", gpu("nvidia0")), "GPU 0 goes on")
+	// The operator's procedure: create the release file, reset, remove it.
+	require.NoError(t, os.WriteFile(release, nil, 0o600))
+	require.Eventually(t, func() bool { return strings.Contains(c.proc.Output(), "NVML released for a GPU reset") }, 10*time.Second, 100*time.Millisecond)
+	require.NoError(t, os.Remove(release))
 	back := c.waitBatch(t, 20*time.Second, "GPU 1 back after the reset", func(md pmetric.Metrics) bool {
 		return has(md, "hw.gpu.utilization", gpu("nvidia1"))
 	})

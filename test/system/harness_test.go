@@ -60,6 +60,7 @@ type collectorOpts struct {
 	// metric on); rediscover replaces rediscover_interval (2s).
 	defaultMetrics bool
 	rediscover     string
+	releaseFile    string
 }
 
 func startCollectorWith(t *testing.T, lib, fleet string, o collectorOpts) *collector {
@@ -90,6 +91,7 @@ func startCollectorWith(t *testing.T, lib, fleet string, o collectorOpts) *colle
     init_retry_interval: 1s
     rediscover_interval: %s
     call_timeout: 400ms
+    release_file: %q
     metrics:
 %sexporters:
   otlp_http:
@@ -102,7 +104,7 @@ service:
   pipelines:
     metrics: {receivers: [nvml], exporters: [otlp_http]}
     logs: {receivers: [nvml], exporters: [otlp_http]}
-`, lib, rediscover, metrics.String(), sink.URL)
+`, lib, rediscover, o.releaseFile, metrics.String(), sink.URL)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 	p := proc.StartTest(t, "otelcol-gpu", proc.Binary(t), []string{"--config", cfgPath}, append([]string{"NVMLSIM_FLEET=" + fleetPath}, o.env...)...)
