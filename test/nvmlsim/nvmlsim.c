@@ -54,6 +54,8 @@ static const model_t models[] = {
     {"h200", "NVIDIA H200", 143771, 700, 75, 1980, 3201, 1755, 345, 18, 1, 1, 1, 1, 0x233510DE, 5, 16, 92, 89, 87},
     {"a100", "NVIDIA A100-SXM4-80GB", 81920, 400, 60, 1410, 1593, 1275, 210, 12, 0, 1, 1, 1, 0x20B210DE, 4, 16, 92, 89, 85},
     {"l40s", "NVIDIA L40S", 46068, 350, 35, 2520, 9001, 1965, 210, 0, 0, 0, 1, 0, 0x26B910DE, 4, 16, 98, 95, 88},
+    /* pre-Ampere: page retirement instead of row remapping, no GPM, no MIG */
+    {"v100", "Tesla V100-SXM2-32GB", 32768, 300, 40, 1530, 877, 1372, 135, 6, 0, 0, 0, 1, 0x1DB510DE, 3, 16, 90, 87, 83},
 };
 
 static const model_t *find_model(const char *key) {
@@ -1487,10 +1489,25 @@ EXPORT nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int 
 EXPORT nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device, nvmlPageRetirementCause_t cause, unsigned int *pageCount,
                                               unsigned long long *addresses) {
     GUARD(device, pageCount);
-    (void)cause;
-    (void)addresses;
+    PHYSICAL_ONLY();
     if (g->model->remap) return NVML_ERROR_NOT_SUPPORTED; /* Ampere+ remaps rows instead */
-    *pageCount = 0;
+    /* A double-bit error retires its page; single-bit errors retire one
+     * page per 100 on the same page (as the driver does after repeats). */
+    gpu_t *s = state((int)(g - gpus), now_t());
+    unsigned n;
+    switch (cause) {
+    case NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR: n = (unsigned)s->ecc_unc_agg; break;
+    case NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS: n = (unsigned)(s->ecc_corr_agg / 100); break;
+    default: release(s); return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    release(s);
+    if (!addresses || *pageCount < n) {
+        unsigned have = *pageCount;
+        *pageCount = n;
+        return addresses && have < n ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+    }
+    for (unsigned i = 0; i < n; i++) addresses[i] = 0x1000ULL * (i + 1) + (cause == NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR);
+    *pageCount = n;
     return NVML_SUCCESS;
 }
 

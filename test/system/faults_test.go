@@ -320,3 +320,17 @@ func TestMIGThroughTheRealBinary(t *testing.T) {
 	require.Len(t, find(md, "nvidia.gpu.process.memory.usage", gpu("nvidia0/gi2/ci1", "process.pid", int64(4242))), 1, "the process on its instance")
 	require.NotContains(t, c.proc.Output(), "\twarn\t")
 }
+
+// A pre-Ampere GPU retires pages instead of remapping rows: the pages by
+// cause, from its ECC errors; no remapped rows.
+func TestPreAmpereRetiredPages(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 1\nmodel = v100\nsignal.utilization = const 60\nfault = 1 0 ecc 3 uncorrected\nfault = 1 0 ecc 250 corrected\n")
+	md := c.waitBatch(t, 20*time.Second, "pages retired by the ECC errors", func(md pmetric.Metrics) bool {
+		p := find(md, "nvidia.gpu.memory.retired_pages", gpu("nvidia0", "nvidia.gpu.retire.cause", "dbe"))
+		return len(p) == 1 && value(p[0]) == 3
+	})
+	require.EqualValues(t, 2, value(find(md, "nvidia.gpu.memory.retired_pages", gpu("nvidia0", "nvidia.gpu.retire.cause", "sbe"))[0]))
+	require.False(t, has(md, "nvidia.gpu.memory.remapped_rows", nil), "no row remapping before Ampere")
+	require.False(t, has(md, "nvidia.gpu.sm.utilization", nil), "no GPM before Hopper")
+	require.Equal(t, "Tesla V100-SXM2-32GB", find(md, "nvidia.gpu.info", gpu("nvidia0"))[0].Attributes().AsRaw()["hw.model"])
+}
