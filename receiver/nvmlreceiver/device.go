@@ -70,6 +70,7 @@ type device struct {
 	migs        []*migInstance // mig.go
 	gis         map[int]*gpuInstance
 	fans        []*entity // collect.go: one per fan, made when first seen
+	vgpu        bool      // a vGPU guest (its licence is reported)
 	migMode     int       // mig.go: the mode last read, to see it change
 	migModeSeen bool
 	xid         xidCounts // xid.go
@@ -100,6 +101,11 @@ func newDevice(drv *driver, index int, h nvml.Device, uuid string, now pcommon.T
 	}
 	d.ent = &entity{hwID: uuid, hwName: "nvidia" + strconv.Itoa(index)}
 	d.ent.info = d.readIdentity()
+	for _, a := range d.ent.info {
+		if a.k == "nvidia.gpu.virtualization_mode" {
+			d.vgpu = a.v == "vgpu"
+		}
+	}
 	d.xid.start = now
 	return d
 }

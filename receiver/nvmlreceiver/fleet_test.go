@@ -309,6 +309,11 @@ func (f *fleet) vgpuGuest(i int) {
 		return nvml.GPU_VIRTUALIZATION_MODE_VGPU, nvml.SUCCESS
 	}
 	ns := nvml.ERROR_NOT_SUPPORTED
+	d.GetGridLicensableFeaturesFunc = func() (nvml.GridLicensableFeatures, nvml.Return) {
+		f := nvml.GridLicensableFeatures{IsGridLicenseSupported: 1, LicensableFeaturesCount: 1}
+		f.GridLicensableFeatures[0] = nvml.GridLicensableFeature{FeatureCode: uint32(nvml.GRID_LICENSE_FEATURE_CODE_COMPUTE), FeatureState: 1, FeatureEnabled: 1}
+		return f, nvml.SUCCESS
+	}
 	d.GetPowerUsageFunc = func() (uint32, nvml.Return) { return 0, ns }
 	d.GetEnforcedPowerLimitFunc = func() (uint32, nvml.Return) { return 0, ns }
 	d.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) { return 0, ns }

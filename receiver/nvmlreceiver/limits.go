@@ -11,7 +11,8 @@ import (
 // rediscover_interval, not every scrape, and reported every scrape from
 // here.
 type limitState struct {
-	readAt      time.Time // zero: not read yet
+	readAt      time.Time    // zero: not read yet
+	licences    []limitValue // vGPU guests: licensable feature -> 1 licensed, 0 not
 	clocks      []limitValue
 	temps       []limitValue
 	pcieGen     uint32
@@ -38,12 +39,15 @@ var tempThresholds = []struct {
 // halves the bandwidth quietly.
 func (d *device) collectLimits() {
 	on := &d.drv.enabled
-	if !on[mTempLimit] && !on[mClockMax] && !on[mPCIeLinkGen] && !on[mPCIeLinkWidth] {
+	if !on[mTempLimit] && !on[mClockMax] && !on[mPCIeLinkGen] && !on[mPCIeLinkWidth] && !on[mVGPULicense] {
 		return
 	}
 	h := d.handle()
 	if time.Since(d.limits.readAt) >= d.drv.relistEvery {
 		d.readLimits(h)
+	}
+	for _, l := range d.limits.licences {
+		d.emitInt(mVGPULicense, d.ent, int64(l.value), 0, str("nvidia.gpu.vgpu.license.feature", l.name))
 	}
 	for _, c := range d.limits.clocks {
 		d.emit(mClockMax, d.ent, c.value, 0, str("nvidia.gpu.clock", c.name))
@@ -96,5 +100,21 @@ func (d *device) readLimits(h nvml.Device) {
 			}
 		}
 	}
+	if on[mVGPULicense] && d.vgpu && d.can("nvmlDeviceGetGridLicensableFeatures", "") {
+		if f, ret := h.GetGridLicensableFeatures(); d.ok("nvmlDeviceGetGridLicensableFeatures", "", ret) && f.IsGridLicenseSupported != 0 {
+			for i := 0; i < int(min(f.LicensableFeaturesCount, uint32(len(f.GridLicensableFeatures)))); i++ {
+				feat := f.GridLicensableFeatures[i]
+				if name, ok := licenceFeatures[feat.FeatureCode]; ok {
+					l.licences = append(l.licences, limitValue{name, b2f(feat.FeatureState != 0)})
+				}
+			}
+		}
+	}
 	d.limits = l
+}
+
+var licenceFeatures = map[uint32]string{
+	uint32(nvml.GRID_LICENSE_FEATURE_CODE_VGPU): "vgpu", uint32(nvml.GRID_LICENSE_FEATURE_CODE_NVIDIA_RTX): "nvidia_rtx",
+	uint32(nvml.GRID_LICENSE_FEATURE_CODE_GAMING): "gaming", uint32(nvml.GRID_LICENSE_FEATURE_CODE_COMPUTE): "compute",
+	uint32(nvml.GRID_LICENSE_FEATURE_CODE_VGAMEDEV): "vgamedev",
 }

@@ -67,6 +67,7 @@ const (
 	mRetiredPages
 	mStatus
 	mPerfState
+	mVGPULicense
 	mFanSpeed
 	mSMUtil
 	mSMOccupancy
@@ -235,6 +236,12 @@ var metricDefs = [numMetrics]metricDef{
 		name: "nvidia.gpu.performance_state", unit: "{state}", kind: kindGauge, isInt: true, enabled: true,
 		description: "Performance state (P0 = 0, maximum performance, to P15).", source: "GetPerformanceState",
 		symbols: []string{"nvmlDeviceGetPerformanceState"},
+	},
+	mVGPULicense: {
+		name: "nvidia.gpu.vgpu.license.state", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.vgpu.license.feature"}, enabled: true,
+		description: "In a vGPU guest, per licensable feature (vgpu, nvidia_rtx, gaming, compute, vgamedev): 1 while it is licensed, 0 while not (an unlicensed vGPU runs degraded). Not reported outside vGPU guests.",
+		source:      "GetGridLicensableFeatures; read every rediscover_interval",
+		symbols:     []string{"nvmlDeviceGetGridLicensableFeatures"},
 	},
 	mFanSpeed: {
 		name: "hw.fan.speed_ratio", unit: "1", kind: kindGauge, enabled: true,

@@ -212,6 +212,9 @@ func TestGoldenVGPUGuest(t *testing.T) {
 		require.Empty(t, points(md, missing, nil), missing)
 	}
 	require.Equal(t, "vgpu", mustAttr(t, points(md, "nvidia.gpu.info", nil)[0], "nvidia.gpu.virtualization_mode"))
+	lic := points(md, "nvidia.gpu.vgpu.license.state", map[string]any{"nvidia.gpu.vgpu.license.feature": "compute"})
+	require.Len(t, lic, 1, "a vGPU guest reports its licence")
+	require.Equal(t, int64(1), lic[0].IntValue())
 	require.Empty(t, h.logs.FilterLevelExact(zap.WarnLevel).All(), "NOT_SUPPORTED on a vGPU guest is normal, not a warning")
 }
 

@@ -102,7 +102,7 @@ var allSymbols = func() []string {
 var goNVMLVersioned = map[string]bool{
 	"nvmlDeviceGetCount": true, "nvmlDeviceGetHandleByIndex": true, "nvmlDeviceGetPciInfo": true, "nvmlEventSetWait": true,
 	"nvmlDeviceGetComputeRunningProcesses": true, "nvmlDeviceGetGraphicsRunningProcesses": true,
-	"nvmlDeviceGetMPSComputeRunningProcesses": true,
+	"nvmlDeviceGetMPSComputeRunningProcesses": true, "nvmlDeviceGetGridLicensableFeatures": true,
 }
 
 func (s *session) lookupSymbols() {

@@ -141,6 +141,7 @@ typedef struct {
     proc_t procs[MAX_PROCS];
     int nprocs;
     unsigned fans, fan_pct; /* 0 fans: passively cooled */
+    int unlicensed;         /* a vGPU guest without its licence */
     struct nvmlDevice_st h;
 
     /* integrated state, under lock */
@@ -425,6 +426,10 @@ static int load_fleet(void) {
             if (!(g->model = find_model(e->val))) rc = fail(path, e->line, "model: unknown '%s'", e->val);
         } else if (strcmp(e->key, "mig") == 0) {
             if (parse_mig(g, e->val)) rc = fail(path, e->line, "mig: want profiles like '1g.10gb,3g.40gb' (at most %d)", MAX_MIG);
+        } else if (strcmp(e->key, "vgpu_license") == 0) {
+            if (strcmp(e->val, "licensed") == 0) g->unlicensed = 0;
+            else if (strcmp(e->val, "unlicensed") == 0) g->unlicensed = 1;
+            else rc = fail(path, e->line, "vgpu_license: want licensed or unlicensed");
         } else if (strcmp(e->key, "fans") == 0) {
             if (sscanf(e->val, "%u %u", &g->fans, &g->fan_pct) != 2 || g->fans > 8 || g->fan_pct > 100)
                 rc = fail(path, e->line, "fans: want '<count, at most 8> <percent>'");
@@ -1509,6 +1514,36 @@ EXPORT nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device, nvmlPageRetir
     for (unsigned i = 0; i < n; i++) addresses[i] = 0x1000ULL * (i + 1) + (cause == NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR);
     *pageCount = n;
     return NVML_SUCCESS;
+}
+
+/* ---------------------------------------------------------- vGPU licence */
+
+/* A vGPU guest's licence (gpu.<i>.vgpu_license, licensed by default); other
+ * GPUs have no licensable features. Exported under the versions go-nvml
+ * binds; the structure is nvml.h's. */
+static nvmlReturn_t grid_features(const char *fn, nvmlDevice_t device, nvmlGridLicensableFeatures_t *f) {
+    gpu_t *g;
+    int mig;
+    nvmlReturn_t r = guard(device, fn, &g, &mig);
+    if (r != NVML_SUCCESS) return r;
+    if (!f) return NVML_ERROR_INVALID_ARGUMENT;
+    memset(f, 0, sizeof(*f));
+    if (g->virt != NVML_GPU_VIRTUALIZATION_MODE_VGPU) return NVML_SUCCESS;
+    f->isGridLicenseSupported = 1;
+    f->licensableFeaturesCount = 1;
+    f->gridLicensableFeatures[0].featureCode = NVML_GRID_LICENSE_FEATURE_CODE_COMPUTE;
+    f->gridLicensableFeatures[0].featureState = !g->unlicensed;
+    f->gridLicensableFeatures[0].featureEnabled = 1;
+    snprintf(f->gridLicensableFeatures[0].productName, sizeof(f->gridLicensableFeatures[0].productName), "NVIDIA Virtual Compute Server");
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetGridLicensableFeatures_v3(nvmlDevice_t device, nvmlGridLicensableFeatures_t *f) {
+    return grid_features(__func__, device, f);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetGridLicensableFeatures_v4(nvmlDevice_t device, nvmlGridLicensableFeatures_t *f) {
+    return grid_features(__func__, device, f);
 }
 
 /* ------------------------------------------------------------------ MIG */

@@ -334,3 +334,17 @@ func TestPreAmpereRetiredPages(t *testing.T) {
 	require.False(t, has(md, "nvidia.gpu.sm.utilization", nil), "no GPM before Hopper")
 	require.Equal(t, "Tesla V100-SXM2-32GB", find(md, "nvidia.gpu.info", gpu("nvidia0"))[0].Attributes().AsRaw()["hw.model"])
 }
+
+// A vGPU guest reports its licence: an unlicensed vGPU runs degraded, and
+// the customer and the operator see why. Other GPUs have no licence series.
+func TestVGPULicence(t *testing.T) {
+	c := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 2\nvirtualization = vgpu\nsignal.utilization = const 60\ngpu.1.vgpu_license = unlicensed\n")
+	md := c.waitBatch(t, 20*time.Second, "both guests' licences", func(md pmetric.Metrics) bool {
+		return len(find(md, "nvidia.gpu.vgpu.license.state", nil)) == 2
+	})
+	require.EqualValues(t, 1, value(find(md, "nvidia.gpu.vgpu.license.state", gpu("nvidia0", "nvidia.gpu.vgpu.license.feature", "compute"))[0]))
+	require.EqualValues(t, 0, value(find(md, "nvidia.gpu.vgpu.license.state", gpu("nvidia1", "nvidia.gpu.vgpu.license.feature", "compute"))[0]))
+	pass := startCollector(t, simLibrary(t, "NVMLSIM_LIB"), "gpus = 1\nsignal.utilization = const 60\n")
+	md = pass.waitBatch(t, 20*time.Second, "a passthrough GPU", func(md pmetric.Metrics) bool { return has(md, "nvidia.gpu.info", nil) })
+	require.False(t, has(md, "nvidia.gpu.vgpu.license.state", nil))
+}
