@@ -34,7 +34,7 @@ BUILD         := $(ROOT)/build
 # The simulated NVML library (test and demo equipment; see test/nvmlsim/README.md).
 # NVMLSIM_OMIT builds a variant without these functions: an "older driver".
 NVMLSIM        := $(BUILD)/nvmlsim/libnvidia-ml.so.1
-NVMLSIM_OMIT   ?= nvmlDeviceGetPowerUsage nvmlGpmMetricsGet nvmlDeviceGetTemperatureV nvmlDeviceGetCurrentClocksEventReasons
+NVMLSIM_OMIT   ?= nvmlDeviceGetPowerUsage nvmlGpmMetricsGet nvmlDeviceGetTemperatureV nvmlDeviceGetCurrentClocksEventReasons nvmlDeviceGetViolationStatus
 NVMLSIM_OLD    := $(BUILD)/nvmlsim-omit/libnvidia-ml.so.1
 NVML_H_DIR      = $(shell go list -m -f '{{.Dir}}' github.com/NVIDIA/go-nvml)/pkg/nvml
 NVMLSIM_CFLAGS := -std=gnu2x -shared -fPIC -O2 -Wall -Wextra -Werror -Wno-deprecated-declarations -fvisibility=hidden

@@ -22,6 +22,23 @@ var gpmMetrics = []struct {
 	{nvml.GPM_METRIC_INTEGER_UTIL, mPipeUtil, "int"},
 }
 
+// gpmEngine is one video engine instance's GPM metric.
+type gpmEngine struct {
+	id     nvml.GpmMetricId
+	engine string
+}
+
+// gpmEngines are the video engines: each kind's instances are averaged
+// into one series (an H100 has 7 NVDEC, 7 NVJPG and 1 NVOFA; a board
+// without an instance answers it NOT_SUPPORTED).
+var gpmEngines = func() []gpmEngine {
+	var out []gpmEngine
+	for k := nvml.GpmMetricId(0); k < 8; k++ {
+		out = append(out, gpmEngine{nvml.GPM_METRIC_NVDEC_0_UTIL + k, "nvdec"}, gpmEngine{nvml.GPM_METRIC_NVJPG_0_UTIL + k, "nvjpg"})
+	}
+	return append(out, gpmEngine{nvml.GPM_METRIC_NVOFA_0_UTIL, "nvofa"})
+}()
+
 // gpmPair is the previous and the current sample of one GPU or MIG instance.
 type gpmPair struct {
 	prev, cur nvml.GpmSample
@@ -38,7 +55,7 @@ type gpmState struct {
 
 func (d *device) gpmWanted() bool {
 	on := &d.drv.enabled
-	return on[mSMUtil] || on[mSMOccupancy] || on[mDRAMUtil] || on[mPipeUtil]
+	return on[mSMUtil] || on[mSMOccupancy] || on[mDRAMUtil] || on[mPipeUtil] || on[mEngineUtil]
 }
 
 func (d *device) newGPMPair(variant string) *gpmPair {
@@ -101,12 +118,40 @@ func (d *device) gpmMeasure(p *gpmPair, ent *entity, variant string, sample func
 	if p.havePrev && d.can("nvmlGpmMetricsGet", variant) {
 		req := &d.gpm.req
 		req.Version = nvml.GPM_METRICS_GET_VERSION
-		req.NumMetrics = uint32(len(gpmMetrics))
+		n := len(gpmMetrics)
+		engines := d.drv.enabled[mEngineUtil]
+		if engines {
+			n += len(gpmEngines)
+		}
+		req.NumMetrics = uint32(n)
 		req.Sample1, req.Sample2 = p.prev, p.cur
 		for i, g := range gpmMetrics {
 			req.Metrics[i] = nvml.GpmMetric{MetricId: uint32(g.id)}
 		}
+		if engines {
+			for i, e := range gpmEngines {
+				req.Metrics[len(gpmMetrics)+i] = nvml.GpmMetric{MetricId: uint32(e.id)}
+			}
+		}
 		if d.ok("nvmlGpmMetricsGet", variant, d.drv.lib.GpmMetricsGet(req)) {
+			if engines {
+				sum, count := map[string]float64{}, map[string]int{}
+				var order []string
+				for i, e := range gpmEngines {
+					r := req.Metrics[len(gpmMetrics)+i]
+					if nvml.Return(r.NvmlReturn) != nvml.SUCCESS {
+						continue
+					}
+					if count[e.engine] == 0 {
+						order = append(order, e.engine)
+					}
+					sum[e.engine] += r.Value
+					count[e.engine]++
+				}
+				for _, e := range order {
+					d.emit(mEngineUtil, ent, sum[e]/float64(count[e])/100, 0, str("nvidia.gpu.engine", e))
+				}
+			}
 			for i, g := range gpmMetrics {
 				r := req.Metrics[i]
 				if nvml.Return(r.NvmlReturn) != nvml.SUCCESS {

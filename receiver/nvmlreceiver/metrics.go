@@ -73,6 +73,7 @@ const (
 	mSMOccupancy
 	mDRAMUtil
 	mPipeUtil
+	mEngineUtil
 	mProcMemory
 	mProcUtil
 	mInfo
@@ -268,6 +269,12 @@ var metricDefs = [numMetrics]metricDef{
 		name: "nvidia.gpu.pipe.utilization", unit: "1", kind: kindGauge, attrs: []string{"nvidia.gpu.pipe"}, enabled: true,
 		description: "Tensor, FP64, FP32, FP16 and integer pipe activity, over the interval (GPM, Hopper+).", source: "GPM ANY_TENSOR/FP64/FP32/FP16/INTEGER_UTIL",
 		symbols: []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
+	},
+	mEngineUtil: {
+		name: "nvidia.gpu.engine.utilization", unit: "1", kind: kindGauge, attrs: []string{"nvidia.gpu.engine"}, enabled: true,
+		description: "Video engines busy, over the interval, each kind averaged over its instances: nvdec (decoders), nvjpg (JPEG), nvofa (optical flow) (GPM, Hopper+); per MIG GPU instance too.",
+		source:      "GPM NVDEC_0..7_UTIL, NVJPG_0..7_UTIL, NVOFA_0_UTIL",
+		symbols:     []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
 	},
 	mProcMemory: {
 		name: "nvidia.gpu.process.memory.usage", unit: "By", kind: kindUpDown, isInt: true, attrs: []string{"process.pid", "process.executable.name"},

@@ -1712,7 +1712,21 @@ EXPORT nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg) {
         case NVML_GPM_METRIC_FP32_UTIL: m->value = 0.5 * u; break;
         case NVML_GPM_METRIC_FP16_UTIL: m->value = 0.6 * u; break;
         case NVML_GPM_METRIC_INTEGER_UTIL: m->value = 0.2 * u; break;
-        default: m->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+        default:
+            /* the video engines: 7 NVDEC and 7 NVJPG on Hopper (the decoder
+             * signal on the first two NVDECs), 1 NVOFA */
+            if (m->metricId >= NVML_GPM_METRIC_NVDEC_0_UTIL && m->metricId <= NVML_GPM_METRIC_NVDEC_7_UTIL) {
+                unsigned k = m->metricId - NVML_GPM_METRIC_NVDEC_0_UTIL;
+                if (k >= 7) m->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                else m->value = k < 2 ? dec_at(g, b->t) : 0;
+            } else if (m->metricId >= NVML_GPM_METRIC_NVJPG_0_UTIL && m->metricId <= NVML_GPM_METRIC_NVJPG_7_UTIL) {
+                if (m->metricId - NVML_GPM_METRIC_NVJPG_0_UTIL >= 7) m->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                else m->value = 0;
+            } else if (m->metricId == NVML_GPM_METRIC_NVOFA_0_UTIL) {
+                m->value = 0;
+            } else {
+                m->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+            }
         }
     }
     return NVML_SUCCESS;

@@ -230,13 +230,15 @@ func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
 	// The Makefile builds this variant without NVMLSIM_OMIT (default:
 	// nvmlDeviceGetPowerUsage nvmlGpmMetricsGet, and the newer calls that
 	// have an older fallback: nvmlDeviceGetTemperatureV,
-	// nvmlDeviceGetCurrentClocksEventReasons).
+	// nvmlDeviceGetCurrentClocksEventReasons; and, as a driver after CUDA
+	// 13's announced removal would, nvmlDeviceGetViolationStatus, whose
+	// field values stand for it).
 	require.False(t, has(md, "hw.power", nil), "power needs nvmlDeviceGetPowerUsage")
 	for _, gpm := range []string{"nvidia.gpu.sm.utilization", "nvidia.gpu.sm.occupancy", "nvidia.gpu.dram.utilization", "nvidia.gpu.pipe.utilization"} {
 		require.False(t, has(md, gpm, nil), "%s needs nvmlGpmMetricsGet", gpm)
 	}
 	for _, still := range []string{"hw.energy", "nvidia.gpu.power.limit", "hw.temperature", "hw.gpu.utilization", "hw.gpu.memory.usage", "hw.status",
-		"nvidia.gpu.clock.throttle.active"} {
+		"nvidia.gpu.clock.throttle.active", "nvidia.gpu.clock.throttle.duration"} {
 		require.True(t, has(md, still, gpu("nvidia0")), "%s does not need the missing functions", still)
 	}
 	out := c.proc.Output()
@@ -245,6 +247,7 @@ func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
 	require.Contains(t, out, "nvmlGpmMetricsGet")
 	require.Contains(t, out, "nvmlDeviceGetTemperatureV", "temperature fell back to nvmlDeviceGetTemperature")
 	require.Contains(t, out, "nvmlDeviceGetCurrentClocksEventReasons", "event reasons fell back to throttle reasons")
+	require.Contains(t, out, "nvmlDeviceGetViolationStatus", "violation times come from field values")
 }
 
 // A GPU that falls off the bus stays failed until an operator resets it

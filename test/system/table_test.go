@@ -176,9 +176,18 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 			for pipe, v := range map[string]float64{"tensor": 0.35, "fp64": 0.05, "fp32": 0.25, "fp16": 0.30, "int": 0.10} {
 				exact("nvidia.gpu.pipe.utilization", v, gpu(g, "nvidia.gpu.pipe", pipe))
 			}
+			// The decoder signal runs on 2 of the 7 NVDECs: their average.
+			nvdec := 0.0
+			if g == "nvidia1" {
+				nvdec = 2 * 0.10 / 7
+			}
+			exact("nvidia.gpu.engine.utilization", nvdec, gpu(g, "nvidia.gpu.engine", "nvdec"))
+			exact("nvidia.gpu.engine.utilization", 0, gpu(g, "nvidia.gpu.engine", "nvjpg"))
+			exact("nvidia.gpu.engine.utilization", 0, gpu(g, "nvidia.gpu.engine", "nvofa"))
 		} else {
 			absent("nvidia.gpu.sm.utilization", gpu(g))
 			absent("nvidia.gpu.pipe.utilization", gpu(g))
+			absent("nvidia.gpu.engine.utilization", gpu(g))
 		}
 		info := find(md, "nvidia.gpu.info", gpu(g))
 		require.Len(t, info, 1)

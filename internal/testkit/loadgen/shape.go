@@ -1,7 +1,7 @@
 // Package loadgen drives a gateway with realistic agent traffic: requests
 // shaped like one otelcol-gpu agent's scrape (one resource with the agent's
-// host, cloud and tenant attributes; 8 GPUs x 38 GPU series with hw.id and
-// hw.name; ~100 host series: 404 data points), from many agents across many
+// host, cloud and tenant attributes; 8 GPUs x 39 GPU series with hw.id and
+// hw.name; ~100 host series: 412 data points), from many agents across many
 // tenants, over OTLP/gRPC or OTLP/HTTP, at a fixed rate or as fast as the
 // gateway accepts. It reports what was accepted (per tenant) and the send
 // latency percentiles. cmd/loadgen is its command line; the end-to-end tests
@@ -34,7 +34,7 @@ var GPUMetrics = []string{
 	"nvidia.gpu.ecc.errors",
 	"nvidia.gpu.memory.remapped_rows", "nvidia.gpu.memory.remap.state", "nvidia.gpu.memory.retired_pages", "hw.status", "nvidia.gpu.performance_state",
 	"nvidia.gpu.vgpu.license.state", "hw.fan.speed_ratio", "nvidia.gpu.sm.utilization", "nvidia.gpu.sm.occupancy", "nvidia.gpu.dram.utilization",
-	"nvidia.gpu.pipe.utilization", "nvidia.gpu.process.memory.usage", "nvidia.gpu.process.utilization", "nvidia.gpu.info",
+	"nvidia.gpu.pipe.utilization", "nvidia.gpu.engine.utilization", "nvidia.gpu.process.memory.usage", "nvidia.gpu.process.utilization", "nvidia.gpu.info",
 }
 
 // cumulative GPU metrics (sums); the rest are gauges.
@@ -81,8 +81,8 @@ type Shape struct {
 	CPUs int // CPUs per agent: 8 system.cpu.time series each (8)
 }
 
-// DefaultShape is an 8-GPU VM with 8 vCPUs: 304 GPU points and 100 host
-// points, 404 in all.
+// DefaultShape is an 8-GPU VM with 8 vCPUs: 312 GPU points and 100 host
+// points, 412 in all.
 var DefaultShape = Shape{GPUs: 8, CPUs: 8}
 
 // Points is the number of data points in one request of this shape.
