@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,7 +52,7 @@ type usageRecorder struct {
 
 func newUsageRecorder(cfg UsageEventsConfig, client *http.Client, logger *zap.Logger, tel *telemetry) *usageRecorder {
 	return &usageRecorder{
-		url:      trimRightSlash(cfg.ClientConfig.Endpoint) + "/insert/jsonline?_stream_fields=" + usage.ReadEventsStreamFields,
+		url:      strings.TrimRight(cfg.ClientConfig.Endpoint, "/") + "/insert/jsonline?_stream_fields=" + usage.ReadEventsStreamFields,
 		client:   client,
 		interval: cfg.FlushInterval,
 		max:      cfg.MaxPending,
@@ -62,13 +63,6 @@ func newUsageRecorder(cfg UsageEventsConfig, client *http.Client, logger *zap.Lo
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-}
-
-func trimRightSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // record queues one answered query; it never blocks the answer.

@@ -23,10 +23,12 @@ type eventStore struct {
 	records []readEvent
 	posts   []string
 	failing atomic.Bool
+	refused atomic.Int64
 }
 
 func (s *eventStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.failing.Load() {
+		s.refused.Add(1)
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -112,7 +114,8 @@ func TestUsageEventsRetriedWhileTheEventStoreIsDown(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme)).Code)
 	}
-	time.Sleep(50 * time.Millisecond)
+	require.Eventually(t, func() bool { return es.refused.Load() >= 2 }, 10*time.Second, 5*time.Millisecond,
+		"the batch was offered and refused")
 	require.Empty(t, es.taken())
 	es.failing.Store(false)
 	require.Eventually(t, func() bool { return len(es.taken()) == 5 }, 10*time.Second, 10*time.Millisecond,

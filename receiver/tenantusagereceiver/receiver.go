@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -68,7 +69,7 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 		return fmt.Errorf("tenant_usage: store client: %w", err)
 	}
 	src := &usage.Source{
-		StoreURL:    trimSlash(r.cfg.Store.ClientConfig.Endpoint),
+		StoreURL:    strings.TrimRight(r.cfg.Store.ClientConfig.Endpoint, "/"),
 		TenantLabel: r.cfg.Store.TenantLabel,
 		Client:      storeClient,
 		Concurrency: r.cfg.Concurrency,
@@ -78,7 +79,7 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 		if err != nil {
 			return fmt.Errorf("tenant_usage: events client: %w", err)
 		}
-		src.EventsURL = trimSlash(r.cfg.Events.Endpoint)
+		src.EventsURL = strings.TrimRight(r.cfg.Events.Endpoint, "/")
 		src.EventsClient = eventsClient
 	}
 	if r.src == nil {
@@ -107,13 +108,6 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 	r.done = make(chan struct{})
 	go r.loop(loopCtx)
 	return nil
-}
-
-func trimSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // load reads the cursor and the closed hours still to be rechecked; the

@@ -141,7 +141,9 @@ func TestScenario10UsageRecords(t *testing.T) {
 	wait := e.loadInBackground(loadgen.Config{
 		Agents: 3, Tenants: 2, Requests: 120, Since: first, Step: time.Minute, Retry: true, Rate: 60,
 	})
-	time.Sleep(2 * time.Second)
+	// Killed once the store has data from both fleets: mid-load.
+	require.Eventually(t, func() bool { return e.proxy.deliveredTo("acme") > 0 && e.proxy.deliveredTo("globex") > 0 },
+		time.Minute, 20*time.Millisecond, "the fleets' data reaches the store")
 	require.NoError(t, e.gw.Signal(syscall.SIGKILL))
 	_ = e.gw.Wait(10 * time.Second)
 	e.startGateway()

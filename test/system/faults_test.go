@@ -257,15 +257,18 @@ func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
 // release it is back with its counters started over.
 func TestLostUntilResetWithRelease(t *testing.T) {
 	release := filepath.Join(t.TempDir(), "release-nvml")
+	started := time.Now() // the simulator's clock starts a little later
 	c := startCollectorWith(t, simLibrary(t, "NVMLSIM_LIB"),
 		"gpus = 2\nsignal.utilization = const 60\nfault = 2 1 lost until_reset\nfault = 2 1 xid 79\nfault = 5 1 gpu_reset\n",
 		collectorOpts{releaseFile: release})
 	c.waitBatch(t, 20*time.Second, "GPU 1 failed", func(md pmetric.Metrics) bool {
 		return has(md, "hw.status", gpu("nvidia1", "hw.state", "failed")) && value(find(md, "hw.status", gpu("nvidia1", "hw.state", "failed"))[0]) == 1
 	})
-	// The operator's reset at 5 s waits: the agent holds NVML.
-	time.Sleep(6 * time.Second)
-	still := c.waitBatch(t, 5*time.Second, "a later scrape", func(pmetric.Metrics) bool { return true })
+	// The operator's reset at 5 s waits: the agent holds NVML. A scrape
+	// well after it still finds the GPU lost.
+	still := c.waitBatch(t, 20*time.Second, "a scrape 7 s after the start", func(pmetric.Metrics) bool {
+		return time.Since(started) > 7*time.Second
+	})
 	require.EqualValues(t, 1, value(find(still, "hw.status", gpu("nvidia1", "hw.state", "failed"))[0]), "lost until the reset")
 	require.True(t, has(still, "hw.gpu.utilization", gpu("nvidia0")), "GPU 0 goes on")
 	// The operator's procedure: create the release file, reset, remove it.
