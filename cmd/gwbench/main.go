@@ -3,19 +3,21 @@
 // (taskset -c 0, GOMAXPROCS=1) at saturation, with the load generator and
 // the counting sink on the other cores, and the agent's footprint.
 //
-// Pipelines (plaintext OTLP/gRPC in, OTLP/HTTP out without compression, same
-// data, same transport):
+// Pipelines (plaintext OTLP/gRPC or OTLP/HTTP in, OTLP/HTTP out without
+// compression, same data, same transport):
 //
 //	a  otlp -> memory_limiter -> batch -> otlp_http                       (batched pass-through)
 //	b  otlp(include_metadata)+bearertokenauth -> memory_limiter ->
 //	   resource(tenant from context) -> batch(metadata_keys) -> otlp_http (upstream tenant pipeline)
 //	c  otlp+tenant_auth -> memory_limiter -> tenant(gateway) -> tenant_otlp_http (this project)
 //
-// with 1, 100 and 1,000 tenants, plus c over TLS and c with its queues on
-// disk (file_storage, as config/gateway.yaml runs it). Throughput is what the sink
-// was delivered per second of the measuring window, not what the receiver
-// accepted. Runs alternate a, b, c within each round so machine drift cancels
-// in the ratios c/a and c/b, which are medians over rounds.
+// over OTLP/gRPC with 1, 8, 100 and 1,000 tenants and over OTLP/HTTP with 1
+// and 8, plus c over TLS, and c against c+disk (c with its queues in
+// file_storage, as config/gateway.yaml runs it) with 1, 100 and 1,000
+// tenants. Throughput is what the sink was delivered per second of the
+// measuring window, not what the receiver accepted. Runs alternate a, b, c
+// (and c, c+disk) within each round so machine drift cancels in the ratios
+// c/a, c/b and d/c, which are medians over rounds.
 package main
 
 import (
@@ -47,44 +49,52 @@ import (
 
 type options struct {
 	otelcol, nvmlsim, root, out, profile string
-	tenants                              []int
+	tenants, httpTenants, diskTenants    []int
 	rounds                               int
 	warmup, measure                      time.Duration
 	agentDur, agentFastDur               time.Duration
-	tls, disk, quick                     bool
-	agentEnv                             string
+	tls, quick, keep                     bool
+	agentEnv, override                   string
 }
 
 func main() {
 	wd, _ := os.Getwd()
 	var o options
-	var tenants string
+	var tenants, httpTenants, diskTenants string
 	flag.StringVar(&o.otelcol, "otelcol", filepath.Join(wd, "bin", "otelcol-gpu"), "the otelcol-gpu binary")
 	flag.StringVar(&o.nvmlsim, "nvmlsim", filepath.Join(wd, "build", "nvmlsim"), "folder of the simulated libnvidia-ml.so.1 (agent footprint)")
 	flag.StringVar(&o.root, "root", wd, "repository root (config/agent.yaml)")
 	flag.StringVar(&o.out, "out", filepath.Join(wd, "build", "bench", "report.json"), "JSON report")
 	flag.StringVar(&o.profile, "profile", filepath.Join(wd, "build", "bench", "gateway-cpu.pprof"), "CPU profile of pipeline c at saturation (empty: none)")
-	flag.StringVar(&tenants, "tenants", "1,100,1000", "tenant counts for the gateway runs")
+	flag.StringVar(&tenants, "tenants", "1,8,100,1000", "tenant counts for the gateway runs over OTLP/gRPC")
+	flag.StringVar(&httpTenants, "http-tenants", "1,8", "tenant counts for the gateway runs over OTLP/HTTP (empty: none)")
+	flag.StringVar(&diskTenants, "disk-tenants", "1,100,1000", "tenant counts for c against c+disk, queues in memory against on disk (empty: none)")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds of a, b, c")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "load before measuring, each run")
 	flag.DurationVar(&o.measure, "measure", 10*time.Second, "measuring window, each run")
 	flag.DurationVar(&o.agentDur, "agent", 5*time.Minute, "agent footprint run at 10 s interval (0: skip)")
 	flag.DurationVar(&o.agentFastDur, "agent-fast", 2*time.Minute, "agent footprint run at 1 s interval (0: skip)")
 	flag.BoolVar(&o.tls, "tls", true, "also run pipeline c over TLS")
-	flag.BoolVar(&o.disk, "disk", true, "also run pipeline c with its queues in file_storage (as config/gateway.yaml), at the most tenants")
 	flag.StringVar(&o.agentEnv, "agent-env", "package", `the agent's Go runtime settings: "package" (the GO* lines of packaging/default/otelcol-gpu-agent, what an installed agent runs with), "none", or "GOGC=50 GOMEMLIMIT=96MiB ..."`)
+	flag.StringVar(&o.override, "override", "", "a YAML file merged last into pipelines c and c+disk (to try a setting)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (configs, gateway logs)")
 	flag.BoolVar(&o.quick, "quick", false, "a few seconds of everything (make test): 1 round, 1 and 10 tenants, short windows")
 	flag.Parse()
-	for _, f := range strings.Split(tenants, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "gwbench: -tenants: %q is not a count\n", f)
+	for _, l := range []struct {
+		name string
+		in   string
+		out  *[]int
+	}{{"tenants", tenants, &o.tenants}, {"http-tenants", httpTenants, &o.httpTenants}, {"disk-tenants", diskTenants, &o.diskTenants}} {
+		counts, err := parseCounts(l.in)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gwbench: -%s: %v\n", l.name, err)
 			os.Exit(2)
 		}
-		o.tenants = append(o.tenants, n)
+		*l.out = counts
 	}
 	if o.quick {
-		o.tenants, o.rounds, o.warmup, o.measure = []int{1, 10}, 1, time.Second, 2*time.Second
+		o.tenants, o.httpTenants, o.diskTenants = []int{1, 10}, []int{1}, []int{10}
+		o.rounds, o.warmup, o.measure = 1, time.Second, 2*time.Second
 		o.agentDur, o.agentFastDur = 4*time.Second, 0
 	}
 	if err := pinSelf(); err != nil {
@@ -107,6 +117,21 @@ func main() {
 		}
 		fmt.Printf("\nreport: %s\n", o.out)
 	}
+}
+
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if strings.TrimSpace(f) == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // pinSelf re-runs the harness off core 0 (taskset -c 1-N), which the
@@ -132,7 +157,8 @@ func pinSelf() error {
 
 // Row is one measured run.
 type Row struct {
-	Pipeline      string  `json:"pipeline"` // a, b, c, c+tls
+	Pipeline      string  `json:"pipeline"`  // a, b, c, c+tls, c+disk
+	Transport     string  `json:"transport"` // grpc or http: how the load came in
 	Tenants       int     `json:"tenants"`
 	Round         int     `json:"round"`
 	PointsPerSec  float64 `json:"delivered_points_per_second"`
@@ -140,8 +166,14 @@ type Row struct {
 	PointsPerCore float64 `json:"delivered_points_per_cpu_second"`
 	PeakRSSMiB    float64 `json:"gateway_peak_rss_mib"`
 	P99ms         float64 `json:"send_latency_p99_ms"`
-	Accepted      float64 `json:"accepted_points_per_second"`
-	Refused       int64   `json:"requests_refused"`
+	// At the end of the window: resident memory, and how much of it is the
+	// gateway's own (anonymous) or pages of files (the executable, mapped
+	// queue files).
+	RSSEndMiB  float64 `json:"gateway_rss_end_mib"`
+	RSSAnonMiB float64 `json:"gateway_rss_anon_end_mib"`
+	RSSFileMiB float64 `json:"gateway_rss_file_end_mib"`
+	Accepted   float64 `json:"accepted_points_per_second"`
+	Refused    int64   `json:"requests_refused"`
 }
 
 // AgentRow is one agent footprint run.
@@ -165,7 +197,7 @@ type Report struct {
 	CPU        string             `json:"cpu"`
 	Cores      int                `json:"cores"`
 	Rows       []Row              `json:"gateway"`
-	Ratios     map[string]float64 `json:"ratios"` // "c/a@100" -> median over rounds
+	Ratios     map[string]float64 `json:"ratios"` // "c/a@grpc/100", "d/c@1000" -> median over rounds
 	Agent      []AgentRow         `json:"agent"`
 	ProfileTop string             `json:"profile_top,omitempty"`
 }
@@ -185,11 +217,15 @@ func run(ctx context.Context, o options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
+	if o.keep {
+		fmt.Fprintln(os.Stderr, "gwbench: configs and logs kept in", dir)
+	} else {
+		defer func() { _ = os.RemoveAll(dir) }()
+	}
 	if err := devcerts.Write(devcerts.Options{Dir: filepath.Join(dir, "certs")}); err != nil {
 		return nil, err
 	}
-	maxT := slices.Max(o.tenants)
+	maxT := slices.Max(slices.Concat([]int{1}, o.tenants, o.httpTenants, o.diskTenants))
 	if err := os.WriteFile(filepath.Join(dir, "credentials.yaml"), []byte(loadgen.Credentials(maxT, nil)), 0o600); err != nil {
 		return nil, err
 	}
@@ -208,54 +244,93 @@ func run(ctx context.Context, o options) (*Report, error) {
 		cores = n
 	}
 	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), CPU: cpuModel(), Cores: cores, Ratios: map[string]float64{}}
-	for _, t := range o.tenants {
-		ca, cb := []float64{}, []float64{}
+	maxGRPC, maxHTTP, maxDisk := 0, 0, 0
+	if len(o.tenants) > 0 {
+		maxGRPC = slices.Max(o.tenants)
+	}
+	if len(o.httpTenants) > 0 {
+		maxHTTP = slices.Max(o.httpTenants)
+	}
+	if len(o.diskTenants) > 0 {
+		maxDisk = slices.Max(o.diskTenants)
+	}
+	report := func(row Row) {
+		rep.Rows = append(rep.Rows, row)
+		fmt.Fprintf(os.Stderr, "gwbench: %-6s %-4s tenants=%-5d round=%d  %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB peak (end %.0f: anon %.0f, file %.0f)  p99 %6.1f ms  refused %d\n",
+			row.Pipeline, row.Transport, row.Tenants, row.Round, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB, row.RSSEndMiB, row.RSSAnonMiB, row.RSSFileMiB, row.P99ms, row.Refused)
+	}
+	// a, b, c alternating, on each transport.
+	for _, tr := range []struct {
+		name    string
+		tenants []int
+		maxT    int
+		profile string
+	}{{"grpc", o.tenants, maxGRPC, o.profile}, {"http", o.httpTenants, maxHTTP, suffixed(o.profile, "-http")}} {
+		for _, t := range tr.tenants {
+			ca, cb := []float64{}, []float64{}
+			for r := 1; r <= o.rounds; r++ {
+				var got [3]Row
+				for i, p := range []string{"a", "b", "c"} {
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					prof := ""
+					if p == "c" && r == 1 && t == tr.maxT {
+						prof = tr.profile
+					}
+					row, err := b.gateway(ctx, p, tr.name, t, false, prof)
+					if err != nil {
+						return nil, fmt.Errorf("pipeline %s over %s, %d tenants: %w", p, tr.name, t, err)
+					}
+					row.Round = r
+					got[i] = row
+					report(row)
+				}
+				if got[0].PointsPerSec > 0 && got[1].PointsPerSec > 0 {
+					ca = append(ca, got[2].PointsPerSec/got[0].PointsPerSec)
+					cb = append(cb, got[2].PointsPerSec/got[1].PointsPerSec)
+				}
+			}
+			rep.Ratios[fmt.Sprintf("c/a@%s/%d", tr.name, t)] = median(ca)
+			rep.Ratios[fmt.Sprintf("c/b@%s/%d", tr.name, t)] = median(cb)
+		}
+	}
+	if o.tls && len(o.tenants) > 0 {
+		t := o.tenants[len(o.tenants)/2]
+		row, err := b.gateway(ctx, "c", "grpc", t, true, "")
+		if err != nil {
+			return nil, fmt.Errorf("pipeline c over TLS: %w", err)
+		}
+		row.Pipeline = "c+tls"
+		report(row)
+	}
+	// The shipped shape: c with its queues on disk against c in memory,
+	// alternating.
+	for _, t := range o.diskTenants {
+		dc := []float64{}
 		for r := 1; r <= o.rounds; r++ {
-			var got [3]Row
-			for i, p := range []string{"a", "b", "c"} {
+			var got [2]Row
+			for i, p := range []string{"c", "c+disk"} {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
 				prof := ""
-				if p == "c" && r == 1 && t == maxT && o.profile != "" {
-					prof = o.profile
+				if p == "c+disk" && r == 1 && t == maxDisk {
+					prof = suffixed(o.profile, "-disk")
 				}
-				row, err := b.gateway(ctx, p, t, false, prof)
+				row, err := b.gateway(ctx, p, "grpc", t, false, prof)
 				if err != nil {
 					return nil, fmt.Errorf("pipeline %s, %d tenants: %w", p, t, err)
 				}
 				row.Round = r
 				got[i] = row
-				rep.Rows = append(rep.Rows, row)
-				fmt.Fprintf(os.Stderr, "gwbench: %-5s tenants=%-5d round=%d  %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB  p99 %6.1f ms\n",
-					p, t, r, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB, row.P99ms)
+				report(row)
 			}
-			if got[0].PointsPerSec > 0 && got[1].PointsPerSec > 0 {
-				ca = append(ca, got[2].PointsPerSec/got[0].PointsPerSec)
-				cb = append(cb, got[2].PointsPerSec/got[1].PointsPerSec)
+			if got[0].PointsPerSec > 0 {
+				dc = append(dc, got[1].PointsPerSec/got[0].PointsPerSec)
 			}
 		}
-		rep.Ratios[fmt.Sprintf("c/a@%d", t)] = median(ca)
-		rep.Ratios[fmt.Sprintf("c/b@%d", t)] = median(cb)
-	}
-	if o.tls {
-		t := o.tenants[len(o.tenants)/2]
-		row, err := b.gateway(ctx, "c", t, true, "")
-		if err != nil {
-			return nil, fmt.Errorf("pipeline c over TLS: %w", err)
-		}
-		row.Pipeline = "c+tls"
-		rep.Rows = append(rep.Rows, row)
-		fmt.Fprintf(os.Stderr, "gwbench: c+tls tenants=%-5d          %9.0f points/s  cpu %5.1f%%\n", t, row.PointsPerSec, row.CPUPercent)
-	}
-	if o.disk {
-		t := slices.Max(o.tenants)
-		row, err := b.gateway(ctx, "c+disk", t, false, "")
-		if err != nil {
-			return nil, fmt.Errorf("pipeline c with file_storage queues: %w", err)
-		}
-		rep.Rows = append(rep.Rows, row)
-		fmt.Fprintf(os.Stderr, "gwbench: c+disk tenants=%-5d         %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB\n", t, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB)
+		rep.Ratios[fmt.Sprintf("d/c@%d", t)] = median(dc)
 	}
 	if o.profile != "" {
 		if out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", o.otelcol, o.profile).Output(); err == nil {
@@ -280,6 +355,15 @@ func run(ctx context.Context, o options) (*Report, error) {
 	return rep, nil
 }
 
+// suffixed is path with suffix before its extension ("" stays "").
+func suffixed(path, suffix string) string {
+	if path == "" {
+		return ""
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + suffix + ext
+}
+
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -300,9 +384,10 @@ type bench struct {
 // gwConfig is how a pipeline is run: its config files (the shipped
 // config/gateway.yaml first, for the project's pipeline) and environment.
 type gwConfig struct {
-	yaml string   // the pipeline's own config, or the overrides of the shipped one
-	base string   // config/gateway.yaml, for the project's pipeline
-	env  []string // the shipped config's variables
+	yaml     string   // the pipeline's own config, or the overrides of the shipped one
+	base     string   // config/gateway.yaml, for the project's pipeline
+	override string   // -override, for the project's pipeline
+	env      []string // the shipped config's variables
 }
 
 // args are the collector's --config flags, with yaml written at path.
@@ -310,7 +395,11 @@ func (c gwConfig) args(path string) []string {
 	if c.base == "" {
 		return []string{"--config", path}
 	}
-	return []string{"--config", c.base, "--config", path}
+	args := []string{"--config", c.base, "--config", path}
+	if c.override != "" {
+		args = append(args, "--config", c.override)
+	}
+	return args
 }
 
 // config is how pipeline p runs. a and b are upstream components in a
@@ -318,13 +407,19 @@ func (c gwConfig) args(path string) []string {
 // config/gateway.yaml with what a benchmark must change on top: loopback
 // ports, the sink as the store, no TLS where the row says so, no own
 // telemetry (as a and b), and for c the queues in memory.
-func (b *bench) config(p string, grpcPort, healthPort, pprofPort int, tls bool) gwConfig {
+func (b *bench) config(p, transport string, port, healthPort, pprofPort int, tls bool) gwConfig {
 	if p != "a" && p != "b" {
-		return b.shippedConfig(p, grpcPort, healthPort, pprofPort, tls)
+		return b.shippedConfig(p, transport, port, healthPort, pprofPort, tls)
 	}
 	tlsBlock := ""
 	if tls {
 		tlsBlock = fmt.Sprintf("\n        tls: {cert_file: %s, key_file: %s}", filepath.Join(b.dir, "certs", devcerts.ServerCertFile), filepath.Join(b.dir, "certs", devcerts.ServerKeyFile))
+	}
+	// The receiver's one protocol: gRPC with a 4 MiB message limit, or
+	// HTTP with the same body limit.
+	proto := fmt.Sprintf("      grpc:\n        endpoint: 127.0.0.1:%d\n        max_recv_msg_size_mib: 4", port)
+	if transport == "http" {
+		proto = fmt.Sprintf("      http:\n        endpoint: 127.0.0.1:%d\n        max_request_body_size: 4194304", port)
 	}
 	common := `  memory_limiter:
     check_interval: 1s
@@ -357,13 +452,11 @@ func (b *bench) config(p string, grpcPort, healthPort, pprofPort int, tls bool) 
 %sreceivers:
   otlp:
     protocols:
-      grpc:
-        endpoint: 127.0.0.1:%d
-        max_recv_msg_size_mib: 4%s
+%s%s
 processors:
 %s  batch: {}
 exporters:
-%s`, ext, grpcPort, tlsBlock, common, otlpHTTP) + service("health_check", "memory_limiter, batch", "otlp_http")}
+%s`, ext, proto, tlsBlock, common, otlpHTTP) + service("health_check", "memory_limiter, batch", "otlp_http")}
 	}
 	var tokens strings.Builder
 	for i := 0; i < b.maxTenants; i++ {
@@ -375,9 +468,7 @@ exporters:
 %sreceivers:
   otlp:
     protocols:
-      grpc:
-        endpoint: 127.0.0.1:%d
-        max_recv_msg_size_mib: 4
+%s
         include_metadata: true
         auth: {authenticator: bearertokenauth}%s
 processors:
@@ -388,51 +479,60 @@ processors:
     metadata_keys: [x-tenant-id]
     metadata_cardinality_limit: %d
 exporters:
-%s`, ext, tokens.String(), grpcPort, tlsBlock, common, b.maxTenants+10, otlpHTTP) +
+%s`, ext, tokens.String(), proto, tlsBlock, common, b.maxTenants+10, otlpHTTP) +
 		service("health_check, bearertokenauth", "memory_limiter, resource, batch", "otlp_http")}
 }
 
-func (b *bench) shippedConfig(p string, grpcPort, healthPort, pprofPort int, tls bool) gwConfig {
+func (b *bench) shippedConfig(p, transport string, port, healthPort, pprofPort int, tls bool) gwConfig {
 	var o strings.Builder
-	o.WriteString("receivers:\n  otlp:\n    protocols:\n      http: null\n")
+	// The shipped receiver has both protocols: the row's one stays (on its
+	// loopback port; without TLS unless the row says), the other goes.
+	used, unused := "grpc", "http"
+	endpointVar := "OTELCOL_GPU_GRPC_ENDPOINT="
+	if transport == "http" {
+		used, unused = "http", "grpc"
+		endpointVar = "OTELCOL_GPU_HTTP_ENDPOINT="
+	}
+	fmt.Fprintf(&o, "receivers:\n  otlp:\n    protocols:\n      %s: null\n", unused)
 	if !tls {
-		o.WriteString("      grpc:\n        tls: null\n")
+		fmt.Fprintf(&o, "      %s:\n        tls: null\n", used)
 	}
 	o.WriteString("exporters:\n  tenant_otlp_http:\n    compression: none\n")
 	if p == "c" {
-		o.WriteString("    queue:\n      storage: null\n")
+		o.WriteString("    queue:\n      directory: \"\"\n      fsync: false\n")
 	}
-	ext := "health_check, file_storage/queue, tenant_auth"
+	ext := "health_check, tenant_auth"
 	if pprofPort > 0 {
 		fmt.Fprintf(&o, "extensions:\n  pprof: {endpoint: 127.0.0.1:%d}\n", pprofPort)
 		ext += ", pprof"
 	}
-	fmt.Fprintf(&o, "service:\n  extensions: [%s]\n  telemetry:\n    metrics: {level: none}\n    logs: {level: warn}\n", ext)
+	fmt.Fprintf(&o, "service:\n  extensions: [%s]\n  telemetry:\n    metrics: {level: none}\n    logs: {level: info}\n", ext)
 	return gwConfig{
-		yaml: o.String(),
-		base: filepath.Join(b.o.root, "config", "gateway.yaml"),
+		yaml:     o.String(),
+		base:     filepath.Join(b.o.root, "config", "gateway.yaml"),
+		override: b.o.override,
 		env: []string{
-			"OTELCOL_GPU_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(grpcPort),
+			endpointVar + "127.0.0.1:" + strconv.Itoa(port),
 			"OTELCOL_GPU_TLS_CERT_FILE=" + filepath.Join(b.dir, "certs", devcerts.ServerCertFile),
 			"OTELCOL_GPU_TLS_KEY_FILE=" + filepath.Join(b.dir, "certs", devcerts.ServerKeyFile),
 			"OTELCOL_GPU_CREDENTIALS_FILE=" + filepath.Join(b.dir, "credentials.yaml"),
 			"OTELCOL_GPU_STORE_URL=" + b.sinkURL,
-			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(b.dir, "state-"+strconv.Itoa(grpcPort)),
+			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(b.dir, "state-"+strconv.Itoa(port)),
 			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(healthPort),
 		},
 	}
 }
 
 // gateway runs pipeline p pinned to core 0 at saturation and measures it.
-func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, profile string) (Row, error) {
-	var grpcPort, healthPort, pprofPort int
+func (b *bench) gateway(ctx context.Context, p, transport string, tenants int, tls bool, profile string) (Row, error) {
+	var port, healthPort, pprofPort int
 	cfg := filepath.Join(b.dir, "gateway-"+p+".yaml")
 	gw, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
-		grpcPort, healthPort = proc.MustReserve(), proc.MustReserve()
+		port, healthPort = proc.MustReserve(), proc.MustReserve()
 		if profile != "" {
 			pprofPort = proc.MustReserve()
 		}
-		gc := b.config(p, grpcPort, healthPort, pprofPort, tls)
+		gc := b.config(p, transport, port, healthPort, pprofPort, tls)
 		if err := os.WriteFile(cfg, []byte(gc.yaml), 0o600); err != nil {
 			return nil, err
 		}
@@ -451,8 +551,16 @@ func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, pr
 
 	agents := max(32, tenants)
 	lc := loadgen.Config{
-		Transport: loadgen.TransportConfig{Protocol: "grpc", Endpoint: fmt.Sprintf("127.0.0.1:%d", grpcPort), Conns: 8},
+		Transport: loadgen.TransportConfig{Protocol: "grpc", Endpoint: fmt.Sprintf("127.0.0.1:%d", port), Conns: 8},
 		Agents:    agents, Tenants: tenants, Duration: b.o.warmup + b.o.measure,
+	}
+	if transport == "http" {
+		// One keep-alive connection per agent, as agents have.
+		scheme := "http"
+		if tls {
+			scheme = "https"
+		}
+		lc.Transport = loadgen.TransportConfig{Protocol: "http", Endpoint: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), Conns: (agents + 3) / 4}
 	}
 	if p == "b" {
 		lc.Transport.TenantHeader = "x-tenant-id"
@@ -478,6 +586,7 @@ func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, pr
 	p0, cpu0, t0 := b.sink.Counts().Points, gw.CPU(), time.Now()
 	var profErr chan error
 	if profile != "" {
+		_ = os.MkdirAll(filepath.Dir(profile), 0o755)
 		profErr = make(chan error, 1)
 		go func() { profErr <- fetchProfile(pprofPort, b.o.measure-time.Second, profile) }()
 	}
@@ -487,6 +596,7 @@ func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, pr
 		return Row{}, ctx.Err()
 	}
 	p1, cpu1, t1 := b.sink.Counts().Points, gw.CPU(), time.Now()
+	mem := gw.Memory()
 	if profile != "" {
 		heap := strings.TrimSuffix(profile, filepath.Ext(profile)) + "-heap.pprof"
 		if err := fetch(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", pprofPort), heap); err != nil {
@@ -505,13 +615,14 @@ func (b *bench) gateway(ctx context.Context, p string, tenants int, tls bool, pr
 	secs := t1.Sub(t0).Seconds()
 	cpuSecs := (cpu1 - cpu0).Seconds()
 	row := Row{
-		Pipeline: p, Tenants: tenants,
+		Pipeline: p, Transport: transport, Tenants: tenants,
 		PointsPerSec: float64(p1-p0) / secs,
 		CPUPercent:   100 * cpuSecs / secs,
 		PeakRSSMiB:   gw.PeakRSSMiB(),
-		P99ms:        res.rep.LatencyMS["p99"],
-		Accepted:     res.rep.PointsPerSecond,
-		Refused:      res.rep.Failed,
+		RSSEndMiB:    mem.RSS, RSSAnonMiB: mem.RSSAnon, RSSFileMiB: mem.RSSFile,
+		P99ms:    res.rep.LatencyMS["p99"],
+		Accepted: res.rep.PointsPerSecond,
+		Refused:  res.rep.Failed,
 	}
 	if cpuSecs > 0 {
 		row.PointsPerCore = float64(p1-p0) / cpuSecs
@@ -551,7 +662,7 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	cfg := filepath.Join(b.dir, "gateway-agentbench.yaml")
 	gw, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
 		grpcPort, healthPort = proc.MustReserve(), proc.MustReserve()
-		gc := b.config("c", grpcPort, healthPort, 0, true)
+		gc := b.config("c", "grpc", grpcPort, healthPort, 0, true)
 		if err := os.WriteFile(cfg, []byte(gc.yaml), 0o600); err != nil {
 			return nil, err
 		}
@@ -747,9 +858,9 @@ func (b *bench) agentRuntimeEnv() ([]string, error) {
 func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "\n## gateway on one pinned core (%s, %d cores; %s)\n\n", r.CPU, r.Cores, r.Date)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pipeline\ttenants\tround\tdelivered points/s\tgateway CPU %\tpoints per CPU-s\tpeak RSS MiB\tp99 ms\t")
+	fmt.Fprintln(tw, "pipeline\tin\ttenants\tround\tdelivered points/s\tgateway CPU %\tpoints per CPU-s\tpeak RSS MiB\tp99 ms\trefused requests\t")
 	for _, x := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.1f\t%.0f\t%.0f\t%.1f\t\n", x.Pipeline, x.Tenants, x.Round, x.PointsPerSec, x.CPUPercent, x.PointsPerCore, x.PeakRSSMiB, x.P99ms)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.1f\t%.0f\t%.0f\t%.1f\t%d\t\n", x.Pipeline, x.Transport, x.Tenants, x.Round, x.PointsPerSec, x.CPUPercent, x.PointsPerCore, x.PeakRSSMiB, x.P99ms, x.Refused)
 	}
 	_ = tw.Flush()
 	keys := make([]string, 0, len(r.Ratios))
@@ -757,7 +868,7 @@ func printReport(w io.Writer, r *Report) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	fmt.Fprintln(w, "\nratios (median over alternating rounds; target c/a >= 0.95, c/b >= 1.0):")
+	fmt.Fprintln(w, "\nratios (median over alternating rounds; targets c/a >= 0.95, c/b >= 1.0 on both transports with 1-8 tenants, d/c >= 0.8):")
 	for _, k := range keys {
 		fmt.Fprintf(w, "  %-10s %.2f\n", k, r.Ratios[k])
 	}

@@ -16,8 +16,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/spool"
 )
+
+// maxHotBytes bounds the written parts kept in memory too (with storage).
+const maxHotBytes = 8 << 20
 
 // dropLogEvery bounds how often dropped data is logged; every item is counted.
 const dropLogEvery = 10 * time.Second
@@ -36,6 +41,16 @@ type tenantExporter struct {
 
 	client *http.Client
 	store  storage.Client
+	// With storage: the writer of grouped transactions, and the bytes of
+	// written parts also kept in memory (up to hotLimit) to send without a
+	// read back.
+	commits  *committer
+	hot      atomic.Int64
+	hotLimit int64
+	// With directory: the append-only log of the queues.
+	spool      *spool.Spool
+	compacting atomic.Bool
+	id         component.ID
 
 	mu      sync.Mutex
 	queues  map[queueKey]*tenantQueue
@@ -52,6 +67,11 @@ type tenantExporter struct {
 	limitLog   periodic.Every // warnings about max_tenants
 	senders    sync.WaitGroup
 	flusher    *periodic.Runner
+	// unadmit removes the queue from admission's list: while the queues
+	// hold fullAt bytes or more, receivers with tenant_auth's middleware
+	// refuse new requests before decoding them.
+	unadmit func()
+	fullAt  int64
 
 	sent, failed, refused metric.Int64Counter
 	queueGauge            metric.Int64ObservableGauge
@@ -130,12 +150,23 @@ func (e *tenantExporter) Start(ctx context.Context, host component.Host) error {
 		if err := e.restore(ctx); err != nil {
 			return err
 		}
+		e.commits = newCommitter(e.store, e.index)
+		e.hotLimit = min(e.cfg.Queue.MaxBytes/16, maxHotBytes)
+	}
+	if e.cfg.Queue.Directory != "" {
+		if err := e.openSpool(); err != nil {
+			return err
+		}
+		e.hotLimit = min(e.cfg.Queue.MaxBytes/16, maxHotBytes)
 	}
 	for i := 0; i < e.cfg.Senders; i++ {
 		e.senders.Add(1)
 		go e.sendLoop()
 	}
 	e.flusher = periodic.Start(max(e.cfg.Batch.FlushInterval/2, time.Millisecond), e.flush)
+	// The last 1/16 of the budget is for requests already being decoded.
+	e.fullAt = e.cfg.Queue.MaxBytes - e.cfg.Queue.MaxBytes/16
+	e.unadmit = admission.Register(func() bool { return e.queued.Load() >= e.fullAt })
 	return nil
 }
 
@@ -149,6 +180,9 @@ func (e *tenantExporter) Shutdown(ctx context.Context) error {
 	}
 	e.stopped = true
 	e.mu.Unlock()
+	if e.unadmit != nil {
+		e.unadmit()
+	}
 	if e.reg != nil {
 		_ = e.reg.Unregister()
 	}
@@ -173,6 +207,18 @@ func (e *tenantExporter) Shutdown(ctx context.Context) error {
 	e.senders.Wait()
 	left = e.queuedItems()
 	var err error
+	if e.spool != nil {
+		st := e.spool.Stats()
+		if left > 0 {
+			e.logger.Info("queued data stays on disk for the next start", zap.Int("items", left))
+		}
+		err = e.spool.Close()
+		e.logger.Info("queue log writes", zap.Int64("writes", st.Writes), zap.Int64("parts", st.Parts), zap.Int("segments", st.Segments))
+	}
+	if e.commits != nil {
+		e.commits.close()
+		e.logger.Info("queue storage writes", zap.Int64("transactions", e.commits.groups.Load()), zap.Int64("operations", e.commits.parts.Load()))
+	}
 	if e.store != nil {
 		if left > 0 {
 			e.logger.Info("queued data stays on disk for the next start", zap.Int("items", left))

@@ -12,8 +12,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/spool"
 )
 
 func TestSplit(t *testing.T) {
@@ -224,32 +229,113 @@ func TestOneTenantsFailingStoreDoesNotDelayAnother(t *testing.T) {
 }
 
 func TestQueuesSurviveARestart(t *testing.T) {
+	for _, mode := range []string{"storage", "directory", "directory+fsync"} {
+		t.Run(mode, func(t *testing.T) {
+			s := newStore(t)
+			dir := t.TempDir()
+			id := component.NewIDWithName(metadata.Type, "restart")
+			start := func(cfg *Config) exporter.Metrics {
+				if mode == "storage" {
+					return startMetrics(t, cfg, dir)
+				}
+				cfg.Queue.Directory = dir
+				cfg.Queue.Fsync = mode == "directory+fsync"
+				return startMetricsID(t, cfg, nil, id)
+			}
+			s.set("acme", http.StatusServiceUnavailable, false)
+			s.set("globex", http.StatusServiceUnavailable, false)
+			cfg := testConfig(s)
+			cfg.DrainTimeout = 100 * time.Millisecond
+			exp := start(cfg)
+			for i := 0; i < 10; i++ {
+				require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 7)))
+			}
+			require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("globex", 5)))
+			stop(t, exp) // store still down: everything stays on disk
+
+			s.set("acme", 0, false)
+			s.set("globex", 0, false)
+			exp = start(testConfig(s))
+			// Nobody sends anything after the restart: the index finds both tenants.
+			require.Eventually(t, func() bool { return s.pointsOf("acme") == 70 && s.pointsOf("globex") == 5 }, 10*time.Second, 10*time.Millisecond)
+			stop(t, exp)
+
+			// Sent data is gone from disk: a third start sends nothing again.
+			exp = start(testConfig(s))
+			require.Zero(t, inner(exp).queuedItems(), "Start restored nothing: nothing is left on disk to send")
+			stop(t, exp)
+			require.Equal(t, 70, s.pointsOf("acme"))
+			require.Equal(t, 5, s.pointsOf("globex"))
+		})
+	}
+}
+
+// A tenant released as idle and back later continues its numbering in the
+// queue log: parts numbered from 0 again would be taken for sent ones at
+// the next restart, and lost.
+func TestATenantBackAfterReleaseKeepsItsPartsAcrossARestart(t *testing.T) {
 	s := newStore(t)
 	dir := t.TempDir()
-	s.set("acme", http.StatusServiceUnavailable, false)
-	s.set("globex", http.StatusServiceUnavailable, false)
+	id := component.NewIDWithName(metadata.Type, "comeback")
 	cfg := testConfig(s)
+	cfg.Queue.Directory = dir
+	cfg.IdleTimeout = 50 * time.Millisecond
 	cfg.DrainTimeout = 100 * time.Millisecond
-	exp := startMetrics(t, cfg, dir)
-	for i := 0; i < 10; i++ {
-		require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 7)))
+	exp := startMetricsID(t, cfg, nil, id)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 4)))
+		require.Eventually(t, func() bool { return s.pointsOf("acme") == 4*(i+1) }, 5*time.Second, 5*time.Millisecond)
 	}
-	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("globex", 5)))
-	stop(t, exp) // store still down: everything stays on disk
+	e := inner(exp)
+	require.Eventually(t, func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.queues) == 0 }, 5*time.Second, 10*time.Millisecond, "released as idle")
+
+	s.set("acme", http.StatusServiceUnavailable, false)
+	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 5)))
+	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 6)))
+	stop(t, exp)
 
 	s.set("acme", 0, false)
-	s.set("globex", 0, false)
-	exp = startMetrics(t, testConfig(s), dir)
-	// Nobody sends anything after the restart: the index finds both tenants.
-	require.Eventually(t, func() bool { return s.pointsOf("acme") == 70 && s.pointsOf("globex") == 5 }, 10*time.Second, 10*time.Millisecond)
-	stop(t, exp)
+	cfg = testConfig(s)
+	cfg.Queue.Directory = dir
+	exp = startMetricsID(t, cfg, nil, id)
+	defer stop(t, exp)
+	require.Eventually(t, func() bool { return s.pointsOf("acme") == 12+11 }, 10*time.Second, 10*time.Millisecond)
+}
 
-	// Sent data is gone from disk: a third start sends nothing again.
-	exp = startMetrics(t, testConfig(s), dir)
-	require.Zero(t, inner(exp).queuedItems(), "Start restored nothing: nothing is left on disk to send")
-	stop(t, exp)
-	require.Equal(t, 70, s.pointsOf("acme"))
-	require.Equal(t, 5, s.pointsOf("globex"))
+// A tenant whose store refuses for a long time keeps a part in every
+// segment it sent to; its parts are written again at the log's end so
+// those segments can go, and everything still arrives once its store is
+// back.
+func TestAStuckTenantDoesNotHoldEverySegment(t *testing.T) {
+	segBytes, above := spoolSegmentBytes, compactAbove
+	spoolSegmentBytes, compactAbove = 8<<10, 32<<10
+	t.Cleanup(func() { spoolSegmentBytes, compactAbove = segBytes, above })
+	s := newStore(t)
+	cfg := testConfig(s)
+	cfg.Queue.Directory = t.TempDir()
+	cfg.Batch.MaxItems = 10 // every request leaves as it came
+	exp := startMetricsID(t, cfg, nil, component.NewIDWithName(metadata.Type, "stuck"))
+	defer stop(t, exp)
+	e := inner(exp)
+
+	s.set("stuck", http.StatusServiceUnavailable, false)
+	for i := 0; i < 1000; i++ {
+		tenant := "busy"
+		if i%20 == 0 {
+			tenant = "stuck"
+		}
+		require.NoError(t, exp.ConsumeMetrics(context.Background(), batch(tenant, 10)))
+	}
+	require.Eventually(t, func() bool { return s.pointsOf("busy") == 950*10 }, 10*time.Second, 5*time.Millisecond)
+	var st spool.Stats
+	require.Eventually(t, func() bool {
+		st = e.spool.Stats()
+		return st.DiskBytes < 3*compactAbove
+	}, 10*time.Second, 10*time.Millisecond, "the log's files stay bounded while stuck's 50 parts wait")
+	t.Logf("stuck tenant waiting: %d segments, %d KiB on disk, %d KiB needed", st.Segments, st.DiskBytes>>10, st.LiveBytes>>10)
+
+	s.set("stuck", 0, false)
+	require.Eventually(t, func() bool { return s.pointsOf("stuck") == 50*10 }, 10*time.Second, 10*time.Millisecond)
 }
 
 func TestAThousandFailingTenantsStayInsideTheBudget(t *testing.T) {

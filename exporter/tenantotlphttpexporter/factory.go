@@ -79,7 +79,11 @@ var exporters sharedcomponent.Map[component.ID, *tenantExporter]
 
 func shared(set exporter.Settings, cfg component.Config) (*sharedcomponent.Component[*tenantExporter], error) {
 	return exporters.LoadOrStore(set.ID, func() (*tenantExporter, error) {
-		return newTenantExporter(cfg.(*Config), set.TelemetrySettings)
+		e, err := newTenantExporter(cfg.(*Config), set.TelemetrySettings)
+		if err == nil {
+			e.id = set.ID
+		}
+		return e, err
 	})
 }
 

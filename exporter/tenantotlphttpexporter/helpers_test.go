@@ -217,8 +217,20 @@ func startMetrics(t *testing.T, cfg *Config, storageDir string) exporter.Metrics
 		h.ext[id] = ext
 		cfg.Queue.Storage = &id
 	}
+	return startMetricsID(t, cfg, h, component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1))))
+}
+
+// startMetricsID starts a metrics exporter with a given id: with
+// queue.directory, its queue log is the id's subfolder, so a restarted
+// exporter must keep its id to find it.
+func startMetricsID(t *testing.T, cfg *Config, h component.Host, id component.ID) exporter.Metrics {
+	t.Helper()
+	require.NoError(t, cfg.Validate())
+	if h == nil {
+		h = componenttest.NewNopHost()
+	}
 	set := exportertest.NewNopSettings(metadata.Type)
-	set.ID = component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1)))
+	set.ID = id
 	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
 	require.NoError(t, err)
 	require.NoError(t, exp.Start(context.Background(), h))

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/spool"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
 
 	"go.opentelemetry.io/collector/consumer/consumererror"
@@ -35,6 +36,8 @@ type record struct {
 	size  int
 	data  []byte
 	added time.Time
+	hot   bool      // with storage or directory: written, and its data kept in memory too (counted in hot)
+	loc   spool.Loc // with directory: where it was written (zero until then)
 }
 
 // tenantQueue is one tenant's (and signal's) queue, retry state and rate
@@ -81,10 +84,7 @@ func (e *tenantExporter) queue(k queueKey) (*tenantQueue, error) {
 		return nil, err
 	}
 	e.queues[k] = q
-	if err := e.saveIndex(); err != nil {
-		delete(e.queues, k)
-		return nil, err
-	}
+	e.saveIndex()
 	return q, nil
 }
 
@@ -108,6 +108,12 @@ func (e *tenantExporter) newQueue(k queueKey) (*tenantQueue, error) {
 		h.Set(name, v)
 	}
 	q := &tenantQueue{key: k, url: u, headers: h, lastActive: time.Now()}
+	if e.spool != nil {
+		// A tenant back after its queue was released continues its
+		// numbering: the log's heads say what was sent.
+		q.head = e.spool.Head(k.String())
+		q.next = q.head
+	}
 	if e.cfg.RateLimit.ItemsPerSecond > 0 {
 		q.limiter = rate.NewLimiter(rate.Limit(e.cfg.RateLimit.ItemsPerSecond), e.cfg.RateLimit.Burst)
 	}
@@ -136,40 +142,114 @@ func (e *tenantExporter) enqueue(ctx context.Context, sig signal, p part) error 
 		// takes its place.
 		q.mu.Unlock()
 	}
-	defer q.mu.Unlock()
 	now := time.Now()
 	q.lastActive = now
 	if q.limiter != nil && !q.limiter.AllowN(now, p.items) {
+		q.mu.Unlock()
 		e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "rate_limit")))
 		return fmt.Errorf("tenant_otlp_http: tenant %q is over its rate limit (%g items/s)", p.tenant, e.cfg.RateLimit.ItemsPerSecond)
 	}
 	if q.items+p.items > e.cfg.Queue.MaxItemsPerTenant {
+		q.mu.Unlock()
 		e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "tenant_queue_full")))
 		return fmt.Errorf("tenant_otlp_http: tenant %q's queue is full (%d items): its destination is slow or failing", p.tenant, q.items)
 	}
 	if e.queued.Add(int64(len(p.data))) > e.cfg.Queue.MaxBytes {
+		q.mu.Unlock()
 		e.queued.Add(-int64(len(p.data)))
 		e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "budget")))
 		return errors.New("tenant_otlp_http: the queue budget (queue.max_bytes) is used up")
 	}
 	r := record{seq: q.next, items: p.items, size: len(p.data), data: p.data, added: now}
-	if e.store != nil {
-		if err := e.store.Batch(ctx,
-			storage.SetOperation(recordKey(k, r.seq), encodeRecord(r.items, p.data)),
-			storage.SetOperation(metaKey(k), encodeMeta(q.head, q.next+1))); err != nil {
-			e.queued.Add(-int64(len(p.data)))
-			return fmt.Errorf("tenant_otlp_http: queue storage: %w", err)
+	if e.spool != nil {
+		written := e.spool.Append(spool.Part{Queue: k.String(), Seq: r.seq, Items: r.items, Data: p.data})
+		q.next++
+		q.records = append(q.records, r)
+		q.items += r.items
+		q.bytes += r.size
+		q.mu.Unlock()
+		res := <-written
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		i := q.find(r.seq)
+		if res.Err != nil {
+			// Refused to the client, which sends it again; the part stays
+			// queued in memory and is sent too (at least once, never lost).
+			return fmt.Errorf("tenant_otlp_http: queue log: %w", res.Err)
 		}
-		r.data = nil
+		if i < 0 { // sent before it was written
+			e.spool.Release(res.Loc)
+		} else {
+			q.records[i].loc = res.Loc
+			e.keepHot(q, i)
+		}
+		if q.items >= e.cfg.Batch.MaxItems || q.bytes >= e.cfg.Batch.MaxBytes {
+			e.markReady(q)
+		}
+		return nil
+	}
+	var written chan error
+	if e.commits != nil {
+		// Submitted under q.mu, so a tenant's meta values are written in
+		// order; written with whatever other tenants submit meanwhile.
+		written = e.commits.submit(true,
+			storage.SetOperation(recordKey(k, r.seq), encodeRecord(r.items, p.data)),
+			storage.SetOperation(metaKey(k), encodeMeta(q.head, q.next+1)))
 	}
 	q.next++
 	q.records = append(q.records, r)
 	q.items += r.items
 	q.bytes += r.size
+	if written == nil {
+		if q.items >= e.cfg.Batch.MaxItems || q.bytes >= e.cfg.Batch.MaxBytes {
+			e.markReady(q)
+		}
+		q.mu.Unlock()
+		return nil
+	}
+	q.mu.Unlock()
+	// Acknowledged only once on disk. A failed write refuses the request
+	// (the client sends it again); its part stays queued in memory and is
+	// sent, so it may arrive twice, never not at all.
+	if err := <-written; err != nil {
+		return fmt.Errorf("tenant_otlp_http: queue storage: %w", err)
+	}
+	q.mu.Lock()
+	if i := q.find(r.seq); i >= 0 {
+		e.keepHot(q, i)
+	}
 	if q.items >= e.cfg.Batch.MaxItems || q.bytes >= e.cfg.Batch.MaxBytes {
 		e.markReady(q)
 	}
+	q.mu.Unlock()
 	return nil
+}
+
+// keepHot keeps a written part's data in memory too while the bytes so
+// kept are under a bound, so a store that keeps up is sent recent parts
+// without reading them back from disk. Callers hold q.mu.
+func (e *tenantExporter) keepHot(q *tenantQueue, i int) {
+	r := &q.records[i]
+	if e.hot.Add(int64(r.size)) <= e.hotLimit {
+		r.hot = true
+	} else {
+		e.hot.Add(-int64(r.size))
+		r.data = nil
+	}
+}
+
+// find is the index of the record with seq, or -1 (sent meanwhile).
+// Callers hold q.mu.
+func (q *tenantQueue) find(seq uint64) int {
+	for i := len(q.records) - 1; i >= 0; i-- {
+		switch r := q.records[i].seq; {
+		case r == seq:
+			return i
+		case r < seq:
+			return -1
+		}
+	}
+	return -1
 }
 
 // markReady hands the queue to a sender unless one has it. Callers hold q.mu.
@@ -184,6 +264,9 @@ func (e *tenantExporter) markReady(q *tenantQueue) {
 // flush hands over queues whose oldest data has waited flush_interval (or
 // whose backoff has passed) and releases idle tenants.
 func (e *tenantExporter) flush() {
+	if e.spool != nil {
+		e.compact()
+	}
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -201,13 +284,13 @@ func (e *tenantExporter) flush() {
 		if idle {
 			delete(e.queues, k)
 			released = true
-			if e.store != nil {
-				_ = e.store.Delete(context.Background(), metaKey(k))
+			if e.commits != nil {
+				e.commits.submit(false, storage.DeleteOperation(metaKey(k)))
 			}
 		}
 	}
 	if released {
-		_ = e.saveIndex()
+		e.saveIndex()
 	}
 }
 
@@ -221,22 +304,32 @@ func (e *tenantExporter) flushAll() {
 	}
 }
 
-// dequeue drops the first n records. Callers hold q.mu.
+// dequeue drops the first n records. Callers hold q.mu. The deletes go
+// with the next transaction, unwaited: lost in a crash, they only mean the
+// data is sent again.
 func (e *tenantExporter) dequeue(q *tenantQueue, n, size int) {
-	if e.store != nil {
+	if e.commits != nil {
 		ops := make([]*storage.Operation, 0, n+1)
 		for _, r := range q.records[:n] {
 			ops = append(ops, storage.DeleteOperation(recordKey(q.key, r.seq)))
 		}
 		head := q.records[n-1].seq + 1
 		ops = append(ops, storage.SetOperation(metaKey(q.key), encodeMeta(head, q.next)))
-		if err := e.store.Batch(context.Background(), ops...); err != nil {
-			e.logger.Warn("queue storage: cannot delete sent data (it may be sent again)", zap.Error(err))
-		}
+		e.commits.submit(false, ops...)
 		q.head = head
+	}
+	if e.spool != nil {
+		for _, r := range q.records[:n] {
+			e.spool.Release(r.loc) // none yet if not written: released when it is
+		}
+		q.head = q.records[n-1].seq + 1
+		e.spool.Ack(q.key.String(), q.head)
 	}
 	for _, r := range q.records[:n] {
 		q.items -= r.items
+		if r.hot {
+			e.hot.Add(-int64(r.size))
+		}
 	}
 	q.bytes -= size
 	q.records = q.records[n:]

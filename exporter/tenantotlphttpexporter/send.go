@@ -99,7 +99,13 @@ func (e *tenantExporter) body(k queueKey, batch []record, size int) ([]byte, err
 	buf := make([]byte, 0, size)
 	for _, r := range batch {
 		data := r.data
-		if data == nil {
+		if data == nil && r.loc.Seg != 0 {
+			v, err := e.spool.Read(r.loc)
+			if err != nil {
+				return nil, fmt.Errorf("tenant_otlp_http: queue log: record %d of %s: %w", r.seq, k, err)
+			}
+			data = v
+		} else if data == nil {
 			v, err := e.store.Get(context.Background(), recordKey(k, r.seq))
 			if err != nil || len(v) < 4 {
 				return nil, fmt.Errorf("tenant_otlp_http: queue storage: record %d of %s: %w", r.seq, k, err)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/credentials"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 )
@@ -64,6 +65,7 @@ type authenticator struct {
 
 	throttle *failureThrottle
 	guard    payloadGuard
+	limiter  *admission.Limiter
 }
 
 var _ extensionauth.Server = (*authenticator)(nil)
@@ -81,7 +83,7 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 		return nil, err
 	}
 	refused, err := meter.Int64Counter("otelcol_tenant_auth_refused_payloads",
-		metric.WithDescription("Requests refused before decoding, by reason (too_deep, too_many, malformed)."), metric.WithUnit("{request}"))
+		metric.WithDescription("Requests refused before decoding, by reason (too_deep, too_many, malformed; retryably: busy, queues_full)."), metric.WithUnit("{request}"))
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +97,7 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 		scheme:          cfg.Scheme,
 		requests:        requests,
 		reloads:         reloads,
+		limiter:         admission.NewLimiter(cfg.Admission.RequestLimitMiB<<20, cfg.Admission.WaitingLimitMiB<<20),
 	}
 	a.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, func(ok bool) {
 		if ok {

@@ -28,6 +28,23 @@ type Config struct {
 	DecodeLimits DecodeLimits `mapstructure:"decode_limits"`
 	// FailureLimit bounds failed authentications per source address.
 	FailureLimit FailureLimit `mapstructure:"failure_limit"`
+	// Admission bounds the requests decoded at once; it applies where the
+	// extension is also listed in the receiver's middlewares.
+	Admission Admission `mapstructure:"admission"`
+}
+
+// Admission decides before decoding whether a request is taken: room in an
+// in-flight limit (wire bytes of requests being decoded and processed), and
+// send queues (tenant_otlp_http) that are not full. A request refused here
+// gets a retryable answer (gRPC ResourceExhausted with RetryInfo, HTTP 503
+// with Retry-After) and cost a header read, not a decode.
+type Admission struct {
+	// RequestLimitMiB bounds the bytes (on the wire, after decompression) of
+	// the requests being decoded and processed at once; 0 turns it off.
+	RequestLimitMiB int64 `mapstructure:"request_limit_mib"`
+	// WaitingLimitMiB bounds the bytes of requests waiting for room; past
+	// it a request is refused at once.
+	WaitingLimitMiB int64 `mapstructure:"waiting_limit_mib"`
 }
 
 // DecodeLimits bound one OTLP request on the wire.
@@ -74,6 +91,12 @@ func (c *Config) Validate() error {
 	}
 	if c.FailureLimit.PerMinute < 0 {
 		errs = append(errs, fmt.Errorf("failure_limit.per_minute: must not be negative, got %d", c.FailureLimit.PerMinute))
+	}
+	if c.Admission.RequestLimitMiB < 0 {
+		errs = append(errs, fmt.Errorf("admission.request_limit_mib: must not be negative (0 turns the limit off), got %d", c.Admission.RequestLimitMiB))
+	}
+	if c.Admission.WaitingLimitMiB < 0 {
+		errs = append(errs, fmt.Errorf("admission.waiting_limit_mib: must not be negative, got %d", c.Admission.WaitingLimitMiB))
 	}
 	if c.FailureLimit.PerMinute > 0 && c.FailureLimit.TrackedSources < 1 {
 		errs = append(errs, fmt.Errorf("failure_limit.tracked_sources: must be at least 1, got %d", c.FailureLimit.TrackedSources))

@@ -31,6 +31,7 @@ func TestLoadConfig(t *testing.T) {
 				Scheme:          defaultScheme,
 				DecodeLimits:    DecodeLimits{MaxNestingDepth: 16, MaxValues: 100_000},
 				FailureLimit:    FailureLimit{PerMinute: 30, TrackedSources: 65536},
+				Admission:       Admission{RequestLimitMiB: 2, WaitingLimitMiB: 8},
 			},
 		},
 		{
@@ -42,6 +43,7 @@ func TestLoadConfig(t *testing.T) {
 				Scheme:          "",
 				DecodeLimits:    DecodeLimits{MaxNestingDepth: 8, MaxValues: 5000},
 				FailureLimit:    FailureLimit{PerMinute: 0, TrackedSources: 65536},
+				Admission:       Admission{RequestLimitMiB: 0, WaitingLimitMiB: 8},
 			},
 		},
 		{id: component.NewIDWithName(metadata.Type, "no_file"), wantErr: "credentials_file: must be set"},
@@ -50,6 +52,8 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_limits"), wantErr: "decode_limits.max_nesting_depth: must be at least 1, got 0"},
 		{id: component.NewIDWithName(metadata.Type, "bad_limits"), wantErr: "decode_limits.max_values: must be at least 1, got -1"},
 		{id: component.NewIDWithName(metadata.Type, "bad_limits"), wantErr: "failure_limit.per_minute: must not be negative, got -5"},
+		{id: component.NewIDWithName(metadata.Type, "bad_limits"), wantErr: "admission.request_limit_mib: must not be negative (0 turns the limit off), got -1"},
+		{id: component.NewIDWithName(metadata.Type, "bad_limits"), wantErr: "admission.waiting_limit_mib: must not be negative, got -2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String()+tt.wantErr, func(t *testing.T) {

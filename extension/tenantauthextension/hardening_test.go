@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -55,6 +56,7 @@ func (h hostWith) GetExtensions() map[component.ID]component.Component { return 
 type gateway struct {
 	grpcAddr, httpAddr string
 	sink               *consumertest.MetricsSink
+	auth               *authenticator
 	tel                *componenttest.Telemetry
 	certs              string
 }
@@ -64,6 +66,8 @@ type gatewayOpts struct {
 	perMinute  int
 	tls        bool // server TLS with reload, client certificates required
 	maxBodyMiB int
+	admission  *Admission       // default: the factory's
+	next       consumer.Metrics // default: the sink
 }
 
 func startGateway(t *testing.T, o gatewayOpts) *gateway {
@@ -80,8 +84,12 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg := createDefaultConfig().(*Config)
 	cfg.CredentialsFile = creds
 	cfg.FailureLimit.PerMinute = o.perMinute
+	if o.admission != nil {
+		cfg.Admission = *o.admission
+	}
 	ext, err := NewFactory().Create(context.Background(), set, cfg)
 	require.NoError(t, err)
+	g.auth = ext.(*authenticator)
 	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
 
@@ -110,7 +118,11 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	rf := otlpreceiver.NewFactory()
 	rcfg := rf.CreateDefaultConfig()
 	require.NoError(t, confmap.NewFromStringMap(map[string]any{"protocols": map[string]any{"grpc": grpcCfg, "http": httpCfg}}).Unmarshal(rcfg))
-	rcv, err := rf.CreateMetrics(context.Background(), receivertest.NewNopSettings(rf.Type()), rcfg, g.sink)
+	next := consumer.Metrics(g.sink)
+	if o.next != nil {
+		next = o.next
+	}
+	rcv, err := rf.CreateMetrics(context.Background(), receivertest.NewNopSettings(rf.Type()), rcfg, next)
 	require.NoError(t, err)
 	host := hostWith{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{component.NewID(metadata.Type): ext}}
 	require.NoError(t, rcv.Start(context.Background(), host))
@@ -142,6 +154,17 @@ func (m *rawMessage) UnmarshalProto(b []byte) error { *m = append((*m)[:0], b...
 
 func (g *gateway) sendHTTP(t *testing.T, token string, body []byte, encoding string) int {
 	t.Helper()
+	code, _ := g.sendHTTPWith(t, token, body, encoding)
+	return code
+}
+
+func (g *gateway) sendHTTPHeader(t *testing.T, token string, body []byte) (int, http.Header) {
+	t.Helper()
+	return g.sendHTTPWith(t, token, body, "")
+}
+
+func (g *gateway) sendHTTPWith(t *testing.T, token string, body []byte, encoding string) (int, http.Header) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+g.httpAddr+"/v1/metrics", bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-protobuf")
@@ -154,7 +177,7 @@ func (g *gateway) sendHTTP(t *testing.T, token string, body []byte, encoding str
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	_ = resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, resp.Header
 }
 
 // heapAllocated is the total bytes the process has allocated so far.

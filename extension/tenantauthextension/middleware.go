@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/collector/extension/extensionmiddleware"
 	"go.opentelemetry.io/otel/attribute"
@@ -20,11 +22,21 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/otlpguard"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
+)
+
+// admissionWait bounds how long a gRPC request waits for room in the
+// in-flight limit (the codec has no request context to end the wait), and
+// admissionRetry is the delay a refused client is told to wait.
+const (
+	admissionWait  = 5 * time.Second
+	admissionRetry = time.Second
 )
 
 var (
@@ -36,13 +48,19 @@ var (
 // tenant_auth is listed in its middlewares:
 //   - a tap handle checks the bearer token from the headers before the
 //     message is read, so a stranger costs a header lookup, not a decode;
+//   - the same tap handle refuses (retryably) while a send queue is full,
+//     before the message is read;
 //   - a codec checks each OTLP request on the wire (nesting, counts) before
-//     pdata decodes it; an interceptor turns a refusal into InvalidArgument.
+//     pdata decodes it, and takes room for it in the in-flight limit
+//     (admission), waiting or refusing; an interceptor turns a refusal into
+//     InvalidArgument, or ResourceExhausted with RetryInfo;
+//   - a stats handler gives the room back when the call ends.
 func (a *authenticator) GetGRPCServerOptions(context.Context) ([]grpc.ServerOption, error) {
 	return []grpc.ServerOption{
 		grpc.InTapHandle(a.tap),
 		grpc.ForceServerCodecV2(&guardCodec{delegate: encoding.GetCodecV2("proto"), a: a}),
 		grpc.ChainUnaryInterceptor(a.refuseGuarded),
+		grpc.StatsHandler(admissionRelease{a: a}),
 	}, nil
 }
 
@@ -54,7 +72,31 @@ func (a *authenticator) tap(ctx context.Context, info *tap.Info) (context.Contex
 	if _, err := a.check(ctx, info.Header, source); err != nil {
 		return ctx, grpcStatus(err)
 	}
+	if admission.QueuesFull() {
+		a.refused.Add(ctx, 1, reasonQueuesFull)
+		return ctx, retryableStatus(admission.ErrQueuesFull, admissionRetry)
+	}
+	if a.limiter.Saturated() {
+		a.refused.Add(ctx, 1, reasonBusy)
+		return ctx, retryableStatus(admission.ErrBusy, admissionRetry)
+	}
 	return ctx, nil
+}
+
+var (
+	reasonQueuesFull = metric.WithAttributes(attribute.String("reason", "queues_full"))
+	reasonBusy       = metric.WithAttributes(attribute.String("reason", "busy"))
+)
+
+// retryableStatus is ResourceExhausted with RetryInfo: the collector's otlp
+// exporter (and any client following the OTLP spec) retries after the delay.
+func retryableStatus(err error, after time.Duration) error {
+	st, derr := status.New(codes.ResourceExhausted, err.Error()).
+		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(after)})
+	if derr != nil {
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	return st.Err()
 }
 
 // grpcStatus is the status a refused credential gets: Unauthenticated, which
@@ -65,27 +107,76 @@ func grpcStatus(err error) error {
 	if !errors.As(err, &throttled) {
 		return status.Error(codes.Unauthenticated, err.Error())
 	}
-	st, derr := status.New(codes.ResourceExhausted, err.Error()).
-		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(throttled.retryAfter)})
-	if derr != nil {
-		return status.Error(codes.ResourceExhausted, err.Error())
-	}
-	return st.Err()
+	return retryableStatus(err, throttled.retryAfter)
 }
 
 // payloadGuard hands a codec's verdict to the interceptor that runs right
 // after it on the same request: grpc-go reports any codec error as Internal,
-// and a refused payload deserves InvalidArgument.
+// and a refused payload deserves InvalidArgument (or, when the gateway is
+// busy, ResourceExhausted). It also holds each admitted request's room
+// until the stats handler moves it to the call's own state.
 type payloadGuard struct {
 	refused sync.Map // request message -> error
+	permits sync.Map // request message -> release func()
 }
 
 func (a *authenticator) refuseGuarded(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err, ok := a.guard.refused.LoadAndDelete(req); ok {
+		if errors.Is(err.(error), admission.ErrBusy) {
+			return nil, retryableStatus(err.(error), admissionRetry)
+		}
 		return nil, status.Error(codes.InvalidArgument, err.(error).Error())
 	}
 	return handler(ctx, req)
 }
+
+// admissionRelease gives a call's in-flight room back when the call ends,
+// whatever ended it (an interceptor before the guard may refuse the call
+// after the codec admitted it).
+type admissionRelease struct{ a *authenticator }
+
+type callKey struct{}
+
+// callState is one call's admitted request: its message and its room.
+type callState struct {
+	msg     any
+	release func()
+}
+
+func (h admissionRelease) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, callKey{}, &callState{})
+}
+
+func (h admissionRelease) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	cs, _ := ctx.Value(callKey{}).(*callState)
+	if cs == nil {
+		return
+	}
+	switch ev := s.(type) {
+	case *stats.InPayload:
+		// Right after the codec: the message it decoded (or left empty).
+		cs.msg = ev.Payload
+		if r, ok := h.a.guard.permits.LoadAndDelete(ev.Payload); ok {
+			cs.release = r.(func())
+		}
+	case *stats.End:
+		if cs.release != nil {
+			cs.release()
+		}
+		if cs.msg != nil {
+			h.a.guard.refused.Delete(cs.msg)
+			if r, ok := h.a.guard.permits.LoadAndDelete(cs.msg); ok {
+				r.(func())()
+			}
+		}
+	}
+}
+
+func (admissionRelease) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (admissionRelease) HandleConn(context.Context, stats.ConnStats) {}
 
 type guardCodec struct {
 	delegate encoding.CodecV2
@@ -100,10 +191,27 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.delegate.Unmarshal(data, v)
 	}
-	// One contiguous copy (none when gRPC already holds one buffer), from
-	// the pool, shared by the check and the decoder: the pdata codec would
-	// otherwise make its own.
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	// Room in the in-flight limit first: a request waiting for it holds
+	// only the buffers gRPC read it into.
+	ctx, cancel := context.WithTimeout(context.Background(), admissionWait)
+	release, err := c.a.limiter.Acquire(ctx, int64(data.Len()))
+	cancel()
+	if err != nil {
+		c.a.refused.Add(context.Background(), 1, reasonBusy)
+		c.a.guard.refused.Store(v, err)
+		return nil // left empty; refuseGuarded answers ResourceExhausted
+	}
+	c.a.guard.permits.Store(v, release)
+	// One contiguous copy (none when gRPC already holds one buffer), shared
+	// by the check and the decoder: the pdata codec would otherwise make its
+	// own. Small ones come from gRPC's pool; past its 32 KiB tier the pool
+	// hands out 1 MiB buffers, so a larger request gets one of its own size.
+	var buf mem.Buffer
+	if len(data) == 1 || data.Len() <= pooledCopyMax {
+		buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
+	} else {
+		buf = mem.SliceBuffer(data.Materialize())
+	}
 	defer buf.Free()
 	if err := c.a.checkPayload(context.Background(), buf.ReadOnlyData(), sig, false); err != nil {
 		c.a.guard.refused.Store(v, err)
@@ -111,6 +219,9 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	return c.delegate.Unmarshal(mem.BufferSlice{buf}, v)
 }
+
+// pooledCopyMax is the largest copy taken from gRPC's buffer pool.
+const pooledCopyMax = 32 << 10
 
 var signalTypes sync.Map // reflect.Type -> otlpguard.Signal
 
@@ -172,7 +283,17 @@ func (a *authenticator) GetHTTPHandler(context.Context) (extensionmiddleware.Wra
 				next.ServeHTTP(w, r)
 				return
 			}
-			body, err := io.ReadAll(r.Body)
+			if admission.QueuesFull() {
+				a.refused.Add(r.Context(), 1, reasonQueuesFull)
+				refuseRetryable(w, admission.ErrQueuesFull)
+				return
+			}
+			if a.limiter.Saturated() {
+				a.refused.Add(r.Context(), 1, reasonBusy)
+				refuseRetryable(w, admission.ErrBusy)
+				return
+			}
+			body, err := readBody(r)
 			if err != nil {
 				var tooLarge *http.MaxBytesError
 				if errors.As(err, &tooLarge) {
@@ -187,12 +308,48 @@ func (a *authenticator) GetHTTPHandler(context.Context) (extensionmiddleware.Wra
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
+			release, err := a.limiter.Acquire(r.Context(), int64(len(body)))
+			if err != nil {
+				a.refused.Add(r.Context(), 1, reasonBusy)
+				refuseRetryable(w, err)
+				return
+			}
+			defer release()
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 			next.ServeHTTP(w, r)
 		}), nil
 	}, nil
 }
+
+// refuseRetryable answers 503 with Retry-After, which OTLP/HTTP clients
+// (the collector's otlphttp exporter among them) retry.
+func refuseRetryable(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(admissionRetry/time.Second)))
+	http.Error(w, err.Error(), http.StatusServiceUnavailable)
+}
+
+// readBody reads the whole body in one allocation when its length is known
+// (the receiver's own read copies it once more).
+func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n > 0 && n <= maxPresized {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, errors.New("the body is shorter than its Content-Length")
+			}
+			return nil, err
+		}
+		// Anything past Content-Length is the server's to refuse; a read
+		// here would only block.
+		return buf, nil
+	}
+	return io.ReadAll(r.Body)
+}
+
+// maxPresized bounds the allocation a Content-Length alone may cause before
+// any byte arrived (max_request_body_size still bounds what is read).
+const maxPresized = 8 << 20
 
 func signalOfPath(path string) (otlpguard.Signal, bool) {
 	switch {

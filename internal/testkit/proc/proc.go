@@ -227,3 +227,40 @@ func (b *tailBuffer) String() string {
 	defer b.mu.Unlock()
 	return string(b.buf[max(0, len(b.buf)-b.max):])
 }
+
+// Memory is a process's resident memory now, in MiB: RSS split into its
+// anonymous (the process's own: heap, stacks) and file-backed (pages of the
+// executable and of mapped files) parts, and PSS (each shared page divided
+// among the processes mapping it), with the same split.
+type Memory struct {
+	RSS, RSSAnon, RSSFile float64
+	PSS, PSSAnon, PSSFile float64
+}
+
+// Memory reads /proc/<pid>/status and smaps_rollup; fields it cannot read
+// stay 0.
+func (p *Proc) Memory() Memory { return MemoryOf(p.Pid()) }
+
+// MemoryOf is Memory for any pid.
+func MemoryOf(pid int) Memory {
+	var m Memory
+	read := func(file string, fields map[string]*float64) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+		if err != nil {
+			return
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			name, rest, ok := strings.Cut(l, ":")
+			if !ok {
+				continue
+			}
+			if dst, ok := fields[name]; ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				*dst = kb / 1024
+			}
+		}
+	}
+	read("status", map[string]*float64{"VmRSS": &m.RSS, "RssAnon": &m.RSSAnon, "RssFile": &m.RSSFile})
+	read("smaps_rollup", map[string]*float64{"Pss": &m.PSS, "Pss_Anon": &m.PSSAnon, "Pss_File": &m.PSSFile})
+	return m
+}

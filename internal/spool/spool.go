@@ -1,0 +1,558 @@
+// Package spool is an append-only, group-committed log of queued parts on
+// disk: the tenant exporter's persistent queue.
+//
+// Parts of every queue are appended to one active segment file; parts that
+// arrive while a write is under way go into the next write together (group
+// commit), so a thousand tenants' parts cost a few writes, not a thousand
+// transactions. A part is read back by position (pread), never mapped, so
+// the queue on disk costs no resident memory. A sent part is released; a
+// segment whose parts are all released is deleted. How far each queue was
+// sent (its head) is appended too, and every new segment starts with all
+// heads, so a restart replays exactly the parts not yet sent.
+//
+// Durability: Append's result comes once the part is written to the file
+// (in the kernel's page cache): it survives the process being killed or
+// crashing. With Fsync it comes once the write is also on the disk (one
+// fsync per group), so it survives a power cut too.
+package spool
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Options of a spool.
+type Options struct {
+	Dir string
+	// SegmentBytes: a segment is closed, and a new one started, once it is
+	// this large (default 8 MiB).
+	SegmentBytes int64
+	// Fsync each group before its parts are acknowledged.
+	Fsync bool
+}
+
+// Loc is where a part's data is: segment and offset. The zero Loc is none.
+type Loc struct {
+	Seg uint64
+	Off int64
+	Len int
+}
+
+// Part is one queued part, as appended and as recovered.
+type Part struct {
+	Queue string
+	Seq   uint64
+	Items int
+	Data  []byte // Append: the data; recovered: nil (read it at Loc)
+	Loc   Loc
+}
+
+// Result of an Append: where the part was written, or why not.
+type Result struct {
+	Loc Loc
+	Err error
+}
+
+// Stats of a spool.
+type Stats struct {
+	Segments  int
+	DiskBytes int64 // of every segment file
+	LiveBytes int64 // of the parts not yet released
+	Writes    int64 // group writes since Open
+	Parts     int64 // parts in them
+}
+
+const (
+	recPart  = 1
+	recHeads = 2
+
+	headerLen = 8 // body length, CRC-32C of the body
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrClosed is Append's result after Close.
+var ErrClosed = errors.New("spool: closed")
+
+type segment struct {
+	id        uint64
+	f         *os.File
+	size      int64
+	live      int // parts written and not released
+	liveBytes int64
+}
+
+type pending struct {
+	p  Part
+	ch chan Result
+}
+
+// Spool is an open spool.
+type Spool struct {
+	opts Options
+
+	mu       sync.Mutex
+	segs     map[uint64]*segment
+	active   *segment
+	heads    map[string]uint64 // first unsent seq of each queue
+	dirty    map[string]bool   // heads changed since last written
+	queue    []pending
+	closed   bool
+	diskSize int64
+	live     int64
+
+	kick chan struct{}
+	done chan struct{}
+
+	writes, parts atomic.Int64
+}
+
+// Open opens (creating it if needed) the spool in opts.Dir and returns the
+// parts not yet sent, by queue in sequence order, and each queue's head
+// (the next sequence number of a queue is at least its head).
+func Open(opts Options) (*Spool, []Part, map[string]uint64, []string, error) {
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = 8 << 20
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	s := &Spool{opts: opts, segs: map[uint64]*segment{}, heads: map[string]uint64{}, dirty: map[string]bool{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	parts, warnings, err := s.recover()
+	if err != nil {
+		s.closeFiles()
+		return nil, nil, nil, nil, err
+	}
+	if err := s.rotate(); err != nil {
+		s.closeFiles()
+		return nil, nil, nil, nil, err
+	}
+	// Segments left with nothing to send go now.
+	for _, seg := range s.segs {
+		if seg.live == 0 && seg != s.active {
+			s.remove(seg)
+		}
+	}
+	heads := make(map[string]uint64, len(s.heads))
+	for q, h := range s.heads {
+		heads[q] = h
+	}
+	go s.loop()
+	return s, parts, heads, warnings, nil
+}
+
+func segName(id uint64) string { return fmt.Sprintf("%016x.seg", id) }
+
+// recover reads every segment in order: parts, heads. A record that does
+// not check out ends its segment (a write cut short by a crash or power
+// cut); what followed it in that segment is not used.
+func (s *Spool) recover() ([]Part, []string, error) {
+	entries, err := os.ReadDir(s.opts.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool: %w", err)
+	}
+	var ids []uint64
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".seg")
+		if !ok || e.IsDir() {
+			continue
+		}
+		id, err := strconv.ParseUint(name, 16, 64)
+		if err != nil {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	type key struct {
+		q   string
+		seq uint64
+	}
+	found := map[key]Part{}
+	var warnings []string
+	for _, id := range ids {
+		path := filepath.Join(s.opts.Dir, segName(id))
+		f, err := os.OpenFile(path, os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, warnings, fmt.Errorf("spool: %w", err)
+		}
+		data, err := io.ReadAll(f)
+		if err != nil {
+			_ = f.Close()
+			return nil, warnings, fmt.Errorf("spool: %s: %w", path, err)
+		}
+		seg := &segment{id: id, f: f, size: int64(len(data))}
+		s.segs[id] = seg
+		s.diskSize += seg.size
+		off := 0
+		for off < len(data) {
+			if len(data)-off < headerLen {
+				break
+			}
+			n := int(binary.BigEndian.Uint32(data[off:]))
+			sum := binary.BigEndian.Uint32(data[off+4:])
+			if n < 1 || n > len(data)-off-headerLen || crc32.Checksum(data[off+headerLen:off+headerLen+n], castagnoli) != sum {
+				break
+			}
+			body := data[off+headerLen : off+headerLen+n]
+			bodyOff := int64(off + headerLen)
+			off += headerLen + n
+			switch body[0] {
+			case recPart:
+				p, dataOff, ok := decodePart(body)
+				if !ok {
+					continue
+				}
+				p.Loc = Loc{Seg: id, Off: bodyOff + int64(dataOff), Len: len(body) - dataOff}
+				found[key{p.Queue, p.Seq}] = p
+			case recHeads:
+				decodeHeads(body, func(q string, h uint64) {
+					if h > s.heads[q] {
+						s.heads[q] = h
+					}
+				})
+			}
+		}
+		if off < len(data) {
+			warnings = append(warnings, fmt.Sprintf("segment %s: %d bytes at its end do not check out (a write cut short); the parts before them are kept", path, len(data)-off))
+		}
+	}
+	parts := make([]Part, 0, len(found))
+	for k, p := range found {
+		if k.seq < s.heads[k.q] {
+			continue
+		}
+		parts = append(parts, p)
+		seg := s.segs[p.Loc.Seg]
+		seg.live++
+		seg.liveBytes += int64(p.Loc.Len)
+		s.live += int64(p.Loc.Len)
+	}
+	slices.SortFunc(parts, func(a, b Part) int {
+		if c := strings.Compare(a.Queue, b.Queue); c != 0 {
+			return c
+		}
+		switch {
+		case a.Seq < b.Seq:
+			return -1
+		case a.Seq > b.Seq:
+			return 1
+		}
+		return 0
+	})
+	return parts, warnings, nil
+}
+
+func decodePart(body []byte) (Part, int, bool) {
+	// type, seq u64, items u32, queue length u16, queue, data
+	if len(body) < 15 {
+		return Part{}, 0, false
+	}
+	seq := binary.BigEndian.Uint64(body[1:])
+	items := binary.BigEndian.Uint32(body[9:])
+	ql := int(binary.BigEndian.Uint16(body[13:]))
+	if len(body) < 15+ql {
+		return Part{}, 0, false
+	}
+	return Part{Queue: string(body[15 : 15+ql]), Seq: seq, Items: int(items)}, 15 + ql, true
+}
+
+func appendPart(buf []byte, p Part) []byte {
+	n := 15 + len(p.Queue) + len(p.Data)
+	start := len(buf)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(n))
+	buf = binary.BigEndian.AppendUint32(buf, 0)
+	buf = append(buf, recPart)
+	buf = binary.BigEndian.AppendUint64(buf, p.Seq)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(p.Items))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(p.Queue)))
+	buf = append(buf, p.Queue...)
+	buf = append(buf, p.Data...)
+	binary.BigEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+headerLen:], castagnoli))
+	return buf
+}
+
+func appendHeads(buf []byte, heads map[string]uint64, only map[string]bool) []byte {
+	start := len(buf)
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, recHeads)
+	for q, h := range heads {
+		if only != nil && !only[q] {
+			continue
+		}
+		buf = binary.BigEndian.AppendUint16(buf, uint16(len(q)))
+		buf = append(buf, q...)
+		buf = binary.BigEndian.AppendUint64(buf, h)
+	}
+	binary.BigEndian.PutUint32(buf[start:], uint32(len(buf)-start-headerLen))
+	binary.BigEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+headerLen:], castagnoli))
+	return buf
+}
+
+func decodeHeads(body []byte, f func(string, uint64)) {
+	b := body[1:]
+	for len(b) >= 2 {
+		ql := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+ql+8 {
+			return
+		}
+		f(string(b[2:2+ql]), binary.BigEndian.Uint64(b[2+ql:]))
+		b = b[2+ql+8:]
+	}
+}
+
+// rotate closes the active segment to writes and starts a new one with
+// every queue's head. Callers hold s.mu (or are Open).
+func (s *Spool) rotate() error {
+	var id uint64 = 1
+	for sid := range s.segs {
+		id = max(id, sid+1)
+	}
+	path := filepath.Join(s.opts.Dir, segName(id))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	buf := appendHeads(nil, s.heads, nil)
+	if _, err := f.WriteAt(buf, 0); err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return fmt.Errorf("spool: %w", err)
+	}
+	if s.opts.Fsync {
+		if err := errors.Join(f.Sync(), syncDir(s.opts.Dir)); err != nil {
+			_ = f.Close()
+			_ = os.Remove(path)
+			return fmt.Errorf("spool: %w", err)
+		}
+	}
+	clear(s.dirty)
+	old := s.active
+	s.active = &segment{id: id, f: f, size: int64(len(buf))}
+	s.segs[id] = s.active
+	s.diskSize += int64(len(buf))
+	if old != nil && old.live == 0 {
+		s.remove(old)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
+
+// remove deletes a segment with nothing left to send. Callers hold s.mu.
+func (s *Spool) remove(seg *segment) {
+	_ = seg.f.Close()
+	_ = os.Remove(filepath.Join(s.opts.Dir, segName(seg.id)))
+	delete(s.segs, seg.id)
+	s.diskSize -= seg.size
+}
+
+// Append queues a part for the next group write; the channel gets its
+// location once written (and, with Fsync, synced), or the error. Parts of
+// one queue must be appended in sequence order.
+func (s *Spool) Append(p Part) <-chan Result {
+	ch := make(chan Result, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		ch <- Result{Err: ErrClosed}
+		return ch
+	}
+	s.queue = append(s.queue, pending{p: p, ch: ch})
+	s.signal()
+	return ch
+}
+
+// Ack records that a queue was sent up to (not including) head; it is
+// written with the next group, unwaited: lost in a crash, it only means
+// the parts are sent again.
+func (s *Spool) Ack(queue string, head uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if head > s.heads[queue] {
+		s.heads[queue] = head
+		s.dirty[queue] = true
+		s.signal()
+	}
+}
+
+func (s *Spool) signal() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Head is the first unsent sequence number of a queue: a queue created
+// anew (after it was released as idle) continues from it.
+func (s *Spool) Head(queue string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.heads[queue]
+}
+
+// Release says a part written at loc is no longer needed (sent, or
+// written again elsewhere); its segment goes once nothing in it is needed.
+func (s *Spool) Release(loc Loc) {
+	if loc.Seg == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seg, ok := s.segs[loc.Seg]
+	if !ok {
+		return
+	}
+	seg.live--
+	seg.liveBytes -= int64(loc.Len)
+	s.live -= int64(loc.Len)
+	if seg.live <= 0 && seg != s.active {
+		s.remove(seg)
+	}
+}
+
+// Read reads a part's data at loc.
+func (s *Spool) Read(loc Loc) ([]byte, error) {
+	s.mu.Lock()
+	seg, ok := s.segs[loc.Seg]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("spool: segment %d is gone", loc.Seg)
+	}
+	buf := make([]byte, loc.Len)
+	if _, err := seg.f.ReadAt(buf, loc.Off); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return buf, nil
+}
+
+// Oldest is the oldest segment and how much of it is still needed, for
+// compaction: a segment held by a few parts of a queue that cannot send
+// can have them written again (Append) and released.
+func (s *Spool) Oldest() (seg uint64, liveBytes, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, x := range s.segs {
+		if x != s.active && (seg == 0 || id < seg) {
+			seg, liveBytes, size = id, x.liveBytes, x.size
+		}
+	}
+	return seg, liveBytes, size
+}
+
+// Stats of the spool now.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Segments: len(s.segs), DiskBytes: s.diskSize, LiveBytes: s.live, Writes: s.writes.Load(), Parts: s.parts.Load()}
+}
+
+// loop writes groups: everything appended (and every changed head) while
+// the previous write was under way.
+func (s *Spool) loop() {
+	defer close(s.done)
+	var buf []byte
+	for range s.kick {
+		for {
+			s.mu.Lock()
+			group := s.queue
+			s.queue = nil
+			closed := s.closed
+			if len(group) == 0 && len(s.dirty) == 0 {
+				s.mu.Unlock()
+				if closed {
+					return
+				}
+				break
+			}
+			buf = buf[:0]
+			if len(s.dirty) > 0 {
+				buf = appendHeads(buf, s.heads, s.dirty)
+				clear(s.dirty)
+			}
+			seg := s.active
+			base := seg.size
+			locs := make([]Loc, len(group))
+			for i, g := range group {
+				buf = appendPart(buf, g.p)
+				dataLen := len(g.p.Data)
+				locs[i] = Loc{Seg: seg.id, Off: base + int64(len(buf)-dataLen), Len: dataLen}
+			}
+			s.mu.Unlock()
+
+			_, err := seg.f.WriteAt(buf, base)
+			if err == nil && s.opts.Fsync {
+				err = seg.f.Sync()
+			}
+			s.writes.Add(1)
+			s.parts.Add(int64(len(group)))
+
+			s.mu.Lock()
+			if err == nil {
+				seg.size = base + int64(len(buf))
+				s.diskSize += int64(len(buf))
+				for _, l := range locs {
+					seg.live++
+					seg.liveBytes += int64(l.Len)
+					s.live += int64(l.Len)
+				}
+			} else {
+				err = fmt.Errorf("spool: %w", err)
+			}
+			if err == nil && seg.size >= s.opts.SegmentBytes {
+				// On failure the next group goes to this segment again, and
+				// rotation is tried after it.
+				_ = s.rotate()
+			}
+			s.mu.Unlock()
+			for i, g := range group {
+				if err != nil {
+					g.ch <- Result{Err: err}
+				} else {
+					g.ch <- Result{Loc: locs[i]}
+				}
+			}
+		}
+	}
+}
+
+// Close writes what was appended and acknowledged so far and closes the
+// files. Appends after Close fail with ErrClosed.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.signal()
+	s.mu.Unlock()
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeFiles()
+}
+
+func (s *Spool) closeFiles() error {
+	var errs []error
+	for _, seg := range s.segs {
+		errs = append(errs, seg.f.Close())
+	}
+	return errors.Join(errs...)
+}

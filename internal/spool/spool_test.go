@@ -1,0 +1,153 @@
+package spool
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func open(t *testing.T, o Options) (*Spool, []Part, map[string]uint64, []string) {
+	t.Helper()
+	s, parts, heads, warnings, err := Open(o)
+	require.NoError(t, err)
+	return s, parts, heads, warnings
+}
+
+func data(q string, seq uint64) []byte {
+	return bytes.Repeat([]byte(fmt.Sprintf("%s#%d;", q, seq)), 20)
+}
+
+func appendAll(t *testing.T, s *Spool, q string, from, to uint64) []Loc {
+	t.Helper()
+	var locs []Loc
+	for seq := from; seq < to; seq++ {
+		res := <-s.Append(Part{Queue: q, Seq: seq, Items: int(seq) + 1, Data: data(q, seq)})
+		require.NoError(t, res.Err)
+		locs = append(locs, res.Loc)
+	}
+	return locs
+}
+
+func TestWrittenPartsReadBackAndSurviveAReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, parts, _, _ := open(t, Options{Dir: dir, Fsync: true})
+	require.Empty(t, parts)
+	locs := appendAll(t, s, "metrics/acme", 0, 10)
+	appendAll(t, s, "logs/globex", 0, 3)
+	for i, l := range locs {
+		got, err := s.Read(l)
+		require.NoError(t, err)
+		require.Equal(t, data("metrics/acme", uint64(i)), got)
+	}
+	// acme was sent up to 4: those parts are released and acknowledged.
+	for _, l := range locs[:4] {
+		s.Release(l)
+	}
+	s.Ack("metrics/acme", 4)
+	require.NoError(t, s.Close())
+	res := <-s.Append(Part{Queue: "metrics/acme", Seq: 99})
+	require.ErrorIs(t, res.Err, ErrClosed)
+
+	s, parts, heads, warnings := open(t, Options{Dir: dir})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Empty(t, warnings)
+	require.Equal(t, uint64(4), heads["metrics/acme"])
+	var got []string
+	for _, p := range parts {
+		b, err := s.Read(p.Loc)
+		require.NoError(t, err)
+		require.Equal(t, data(p.Queue, p.Seq), b)
+		require.Equal(t, int(p.Seq)+1, p.Items)
+		got = append(got, fmt.Sprintf("%s#%d", p.Queue, p.Seq))
+	}
+	require.Equal(t, []string{"logs/globex#0", "logs/globex#1", "logs/globex#2",
+		"metrics/acme#4", "metrics/acme#5", "metrics/acme#6", "metrics/acme#7", "metrics/acme#8", "metrics/acme#9"}, got,
+		"what was not sent, by queue in order; nothing sent comes back")
+}
+
+func segments(t *testing.T, dir string) int {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	require.NoError(t, err)
+	return len(m)
+}
+
+func TestSegmentsGoWhenEverythingInThemIsSentAndHeadsOutliveThem(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _, _ := open(t, Options{Dir: dir, SegmentBytes: 2048})
+	locs := appendAll(t, s, "metrics/acme", 0, 40) // ~500 bytes a part: many segments
+	require.Greater(t, segments(t, dir), 5)
+	for _, l := range locs[:39] {
+		s.Release(l)
+	}
+	s.Ack("metrics/acme", 39)
+	appendAll(t, s, "metrics/acme", 40, 48) // rotates again: the new segments start with the heads
+	require.Equal(t, int64(0), s.Stats().LiveBytes-int64(9*len(data("metrics/acme", 40))), "9 parts left")
+	require.LessOrEqual(t, segments(t, dir), 6, "the segments whose parts were all sent are deleted")
+	require.NoError(t, s.Close())
+
+	s, parts, heads, _ := open(t, Options{Dir: dir, SegmentBytes: 2048})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Equal(t, uint64(39), heads["metrics/acme"], "the head is known though the segment that recorded it is gone")
+	require.Len(t, parts, 9)
+	require.Equal(t, uint64(39), parts[0].Seq)
+	require.Equal(t, uint64(47), parts[8].Seq)
+}
+
+func TestAWriteCutShortEndsItsSegment(t *testing.T) {
+	for _, damage := range []string{"truncated", "flipped"} {
+		t.Run(damage, func(t *testing.T) {
+			dir := t.TempDir()
+			s, _, _, _ := open(t, Options{Dir: dir})
+			appendAll(t, s, "metrics/acme", 0, 5)
+			require.NoError(t, s.Close())
+			m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+			require.Len(t, m, 1)
+			b, err := os.ReadFile(m[0])
+			require.NoError(t, err)
+			if damage == "truncated" {
+				b = b[:len(b)-7] // the last part's write cut short
+			} else {
+				b[len(b)-3] ^= 0xff // the last part's bytes changed
+			}
+			require.NoError(t, os.WriteFile(m[0], b, 0o600))
+
+			s, parts, _, warnings := open(t, Options{Dir: dir})
+			defer func() { require.NoError(t, s.Close()) }()
+			require.Len(t, parts, 4, "the parts before the damaged one are kept")
+			require.Len(t, warnings, 1)
+			require.Contains(t, warnings[0], "do not check out")
+			// New parts go to a new segment, never after the damage.
+			appendAll(t, s, "metrics/acme", 5, 6)
+		})
+	}
+}
+
+func TestConcurrentAppendsAreGrouped(t *testing.T) {
+	s, _, _, _ := open(t, Options{Dir: t.TempDir(), Fsync: true})
+	defer func() { require.NoError(t, s.Close()) }()
+	var wg sync.WaitGroup
+	for q := 0; q < 50; q++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := uint64(0); seq < 20; seq++ {
+				res := <-s.Append(Part{Queue: fmt.Sprintf("metrics/t%d", q), Seq: seq, Data: data("x", seq)})
+				if res.Err != nil {
+					t.Error(res.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := s.Stats()
+	require.EqualValues(t, 1000, st.Parts)
+	t.Logf("1000 parts from 50 writers in %d writes", st.Writes)
+	require.Less(t, st.Writes, st.Parts, "parts that arrive during a write go together into the next")
+}
