@@ -79,6 +79,13 @@ $(OTELCOL): $(GO_SOURCES) $(call GLIBC_STUBS,amd64)/start.o
 	@mkdir -p $(BIN)
 	cd $(DIST) && go build $(call GO_BUILD_FLAGS,amd64) -o $(OTELCOL) .
 
+# The same build with its symbol table (not stripped): make bench profiles the
+# agent's resident executable pages by package with it. -s and -w drop only
+# sections that are never loaded, so the loaded layout is the shipped one's.
+$(BUILD)/bench/otelcol-gpu.syms: $(GO_SOURCES) $(call GLIBC_STUBS,amd64)/start.o
+	@mkdir -p $(BUILD)/bench
+	cd $(DIST) && go build $(subst -s -w ,,$(call GO_BUILD_FLAGS,amd64)) -o $(abspath $@) .
+
 ## gpu-check: build bin/gpu-check, which compares the nvml receiver with nvidia-smi on a GPU machine
 gpu-check: $(GPU_CHECK)
 
@@ -245,11 +252,11 @@ $(BIN)/usage: $(GO_SOURCES)
 
 ## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes), the usage computation for 10/100/1,000 tenants and the Go micro-benchmarks (BENCHMARKS.md; ~20 min). BENCH_FLAGS=-quick for a look
 BENCH_FLAGS ?=
-bench: $(OTELCOL) $(BIN)/gwbench $(BIN)/readbench $(BIN)/usagebench $(VM) nvmlsim
+bench: $(OTELCOL) $(BUILD)/bench/otelcol-gpu.syms $(BIN)/gwbench $(BIN)/readbench $(BIN)/usagebench $(VM) nvmlsim
 	@mkdir -p $(BUILD)/bench
 	go test -run '^$$' -bench . -benchmem ./receiver/... ./processor/... ./exporter/... ./extension/... ./internal/... 2>&1 \
 		| tee $(BUILD)/bench/micro.txt | grep -E '^(Benchmark|ok|FAIL)'
-	$(BIN)/gwbench -otelcol $(OTELCOL) -nvmlsim $(dir $(NVMLSIM)) -out $(BUILD)/bench/report.json -profile $(BUILD)/bench/gateway-cpu.pprof $(BENCH_FLAGS) \
+	$(BIN)/gwbench -otelcol $(OTELCOL) -syms $(BUILD)/bench/otelcol-gpu.syms -nvmlsim $(dir $(NVMLSIM)) -out $(BUILD)/bench/report.json -profile $(BUILD)/bench/gateway-cpu.pprof $(BENCH_FLAGS) \
 		| tee $(BUILD)/bench/report.txt
 	$(BIN)/readbench -otelcol $(OTELCOL) -out $(BUILD)/bench/readpath.json | tee $(BUILD)/bench/readpath.txt
 	$(BIN)/usagebench -store $(VM) -out $(BUILD)/bench/usage.json | tee $(BUILD)/bench/usage.txt

@@ -45,6 +45,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/rssprof"
 )
 
 type options struct {
@@ -54,7 +55,7 @@ type options struct {
 	warmup, measure                      time.Duration
 	agentDur, agentFastDur               time.Duration
 	tls, quick, keep                     bool
-	agentEnv, override                   string
+	agentEnv, override, syms             string
 }
 
 func main() {
@@ -77,6 +78,7 @@ func main() {
 	flag.BoolVar(&o.tls, "tls", true, "also run pipeline c over TLS")
 	flag.StringVar(&o.agentEnv, "agent-env", "package", `the agent's Go runtime settings: "package" (the GO* lines of packaging/default/otelcol-gpu-agent, what an installed agent runs with), "none", or "GOGC=50 GOMEMLIMIT=96MiB ..."`)
 	flag.StringVar(&o.override, "override", "", "a YAML file merged last into pipelines c and c+disk (to try a setting)")
+	flag.StringVar(&o.syms, "syms", "", "the otelcol binary built with its symbol table (make's build/bench/otelcol-gpu.syms): profiles the agent's resident executable pages by package")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (configs, gateway logs)")
 	flag.BoolVar(&o.quick, "quick", false, "a few seconds of everything (make test): 1 round, 1 and 10 tenants, short windows")
 	flag.Parse()
@@ -183,7 +185,18 @@ type AgentRow struct {
 	Seconds    float64 `json:"seconds"`
 	CPUPercent float64 `json:"cpu_percent_of_one_core"`
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
-	Points     int64   `json:"points_delivered"`
+	// At the end of the window: RSS and PSS, each split into the agent's
+	// own memory (anonymous) and pages of files (the executable).
+	RSSMiB     float64 `json:"rss_end_mib"`
+	RSSAnonMiB float64 `json:"rss_anon_end_mib"`
+	RSSFileMiB float64 `json:"rss_file_end_mib"`
+	PSSMiB     float64 `json:"pss_end_mib"`
+	PSSAnonMiB float64 `json:"pss_anon_end_mib"`
+	PSSFileMiB float64 `json:"pss_file_end_mib"`
+	// The executable's resident pages by package (with -syms).
+	ExeResidentMiB float64           `json:"exe_resident_mib,omitempty"`
+	ExeByPackage   []rssprof.Package `json:"exe_resident_by_package,omitempty"`
+	Points         int64             `json:"points_delivered"`
 	// With the simulated library's realistic call latencies
 	// (NVMLSIM_LATENCY=realistic): the nvml receiver's mean scrape time,
 	// and its NVML calls per GPU per scrape (start-up included).
@@ -238,6 +251,13 @@ func run(ctx context.Context, o options) (*Report, error) {
 	go func() { _ = srv.Serve(l) }()
 	defer func() { _ = srv.Close() }()
 	b := &bench{o: o, dir: dir, sink: sink, sinkURL: "http://" + l.Addr().String(), maxTenants: maxT}
+	// The agent runs from a copy of the binary: in a customer's VM nothing
+	// else maps its file, so its pages count whole in its RSS and PSS, as
+	// they would there, instead of being shared with the gateway's.
+	b.agentBin = filepath.Join(dir, "otelcol-gpu-agent")
+	if err := copyFile(o.otelcol, b.agentBin); err != nil {
+		return nil, err
+	}
 
 	cores := runtime.NumCPU() // of this process, pinned: the machine's, from before the pinning
 	if n, err := strconv.Atoi(os.Getenv("GWBENCH_CORES")); err == nil {
@@ -349,10 +369,18 @@ func run(ctx context.Context, o options) (*Report, error) {
 			return nil, fmt.Errorf("agent footprint at %s: %w", a.interval, err)
 		}
 		rep.Agent = append(rep.Agent, row)
-		fmt.Fprintf(os.Stderr, "gwbench: agent interval=%s  cpu %.2f%%  peak rss %.0f MiB  scrape %.1f ms  nvml calls/GPU/scrape %.1f  env %q\n",
-			row.Interval, row.CPUPercent, row.PeakRSSMiB, row.ScrapeMeanMs, row.CallsPerGPUScrape, row.Env)
+		fmt.Fprintf(os.Stderr, "gwbench: agent interval=%s  cpu %.2f%%  peak rss %.0f MiB (end: rss %.1f = anon %.1f + file %.1f; pss %.1f)  scrape %.1f ms  nvml calls/GPU/scrape %.1f  env %q\n",
+			row.Interval, row.CPUPercent, row.PeakRSSMiB, row.RSSMiB, row.RSSAnonMiB, row.RSSFileMiB, row.PSSMiB, row.ScrapeMeanMs, row.CallsPerGPUScrape, row.Env)
 	}
 	return rep, nil
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o755)
 }
 
 // suffixed is path with suffix before its extension ("" stays "").
@@ -375,6 +403,7 @@ func median(v []float64) float64 {
 
 type bench struct {
 	o          options
+	agentBin   string // a copy of the binary: in a customer's VM no gateway shares its pages
 	dir        string
 	sink       *loadgen.Sink
 	sinkURL    string
@@ -719,7 +748,7 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(agHealth),
 			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(agMetrics),
 		}, runtimeEnv...)
-		ag, err := proc.Start("agent", b.o.otelcol, []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
+		ag, err := proc.Start("agent", b.agentBin, []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
 		if err != nil {
 			return nil, err
 		}
@@ -739,11 +768,23 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	}
 	cpu1, t1 := ag.CPU(), time.Now()
 	secs := t1.Sub(t0).Seconds()
+	mem := ag.Memory()
 	row := AgentRow{
 		Interval: interval.String(), Seconds: secs, Env: strings.Join(runtimeEnv, " "),
 		CPUPercent: 100 * (cpu1 - cpu0).Seconds() / secs,
 		PeakRSSMiB: ag.PeakRSSMiB(),
-		Points:     b.sink.Counts().Points - p0,
+		RSSMiB:     mem.RSS, RSSAnonMiB: mem.RSSAnon, RSSFileMiB: mem.RSSFile,
+		PSSMiB: mem.PSS, PSSAnonMiB: mem.PSSAnon, PSSFileMiB: mem.PSSFile,
+		Points: b.sink.Counts().Points - p0,
+	}
+	if b.o.syms != "" {
+		prof, err := rssprof.Take(ag.Pid(), b.o.syms)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gwbench: executable pages by package:", err)
+		} else {
+			row.ExeResidentMiB = float64(prof.ResidentBytes) / (1 << 20)
+			row.ExeByPackage = prof.Packages[:min(40, len(prof.Packages))]
+		}
 	}
 	row.ScrapeMeanMs = scrapeMeanMs(ctx, agMetrics)
 	// nvmlShutdown, at the agent's stop, writes the call counts.
@@ -826,8 +867,16 @@ func logRetry(format string, args ...any) { fmt.Fprintf(os.Stderr, "gwbench: "+f
 
 // startPinned runs the collector on core 0 alone: taskset sets the
 // affinity before exec, so every thread the Go runtime starts inherits it.
+var gomaxprocs = os.Getenv("GWBENCH_GOMAXPROCS")
+
+func init() {
+	if gomaxprocs == "" {
+		gomaxprocs = "1"
+	}
+}
+
 func startPinned(bin string, args, env []string, log string) (*proc.Proc, error) {
-	return proc.Start("gateway", "taskset", append([]string{"-c", "0", bin}, args...), append(env, "GOMAXPROCS=1"), log)
+	return proc.Start("gateway", "taskset", append([]string{"-c", "0", bin}, args...), append(env, "GOMAXPROCS="+gomaxprocs), log)
 }
 
 // agentRuntimeEnv is the Go runtime environment the agent runs with.
@@ -877,6 +926,14 @@ func printReport(w io.Writer, r *Report) {
 		for _, a := range r.Agent {
 			fmt.Fprintf(w, "  interval %-4s over %4.0f s: CPU %.2f%% of one core, peak RSS %.0f MiB, %d points delivered; nvml scrape %.1f ms mean, %.1f NVML calls per GPU per scrape with start-up (realistic driver latencies) (env: %s)\n",
 				a.Interval, a.Seconds, a.CPUPercent, a.PeakRSSMiB, a.Points, a.ScrapeMeanMs, a.CallsPerGPUScrape, a.Env)
+			fmt.Fprintf(w, "    at the end: RSS %.1f MiB (anon %.1f, file %.1f), PSS %.1f MiB (anon %.1f, file %.1f)\n",
+				a.RSSMiB, a.RSSAnonMiB, a.RSSFileMiB, a.PSSMiB, a.PSSAnonMiB, a.PSSFileMiB)
+			if len(a.ExeByPackage) > 0 {
+				fmt.Fprintf(w, "    resident pages of the executable: %.1f MiB; largest packages:\n", a.ExeResidentMiB)
+				for _, p := range a.ExeByPackage[:min(25, len(a.ExeByPackage))] {
+					fmt.Fprintf(w, "      %6.2f MiB  %s\n", float64(p.Bytes)/(1<<20), p.Name)
+				}
+			}
 		}
 	}
 	if r.ProfileTop != "" {

@@ -47,6 +47,10 @@ type Config struct {
 	RateLimit RateLimitConfig `mapstructure:"rate_limit"`
 	// Senders is the shared pool of requests in flight (one per tenant at a time).
 	Senders int `mapstructure:"senders"`
+	// SendersPerTenant is how many requests of one tenant may be in flight
+	// at once; more than one only while a full batch more is waiting (a
+	// backlog), so a slow destination holds at most this many senders.
+	SendersPerTenant int `mapstructure:"senders_per_tenant"`
 	// MaxTenants bounds the tenant queues alive at once.
 	MaxTenants int `mapstructure:"max_tenants"`
 	// IdleTimeout releases a tenant whose queue has been empty this long.
@@ -201,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Senders < 1 {
 		errs = append(errs, fmt.Errorf("senders: must be at least 1, got %d", c.Senders))
+	}
+	if c.SendersPerTenant < 1 || c.SendersPerTenant > max(1, c.Senders) {
+		errs = append(errs, fmt.Errorf("senders_per_tenant: must be between 1 and senders (%d), got %d", c.Senders, c.SendersPerTenant))
 	}
 	if c.MaxTenants < 1 {
 		errs = append(errs, fmt.Errorf("max_tenants: must be at least 1, got %d", c.MaxTenants))

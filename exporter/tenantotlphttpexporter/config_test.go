@@ -49,15 +49,18 @@ func TestLoadConfig(t *testing.T) {
 
 func TestValidateErrorsNameTheField(t *testing.T) {
 	for name, want := range map[string]string{
-		"no_endpoint":  "endpoint: must be set",
-		"bad_template": `metrics endpoint: template "http://store/{tenant/x": '{' without '}'`,
-		"missing_var":  `tenants.acme: no "account"`,
-		"bad_tenant":   `tenants: tenant id "Acme"`,
-		"small_queue":  "queue.max_items_per_tenant: 10 must be at least batch.max_items 1000",
-		"bad_rate":     "rate_limit: items_per_second must not be negative and burst at least batch.max_items",
-		"bad_route":    `route_by: must be "auth" or "attribute", got "payload"`,
-		"no_attribute": "attribute: must not be empty with route_by: attribute",
-		"bad_status":   "retry_on_status: 200 is not an HTTP error status",
+		"no_endpoint":    "endpoint: must be set",
+		"bad_template":   `metrics endpoint: template "http://store/{tenant/x": '{' without '}'`,
+		"missing_var":    `tenants.acme: no "account"`,
+		"bad_tenant":     `tenants: tenant id "Acme"`,
+		"small_queue":    "queue.max_items_per_tenant: 10 must be at least batch.max_items 1000",
+		"bad_rate":       "rate_limit: items_per_second must not be negative and burst at least batch.max_items",
+		"bad_route":      `route_by: must be "auth" or "attribute", got "payload"`,
+		"no_attribute":   "attribute: must not be empty with route_by: attribute",
+		"bad_status":     "retry_on_status: 200 is not an HTTP error status",
+		"bad_per_tenant": "senders_per_tenant: must be between 1 and senders (16), got 20",
+		"both_queues":    "queue: storage and directory are two ways to keep the queues; set one",
+		"fsync_alone":    "queue.fsync: needs queue.directory",
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.ErrorContains(t, confmap.Validate(loadConfig(t, name)), want)

@@ -86,7 +86,7 @@ func newTenantExporter(cfg *Config, set component.TelemetrySettings) (*tenantExp
 	e := &tenantExporter{
 		cfg: cfg, tmpl: t, logger: set.Logger, set: set,
 		queues:   map[queueKey]*tenantQueue{},
-		ready:    make(chan *tenantQueue, cfg.MaxTenants*int(numSignals)),
+		ready:    make(chan *tenantQueue, cfg.MaxTenants*int(numSignals)*max(1, cfg.SendersPerTenant)),
 		stop:     make(chan struct{}),
 		dropLog:  periodic.Every{Interval: dropLogEvery},
 		limitLog: periodic.Every{Interval: dropLogEvery},

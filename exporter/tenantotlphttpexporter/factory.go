@@ -34,6 +34,7 @@ const (
 	defaultMaxItemsPerTenant = 1_000_000
 	defaultMaxBytes          = 256 << 20
 	defaultSenders           = 16
+	defaultSendersPerTenant  = 4
 	defaultMaxTenants        = 10_000
 	defaultIdleTimeout       = 5 * time.Minute
 	defaultDrainTimeout      = 10 * time.Second
@@ -59,17 +60,18 @@ func createDefaultConfig() component.Config {
 	retry := configretry.NewDefaultBackOffConfig()
 	retry.MaxElapsedTime = 0 // the queue bounds what is kept; never give up on a tenant
 	return &Config{
-		ClientConfig:   client,
-		RouteBy:        RouteByAuth,
-		Attribute:      defaultAttribute,
-		Batch:          BatchConfig{MaxItems: defaultBatchItems, MaxBytes: defaultBatchBytes, FlushInterval: defaultFlushInterval},
-		Queue:          QueueConfig{MaxItemsPerTenant: defaultMaxItemsPerTenant, MaxBytes: defaultMaxBytes},
-		Senders:        defaultSenders,
-		MaxTenants:     defaultMaxTenants,
-		IdleTimeout:    defaultIdleTimeout,
-		DrainTimeout:   defaultDrainTimeout,
-		RetryOnFailure: retry,
-		RetryOnStatus:  append([]int(nil), defaultRetryOnStatus...),
+		ClientConfig:     client,
+		RouteBy:          RouteByAuth,
+		Attribute:        defaultAttribute,
+		Batch:            BatchConfig{MaxItems: defaultBatchItems, MaxBytes: defaultBatchBytes, FlushInterval: defaultFlushInterval},
+		Queue:            QueueConfig{MaxItemsPerTenant: defaultMaxItemsPerTenant, MaxBytes: defaultMaxBytes},
+		Senders:          defaultSenders,
+		SendersPerTenant: defaultSendersPerTenant,
+		MaxTenants:       defaultMaxTenants,
+		IdleTimeout:      defaultIdleTimeout,
+		DrainTimeout:     defaultDrainTimeout,
+		RetryOnFailure:   retry,
+		RetryOnStatus:    append([]int(nil), defaultRetryOnStatus...),
 	}
 }
 

@@ -31,13 +31,14 @@ func (k queueKey) String() string { return k.sig.String() + "/" + k.tenant }
 // record is one accepted part waiting to be sent. With storage its bytes
 // live on disk and data is nil.
 type record struct {
-	seq   uint64
-	items int
-	size  int
-	data  []byte
-	added time.Time
-	hot   bool      // with storage or directory: written, and its data kept in memory too (counted in hot)
-	loc   spool.Loc // with directory: where it was written (zero until then)
+	seq      uint64
+	items    int
+	size     int
+	data     []byte
+	added    time.Time
+	hot      bool      // with storage or directory: written, and its data kept in memory too (counted in hot)
+	inflight bool      // taken by a sender
+	loc      spool.Loc // with directory: where it was written (zero until then)
 }
 
 // tenantQueue is one tenant's (and signal's) queue, retry state and rate
@@ -54,8 +55,10 @@ type tenantQueue struct {
 	items      int
 	bytes      int
 	head, next uint64 // sequence numbers, for storage keys
-	busy       bool   // with a sender, or waiting in the ready channel
-	removed    bool   // released as idle: enqueue must look the tenant up again
+	slots      int    // senders working on it, or its turns waiting in the ready channel
+	takenItems int    // items of records in flight (taken by a sender)
+	takenBytes int
+	removed    bool // released as idle: enqueue must look the tenant up again
 	retryAt    time.Time
 	attempt    int
 	failingFor time.Time
@@ -252,12 +255,19 @@ func (q *tenantQueue) find(seq uint64) int {
 	return -1
 }
 
-// markReady hands the queue to a sender unless one has it. Callers hold q.mu.
+// markReady hands the queue to a sender: to one when none has it, and to
+// more (up to senders_per_tenant) while a full batch more is waiting, so a
+// tenant with a backlog is sent it by several requests at once. Callers
+// hold q.mu.
 func (e *tenantExporter) markReady(q *tenantQueue) {
-	if q.busy || len(q.records) == 0 || time.Now().Before(q.retryAt) {
+	if len(q.records) == 0 || q.slots >= e.cfg.SendersPerTenant || time.Now().Before(q.retryAt) {
 		return
 	}
-	q.busy = true
+	items, bytes := q.items-q.takenItems, q.bytes-q.takenBytes
+	if items == 0 || (q.slots > 0 && items < e.cfg.Batch.MaxItems && bytes < e.cfg.Batch.MaxBytes) {
+		return
+	}
+	q.slots++
 	e.ready <- q
 }
 
@@ -276,7 +286,7 @@ func (e *tenantExporter) flush() {
 		if len(q.records) > 0 && now.Sub(q.records[0].added) >= e.cfg.Batch.FlushInterval {
 			e.markReady(q)
 		}
-		idle := len(q.records) == 0 && !q.busy && now.Sub(q.lastActive) > e.cfg.IdleTimeout
+		idle := len(q.records) == 0 && q.slots == 0 && now.Sub(q.lastActive) > e.cfg.IdleTimeout
 		if idle {
 			q.removed = true
 		}
@@ -304,34 +314,43 @@ func (e *tenantExporter) flushAll() {
 	}
 }
 
-// dequeue drops the first n records. Callers hold q.mu. The deletes go
-// with the next transaction, unwaited: lost in a crash, they only mean the
-// data is sent again.
-func (e *tenantExporter) dequeue(q *tenantQueue, n, size int) {
-	if e.commits != nil {
-		ops := make([]*storage.Operation, 0, n+1)
-		for _, r := range q.records[:n] {
-			ops = append(ops, storage.DeleteOperation(recordKey(q.key, r.seq)))
-		}
-		head := q.records[n-1].seq + 1
-		ops = append(ops, storage.SetOperation(metaKey(q.key), encodeMeta(head, q.next)))
-		e.commits.submit(false, ops...)
-		q.head = head
-	}
-	if e.spool != nil {
-		for _, r := range q.records[:n] {
-			e.spool.Release(r.loc) // none yet if not written: released when it is
-		}
-		q.head = q.records[n-1].seq + 1
-		e.spool.Ack(q.key.String(), q.head)
-	}
-	for _, r := range q.records[:n] {
+// remove drops the n records from index i (sent, or dropped for good).
+// Callers hold q.mu. With storage the deletes go with the next
+// transaction, unwaited: lost in a crash, they only mean the data is sent
+// again. The queue's head, what was sent before the first record left, is
+// recorded the same way.
+func (e *tenantExporter) remove(q *tenantQueue, i, n, size int) {
+	gone := q.records[i : i+n]
+	for _, r := range gone {
 		q.items -= r.items
 		if r.hot {
 			e.hot.Add(-int64(r.size))
 		}
 	}
 	q.bytes -= size
-	q.records = q.records[n:]
 	e.queued.Add(-int64(size))
+	var ops []*storage.Operation
+	if e.commits != nil {
+		ops = make([]*storage.Operation, 0, n+1)
+		for _, r := range gone {
+			ops = append(ops, storage.DeleteOperation(recordKey(q.key, r.seq)))
+		}
+	}
+	if e.spool != nil {
+		for _, r := range gone {
+			e.spool.Release(r.loc) // none yet if not written: released when it is
+		}
+	}
+	q.records = append(q.records[:i], q.records[i+n:]...)
+	head := q.next
+	if len(q.records) > 0 {
+		head = q.records[0].seq
+	}
+	if e.commits != nil {
+		e.commits.submit(false, append(ops, storage.SetOperation(metaKey(q.key), encodeMeta(head, q.next)))...)
+	}
+	if e.spool != nil {
+		e.spool.Ack(q.key.String(), head)
+	}
+	q.head = head
 }

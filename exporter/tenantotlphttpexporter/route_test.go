@@ -2,7 +2,10 @@ package tenantotlphttpexporter
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,4 +135,45 @@ func TestShutdownEndsARequestInFlightAtTheDrainTimeout(t *testing.T) {
 	exp = startMetrics(t, testConfig(s), dir)
 	require.Eventually(t, func() bool { return s.pointsOf("acme") == 6 }, 5*time.Second, 10*time.Millisecond)
 	stop(t, exp)
+}
+
+// A tenant with a backlog is sent it by up to senders_per_tenant requests
+// at once; without one, by one at a time (its order kept).
+func TestABacklogIsSentBySeveralSenders(t *testing.T) {
+	var now, peak atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		n := now.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		now.Add(-1)
+	}))
+	defer srv.Close()
+	defer close(release)
+	cfg := createDefaultConfig().(*Config)
+	cfg.RouteBy = RouteByAttribute
+	cfg.MetricsEndpoint = srv.URL + "/{tenant}"
+	cfg.Batch.MaxItems = 10
+	cfg.Batch.FlushInterval = time.Hour // batches leave when full only
+	cfg.SendersPerTenant = 3
+	exp := startMetrics(t, cfg, "")
+	defer func() { _ = exp.Shutdown(context.Background()) }()
+
+	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 10)))
+	require.Eventually(t, func() bool { return now.Load() == 1 }, 5*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	require.EqualValues(t, 1, peak.Load(), "one full batch: one request")
+
+	for i := 0; i < 10; i++ { // a backlog of ten batches
+		require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 10)))
+	}
+	require.Eventually(t, func() bool { return now.Load() == 3 }, 5*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	require.EqualValues(t, 3, peak.Load(), "never more than senders_per_tenant")
 }

@@ -32,21 +32,36 @@ func (e *tenantExporter) sendLoop() {
 	}
 }
 
-// send posts the head of a tenant's queue as one request: up to
-// batch.max_items and max_bytes of parts, concatenated.
+// send posts the oldest records of a tenant's queue that no other sender
+// has as one request: up to batch.max_items and max_bytes of parts,
+// concatenated.
 func (e *tenantExporter) send(q *tenantQueue) {
 	q.mu.Lock()
+	start := 0
+	for start < len(q.records) && q.records[start].inflight {
+		start++
+	}
 	n, items, size := 0, 0, 0
-	for n < len(q.records) {
-		r := q.records[n]
-		if n > 0 && (items+r.items > e.cfg.Batch.MaxItems || size+r.size > e.cfg.Batch.MaxBytes) {
+	for start+n < len(q.records) {
+		r := q.records[start+n]
+		if r.inflight || (n > 0 && (items+r.items > e.cfg.Batch.MaxItems || size+r.size > e.cfg.Batch.MaxBytes)) {
 			break
 		}
 		n++
 		items += r.items
 		size += r.size
 	}
-	batch := append([]record(nil), q.records[:n]...)
+	if n == 0 { // taken by the other senders meanwhile
+		q.slots--
+		q.mu.Unlock()
+		return
+	}
+	for i := start; i < start+n; i++ {
+		q.records[i].inflight = true
+	}
+	q.takenItems += items
+	q.takenBytes += size
+	batch := append([]record(nil), q.records[start:start+n]...)
 	q.mu.Unlock()
 
 	body, err := e.body(q.key, batch, size)
@@ -56,7 +71,15 @@ func (e *tenantExporter) send(q *tenantQueue) {
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.busy = false
+	q.slots--
+	q.takenItems -= items
+	q.takenBytes -= size
+	// The batch is still contiguous: records only leave by whole batches
+	// and only arrive at the end.
+	i := q.find(batch[0].seq)
+	for j := i; j < i+n; j++ {
+		q.records[j].inflight = false
+	}
 	switch {
 	case err == nil:
 		e.sent.Add(context.Background(), int64(items), attrs(q.key))
@@ -86,8 +109,8 @@ func (e *tenantExporter) send(q *tenantQueue) {
 			return
 		}
 	}
-	e.dequeue(q, n, size)
-	if q.items >= e.cfg.Batch.MaxItems || q.bytes >= e.cfg.Batch.MaxBytes {
+	e.remove(q, i, n, size)
+	if q.items-q.takenItems >= e.cfg.Batch.MaxItems || q.bytes-q.takenBytes >= e.cfg.Batch.MaxBytes {
 		e.markReady(q)
 	}
 }

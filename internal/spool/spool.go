@@ -113,6 +113,7 @@ type Spool struct {
 
 	kick chan struct{}
 	done chan struct{}
+	sync *syncer
 
 	writes, parts atomic.Int64
 }
@@ -129,14 +130,15 @@ func Open(opts Options) (*Spool, []Part, map[string]uint64, []string, error) {
 	}
 	s := &Spool{opts: opts, segs: map[uint64]*segment{}, heads: map[string]uint64{}, dirty: map[string]bool{},
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	if opts.Fsync {
+		s.sync = newSyncer()
+	}
 	parts, warnings, err := s.recover()
 	if err != nil {
-		s.closeFiles()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, errors.Join(err, s.closeFiles())
 	}
 	if err := s.rotate(); err != nil {
-		s.closeFiles()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, errors.Join(err, s.closeFiles())
 	}
 	// Segments left with nothing to send go now.
 	for _, seg := range s.segs {
@@ -456,6 +458,10 @@ func (s *Spool) Oldest() (seg uint64, liveBytes, size int64) {
 	return seg, liveBytes, size
 }
 
+// AsyncFsync reports whether fsyncs go through Linux AIO (they leave the
+// scheduler free while the disk works) rather than a blocking fsync.
+func (s *Spool) AsyncFsync() bool { return s.sync != nil && s.sync.async() }
+
 // Stats of the spool now.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
@@ -498,7 +504,7 @@ func (s *Spool) loop() {
 
 			_, err := seg.f.WriteAt(buf, base)
 			if err == nil && s.opts.Fsync {
-				err = seg.f.Sync()
+				err = s.sync.sync(seg.f)
 			}
 			s.writes.Add(1)
 			s.parts.Add(int64(len(group)))
@@ -550,6 +556,9 @@ func (s *Spool) Close() error {
 }
 
 func (s *Spool) closeFiles() error {
+	if s.sync != nil {
+		s.sync.close()
+	}
 	var errs []error
 	for _, seg := range s.segs {
 		errs = append(errs, seg.f.Close())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -150,4 +151,22 @@ func TestConcurrentAppendsAreGrouped(t *testing.T) {
 	require.EqualValues(t, 1000, st.Parts)
 	t.Logf("1000 parts from 50 writers in %d writes", st.Writes)
 	require.Less(t, st.Writes, st.Parts, "parts that arrive during a write go together into the next")
+}
+
+// On Linux the group's fsync goes through AIO: the goroutine waits on an
+// eventfd in the runtime's poller instead of holding its thread (and, with
+// GOMAXPROCS=1, the only P) while the disk works.
+func TestFsyncLeavesTheSchedulerFree(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux AIO")
+	}
+	dir := t.TempDir()
+	s, _, _, _ := open(t, Options{Dir: dir, Fsync: true})
+	require.True(t, s.AsyncFsync(), "AIO fsync (Linux 4.18+) is available here")
+	appendAll(t, s, "metrics/acme", 0, 20)
+	require.True(t, s.AsyncFsync(), "and stayed in use: the kernel took the fsyncs")
+	require.NoError(t, s.Close())
+	s, parts, _, _ := open(t, Options{Dir: dir, Fsync: true})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Len(t, parts, 20)
 }
