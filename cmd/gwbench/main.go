@@ -42,6 +42,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/loadgen"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
@@ -54,6 +56,7 @@ type options struct {
 	rounds                               int
 	warmup, measure                      time.Duration
 	agentDur, agentFastDur               time.Duration
+	agentReadaheadDur                    time.Duration
 	tls, quick, keep                     bool
 	agentEnv, override, syms             string
 }
@@ -75,6 +78,7 @@ func main() {
 	flag.DurationVar(&o.measure, "measure", 10*time.Second, "measuring window, each run")
 	flag.DurationVar(&o.agentDur, "agent", 5*time.Minute, "agent footprint run at 10 s interval (0: skip)")
 	flag.DurationVar(&o.agentFastDur, "agent-fast", 2*time.Minute, "agent footprint run at 1 s interval (0: skip)")
+	flag.DurationVar(&o.agentReadaheadDur, "agent-readahead", time.Minute, "agent footprint run at 10 s interval with the executable's readahead (OTELCOL_GPU_EXE_READAHEAD=1), for comparison (0: skip)")
 	flag.BoolVar(&o.tls, "tls", true, "also run pipeline c over TLS")
 	flag.StringVar(&o.agentEnv, "agent-env", "package", `the agent's Go runtime settings: "package" (the GO* lines of packaging/default/otelcol-gpu-agent, what an installed agent runs with), "none", or "GOGC=50 GOMEMLIMIT=96MiB ..."`)
 	flag.StringVar(&o.override, "override", "", "a YAML file merged last into pipelines c and c+disk (to try a setting)")
@@ -97,7 +101,7 @@ func main() {
 	if o.quick {
 		o.tenants, o.httpTenants, o.diskTenants = []int{1, 10}, []int{1}, []int{10}
 		o.rounds, o.warmup, o.measure = 1, time.Second, 2*time.Second
-		o.agentDur, o.agentFastDur = 4*time.Second, 0
+		o.agentDur, o.agentFastDur, o.agentReadaheadDur = 4*time.Second, 0, 0
 	}
 	if err := pinSelf(); err != nil {
 		fmt.Fprintln(os.Stderr, "gwbench:", err)
@@ -197,6 +201,9 @@ type AgentRow struct {
 	ExeResidentMiB float64           `json:"exe_resident_mib,omitempty"`
 	ExeByPackage   []rssprof.Package `json:"exe_resident_by_package,omitempty"`
 	Points         int64             `json:"points_delivered"`
+	// From the start of the process to its health check answering, with
+	// its binary not in the page cache.
+	StartSeconds float64 `json:"start_seconds"`
 	// With the simulated library's realistic call latencies
 	// (NVMLSIM_LATENCY=realistic): the nvml receiver's mean scrape time,
 	// and its NVML calls per GPU per scrape (start-up included).
@@ -360,11 +367,18 @@ func run(ctx context.Context, o options) (*Report, error) {
 	for _, a := range []struct {
 		interval time.Duration
 		dur      time.Duration
-	}{{10 * time.Second, o.agentDur}, {time.Second, o.agentFastDur}} {
+		env      []string
+	}{
+		{10 * time.Second, o.agentDur, nil},
+		{time.Second, o.agentFastDur, nil},
+		// The same at 10 s with the kernel's readahead of the executable
+		// (internal/exepages turned off), for comparison.
+		{10 * time.Second, o.agentReadaheadDur, []string{"OTELCOL_GPU_EXE_READAHEAD=1"}},
+	} {
 		if a.dur <= 0 {
 			continue
 		}
-		row, err := b.agent(ctx, a.interval, a.dur)
+		row, err := b.agent(ctx, a.interval, a.dur, a.env...)
 		if err != nil {
 			return nil, fmt.Errorf("agent footprint at %s: %w", a.interval, err)
 		}
@@ -375,12 +389,30 @@ func run(ctx context.Context, o options) (*Report, error) {
 	return rep, nil
 }
 
+// copyFile copies the binary and drops the copy from the page cache, so
+// the agent starts as at a VM's boot: nothing of its binary read yet.
 func copyFile(from, to string) error {
 	data, err := os.ReadFile(from)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(to, data, 0o755)
+	if err := os.WriteFile(to, data, 0o755); err != nil {
+		return err
+	}
+	return dropFromCache(to)
+}
+
+// dropFromCache writes a file's pages and drops them from the page cache.
+func dropFromCache(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 }
 
 // suffixed is path with suffix before its extension ("" stays "").
@@ -686,7 +718,7 @@ func fetch(url, path string) error {
 // agent runs config/agent.yaml (8 simulated GPUs, host metrics) at the
 // interval for d, sending to a gateway (pipeline c over TLS, unpinned) and
 // measures the agent's CPU and peak RSS.
-func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow, error) {
+func (b *bench) agent(ctx context.Context, interval, d time.Duration, extraEnv ...string) (AgentRow, error) {
 	var grpcPort, healthPort int
 	cfg := filepath.Join(b.dir, "gateway-agentbench.yaml")
 	gw, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
@@ -729,6 +761,11 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	}
 	callsFile := filepath.Join(vm, "nvml-calls")
 	agMetrics := 0
+	// As at a VM's boot: nothing of the binary in the page cache yet.
+	if err := dropFromCache(b.agentBin); err != nil {
+		return AgentRow{}, err
+	}
+	var started time.Duration
 	ag, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
 		agHealth := proc.MustReserve()
 		agMetrics = proc.MustReserve()
@@ -747,12 +784,15 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 			"OTELCOL_GPU_OTLP_HTTP=127.0.0.1:" + strconv.Itoa(proc.MustReserve()),
 			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(agHealth),
 			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(agMetrics),
-		}, runtimeEnv...)
+		}, append(runtimeEnv, extraEnv...)...)
+		t0 := time.Now()
 		ag, err := proc.Start("agent", b.agentBin, []string{"--config", filepath.Join(b.o.root, "config", "agent.yaml")}, env, filepath.Join(b.dir, "agent.log"))
 		if err != nil {
 			return nil, err
 		}
-		return ag, ag.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", agHealth), time.Minute)
+		err = ag.WaitHTTPOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/", agHealth), time.Minute)
+		started = time.Since(t0)
+		return ag, err
 	})
 	if ag != nil {
 		defer func() { _ = ag.Stop(15 * time.Second) }()
@@ -770,10 +810,11 @@ func (b *bench) agent(ctx context.Context, interval, d time.Duration) (AgentRow,
 	secs := t1.Sub(t0).Seconds()
 	mem := ag.Memory()
 	row := AgentRow{
-		Interval: interval.String(), Seconds: secs, Env: strings.Join(runtimeEnv, " "),
-		CPUPercent: 100 * (cpu1 - cpu0).Seconds() / secs,
-		PeakRSSMiB: ag.PeakRSSMiB(),
-		RSSMiB:     mem.RSS, RSSAnonMiB: mem.RSSAnon, RSSFileMiB: mem.RSSFile,
+		Interval: interval.String(), Seconds: secs, Env: strings.Join(append(runtimeEnv, extraEnv...), " "),
+		StartSeconds: started.Seconds(),
+		CPUPercent:   100 * (cpu1 - cpu0).Seconds() / secs,
+		PeakRSSMiB:   ag.PeakRSSMiB(),
+		RSSMiB:       mem.RSS, RSSAnonMiB: mem.RSSAnon, RSSFileMiB: mem.RSSFile,
 		PSSMiB: mem.PSS, PSSAnonMiB: mem.PSSAnon, PSSFileMiB: mem.PSSFile,
 		Points: b.sink.Counts().Points - p0,
 	}
@@ -926,8 +967,8 @@ func printReport(w io.Writer, r *Report) {
 		for _, a := range r.Agent {
 			fmt.Fprintf(w, "  interval %-4s over %4.0f s: CPU %.2f%% of one core, peak RSS %.0f MiB, %d points delivered; nvml scrape %.1f ms mean, %.1f NVML calls per GPU per scrape with start-up (realistic driver latencies) (env: %s)\n",
 				a.Interval, a.Seconds, a.CPUPercent, a.PeakRSSMiB, a.Points, a.ScrapeMeanMs, a.CallsPerGPUScrape, a.Env)
-			fmt.Fprintf(w, "    at the end: RSS %.1f MiB (anon %.1f, file %.1f), PSS %.1f MiB (anon %.1f, file %.1f)\n",
-				a.RSSMiB, a.RSSAnonMiB, a.RSSFileMiB, a.PSSMiB, a.PSSAnonMiB, a.PSSFileMiB)
+			fmt.Fprintf(w, "    at the end: RSS %.1f MiB (anon %.1f, file %.1f), PSS %.1f MiB (anon %.1f, file %.1f); started (healthy) in %.2f s from a cold page cache\n",
+				a.RSSMiB, a.RSSAnonMiB, a.RSSFileMiB, a.PSSMiB, a.PSSAnonMiB, a.PSSFileMiB, a.StartSeconds)
 			if len(a.ExeByPackage) > 0 {
 				fmt.Fprintf(w, "    resident pages of the executable: %.1f MiB; largest packages:\n", a.ExeResidentMiB)
 				for _, p := range a.ExeByPackage[:min(25, len(a.ExeByPackage))] {
