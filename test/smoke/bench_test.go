@@ -95,8 +95,9 @@ func TestBenchHarnessQuick(t *testing.T) {
 	require.NoError(t, err)
 	var rep struct {
 		Rows []struct {
-			Pipeline string  `json:"pipeline"`
-			Tenants  int     `json:"tenants"`
+			Pipeline  string  `json:"pipeline"`
+			Transport string  `json:"transport"`
+			Tenants   int     `json:"tenants"`
 			PPS      float64 `json:"delivered_points_per_second"`
 			CPU      float64 `json:"gateway_cpu_percent_of_one_core"`
 			RSS      float64 `json:"gateway_peak_rss_mib"`
@@ -105,6 +106,7 @@ func TestBenchHarnessQuick(t *testing.T) {
 		Agent  []struct {
 			CPU float64 `json:"cpu_percent_of_one_core"`
 			RSS float64 `json:"peak_rss_mib"`
+			PSS float64 `json:"pss_end_mib"`
 		} `json:"agent"`
 	}
 	require.NoError(t, json.Unmarshal(b, &rep), string(b))
@@ -113,15 +115,17 @@ func TestBenchHarnessQuick(t *testing.T) {
 		require.Positive(t, r.PPS, "%+v", r)
 		require.Positive(t, r.CPU, "%+v", r)
 		require.Positive(t, r.RSS, "%+v", r)
-		seen[r.Pipeline+"@"+strconv.Itoa(r.Tenants)] = true
+		seen[r.Pipeline+"/"+r.Transport+"@"+strconv.Itoa(r.Tenants)] = true
 	}
-	for _, k := range []string{"a@1", "b@1", "c@1", "a@10", "b@10", "c@10", "c+tls@10"} {
+	for _, k := range []string{"a/grpc@1", "b/grpc@1", "c/grpc@1", "a/grpc@10", "b/grpc@10", "c/grpc@10", "c+tls/grpc@10",
+		"a/http@1", "b/http@1", "c/http@1", "c/grpc@10", "c+disk/grpc@10"} {
 		require.True(t, seen[k], "no %s row in %s", k, b)
 	}
-	for _, k := range []string{"c/a@1", "c/b@1", "c/a@10", "c/b@10"} {
+	for _, k := range []string{"c/a@grpc/1", "c/b@grpc/1", "c/a@grpc/10", "c/b@grpc/10", "c/a@http/1", "c/b@http/1", "d/c@10"} {
 		require.Positive(t, rep.Ratios[k], k)
 	}
 	require.Len(t, rep.Agent, 1)
 	require.Positive(t, rep.Agent[0].RSS)
+	require.Positive(t, rep.Agent[0].PSS)
 	require.Contains(t, string(text), "ratios (median over alternating rounds")
 }
