@@ -98,9 +98,9 @@ func TestBenchHarnessQuick(t *testing.T) {
 			Pipeline  string  `json:"pipeline"`
 			Transport string  `json:"transport"`
 			Tenants   int     `json:"tenants"`
-			PPS      float64 `json:"delivered_points_per_second"`
-			CPU      float64 `json:"gateway_cpu_percent_of_one_core"`
-			RSS      float64 `json:"gateway_peak_rss_mib"`
+			PPS       float64 `json:"delivered_points_per_second"`
+			CPU       float64 `json:"gateway_cpu_percent_of_one_core"`
+			RSS       float64 `json:"gateway_peak_rss_mib"`
 		} `json:"gateway"`
 		Ratios map[string]float64 `json:"ratios"`
 		Agent  []struct {
