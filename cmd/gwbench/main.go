@@ -588,6 +588,11 @@ func (b *bench) shippedConfig(p, transport string, port, healthPort, pprofPort i
 func (b *bench) gateway(ctx context.Context, p, transport string, tenants int, tls bool, profile string) (Row, error) {
 	var port, healthPort, pprofPort int
 	cfg := filepath.Join(b.dir, "gateway-"+p+".yaml")
+	// Every pipeline starts as at a host's boot: its binary out of the
+	// page cache (what it then maps is what it uses; internal/exepages).
+	if err := dropFromCache(b.o.otelcol); err != nil {
+		return Row{}, err
+	}
 	gw, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
 		port, healthPort = proc.MustReserve(), proc.MustReserve()
 		if profile != "" {
@@ -662,6 +667,10 @@ func (b *bench) gateway(ctx context.Context, p, transport string, tenants int, t
 		heap := strings.TrimSuffix(profile, filepath.Ext(profile)) + "-heap.pprof"
 		if err := fetch(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", pprofPort), heap); err != nil {
 			fmt.Fprintln(os.Stderr, "gwbench: heap profile:", err)
+		}
+		// The text form ends with the runtime's memory statistics.
+		if err := fetch(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?debug=1", pprofPort), strings.TrimSuffix(heap, ".pprof")+".txt"); err != nil {
+			fmt.Fprintln(os.Stderr, "gwbench: heap statistics:", err)
 		}
 	}
 	res := <-done

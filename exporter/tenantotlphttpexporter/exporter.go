@@ -22,7 +22,7 @@ import (
 )
 
 // maxHotBytes bounds the written parts kept in memory too (with storage).
-const maxHotBytes = 8 << 20
+const maxHotBytes = 4 << 20
 
 // dropLogEvery bounds how often dropped data is logged; every item is counted.
 const dropLogEvery = 10 * time.Second
