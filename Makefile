@@ -250,7 +250,7 @@ $(BIN)/usage: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ ./cmd/usage
 
-## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes), the usage computation for 10/100/1,000 tenants and the Go micro-benchmarks (BENCHMARKS.md; ~20 min). BENCH_FLAGS=-quick for a look
+## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes), the usage computation for 10/100/1,000 tenants and the Go micro-benchmarks (BENCHMARKS.md; ~35 min). BENCH_FLAGS=-quick for a look
 BENCH_FLAGS ?=
 bench: $(OTELCOL) $(BUILD)/bench/otelcol-gpu.syms $(BIN)/gwbench $(BIN)/readbench $(BIN)/usagebench $(VM) nvmlsim
 	@mkdir -p $(BUILD)/bench

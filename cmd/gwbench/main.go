@@ -58,6 +58,7 @@ type options struct {
 	agentDur, agentFastDur               time.Duration
 	agentReadaheadDur                    time.Duration
 	tls, quick, keep                     bool
+	diskAgents                           int
 	agentEnv, override, syms             string
 }
 
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&tenants, "tenants", "1,8,100,1000", "tenant counts for the gateway runs over OTLP/gRPC")
 	flag.StringVar(&httpTenants, "http-tenants", "1,8", "tenant counts for the gateway runs over OTLP/HTTP (empty: none)")
 	flag.StringVar(&diskTenants, "disk-tenants", "1,100,1000", "tenant counts for c against c+disk, queues in memory against on disk (empty: none)")
+	flag.IntVar(&o.diskAgents, "disk-agents", 256, "agents (at least; one per tenant above) of the c against c+disk runs: enough requests in flight that the wait for each group's fsync does not leave the core idle")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds of a, b, c")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "load before measuring, each run")
 	flag.DurationVar(&o.measure, "measure", 10*time.Second, "measuring window, each run")
@@ -345,7 +347,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 				if p == "c+disk" && r == 1 && t == maxDisk {
 					prof = suffixed(o.profile, "-disk")
 				}
-				row, err := b.gateway(ctx, p, "grpc", t, false, prof)
+				row, err := b.gatewayWith(ctx, p, "grpc", t, max(o.diskAgents, t), false, prof)
 				if err != nil {
 					return nil, fmt.Errorf("pipeline %s, %d tenants: %w", p, t, err)
 				}
@@ -586,6 +588,12 @@ func (b *bench) shippedConfig(p, transport string, port, healthPort, pprofPort i
 
 // gateway runs pipeline p pinned to core 0 at saturation and measures it.
 func (b *bench) gateway(ctx context.Context, p, transport string, tenants int, tls bool, profile string) (Row, error) {
+	return b.gatewayWith(ctx, p, transport, tenants, max(32, tenants), tls, profile)
+}
+
+// gatewayWith is gateway with a number of agents, each with one request in
+// flight.
+func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, agents int, tls bool, profile string) (Row, error) {
 	var port, healthPort, pprofPort int
 	cfg := filepath.Join(b.dir, "gateway-"+p+".yaml")
 	// Every pipeline starts as at a host's boot: its binary out of the
@@ -615,7 +623,6 @@ func (b *bench) gateway(ctx context.Context, p, transport string, tenants int, t
 		return Row{}, err
 	}
 
-	agents := max(32, tenants)
 	lc := loadgen.Config{
 		Transport: loadgen.TransportConfig{Protocol: "grpc", Endpoint: fmt.Sprintf("127.0.0.1:%d", port), Conns: 8},
 		Agents:    agents, Tenants: tenants, Duration: b.o.warmup + b.o.measure,
