@@ -165,15 +165,25 @@ func TestABacklogIsSentBySeveralSenders(t *testing.T) {
 	exp := startMetrics(t, cfg, "")
 	defer func() { _ = exp.Shutdown(context.Background()) }()
 
+	e := inner(exp)
+	slots := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, q := range e.queues {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			return q.slots
+		}
+		return 0
+	}
 	require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 10)))
 	require.Eventually(t, func() bool { return now.Load() == 1 }, 5*time.Second, time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
-	require.EqualValues(t, 1, peak.Load(), "one full batch: one request")
+	require.Equal(t, 1, slots(), "one full batch: one request")
 
 	for i := 0; i < 10; i++ { // a backlog of ten batches
 		require.NoError(t, exp.ConsumeMetrics(context.Background(), batch("acme", 10)))
 	}
 	require.Eventually(t, func() bool { return now.Load() == 3 }, 5*time.Second, time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	require.Equal(t, 3, slots(), "the queue is at senders_per_tenant: no sender more is handed it")
 	require.EqualValues(t, 3, peak.Load(), "never more than senders_per_tenant")
 }
