@@ -924,16 +924,8 @@ func logRetry(format string, args ...any) { fmt.Fprintf(os.Stderr, "gwbench: "+f
 
 // startPinned runs the collector on core 0 alone: taskset sets the
 // affinity before exec, so every thread the Go runtime starts inherits it.
-var gomaxprocs = os.Getenv("GWBENCH_GOMAXPROCS")
-
-func init() {
-	if gomaxprocs == "" {
-		gomaxprocs = "1"
-	}
-}
-
 func startPinned(bin string, args, env []string, log string) (*proc.Proc, error) {
-	return proc.Start("gateway", "taskset", append([]string{"-c", "0", bin}, args...), append(env, "GOMAXPROCS="+gomaxprocs), log)
+	return proc.Start("gateway", "taskset", append([]string{"-c", "0", bin}, args...), append(env, "GOMAXPROCS=1"), log)
 }
 
 // agentRuntimeEnv is the Go runtime environment the agent runs with.

@@ -68,18 +68,8 @@ func (e *tenantExporter) restore(ctx context.Context) error {
 	}
 	restored := 0
 	for _, line := range strings.Split(string(idx), "\n") {
-		sigName, tenant, ok := strings.Cut(line, "/")
+		k, ok := parseQueueKey(line)
 		if !ok {
-			continue
-		}
-		var k queueKey
-		found := false
-		for s := signal(0); s < numSignals; s++ {
-			if s.String() == sigName {
-				k, found = queueKey{sig: s, tenant: tenant}, true
-			}
-		}
-		if !found {
 			continue
 		}
 		meta, err := e.store.Get(ctx, metaKey(k))
@@ -105,12 +95,7 @@ func (e *tenantExporter) restore(ctx context.Context) error {
 			if len(v) < 4 {
 				continue
 			}
-			r := record{seq: seq, items: int(binary.BigEndian.Uint32(v)), size: len(v) - 4, added: now}
-			q.records = append(q.records, r)
-			q.items += r.items
-			q.bytes += r.size
-			e.queued.Add(int64(r.size))
-			restored += r.items
+			restored += e.restoreRecord(q, record{seq: seq, items: int(binary.BigEndian.Uint32(v)), size: len(v) - 4, added: now})
 		}
 		e.queues[k] = q
 	}
@@ -265,12 +250,7 @@ func (e *tenantExporter) openSpool() error {
 		}
 		q.head, q.next = parts[i].Seq, max(parts[j-1].Seq+1, heads[parts[i].Queue])
 		for _, p := range parts[i:j] {
-			r := record{seq: p.Seq, items: p.Items, size: p.Loc.Len, added: now, loc: p.Loc}
-			q.records = append(q.records, r)
-			q.items += r.items
-			q.bytes += r.size
-			e.queued.Add(int64(r.size))
-			restored += r.items
+			restored += e.restoreRecord(q, record{seq: p.Seq, items: p.Items, size: p.Loc.Len, added: now, loc: p.Loc})
 		}
 		e.queues[k] = q
 		i = j
@@ -281,6 +261,17 @@ func (e *tenantExporter) openSpool() error {
 	return nil
 }
 
+// restoreRecord appends a record found on disk to its queue (its data stays
+// there) and returns its items.
+func (e *tenantExporter) restoreRecord(q *tenantQueue, r record) int {
+	q.records = append(q.records, r)
+	q.items += r.items
+	q.bytes += r.size
+	e.queued.Add(int64(r.size))
+	return r.items
+}
+
+// parseQueueKey reads "<signal>/<tenant>", as queueKey.String writes it.
 func parseQueueKey(s string) (queueKey, bool) {
 	sigName, tenant, ok := strings.Cut(s, "/")
 	if !ok {

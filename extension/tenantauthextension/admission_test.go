@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -36,13 +35,7 @@ func TestFullQueuesRefuseBeforeDecoding(t *testing.T) {
 	st := status.Convert(err)
 	require.Equal(t, codes.ResourceExhausted, st.Code(), "%v", err)
 	require.Contains(t, st.Message(), "send queues are full")
-	var retry *errdetails.RetryInfo
-	for _, d := range st.Details() {
-		if r, ok := d.(*errdetails.RetryInfo); ok {
-			retry = r
-		}
-	}
-	require.NotNil(t, retry, "RetryInfo makes the otlp exporter retry")
+	require.NotNil(t, retryInfo(st), "RetryInfo makes the otlp exporter retry")
 	t.Logf("4 MiB request allocated: accepted %d KiB, refused with full queues %d KiB", accepted>>10, refused>>10)
 	require.Greater(t, accepted, refused+3<<20, "the refused request was not decoded")
 

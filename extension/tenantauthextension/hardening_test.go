@@ -359,12 +359,7 @@ func TestAuthFailuresThrottleTheFailingNotTheAddress(t *testing.T) {
 		st := status.Convert(err)
 		require.Equal(t, codes.ResourceExhausted, st.Code(), "a throttled failure is retryable")
 		require.Contains(t, st.Message(), "too many failed authentication attempts")
-		var retry *errdetails.RetryInfo
-		for _, d := range st.Details() {
-			if ri, ok := d.(*errdetails.RetryInfo); ok {
-				retry = ri
-			}
-		}
+		retry := retryInfo(st)
 		require.NotNil(t, retry, "RetryInfo tells the agent's exporter to retry (without it ResourceExhausted is final)")
 		require.Positive(t, retry.GetRetryDelay().AsDuration())
 		require.LessOrEqual(t, retry.GetRetryDelay().AsDuration(), time.Minute)
@@ -432,6 +427,16 @@ func TestMutualTLSAndCertificateReload(t *testing.T) {
 
 // counterOf sums the points of one of the extension's counters whose
 // attribute key has value.
+// retryInfo is the RetryInfo detail of a status, or nil.
+func retryInfo(st *status.Status) *errdetails.RetryInfo {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri
+		}
+	}
+	return nil
+}
+
 func counterOf(t *testing.T, tel *componenttest.Telemetry, name, key, value string) int64 {
 	t.Helper()
 	return telemetrytest.Int64(tel, name, map[string]string{key: value})

@@ -148,18 +148,24 @@ func (h admissionRelease) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) conte
 }
 
 func (h admissionRelease) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	cs, _ := ctx.Value(callKey{}).(*callState)
-	if cs == nil {
-		return
-	}
+	// Only two of a call's events matter; the context is looked up for them
+	// alone (this runs for every event of every call).
 	switch ev := s.(type) {
 	case *stats.InPayload:
+		cs, _ := ctx.Value(callKey{}).(*callState)
+		if cs == nil {
+			return
+		}
 		// Right after the codec: the message it decoded (or left empty).
 		cs.msg = ev.Payload
 		if r, ok := h.a.guard.permits.LoadAndDelete(ev.Payload); ok {
 			cs.release = r.(func())
 		}
 	case *stats.End:
+		cs, _ := ctx.Value(callKey{}).(*callState)
+		if cs == nil {
+			return
+		}
 		if cs.release != nil {
 			cs.release()
 		}

@@ -2,6 +2,8 @@ package exepages
 
 import (
 	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,17 +21,18 @@ func TestTheExecutableIsReadAsUsed(t *testing.T) {
 	smaps, err := os.ReadFile("/proc/self/smaps")
 	require.NoError(t, err)
 	random, readOnly := 0, 0
-	var inExe bool
-	var perms string
-	for _, line := range splitLines(string(smaps)) {
-		if f := fields(line); len(f) >= 6 && len(f[0]) > 0 && isHexRange(f[0]) {
-			inExe, perms = f[5] == exe, f[1]
-			if inExe && perms[1] != 'w' {
+	inReadOnlyExe := false
+	for _, line := range strings.Split(string(smaps), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			// A mapping's header: range perms offset dev inode path.
+			inReadOnlyExe = f[5] == exe && f[1][1] != 'w'
+			if inReadOnlyExe {
 				readOnly++
 			}
 			continue
 		}
-		if inExe && perms[1] != 'w' && len(line) > 8 && line[:8] == "VmFlags:" && contains(fields(line), "rr") {
+		if inReadOnlyExe && len(f) > 0 && f[0] == "VmFlags:" && slices.Contains(f[1:], "rr") {
 			random++
 		}
 	}
