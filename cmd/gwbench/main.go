@@ -343,9 +343,11 @@ func run(ctx context.Context, o options) (*Report, error) {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
+				// Both profiled (the same load), so the disk's cost is
+				// their difference.
 				prof := ""
-				if p == "c+disk" && r == 1 && t == maxDisk {
-					prof = suffixed(o.profile, "-disk")
+				if r == 1 && t == maxDisk && o.profile != "" {
+					prof = suffixed(o.profile, map[string]string{"c": "-mem", "c+disk": "-disk"}[p])
 				}
 				row, err := b.gatewayWith(ctx, p, "grpc", t, max(o.diskAgents, t), false, prof)
 				if err != nil {

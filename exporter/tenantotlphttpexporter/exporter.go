@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -123,6 +124,19 @@ func newTenantExporter(cfg *Config, set component.TelemetrySettings) (*tenantExp
 	return e, nil
 }
 
+// clientConfig is the HTTP client's config, with max_idle_conns_per_host
+// unset meaning one idle connection per sender: every tenant goes to the
+// same store, and net/http's default (2) would close and dial again
+// nearly every connection the senders use at once.
+func clientConfig(cfg *Config) *confighttp.ClientConfig {
+	cc := cfg.ClientConfig
+	//nolint:staticcheck // after Unmarshal the deprecated fields hold the effective settings (confighttp's own ToClient reads them)
+	if !cc.Keepalive.HasValue() && !cc.DisableKeepAlives && cc.MaxIdleConnsPerHost == 0 {
+		cc.MaxIdleConnsPerHost = cfg.Senders
+	}
+	return &cc
+}
+
 func attrs(k queueKey, more ...attribute.KeyValue) metric.MeasurementOption {
 	return metric.WithAttributes(append([]attribute.KeyValue{attribute.String("tenant", k.tenant), attribute.String("signal", k.sig.String())}, more...)...)
 }
@@ -130,7 +144,7 @@ func attrs(k queueKey, more ...attribute.KeyValue) metric.MeasurementOption {
 // Start opens the HTTP client and the storage, restores queued data, and
 // starts the senders and the flusher.
 func (e *tenantExporter) Start(ctx context.Context, host component.Host) error {
-	client, err := e.cfg.ClientConfig.ToClient(ctx, host.GetExtensions(), e.set)
+	client, err := clientConfig(e.cfg).ToClient(ctx, host.GetExtensions(), e.set)
 	if err != nil {
 		return fmt.Errorf("tenant_otlp_http: http client: %w", err)
 	}

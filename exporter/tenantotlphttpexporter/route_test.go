@@ -2,7 +2,9 @@ package tenantotlphttpexporter
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -186,4 +188,41 @@ func TestABacklogIsSentBySeveralSenders(t *testing.T) {
 	require.Eventually(t, func() bool { return now.Load() == 3 }, 5*time.Second, time.Millisecond)
 	require.Equal(t, 3, slots(), "the queue is at senders_per_tenant: no sender more is handed it")
 	require.EqualValues(t, 3, peak.Load(), "never more than senders_per_tenant")
+}
+
+// Every tenant goes to one store host: the senders keep their connections
+// between requests instead of dialing again (net/http keeps 2 idle per
+// host by default, so 8 senders at once closed 6 connections each time).
+func TestSendersKeepTheirConnectionsToTheStore(t *testing.T) {
+	var dials atomic.Int64
+	var inFlight, most atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(5 * time.Millisecond) // so the senders' requests overlap
+		w.WriteHeader(http.StatusOK)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	cfg := testConfig(&store{srv: srv})
+	cfg.Senders = 8
+	exp := startMetrics(t, cfg, "")
+	defer stop(t, exp)
+	for round := 0; round < 10; round++ {
+		for i := 0; i < 40; i++ {
+			require.NoError(t, exp.ConsumeMetrics(context.Background(), batch(fmt.Sprintf("t%d", i), 3)))
+		}
+		require.Eventually(t, func() bool { return inner(exp).queuedItems() == 0 }, 10*time.Second, 5*time.Millisecond)
+	}
+	require.Greater(t, most.Load(), int64(2), "the senders' requests overlapped (else this test shows nothing)")
+	require.LessOrEqual(t, dials.Load(), int64(cfg.Senders), "a connection per sender at most, kept between requests")
 }

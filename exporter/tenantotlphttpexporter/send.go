@@ -1,7 +1,6 @@
 package tenantotlphttpexporter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -64,9 +63,9 @@ func (e *tenantExporter) send(q *tenantQueue) {
 	batch := append([]record(nil), q.records[start:start+n]...)
 	q.mu.Unlock()
 
-	body, err := e.body(q.key, batch, size)
+	b, err := e.body(q.key, batch, size)
 	if err == nil {
-		err = e.post(e.sendCtx, q, body)
+		err = e.post(e.sendCtx, q, b)
 	}
 
 	q.mu.Lock()
@@ -115,39 +114,48 @@ func (e *tenantExporter) send(q *tenantQueue) {
 	}
 }
 
-func (e *tenantExporter) body(k queueKey, batch []record, size int) ([]byte, error) {
+func (e *tenantExporter) body(k queueKey, batch []record, size int) (*body, error) {
 	if len(batch) == 1 && batch[0].data != nil {
-		return batch[0].data, nil
+		return wrap(batch[0].data), nil
 	}
-	buf := make([]byte, 0, size)
+	b := newBody(size)
+	buf := b.data
 	for _, r := range batch {
 		data := r.data
 		if data == nil && r.loc.Seg != 0 {
-			v, err := e.spool.Read(r.loc)
-			if err != nil {
+			// Read straight into the body: no copy of its own.
+			n := len(buf)
+			buf = slices.Grow(buf, r.loc.Len)[:n+r.loc.Len]
+			if err := e.spool.ReadInto(r.loc, buf[n:]); err != nil {
+				b.done()
 				return nil, fmt.Errorf("tenant_otlp_http: queue log: record %d of %s: %w", r.seq, k, err)
 			}
-			data = v
+			continue
 		} else if data == nil {
 			v, err := e.store.Get(context.Background(), recordKey(k, r.seq))
 			if err != nil || len(v) < 4 {
+				b.done()
 				return nil, fmt.Errorf("tenant_otlp_http: queue storage: record %d of %s: %w", r.seq, k, err)
 			}
 			data = v[4:]
 		}
 		buf = append(buf, data...)
 	}
-	return buf, nil
+	b.data = buf
+	return b, nil
 }
 
 // post sends one request. Transport errors and the statuses in
 // retry_on_status are retryable (Retry-After honoured); any other answer is
 // permanent. ctx ends the request when shutdown's drain time is up.
-func (e *tenantExporter) post(ctx context.Context, q *tenantQueue, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.url, bytes.NewReader(body))
+func (e *tenantExporter) post(ctx context.Context, q *tenantQueue, b *body) error {
+	defer b.done()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.url, b.reader())
 	if err != nil {
 		return consumererror.NewPermanent(err)
 	}
+	req.ContentLength = int64(len(b.data))
+	req.GetBody = func() (io.ReadCloser, error) { return b.reader(), nil }
 	req.Header = q.headers.Clone()
 	resp, err := e.client.Do(req)
 	if err != nil {

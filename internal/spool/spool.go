@@ -359,10 +359,20 @@ func syncDir(dir string) error {
 
 // remove deletes a segment with nothing left to send. Callers hold s.mu.
 func (s *Spool) remove(seg *segment) {
-	_ = seg.f.Close()
-	_ = os.Remove(filepath.Join(s.opts.Dir, segName(seg.id)))
+	s.detach(seg)
+	s.deleteFile(seg)
+}
+
+// detach forgets a segment with nothing left to send; its file is then
+// deleted (deleteFile), which needs no lock. Callers hold s.mu.
+func (s *Spool) detach(seg *segment) {
 	delete(s.segs, seg.id)
 	s.diskSize -= seg.size
+}
+
+func (s *Spool) deleteFile(seg *segment) {
+	_ = seg.f.Close()
+	_ = os.Remove(filepath.Join(s.opts.Dir, segName(seg.id)))
 }
 
 // Append queues a part for the next group write; the channel gets its
@@ -416,32 +426,51 @@ func (s *Spool) Release(loc Loc) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	seg, ok := s.segs[loc.Seg]
 	if !ok {
+		s.mu.Unlock()
 		return
 	}
 	seg.live--
 	seg.liveBytes -= int64(loc.Len)
 	s.live -= int64(loc.Len)
-	if seg.live <= 0 && seg != s.active {
-		s.remove(seg)
+	done := seg.live <= 0 && seg != s.active
+	if done {
+		s.detach(seg)
+	}
+	s.mu.Unlock()
+	if done {
+		// Outside the lock: appends go on meanwhile. A reader that looked
+		// the segment up before it was detached reads nothing it needs.
+		s.deleteFile(seg)
 	}
 }
 
 // Read reads a part's data at loc.
 func (s *Spool) Read(loc Loc) ([]byte, error) {
+	buf := make([]byte, loc.Len)
+	if err := s.ReadInto(loc, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// ReadInto reads a part's data at loc into dst, which must be loc.Len
+// long: a sender reads its parts straight into the request body.
+func (s *Spool) ReadInto(loc Loc, dst []byte) error {
+	if len(dst) != loc.Len {
+		return fmt.Errorf("spool: reading %d bytes into %d", loc.Len, len(dst))
+	}
 	s.mu.Lock()
 	seg, ok := s.segs[loc.Seg]
 	s.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("spool: segment %d is gone", loc.Seg)
+		return fmt.Errorf("spool: segment %d is gone", loc.Seg)
 	}
-	buf := make([]byte, loc.Len)
-	if _, err := seg.f.ReadAt(buf, loc.Off); err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+	if _, err := seg.f.ReadAt(dst, loc.Off); err != nil {
+		return fmt.Errorf("spool: %w", err)
 	}
-	return buf, nil
+	return nil
 }
 
 // Oldest is the oldest segment and how much of it is still needed, for

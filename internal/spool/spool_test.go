@@ -45,6 +45,12 @@ func TestWrittenPartsReadBackAndSurviveAReopen(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, data("metrics/acme", uint64(i)), got)
 	}
+	// Read into a caller's buffer (a request body), side by side.
+	body := make([]byte, locs[0].Len+locs[1].Len)
+	require.NoError(t, s.ReadInto(locs[0], body[:locs[0].Len]))
+	require.NoError(t, s.ReadInto(locs[1], body[locs[0].Len:]))
+	require.Equal(t, append(data("metrics/acme", 0), data("metrics/acme", 1)...), body)
+	require.ErrorContains(t, s.ReadInto(locs[0], body), "reading", "a buffer of the wrong length")
 	// acme was sent up to 4: those parts are released and acknowledged.
 	for _, l := range locs[:4] {
 		s.Release(l)
