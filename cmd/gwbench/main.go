@@ -12,9 +12,11 @@
 //	c  otlp+tenant_auth -> memory_limiter -> tenant(gateway) -> tenant_otlp_http (this project)
 //
 // over OTLP/gRPC with 1, 8, 100 and 1,000 tenants and over OTLP/HTTP with 1
-// and 8, plus c over TLS, and c against c+disk (c with its queues in
-// file_storage, as config/gateway.yaml runs it) with 1, 100 and 1,000
-// tenants. Throughput is what the sink was delivered per second of the
+// and 8, plus c over TLS, and c against c+disk (c with its queues in the
+// queue log on disk, synced before each answer, as config/gateway.yaml runs
+// it) with 1, 100 and 1,000 tenants. -profile names the CPU and heap
+// profiles of c at the most gRPC tenants; beside it, "-mem" and "-disk"
+// ones of c and c+disk at the most disk tenants, under the same load. Throughput is what the sink was delivered per second of the
 // measuring window, not what the receiver accepted. Runs alternate a, b, c
 // (and c, c+disk) within each round so machine drift cancels in the ratios
 // c/a, c/b and d/c, which are medians over rounds.
