@@ -17,12 +17,13 @@ import (
 var bodies = mem.NewTieredBufferPool(16<<10, 32<<10, 64<<10, 128<<10, 256<<10, 512<<10, 1<<20, 2<<20, 4<<20, 8<<20)
 
 // body is one request's payload. A pooled one goes back to the pool once
-// the sender is done with it and the HTTP transport has closed every reader
-// it was given: the transport may close a request body after RoundTrip
-// returns, and may ask for it again (GetBody) to retry on a new connection.
-// A reader that is never closed (a round tripper that reads the body and
-// does not close it) only means that buffer is left to the garbage
-// collector, never that it is reused while read.
+// the sender is done with it and every reader the HTTP transport was given
+// is finished: read to its end, or closed. The transport may close a
+// request body after RoundTrip returns, and may ask for it again (GetBody)
+// to retry on a new connection; confighttp's compression reads the body to
+// its end and never closes it. A reader left neither read out nor closed
+// only means that buffer is left to the garbage collector, never that it is
+// reused while read.
 type body struct {
 	data []byte
 	buf  *[]byte      // from bodies; nil when data is a record's own
@@ -64,21 +65,35 @@ func (b *body) unref() {
 type bodyReader struct {
 	r      *bytes.Reader
 	b      *body
-	closed atomic.Bool
+	closed atomic.Bool // closed, or read to its end: it no longer reads the buffer
+	eof    bool
 }
 
 var errBodyClosed = errors.New("tenant_otlp_http: request body read after it was closed")
 
 func (r *bodyReader) Read(p []byte) (int, error) {
+	if r.eof {
+		return 0, io.EOF
+	}
 	if r.closed.Load() {
 		return 0, errBodyClosed
 	}
-	return r.r.Read(p)
+	n, err := r.r.Read(p)
+	if err == io.EOF {
+		// What was read is in p already: the buffer is not needed again.
+		r.eof = true
+		r.finish()
+	}
+	return n, err
 }
 
 func (r *bodyReader) Close() error {
+	r.finish()
+	return nil
+}
+
+func (r *bodyReader) finish() {
 	if r.closed.CompareAndSwap(false, true) {
 		r.b.unref()
 	}
-	return nil
 }

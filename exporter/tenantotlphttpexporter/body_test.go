@@ -1,10 +1,14 @@
 package tenantotlphttpexporter
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/config/configcompression"
 )
 
 // A pooled body goes back to the pool only when the sender is done and
@@ -16,9 +20,10 @@ func TestABodyIsReusedOnlyOnceEveryReaderIsClosed(t *testing.T) {
 		b.data = append(b.data, "0123456789"...)
 		r1 := b.reader()
 		r2 := b.reader() // a retry on a new connection (GetBody)
-		got, err := io.ReadAll(r1)
+		got := make([]byte, 4)
+		_, err := io.ReadFull(r1, got)
 		require.NoError(t, err)
-		require.Equal(t, "0123456789", string(got))
+		require.Equal(t, "0123", string(got), "read in part, then closed (an aborted attempt)")
 
 		if senderFirst {
 			b.done()
@@ -38,11 +43,73 @@ func TestABodyIsReusedOnlyOnceEveryReaderIsClosed(t *testing.T) {
 		require.Nil(t, b.data)
 	}
 
+	// A reader read to its end is finished too (confighttp's compression
+	// reads the body and never closes it); reading on gives EOF.
+	b := newBody(100)
+	b.data = append(b.data, "abc"...)
+	r := b.reader()
+	got, err := io.ReadAll(r)
+	require.NoError(t, err)
+	require.Equal(t, "abc", string(got))
+	n, err := r.Read(make([]byte, 4))
+	require.Equal(t, 0, n)
+	require.ErrorIs(t, err, io.EOF)
+	b.done()
+	require.Nil(t, b.buf, "back in the pool without a Close")
+	require.NoError(t, r.Close(), "a close after the end is harmless")
+
 	// A record's own data is never put in the pool.
 	own := []byte("abc")
-	b := wrap(own)
-	r := b.reader()
+	b = wrap(own)
+	r = b.reader()
 	require.NoError(t, r.Close())
 	b.done()
 	require.Equal(t, "abc", string(own))
+}
+
+// Request bodies are built in pooled buffers, with parts read back from
+// the queue log into them: under many tenants and concurrent senders, with
+// and without compression, every request still carries its own tenant's
+// data and nothing else, and every point arrives once.
+func TestPooledBodiesNeverCarryAnotherTenantsData(t *testing.T) {
+	for _, compression := range []configcompression.Type{"none", "gzip"} {
+		t.Run(string(compression), func(t *testing.T) {
+			s := newStore(t)
+			cfg := testConfig(s)
+			cfg.ClientConfig.Compression = compression
+			cfg.Senders = 8
+			cfg.Queue.Directory = t.TempDir()
+			cfg.Batch.MaxBytes = 64 << 10
+			cfg.Queue.MaxBytes = 1 << 20 // 64 KiB of parts kept in memory: most are read back
+			exp := startMetrics(t, cfg, "")
+			want := map[string]int{}
+			for round := 0; round < 15; round++ {
+				for i := 0; i < 30; i++ {
+					tenant := fmt.Sprintf("t%d", i)
+					n := 1 + (round*7+i)%23
+					require.NoError(t, exp.ConsumeMetrics(context.Background(), batch(tenant, n)))
+					want[tenant] += n
+				}
+			}
+			require.Eventually(t, func() bool {
+				for tenant, n := range want {
+					if s.pointsOf(tenant) != n {
+						return false
+					}
+				}
+				return true
+			}, 20*time.Second, 10*time.Millisecond)
+			stop(t, exp)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			require.Greater(t, len(s.requests), 30, "enough requests that buffers were reused")
+			for _, r := range s.requests {
+				require.Len(t, r.tenants, 1, "a request never mixes tenants")
+				for tenant, n := range r.tenants {
+					require.Equal(t, "/t/"+tenant+"/opentelemetry/v1/metrics", r.path)
+					require.Equal(t, r.points, n)
+				}
+			}
+		})
+	}
 }
