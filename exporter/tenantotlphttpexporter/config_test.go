@@ -47,6 +47,19 @@ func TestLoadConfig(t *testing.T) {
 	require.Equal(t, "tenant_id", r.Attribute)
 }
 
+// Every tenant's store is usually one host: unless told otherwise, the
+// client keeps an idle connection per sender to it.
+//
+//nolint:staticcheck // after Unmarshal the deprecated fields hold the effective settings
+func TestIdleConnectionsPerHostFollowTheSenders(t *testing.T) {
+	require.Equal(t, 16, clientConfig(loadConfig(t, "")).MaxIdleConnsPerHost, "the default senders")
+	require.Equal(t, 4, clientConfig(loadConfig(t, "cluster")).MaxIdleConnsPerHost, "senders: 4")
+	require.Equal(t, 5, clientConfig(loadConfig(t, "idle_conns")).MaxIdleConnsPerHost, "the user's own setting")
+	off := clientConfig(loadConfig(t, "no_keepalive"))
+	require.True(t, off.DisableKeepAlives)
+	require.Zero(t, off.MaxIdleConnsPerHost, "keep-alives off: nothing to keep")
+}
+
 func TestValidateErrorsNameTheField(t *testing.T) {
 	for name, want := range map[string]string{
 		"no_endpoint":    "endpoint: must be set",
