@@ -16,8 +16,9 @@
 // queue log on disk, synced before each answer, as config/gateway.yaml runs
 // it) with 1, 100 and 1,000 tenants. -profile names the CPU and heap
 // profiles of c at the most gRPC tenants; beside it, "-mem" and "-disk"
-// ones of c and c+disk at the most disk tenants, under the same load. Throughput is what the sink was delivered per second of the
-// measuring window, not what the receiver accepted. Runs alternate a, b, c
+// ones of c and c+disk at the most disk tenants, under the same load.
+// Throughput is what the sink was delivered per second of the measuring
+// window, not what the receiver accepted. Runs alternate a, b, c
 // (and c, c+disk) within each round so machine drift cancels in the ratios
 // c/a, c/b and d/c, which are medians over rounds.
 package main
@@ -348,7 +349,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 				// Both profiled (the same load), so the disk's cost is
 				// their difference.
 				prof := ""
-				if r == 1 && t == maxDisk && o.profile != "" {
+				if r == 1 && t == maxDisk {
 					prof = suffixed(o.profile, map[string]string{"c": "-mem", "c+disk": "-disk"}[p])
 				}
 				row, err := b.gatewayWith(ctx, p, "grpc", t, max(o.diskAgents, t), false, prof)

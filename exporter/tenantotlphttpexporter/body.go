@@ -27,7 +27,7 @@ var bodies = mem.NewTieredBufferPool(16<<10, 32<<10, 64<<10, 128<<10, 256<<10, 5
 type body struct {
 	data []byte
 	buf  *[]byte      // from bodies; nil when data is a record's own
-	refs atomic.Int32 // the sender's, plus one per reader not yet closed
+	refs atomic.Int32 // the sender's, plus one per reader not yet finished
 }
 
 func newBody(size int) *body {

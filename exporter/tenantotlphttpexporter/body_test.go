@@ -79,17 +79,24 @@ func TestPooledBodiesNeverCarryAnotherTenantsData(t *testing.T) {
 			cfg.ClientConfig.Compression = compression
 			cfg.Senders = 8
 			cfg.Queue.Directory = t.TempDir()
-			cfg.Batch.MaxBytes = 64 << 10
-			cfg.Queue.MaxBytes = 1 << 20 // 64 KiB of parts kept in memory: most are read back
+			cfg.Batch.FlushInterval = 100 * time.Millisecond // a round's parts all wait
+			cfg.Batch.MaxBytes = 16 << 10
+			cfg.Queue.MaxBytes = 256 << 10 // 16 KiB of parts kept in memory: most are read back
 			exp := startMetrics(t, cfg, "")
 			want := map[string]int{}
-			for round := 0; round < 15; round++ {
-				for i := 0; i < 30; i++ {
-					tenant := fmt.Sprintf("t%d", i)
-					n := 1 + (round*7+i)%23
-					require.NoError(t, exp.ConsumeMetrics(context.Background(), batch(tenant, n)))
-					want[tenant] += n
+			for round := 0; round < 10; round++ {
+				// Three parts a tenant, so each request is built from
+				// several (in a pooled body), then all sent before the next
+				// round, so every round builds its bodies again.
+				for part := 0; part < 3; part++ {
+					for i := 0; i < 30; i++ {
+						tenant := fmt.Sprintf("t%d", i)
+						n := 1 + (round*7+part*3+i)%23
+						require.NoError(t, exp.ConsumeMetrics(context.Background(), batch(tenant, n)))
+						want[tenant] += n
+					}
 				}
+				require.Eventually(t, func() bool { return inner(exp).queuedItems() == 0 }, 10*time.Second, 5*time.Millisecond)
 			}
 			require.Eventually(t, func() bool {
 				for tenant, n := range want {
@@ -102,7 +109,7 @@ func TestPooledBodiesNeverCarryAnotherTenantsData(t *testing.T) {
 			stop(t, exp)
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			require.Greater(t, len(s.requests), 30, "enough requests that buffers were reused")
+			require.GreaterOrEqual(t, len(s.requests), 10*30, "every round's bodies built again, from the pool")
 			for _, r := range s.requests {
 				require.Len(t, r.tenants, 1, "a request never mixes tenants")
 				for tenant, n := range r.tenants {
