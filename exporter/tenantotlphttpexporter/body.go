@@ -6,15 +6,13 @@ import (
 	"io"
 	"sync/atomic"
 
-	"google.golang.org/grpc/mem"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/bufpool"
 )
 
-// Request bodies of more than one part are built in buffers from a pool
-// with a tier at every power of two up to 8 MiB: a fresh buffer per request
-// was 14-16% of everything the gateway allocated (and, for a queue on disk,
-// read into untouched pages), and every allocation brings the next garbage
-// collection closer.
-var bodies = mem.NewTieredBufferPool(16<<10, 32<<10, 64<<10, 128<<10, 256<<10, 512<<10, 1<<20, 2<<20, 4<<20, 8<<20)
+// Request bodies of more than one part are built in buffers from
+// internal/bufpool: a fresh buffer per request was 14-16% of everything the
+// gateway allocated (and, for a queue on disk, read into untouched pages).
+var bodies = bufpool.Large
 
 // body is one request's payload. A pooled one goes back to the pool once
 // the sender is done with it and every reader the HTTP transport was given

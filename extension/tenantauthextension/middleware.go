@@ -29,6 +29,7 @@ import (
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/otlpguard"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/bufpool"
 )
 
 // admissionWait bounds how long a gRPC request waits for room in the
@@ -212,12 +213,12 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	// by the check and the decoder: the pdata codec would otherwise make its
 	// own. Small ones come from gRPC's pool; past its 32 KiB tier that pool
 	// hands out 1 MiB buffers (a 40 KB agent request held 1 MiB: 620 MiB at
-	// 1,000 tenants), so larger ones come from a pool with tiers at every
-	// power of two up to 4 MiB (a fresh buffer each time cost 10% of the
-	// gateway's CPU in zeroing and copying).
+	// 1,000 tenants), so larger ones come from internal/bufpool (a fresh
+	// buffer each time cost 10% of the gateway's CPU in zeroing and
+	// copying).
 	pool := mem.DefaultBufferPool()
 	if data.Len() > pooledCopyMax {
-		pool = largeCopies
+		pool = bufpool.Large
 	}
 	buf := data.MaterializeToBuffer(pool)
 	defer buf.Free()
@@ -229,10 +230,9 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // pooledCopyMax is the largest copy taken from gRPC's buffer pool;
-// largeCopies holds the larger ones, in buffers at most twice their size.
+// internal/bufpool holds the larger ones, in buffers at most twice their
+// size.
 const pooledCopyMax = 32 << 10
-
-var largeCopies = mem.NewTieredBufferPool(64<<10, 128<<10, 256<<10, 512<<10, 1<<20, 2<<20, 4<<20)
 
 var signalTypes sync.Map // reflect.Type -> otlpguard.Signal
 
