@@ -58,8 +58,16 @@ GLIBC_BASELINE_SRC  := scripts/glibc-stubs.sh packaging/glibc-baseline/symbols p
 GLIBC_BASELINE_HASH := $(shell cat $(GLIBC_BASELINE_SRC) | sha256sum | cut -c1-16)
 GLIBC_STUBS          = $(BUILD)/glibc-baseline/$(1)
 GLIBC_STUB_FILES     = $(call GLIBC_STUBS,$(1))/start.o $(call GLIBC_STUBS,$(1))/libpthread.so.0.stub $(call GLIBC_STUBS,$(1))/libdl.so.2.stub
+# Every go command here (vet, golangci-lint's package loading, the tools, the
+# test binaries) compiles with the distribution's -trimpath and tags: the build
+# cache keys a compiled package by -trimpath and by the files its tags select
+# (netgo/osusergo change package net's, and so every package above it), so the
+# packages lint compiles are the ones the distribution links, compiled once.
+# Commands that add tags (system, e2e) give them after $(GO_TAGS).
+GO_TAGS := netgo,osusergo
+export GOFLAGS := -trimpath -tags=$(GO_TAGS)
 # Stripped (-s -w), and -z lazy in case the toolchain defaults to BIND_NOW.
-GO_BUILD_FLAGS = -trimpath -tags netgo,osusergo \
+GO_BUILD_FLAGS = -trimpath -tags $(GO_TAGS) \
 	-ldflags "-s -w -X main.glibcBaseline=$(GLIBC_BASELINE_HASH) -extldflags '-Wl,-z,lazy $(call GLIBC_STUB_FILES,$(1))'"
 
 # Sources that feed the binary: the distribution's generated main and every
@@ -68,7 +76,7 @@ GO_BUILD_FLAGS = -trimpath -tags netgo,osusergo \
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum \
 	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
 
-.PHONY: all build gpu-check loadgen store logstore e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint tools demo bench clean
+.PHONY: all build gpu-check loadgen store logstore e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint vet golangci tools demo bench clean
 
 all: build
 
@@ -139,7 +147,7 @@ $(call GLIBC_STUBS,arm64)/start.o: $(GLIBC_BASELINE_SRC)
 ## packaging-test: build the packages and check them (contents, glibc baseline, the arm64 binary under qemu, an install run as the unit's user, units, configs, deploy manifests)
 packaging-test: package
 	@command -v qemu-aarch64 >/dev/null || { apt-get update -qq && apt-get install -y -qq qemu-user; }
-	OTELCOL_GPU_DIST=$(DISTDIR) VERSION=$(VERSION) go test -count=1 -tags system ./test/packaging/...
+	OTELCOL_GPU_DIST=$(DISTDIR) VERSION=$(VERSION) go test -count=1 -tags $(GO_TAGS),system ./test/packaging/...
 
 $(NFPM):
 	GOBIN=$(TOOLS) go install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
@@ -181,7 +189,23 @@ $(CERTS)/ca.pem:
 	go run ./cmd/devcerts -dir $(CERTS)
 
 ## test: everything CI runs (versions, lint, unit tests, the built binary's smoke and system tests, generate drift)
-test: check-versions lint unit smoke system e2e readpath packaging-test check-generate
+## test: everything CI runs (.ci/run): version pins, lint, unit, smoke, system, e2e and read-path tests, packages, generate drift
+# Two builds that no test before the packaging test needs, golangci-lint and
+# the arm64 distribution, run in the background at idle CPU priority
+# (SCHED_IDLE; nice 19 where that is refused): they get only the CPU the tests
+# leave idle (the system, end-to-end and read-path tests mostly wait on their
+# processes), so the tests run as they would alone and a cold run is shorter.
+# Their output is in $(BUILD)/background-builds.log; a failure there fails test.
+test: check-versions
+	@mkdir -p $(BUILD); \
+	idle="chrt --idle 0"; $$idle true 2>/dev/null || idle="nice -n 19"; \
+	setsid $$idle $(MAKE) --no-print-directory $(GOLANGCI_LINT) $(BIN)/linux-arm64/otelcol-gpu >$(BUILD)/background-builds.log 2>&1 & bg=$$!; \
+	trap 'kill -- -$$bg 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	echo "make test: building golangci-lint and the arm64 distribution in the background ($$idle; log: $(BUILD)/background-builds.log)"; \
+	$(MAKE) --no-print-directory vet unit smoke system e2e readpath || exit 1; \
+	echo "make test: waiting for the background builds"; \
+	wait $$bg || { tail -n 50 $(BUILD)/background-builds.log >&2; echo "make test: a background build failed (golangci-lint or arm64): $(BUILD)/background-builds.log" >&2; exit 1; }; \
+	$(MAKE) --no-print-directory golangci packaging-test check-generate
 
 ## check-versions: every collector module in both go.mod files at the one pinned release
 check-versions:
@@ -193,36 +217,41 @@ unit:
 	go test -race -count=1 ./...
 
 smoke: $(OTELCOL) $(GPU_CHECK) $(LOADGEN) $(BIN)/gwbench nvmlsim
-	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) LOADGEN_BIN=$(LOADGEN) GWBENCH_BIN=$(BIN)/gwbench NVMLSIM_LIB=$(NVMLSIM) go test -count=1 -tags system -run . ./test/smoke/...
+	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) LOADGEN_BIN=$(LOADGEN) GWBENCH_BIN=$(BIN)/gwbench NVMLSIM_LIB=$(NVMLSIM) go test -count=1 -tags $(GO_TAGS),system -run . ./test/smoke/...
 
 ## system: the real binary on the simulated NVML library, every metric and every fault
 system: $(OTELCOL) $(GPU_CHECK) nvmlsim
 	OTELCOL_GPU_BIN=$(OTELCOL) GPU_CHECK_BIN=$(GPU_CHECK) NVMLSIM_LIB=$(NVMLSIM) NVMLSIM_OLD_LIB=$(NVMLSIM_OLD) NVMLSIM_OMITTED="$(NVMLSIM_OMIT)" \
-		go test -count=1 -tags system ./test/system/...
+		go test -count=1 -tags $(GO_TAGS),system ./test/system/...
 
 ## e2e: agents -> gateway -> VictoriaMetrics as real processes, with faults (test/e2e)
 # One line per scenario: "e2e: <scenario> sent=... stored=... lost=... dup=...".
 e2e: $(OTELCOL) $(LOADGEN) $(VM) $(VL) nvmlsim
 	@mkdir -p $(BUILD)
 	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) VICTORIA_LOGS_BIN=$(VL) NVMLSIM_LIB=$(NVMLSIM) \
-		go test -count=1 -tags e2e -timeout 15m -v ./test/e2e/... 2>&1 | tee $(BUILD)/e2e.log | grep -vE '^\s+20[0-9]{2}-'; \
+		go test -count=1 -tags $(GO_TAGS),e2e -timeout 15m -v ./test/e2e/... 2>&1 | tee $(BUILD)/e2e.log | grep -vE '^\s+20[0-9]{2}-'; \
 		test $${PIPESTATUS[0]} -eq 0 || { echo "e2e failed: the processes' logs are in $(BUILD)/e2e.log" >&2; exit 1; }
 
 ## readpath: the customers' way in as they meet it: gateway + tenant_query + VictoriaMetrics, every read endpoint, the attacks, the limits, the UI in headless Chromium, the demo's printed curl lines (test/readpath)
 readpath: $(OTELCOL) $(VM) $(VL) $(BIN)/demo nvmlsim
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; }
-	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) VICTORIA_LOGS_BIN=$(VL) DEMO_BIN=$(BIN)/demo NVMLSIM_LIB=$(NVMLSIM) go test -count=1 -tags e2e -timeout 10m -v ./test/readpath/... 2>&1 \
+	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) VICTORIA_LOGS_BIN=$(VL) DEMO_BIN=$(BIN)/demo NVMLSIM_LIB=$(NVMLSIM) go test -count=1 -tags $(GO_TAGS),e2e -timeout 10m -v ./test/readpath/... 2>&1 \
 		| grep -vE '^\s+20[0-9]{2}-'; test $${PIPESTATUS[0]} -eq 0
 
 ## lint: gofmt, no test equipment in the binary, go vet and golangci-lint (pinned)
-lint: $(GOLANGCI_LINT)
+lint: vet golangci
+
+## vet: gofmt, no test equipment in the binary, go vet (lint without golangci-lint)
+vet:
 	@bad=$$(gofmt -l $$({ git ls-files '*.go'; git ls-files --others --exclude-standard '*.go'; } | grep -v '^$(DIST)/')); \
 		if [ -n "$$bad" ]; then echo "gofmt would change: $$bad" >&2; exit 1; fi
 	@leaked=$$(cd $(DIST) && go list -deps . | grep '/internal/testkit/' || true); \
 		if [ -n "$$leaked" ]; then echo "test equipment linked into otelcol-gpu: $$leaked" >&2; exit 1; fi
 	go vet ./...
-	go vet -tags system ./test/...
-	go vet -tags e2e ./test/...
+	go vet -tags $(GO_TAGS),system ./test/...
+	go vet -tags $(GO_TAGS),e2e ./test/...
+
+golangci: $(GOLANGCI_LINT)
 	$(GOLANGCI_LINT) run ./...
 
 tools: $(BUILDER) $(GOLANGCI_LINT)
