@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -27,6 +28,8 @@ type syncer struct {
 	ctx   uintptr  // aio_context_t; 0 without AIO
 	event *os.File // eventfd, non-blocking: read through the poller
 	efd   int
+
+	blockingN atomic.Int64 // fsyncs that held their thread
 }
 
 // iocb is struct iocb of linux/aio_abi.h (little-endian: key, then rw_flags).
@@ -84,6 +87,7 @@ func (s *syncer) sync(f *os.File) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx == 0 {
+		s.blockingN.Add(1)
 		return f.Sync()
 	}
 	raw, err := f.SyscallConn()
@@ -108,6 +112,7 @@ func (s *syncer) sync(f *os.File) error {
 		// A kernel without AIO fsync (EINVAL before 4.18): plain fsync
 		// from now on.
 		s.closeLocked()
+		s.blockingN.Add(1)
 		return f.Sync()
 	}
 	var buf [8]byte
@@ -126,6 +131,15 @@ func (s *syncer) sync(f *os.File) error {
 		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: syscall.Errno(-ev[0].res)}
 	}
 	return nil
+}
+
+// blocking is how many fsyncs held their thread (no AIO); 0 for a nil
+// syncer (no fsync at all).
+func (s *syncer) blocking() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.blockingN.Load()
 }
 
 func (s *syncer) close() {

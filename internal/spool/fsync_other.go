@@ -2,12 +2,25 @@
 
 package spool
 
-import "os"
+import (
+	"os"
+	"sync/atomic"
+)
 
 // syncer is the plain fsync where Linux AIO does not exist.
-type syncer struct{}
+type syncer struct{ blockingN atomic.Int64 }
 
-func newSyncer() *syncer              { return &syncer{} }
-func (*syncer) async() bool           { return false }
-func (*syncer) sync(f *os.File) error { return f.Sync() }
-func (*syncer) close()                {}
+func newSyncer() *syncer    { return &syncer{} }
+func (*syncer) async() bool { return false }
+func (s *syncer) sync(f *os.File) error {
+	s.blockingN.Add(1)
+	return f.Sync()
+}
+
+func (s *syncer) blocking() int64 {
+	if s == nil {
+		return 0
+	}
+	return s.blockingN.Load()
+}
+func (*syncer) close() {}

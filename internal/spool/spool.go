@@ -10,6 +10,11 @@
 // sent (its head) is appended too, and every new segment starts with all
 // heads, so a restart replays exactly the parts not yet sent.
 //
+// The next segment file is created (and, with Fsync, its name made durable)
+// ahead, while the active one fills: switching to it costs no syscall, and
+// its first group write carries the heads. No fsync ever holds the lock
+// that appends, releases and reads take.
+//
 // Durability: Append's result comes once the part is written to the file
 // (in the kernel's page cache): it survives the process being killed or
 // crashing. With Fsync it comes once the write is also on the disk (one
@@ -70,6 +75,10 @@ type Stats struct {
 	LiveBytes int64 // of the parts not yet released
 	Writes    int64 // group writes since Open
 	Parts     int64 // parts in them
+	Rotations int64 // segments started since Open
+	// BlockingSyncs: fsyncs since Open that held their thread (no Linux
+	// AIO); with AIO every fsync leaves the scheduler free.
+	BlockingSyncs int64
 }
 
 const (
@@ -80,6 +89,13 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Test hooks: called, when set, before the directory's fsync and before a
+// group write (allHeads: the write that starts a segment).
+var (
+	testHookDirSync func()
+	testHookWrite   func(allHeads bool)
+)
 
 // ErrClosed is Append's result after Close.
 var ErrClosed = errors.New("spool: closed")
@@ -97,6 +113,13 @@ type pending struct {
 	ch chan Result
 }
 
+// prepared is a segment file created ahead of its use.
+type prepared struct {
+	id  uint64
+	f   *os.File
+	err error
+}
+
 // Spool is an open spool.
 type Spool struct {
 	opts Options
@@ -111,11 +134,19 @@ type Spool struct {
 	diskSize int64
 	live     int64
 
+	// Segments switched to by the loop: the active one's first write must
+	// carry every head (needHeads), and the one before it stays on disk
+	// until then (retired), even with nothing in it left to send.
+	needHeads bool
+	retired   *segment
+
 	kick chan struct{}
 	done chan struct{}
-	sync *syncer
+	next chan prepared // the next segment, created ahead (one always under way)
+	sync *syncer       // the groups' fsyncs
+	dirs *syncer       // the directory's, for created segments
 
-	writes, parts atomic.Int64
+	writes, parts, rotations atomic.Int64
 }
 
 // Open opens (creating it if needed) the spool in opts.Dir and returns the
@@ -129,9 +160,9 @@ func Open(opts Options) (*Spool, []Part, map[string]uint64, []string, error) {
 		return nil, nil, nil, nil, fmt.Errorf("spool: %w", err)
 	}
 	s := &Spool{opts: opts, segs: map[uint64]*segment{}, heads: map[string]uint64{}, dirty: map[string]bool{},
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+		kick: make(chan struct{}, 1), done: make(chan struct{}), next: make(chan prepared, 1)}
 	if opts.Fsync {
-		s.sync = newSyncer()
+		s.sync, s.dirs = newSyncer(), newSyncer()
 	}
 	parts, warnings, err := s.recover()
 	if err != nil {
@@ -150,6 +181,7 @@ func Open(opts Options) (*Spool, []Part, map[string]uint64, []string, error) {
 	for q, h := range s.heads {
 		heads[q] = h
 	}
+	go s.prepare(s.active.id + 1)
 	go s.loop()
 	return s, parts, heads, warnings, nil
 }
@@ -313,8 +345,8 @@ func decodeHeads(body []byte, f func(string, uint64)) {
 	}
 }
 
-// rotate closes the active segment to writes and starts a new one with
-// every queue's head. Callers hold s.mu (or are Open).
+// rotate starts the first segment, with every queue's head: Open's, before
+// anything else runs. Later segments are prepared ahead (switchSegment).
 func (s *Spool) rotate() error {
 	var id uint64 = 1
 	for sid := range s.segs {
@@ -332,29 +364,70 @@ func (s *Spool) rotate() error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	if s.opts.Fsync {
-		if err := errors.Join(f.Sync(), syncDir(s.opts.Dir)); err != nil {
+		if err := errors.Join(s.sync.sync(f), s.syncDir()); err != nil {
 			_ = f.Close()
 			_ = os.Remove(path)
 			return fmt.Errorf("spool: %w", err)
 		}
 	}
 	clear(s.dirty)
-	old := s.active
 	s.active = &segment{id: id, f: f, size: int64(len(buf))}
 	s.segs[id] = s.active
 	s.diskSize += int64(len(buf))
-	if old != nil && old.live == 0 {
-		s.remove(old)
-	}
+	s.rotations.Add(1)
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncDir makes the directory's entries (a created segment's name) durable.
+func (s *Spool) syncDir() error {
+	if testHookDirSync != nil {
+		testHookDirSync()
+	}
+	d, err := os.Open(s.opts.Dir)
 	if err != nil {
 		return err
 	}
-	return errors.Join(d.Sync(), d.Close())
+	return errors.Join(s.dirs.sync(d), d.Close())
+}
+
+// prepare creates segment id ahead of its use, empty, and hands it to the
+// loop (s.next). One is always under way from Open to Close.
+func (s *Spool) prepare(id uint64) {
+	path := filepath.Join(s.opts.Dir, segName(id))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil && s.opts.Fsync {
+		// Its name is on the disk before anything written in it is
+		// acknowledged (a power cut cannot lose the file).
+		if err = s.syncDir(); err != nil {
+			_ = f.Close()
+			_ = os.Remove(path)
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("spool: %w", err)
+	}
+	s.next <- prepared{id: id, f: f, err: err}
+}
+
+// switchSegment makes the prepared segment the active one; the loop's next
+// write starts it with every head. Only the loop calls it, without s.mu.
+// On failure (the file could not be created) the log goes on in the active
+// segment and switching is tried again after the next group.
+func (s *Spool) switchSegment() {
+	p := <-s.next
+	if p.err != nil {
+		go s.prepare(p.id)
+		return
+	}
+	s.mu.Lock()
+	s.retired = s.active
+	s.active = &segment{id: p.id, f: p.f}
+	s.segs[p.id] = s.active
+	s.needHeads = true
+	s.mu.Unlock()
+	s.rotations.Add(1)
+	s.signal() // the heads are written now, with whatever parts are waiting
+	go s.prepare(p.id + 1)
 }
 
 // remove deletes a segment with nothing left to send. Callers hold s.mu.
@@ -434,7 +507,7 @@ func (s *Spool) Release(loc Loc) {
 	seg.live--
 	seg.liveBytes -= int64(loc.Len)
 	s.live -= int64(loc.Len)
-	done := seg.live <= 0 && seg != s.active
+	done := seg.live <= 0 && seg != s.active && seg != s.retired
 	if done {
 		s.detach(seg)
 	}
@@ -495,7 +568,8 @@ func (s *Spool) AsyncFsync() bool { return s.sync != nil && s.sync.async() }
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Segments: len(s.segs), DiskBytes: s.diskSize, LiveBytes: s.live, Writes: s.writes.Load(), Parts: s.parts.Load()}
+	return Stats{Segments: len(s.segs), DiskBytes: s.diskSize, LiveBytes: s.live, Writes: s.writes.Load(), Parts: s.parts.Load(),
+		Rotations: s.rotations.Load(), BlockingSyncs: s.sync.blocking() + s.dirs.blocking()}
 }
 
 // loop writes groups: everything appended (and every changed head) while
@@ -509,7 +583,7 @@ func (s *Spool) loop() {
 			group := s.queue
 			s.queue = nil
 			closed := s.closed
-			if len(group) == 0 && len(s.dirty) == 0 {
+			if len(group) == 0 && len(s.dirty) == 0 && !s.needHeads {
 				s.mu.Unlock()
 				if closed {
 					return
@@ -517,7 +591,12 @@ func (s *Spool) loop() {
 				break
 			}
 			buf = buf[:0]
-			if len(s.dirty) > 0 {
+			allHeads := s.needHeads
+			switch {
+			case allHeads:
+				buf = appendHeads(buf, s.heads, nil)
+				clear(s.dirty)
+			case len(s.dirty) > 0:
 				buf = appendHeads(buf, s.heads, s.dirty)
 				clear(s.dirty)
 			}
@@ -531,6 +610,9 @@ func (s *Spool) loop() {
 			}
 			s.mu.Unlock()
 
+			if testHookWrite != nil {
+				testHookWrite(allHeads)
+			}
 			_, err := seg.f.WriteAt(buf, base)
 			if err == nil && s.opts.Fsync {
 				err = s.sync.sync(seg.f)
@@ -539,6 +621,19 @@ func (s *Spool) loop() {
 			s.parts.Add(int64(len(group)))
 
 			s.mu.Lock()
+			var gone *segment
+			if err == nil && allHeads {
+				// The new segment has every head: the one before it is
+				// not needed for them any more.
+				s.needHeads = false
+				if r := s.retired; r != nil {
+					s.retired = nil
+					if r.live <= 0 {
+						s.detach(r)
+						gone = r
+					}
+				}
+			}
 			if err == nil {
 				seg.size = base + int64(len(buf))
 				s.diskSize += int64(len(buf))
@@ -550,11 +645,7 @@ func (s *Spool) loop() {
 			} else {
 				err = fmt.Errorf("spool: %w", err)
 			}
-			if err == nil && seg.size >= s.opts.SegmentBytes {
-				// On failure the next group goes to this segment again, and
-				// rotation is tried after it.
-				_ = s.rotate()
-			}
+			full := err == nil && seg.size >= s.opts.SegmentBytes && seg == s.active
 			s.mu.Unlock()
 			for i, g := range group {
 				if err != nil {
@@ -562,6 +653,12 @@ func (s *Spool) loop() {
 				} else {
 					g.ch <- Result{Loc: locs[i]}
 				}
+			}
+			if gone != nil {
+				s.deleteFile(gone)
+			}
+			if full {
+				s.switchSegment()
 			}
 		}
 	}
@@ -579,6 +676,11 @@ func (s *Spool) Close() error {
 	s.signal()
 	s.mu.Unlock()
 	<-s.done
+	// The segment prepared ahead was never used.
+	if p := <-s.next; p.err == nil {
+		_ = p.f.Close()
+		_ = os.Remove(filepath.Join(s.opts.Dir, segName(p.id)))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closeFiles()
@@ -587,6 +689,7 @@ func (s *Spool) Close() error {
 func (s *Spool) closeFiles() error {
 	if s.sync != nil {
 		s.sync.close()
+		s.dirs.close()
 	}
 	var errs []error
 	for _, seg := range s.segs {

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -175,4 +177,128 @@ func TestFsyncLeavesTheSchedulerFree(t *testing.T) {
 	s, parts, _, _ := open(t, Options{Dir: dir, Fsync: true})
 	defer func() { require.NoError(t, s.Close()) }()
 	require.Len(t, parts, 20)
+}
+
+// Creating the next segment (its name made durable: a directory fsync) may
+// take the disk's time; appends, reads and releases go on meanwhile: the
+// segment is created ahead, and no fsync holds the lock they take.
+func TestACreatedSegmentsSyncNeverStopsAppends(t *testing.T) {
+	dir := t.TempDir()
+	stuck, free := make(chan struct{}, 1), make(chan struct{})
+	var calls atomic.Int32
+	testHookDirSync = func() {
+		if calls.Add(1) == 2 { // Open's own is the first
+			stuck <- struct{}{}
+			<-free
+		}
+	}
+	defer func() { testHookDirSync = nil }()
+	o := Options{Dir: dir, Fsync: true, SegmentBytes: 16 << 10}
+	s, _, _, _ := open(t, o)
+	select {
+	case <-stuck: // the next segment's directory fsync is under way, and stays so
+	case <-time.After(30 * time.Second):
+		t.Fatal("no segment was created ahead of its use")
+	}
+	done := make(chan error, 1)
+	var locs []Loc
+	go func() {
+		for seq := uint64(0); seq < 20; seq++ { // ~7 KiB: all in the active segment
+			res := <-s.Append(Part{Queue: "metrics/acme", Seq: seq, Data: data("metrics/acme", seq)})
+			if res.Err != nil {
+				done <- res.Err
+				return
+			}
+			locs = append(locs, res.Loc)
+		}
+		for _, l := range locs[:10] {
+			if _, err := s.Read(l); err != nil {
+				done <- err
+				return
+			}
+			s.Release(l)
+		}
+		s.Ack("metrics/acme", 10)
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("appends waited on a segment's creation")
+	}
+	close(free)
+	appendAll(t, s, "metrics/acme", 20, 300) // ~100 KiB: the log switches segments
+	st := s.Stats()
+	require.Greater(t, st.Rotations, int64(4))
+	if runtime.GOOS == "linux" {
+		require.Zero(t, st.BlockingSyncs, "every fsync through AIO: none held the only P")
+	}
+	require.NoError(t, s.Close())
+
+	s, parts, heads, _ := open(t, o)
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Equal(t, uint64(10), heads["metrics/acme"])
+	require.Len(t, parts, 290)
+	require.Equal(t, uint64(10), parts[0].Seq)
+}
+
+// A segment whose parts were all sent stays on disk until the segment
+// after it has had every head written: deleted before, a crash between the
+// two would forget how far each queue was sent.
+func TestASegmentOutlivesItsPartsUntilTheNextHasTheHeads(t *testing.T) {
+	dir := t.TempDir()
+	held, free := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	testHookWrite = func(allHeads bool) {
+		if allHeads {
+			once.Do(func() {
+				close(held)
+				<-free
+			})
+		}
+	}
+	defer func() { testHookWrite = nil }()
+	s, _, _, _ := open(t, Options{Dir: dir, SegmentBytes: 2048})
+	res := <-s.Append(Part{Queue: "logs/globex", Seq: 0, Data: data("x", 0)}) // globex sent up to 1, then idle
+	require.NoError(t, res.Err)
+	s.Release(res.Loc)
+	s.Ack("logs/globex", 1)
+	// One part at a time until the first segment is full and the next
+	// one's first write (the heads) is held; the part appended last waits
+	// for it.
+	var locs []Loc
+	var last <-chan Result
+	for seq := uint64(0); last == nil; seq++ {
+		ch := s.Append(Part{Queue: "metrics/acme", Seq: seq, Data: data("metrics/acme", seq)})
+		select {
+		case res := <-ch:
+			require.NoError(t, res.Err)
+			locs = append(locs, res.Loc)
+		case <-held:
+			last = ch
+		case <-time.After(30 * time.Second):
+			t.Fatal("the log did not start its next segment")
+		}
+	}
+	for _, l := range locs {
+		s.Release(l)
+	}
+	s.Ack("metrics/acme", uint64(len(locs)))
+	first := filepath.Join(dir, segName(locs[0].Seg))
+	_, err := os.Stat(first)
+	require.NoError(t, err, "its parts are sent, but the next segment has no heads yet")
+	close(free)
+	require.NoError(t, (<-last).Err)
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(first)
+		return os.IsNotExist(err)
+	}, 10*time.Second, 10*time.Millisecond, "deleted once the next segment has the heads")
+	require.NoError(t, s.Close())
+
+	s, parts, heads, _ := open(t, Options{Dir: dir})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Equal(t, uint64(1), heads["logs/globex"], "globex's head outlived the segment that recorded it")
+	require.Equal(t, uint64(len(locs)), heads["metrics/acme"])
+	require.Len(t, parts, 1, "the part appended last, not sent")
 }
