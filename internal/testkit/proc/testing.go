@@ -1,27 +1,41 @@
 package proc
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 )
 
 // BinaryEnv names the variable that points the tests at the built binary.
 const BinaryEnv = "OTELCOL_GPU_BIN"
 
-// RepoRoot is the repository root, found from this file's location so tests
-// in any package can reach config/ and bin/.
+// RepoRoot is the repository root, so tests in any package can reach
+// config/ and bin/: the nearest folder above the test's working directory
+// (go test runs a test in its package's folder) whose go.mod is the root
+// module's. Not this file's compiled-in path: the Makefile builds tests with
+// -trimpath, which leaves a module path there, not a folder.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("proc: cannot locate the repository root")
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("proc: cannot locate the repository root: %v", err)
 	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.HasPrefix(b, []byte("module "+rootModule+"\n")) {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("proc: no go.mod of %s above the working directory", rootModule)
+		}
+		dir = parent
+	}
 }
+
+const rootModule = "github.com/otelcol-gpu/otelcol-gpu"
 
 // Binary returns the otelcol-gpu binary under test: $OTELCOL_GPU_BIN, else
 // bin/otelcol-gpu. A missing binary fails the test with the command that builds it.
