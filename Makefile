@@ -197,8 +197,9 @@ $(CERTS)/ca.pem:
 # session of their own whose autogroup is at nice 19 too: where the kernel
 # groups tasks by session (sched_autogroup, on in this machine's kernel), a process's
 # nice weighs only within its session, and a session of its own would
-# otherwise get as much CPU as the tests' (measured: 2% of a busy core at
-# autogroup nice 19, against 45% for SCHED_IDLE in its own session).
+# otherwise get as much CPU as the tests' (measured with busy loops sharing
+# one core: 2% for a session whose autogroup is at nice 19; SCHED_IDLE got
+# 40% even inside the same session).
 # Their output is in $(BUILD)/background-builds.log; a failure there fails test.
 test: check-versions
 	@mkdir -p $(BUILD); \
@@ -255,6 +256,7 @@ vet:
 	go vet -tags $(GO_TAGS),system ./test/...
 	go vet -tags $(GO_TAGS),e2e ./test/...
 
+## golangci: golangci-lint (pinned; .golangci.yml)
 golangci: $(GOLANGCI_LINT)
 	$(GOLANGCI_LINT) run ./...
 
