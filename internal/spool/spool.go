@@ -352,23 +352,19 @@ func (s *Spool) rotate() error {
 	for sid := range s.segs {
 		id = max(id, sid+1)
 	}
-	path := filepath.Join(s.opts.Dir, segName(id))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := s.createSegment(id)
 	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+		return err
 	}
 	buf := appendHeads(nil, s.heads, nil)
-	if _, err := f.WriteAt(buf, 0); err != nil {
-		_ = f.Close()
-		_ = os.Remove(path)
-		return fmt.Errorf("spool: %w", err)
+	_, err = f.WriteAt(buf, 0)
+	if err == nil && s.opts.Fsync {
+		err = s.sync.sync(f)
 	}
-	if s.opts.Fsync {
-		if err := errors.Join(s.sync.sync(f), s.syncDir()); err != nil {
-			_ = f.Close()
-			_ = os.Remove(path)
-			return fmt.Errorf("spool: %w", err)
-		}
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("spool: %w", err)
 	}
 	clear(s.dirty)
 	s.active = &segment{id: id, f: f, size: int64(len(buf))}
@@ -390,22 +386,28 @@ func (s *Spool) syncDir() error {
 	return errors.Join(s.dirs.sync(d), d.Close())
 }
 
-// prepare creates segment id ahead of its use, empty, and hands it to the
-// loop (s.next). One is always under way from Open to Close.
-func (s *Spool) prepare(id uint64) {
+// createSegment creates segment id's file, empty; with Fsync its name is
+// on the disk before anything written in it is acknowledged (a power cut
+// cannot lose the file).
+func (s *Spool) createSegment(id uint64) (*os.File, error) {
 	path := filepath.Join(s.opts.Dir, segName(id))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil && s.opts.Fsync {
-		// Its name is on the disk before anything written in it is
-		// acknowledged (a power cut cannot lose the file).
 		if err = s.syncDir(); err != nil {
 			_ = f.Close()
 			_ = os.Remove(path)
 		}
 	}
 	if err != nil {
-		err = fmt.Errorf("spool: %w", err)
+		return nil, fmt.Errorf("spool: %w", err)
 	}
+	return f, nil
+}
+
+// prepare creates segment id ahead of its use and hands it to the loop
+// (s.next). One is always under way from Open to Close.
+func (s *Spool) prepare(id uint64) {
+	f, err := s.createSegment(id)
 	s.next <- prepared{id: id, f: f, err: err}
 }
 
