@@ -3,11 +3,13 @@ package tenantauthextension
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -102,4 +104,108 @@ func TestInFlightLimitWaitsThenRefuses(t *testing.T) {
 		require.Equal(t, http.StatusOK, g.sendHTTP(t, goodToken, payload, ""))
 	}
 	require.Eventually(t, func() bool { return g.auth.limiter.InFlight() == 0 }, 10*time.Second, time.Millisecond)
+}
+
+// A payload that passes the wire check but that pdata refuses to decode (a
+// fixed64 field sent as a varint) fails in the codec, where grpc-go answers
+// Internal without telling the stats handler: its room must come back all
+// the same, or each such request would shrink the in-flight limit for good.
+func TestAnUndecodableRequestGivesItsRoomBack(t *testing.T) {
+	g := startGateway(t, gatewayOpts{admission: &Admission{RequestLimitMiB: 1, WaitingLimitMiB: 1}})
+	dp := []byte{0x20, 0x01} // NumberDataPoint.as_double (field 4, fixed64) as a varint
+	gauge := append(tagLen(nil, 1, len(dp)), dp...)
+	metric := append(append(tagLen(nil, 1, 1), 'm'), append(tagLen(nil, 5, len(gauge)), gauge...)...)
+	sm := append(tagLen(nil, 2, len(metric)), metric...)
+	rm := append(tagLen(nil, 2, len(sm)), sm...)
+	bad := append(tagLen(nil, 1, len(rm)), rm...)
+	// Padded with an unknown field to half the limit: two leaked rooms
+	// would leave no room for the next request.
+	pad := make([]byte, 600<<10)
+	bad = append(tagLen(bad, 99, len(pad)), pad...)
+
+	for i := 0; i < 4; i++ {
+		err := g.sendGRPC(t, goodToken, bad)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "wrong wireType", "refused by pdata's decoder, past the wire check")
+		require.Eventually(t, func() bool { return g.auth.limiter.InFlight() == 0 }, 10*time.Second, time.Millisecond,
+			"request %d gave its room back", i)
+	}
+	require.NoError(t, g.sendGRPC(t, goodToken, bigPayload(t, 600<<10)), "the limit still has room")
+	left := 0
+	g.auth.guard.permits.Range(func(any, any) bool { left++; return true })
+	require.Zero(t, left, "no request left behind in the codec's hand-over")
+}
+
+// holding keeps every request of more than one data point in the pipeline
+// until released, holding on to its data or not.
+type holding struct {
+	keep    bool
+	mu      sync.Mutex
+	kept    []pmetric.Metrics
+	in      atomic.Int32
+	release chan struct{}
+}
+
+func (h *holding) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+func (h *holding) ConsumeMetrics(_ context.Context, md pmetric.Metrics) error {
+	if md.DataPointCount() <= 1 {
+		return nil
+	}
+	if h.keep {
+		h.mu.Lock()
+		h.kept = append(h.kept, md)
+		h.mu.Unlock()
+	}
+	h.in.Add(1)
+	<-h.release
+	return nil
+}
+
+// A call whose data the pipeline is done with (its parts are bytes in a
+// queue, waiting for their sync) must not keep the decoded request alive
+// through the gateway's own bookkeeping: with the queue on disk every call
+// waits so, and the decoded requests of all of them were marked by the
+// collector at every cycle. The same calls are held twice, once with the
+// pipeline holding their data (the decoded size) and once without.
+func TestAWaitingCallDoesNotHoldItsDecodedRequest(t *testing.T) {
+	md := pmetric.NewMetrics()
+	dps := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints()
+	for i := 0; i < 20_000; i++ {
+		dp := dps.AppendEmpty()
+		dp.SetIntValue(int64(i))
+		dp.Attributes().PutStr("gpu", "GPU-0")
+	}
+	payload, err := (&pmetric.ProtoMarshaler{}).MarshalMetrics(md)
+	require.NoError(t, err)
+	md = pmetric.Metrics{}
+
+	live := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	const calls = 8
+	held := func(keep bool) int64 {
+		next := &holding{keep: keep, release: make(chan struct{})}
+		g := startGateway(t, gatewayOpts{admission: &Admission{}, next: next})
+		require.NoError(t, g.sendGRPC(t, goodToken, nested(2))) // warm-up
+		base := live()
+		var wg sync.WaitGroup
+		for i := 0; i < calls; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); assert.NoError(t, g.sendGRPC(t, goodToken, payload)) }()
+		}
+		require.Eventually(t, func() bool { return next.in.Load() == calls }, 20*time.Second, time.Millisecond)
+		grew := live() - base
+		close(next.release)
+		wg.Wait()
+		return grew
+	}
+	kept, dropped := held(true), held(false)
+	t.Logf("%d calls of %d KiB on the wire waiting: %d MiB live with the pipeline holding their data, %d MiB without",
+		calls, len(payload)>>10, kept>>20, dropped>>20)
+	require.Greater(t, kept, int64(calls*len(payload)), "the decoded requests are larger than their wire form")
+	require.Less(t, dropped, kept/4, "nothing but the pipeline holds a waiting call's decoded request")
 }

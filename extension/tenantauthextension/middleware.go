@@ -138,10 +138,15 @@ type admissionRelease struct{ a *authenticator }
 
 type callKey struct{}
 
-// callState is one call's admitted request: its message and its room.
+// callState is one call's room, and its message while a verdict on it may
+// be left to clean up. An admitted message is not kept: the call may wait
+// long after the pipeline is done with it (for its parts' sync with the
+// queue on disk; for its turn to write the answer on a busy core), and the
+// decoded request would stay live all that time, for the collector to mark
+// at every cycle.
 type callState struct {
-	msg     any
 	release func()
+	msg     any
 }
 
 func (h admissionRelease) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
@@ -157,10 +162,13 @@ func (h admissionRelease) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		if cs == nil {
 			return
 		}
-		// Right after the codec: the message it decoded (or left empty).
-		cs.msg = ev.Payload
+		// Right after the codec: the message it decoded, whose room moves
+		// to the call, or the message it left empty, with a verdict the
+		// interceptor normally takes.
 		if r, ok := h.a.guard.permits.LoadAndDelete(ev.Payload); ok {
 			cs.release = r.(func())
+		} else {
+			cs.msg = ev.Payload
 		}
 	case *stats.End:
 		cs, _ := ctx.Value(callKey{}).(*callState)
@@ -226,7 +234,15 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		c.a.guard.refused.Store(v, err)
 		return nil // left empty; refuseGuarded answers InvalidArgument
 	}
-	return c.delegate.Unmarshal(mem.BufferSlice{buf}, v)
+	if err := c.delegate.Unmarshal(mem.BufferSlice{buf}, v); err != nil {
+		// grpc-go answers Internal without reporting the payload to the
+		// stats handler: the room would never be given back.
+		if r, ok := c.a.guard.permits.LoadAndDelete(v); ok {
+			r.(func())()
+		}
+		return err
+	}
+	return nil
 }
 
 // pooledCopyMax is the largest copy taken from gRPC's buffer pool;
