@@ -156,3 +156,32 @@ func (s *syncer) closeLocked() {
 	_ = s.event.Close()
 	s.ctx, s.event = 0, nil
 }
+
+// maxVec is the most buffers one pwritev takes (IOV_MAX).
+const maxVec = 1024
+
+// pwritev writes bufs at off in one system call, through the file's own
+// descriptor reference (a concurrent Close cannot hand the number to
+// another file meanwhile).
+func pwritev(f *os.File, bufs [][]byte, off int64) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Pwritev(int(fd), bufs, off)
+			if werr != unix.EINTR {
+				return true
+			}
+		}
+	}); err != nil {
+		return 0, err
+	}
+	if werr != nil {
+		return n, &os.PathError{Op: "pwritev", Path: f.Name(), Err: werr}
+	}
+	return n, nil
+}

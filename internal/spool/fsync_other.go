@@ -24,3 +24,19 @@ func (s *syncer) blocking() int64 {
 	return s.blockingN.Load()
 }
 func (*syncer) close() {}
+
+// maxVec bounds the buffers of one pwritev.
+const maxVec = 1024
+
+// pwritev writes bufs at off, one WriteAt each (no vectored write here).
+func pwritev(f *os.File, bufs [][]byte, off int64) (int, error) {
+	n := 0
+	for _, b := range bufs {
+		m, err := f.WriteAt(b, off+int64(n))
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

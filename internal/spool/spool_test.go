@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -301,4 +302,45 @@ func TestASegmentOutlivesItsPartsUntilTheNextHasTheHeads(t *testing.T) {
 	require.Equal(t, uint64(1), heads["logs/globex"], "globex's head outlived the segment that recorded it")
 	require.Equal(t, uint64(len(locs)), heads["metrics/acme"])
 	require.Len(t, parts, 1, "the part appended last, not sent")
+}
+
+// A group write of more buffers than one pwritev takes, through a writer
+// that writes a few bytes a call, still writes every byte in order.
+func TestAGroupWriteIsWholeWhateverTheCallsTake(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "vec"))
+	require.NoError(t, err)
+	defer f.Close()
+	var bufs [][]byte
+	var want []byte
+	for i := 0; i < 2*maxVec+7; i++ {
+		b := bytes.Repeat([]byte{byte(i)}, 1+i%5)
+		bufs = append(bufs, b)
+		want = append(want, b...)
+	}
+	calls, most := 0, 0
+	short := func(chunk [][]byte, off int64) (int, error) {
+		calls++
+		most = max(most, len(chunk))
+		var b []byte
+		for _, c := range chunk {
+			b = append(b, c...)
+		}
+		return f.WriteAt(b[:min(len(b), 7)], off) // at most 7 bytes a call
+	}
+	require.NoError(t, writeVec(short, bufs, 3))
+	got, err := os.ReadFile(f.Name())
+	require.NoError(t, err)
+	require.Equal(t, want, got[3:])
+	require.LessOrEqual(t, most, maxVec)
+	require.Equal(t, (len(want)+6)/7, calls)
+
+	// The real one, over the limit of one call.
+	require.NoError(t, f.Truncate(0))
+	require.NoError(t, writeVec((&segment{f: f}).pwritev, bufs, 0))
+	got, err = os.ReadFile(f.Name())
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+
+	stuck := func([][]byte, int64) (int, error) { return 0, nil }
+	require.ErrorIs(t, writeVec(stuck, bufs, 0), io.ErrShortWrite)
 }
