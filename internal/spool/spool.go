@@ -724,7 +724,6 @@ func writeVec(write func([][]byte, int64) (int, error), bufs [][]byte, off int64
 					bufs, owned = slices.Clone(bufs), true
 				}
 				bufs[0] = bufs[0][n:]
-				n = 0
 				break
 			}
 			n -= len(bufs[0])

@@ -309,7 +309,7 @@ func TestASegmentOutlivesItsPartsUntilTheNextHasTheHeads(t *testing.T) {
 func TestAGroupWriteIsWholeWhateverTheCallsTake(t *testing.T) {
 	f, err := os.Create(filepath.Join(t.TempDir(), "vec"))
 	require.NoError(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var bufs [][]byte
 	var want []byte
 	for i := 0; i < 2*maxVec+7; i++ {
