@@ -583,8 +583,8 @@ func (s *Spool) Stats() Stats {
 func (s *Spool) loop() {
 	defer close(s.done)
 	var (
-		buf  []byte   // the group's headers
-		ends []int    // where each part's header ends in buf
+		buf  []byte   // the group's head records and part headers
+		hdrs [][2]int // each part's header in buf: start, end
 		vec  [][]byte // what the group write writes, in order
 	)
 	for range s.kick {
@@ -602,8 +602,8 @@ func (s *Spool) loop() {
 			}
 			// The group's records are written with one vectored write: the
 			// headers (and head records) from buf, each part's data from
-			// where it is. Copying the data into buf first cost as much CPU
-			// as the kernel's copy into the page cache, under s.mu.
+			// where it is. Copying the data into buf first cost half as much
+			// CPU as the kernel's copy into the page cache, under s.mu.
 			buf = buf[:0]
 			allHeads := s.needHeads
 			switch {
@@ -617,13 +617,14 @@ func (s *Spool) loop() {
 			seg := s.active
 			base := seg.size
 			headsLen := len(buf)
-			ends = ends[:0]
+			hdrs = hdrs[:0]
 			locs := make([]Loc, len(group))
 			pos := base + int64(headsLen)
 			for i, g := range group {
+				start := len(buf)
 				buf = appendPartHeader(buf, g.p)
-				ends = append(ends, len(buf))
-				pos += int64(len(buf) - headsEnd(ends, headsLen, i))
+				hdrs = append(hdrs, [2]int{start, len(buf)})
+				pos += int64(len(buf) - start)
 				locs[i] = Loc{Seg: seg.id, Off: pos, Len: len(g.p.Data)}
 				pos += int64(len(g.p.Data))
 			}
@@ -633,7 +634,7 @@ func (s *Spool) loop() {
 				vec = append(vec, buf[:headsLen])
 			}
 			for i, g := range group {
-				vec = append(vec, buf[headsEnd(ends, headsLen, i):ends[i]])
+				vec = append(vec, buf[hdrs[i][0]:hdrs[i][1]])
 				if len(g.p.Data) > 0 {
 					vec = append(vec, g.p.Data)
 				}
@@ -693,15 +694,6 @@ func (s *Spool) loop() {
 			}
 		}
 	}
-}
-
-// headsEnd is where part i's header starts in the group's buf: after the
-// head records, or after the header before it.
-func headsEnd(ends []int, headsLen, i int) int {
-	if i == 0 {
-		return headsLen
-	}
-	return ends[i-1]
 }
 
 // writeVec writes bufs at off through write (pwritev), in order, all of
