@@ -63,6 +63,7 @@ type options struct {
 	tls, quick, keep                     bool
 	diskAgents                           int
 	agentEnv, override, syms             string
+	gatewayEnv                           []string
 }
 
 func main() {
@@ -86,11 +87,14 @@ func main() {
 	flag.DurationVar(&o.agentReadaheadDur, "agent-readahead", time.Minute, "agent footprint run at 10 s interval with the executable's readahead (OTELCOL_GPU_EXE_READAHEAD=1), for comparison (0: skip)")
 	flag.BoolVar(&o.tls, "tls", true, "also run pipeline c over TLS")
 	flag.StringVar(&o.agentEnv, "agent-env", "package", `the agent's Go runtime settings: "package" (the GO* lines of packaging/default/otelcol-gpu-agent, what an installed agent runs with), "none", or "GOGC=50 GOMEMLIMIT=96MiB ..."`)
+	var gatewayEnv string
+	flag.StringVar(&gatewayEnv, "gateway-env", "", `Go runtime settings added to every gateway pipeline's environment, "GOGC=200 ..." (to try one; GOMAXPROCS stays 1)`)
 	flag.StringVar(&o.override, "override", "", "a YAML file merged last into pipelines c and c+disk (to try a setting)")
 	flag.StringVar(&o.syms, "syms", "", "the otelcol binary built with its symbol table (make's build/bench/otelcol-gpu.syms): profiles the agent's resident executable pages by package")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (configs, gateway logs)")
 	flag.BoolVar(&o.quick, "quick", false, "a few seconds of everything (make test): 1 round, 1 and 10 tenants, short windows")
 	flag.Parse()
+	o.gatewayEnv = strings.Fields(gatewayEnv)
 	for _, l := range []struct {
 		name string
 		in   string
@@ -615,7 +619,7 @@ func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, a
 		if err := os.WriteFile(cfg, []byte(gc.yaml), 0o600); err != nil {
 			return nil, err
 		}
-		gw, err := startPinned(b.o.otelcol, gc.args(cfg), gc.env, filepath.Join(b.dir, "gateway-"+p+".log"))
+		gw, err := startPinned(b.o.otelcol, gc.args(cfg), append(gc.env, b.o.gatewayEnv...), filepath.Join(b.dir, "gateway-"+p+".log"))
 		if err != nil {
 			return nil, err
 		}

@@ -227,7 +227,7 @@ func (e *tenantExporter) Shutdown(ctx context.Context) error {
 			e.logger.Info("queued data stays on disk for the next start", zap.Int("items", left))
 		}
 		err = e.spool.Close()
-		e.logger.Info("queue log writes", zap.Int64("writes", st.Writes), zap.Int64("parts", st.Parts), zap.Int("segments", st.Segments), zap.Int64("segments_started", st.Rotations))
+		e.logger.Info("queue log writes", zap.Int64("writes", st.Writes), zap.Int64("parts", st.Parts), zap.Int("segments", st.Segments), zap.Int64("segments_started", st.Rotations), zap.Int64("segments_written_over_spares", st.Recycled))
 	}
 	if e.commits != nil {
 		e.commits.close()

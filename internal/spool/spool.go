@@ -6,9 +6,21 @@
 // commit), so a thousand tenants' parts cost a few writes, not a thousand
 // transactions. A part is read back by position (pread), never mapped, so
 // the queue on disk costs no resident memory. A sent part is released; a
-// segment whose parts are all released is deleted. How far each queue was
-// sent (its head) is appended too, and every new segment starts with all
-// heads, so a restart replays exactly the parts not yet sent.
+// segment whose parts are all released is deleted, or kept as a spare (at
+// most maxSpares) that a later segment is written over. How far each queue
+// was sent (its head) is appended too, and every new segment starts with
+// all heads, so a restart replays exactly the parts not yet sent.
+//
+// Spares are why a segment file starts with a header naming its segment,
+// and why every record's checksum is seeded with that id: what a spare
+// held before is still in it past the new segment's end, and none of it
+// checks out as the new segment's (as PostgreSQL recycles WAL segments).
+// Deleting a file is not free: its pages leave the page cache, its blocks
+// are freed (and, on a filesystem mounted with discard and no journal,
+// trimmed before unlink returns: 5 ms for 8 MiB, measured); a new file's
+// blocks are allocated again as it is written. Meanwhile the goroutine in
+// the syscall holds the Go scheduler's P, which with GOMAXPROCS=1 is the
+// whole gateway.
 //
 // The next segment file is created (and, with Fsync, its name made durable)
 // ahead, while the active one fills: switching to it costs no syscall, and
@@ -76,6 +88,7 @@ type Stats struct {
 	Writes    int64 // group writes since Open
 	Parts     int64 // parts in them
 	Rotations int64 // segments started since Open
+	Recycled  int64 // of them, written over a spare instead of a new file
 	// BlockingSyncs: fsyncs since Open that held their thread (no Linux
 	// AIO); with AIO every fsync leaves the scheduler free.
 	BlockingSyncs int64
@@ -86,15 +99,56 @@ const (
 	recHeads = 2
 
 	headerLen = 8 // body length, CRC-32C of the body
+
+	// A segment file written by this version starts with segHeaderLen
+	// bytes: segMagic, the segment's id, flags, and their CRC-32C. Its
+	// records' CRCs are seeded with the id (segSeed). A file without the
+	// header is an earlier version's: its CRCs are not seeded, and it is
+	// never made a spare.
+	segMagic     = "OGSPOOL\x02"
+	segHeaderLen = 24
+	segRecycled  = 1 // flag: written over a spare (bytes past its end are an earlier segment's)
+
+	// maxSpares is how many fully sent segment files are kept to be
+	// written over, instead of being deleted.
+	maxSpares = 2
 )
+
+// segSeed is the CRC-32C that a segment's records' checksums start from:
+// that of its id, so a record left from another segment never checks out.
+func segSeed(id uint64) uint32 {
+	return crc32.Checksum(binary.BigEndian.AppendUint64(nil, id), castagnoli)
+}
+
+func appendSegHeader(buf []byte, id uint64, flags uint32) []byte {
+	start := len(buf)
+	buf = append(buf, segMagic...)
+	buf = binary.BigEndian.AppendUint64(buf, id)
+	buf = binary.BigEndian.AppendUint32(buf, flags)
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf[start:], castagnoli))
+}
+
+// parseSegHeader: whether data starts with a header, and its id and flags
+// if it checks out (ok).
+func parseSegHeader(data []byte) (v2 bool, id uint64, flags uint32, ok bool) {
+	if len(data) < len(segMagic) || string(data[:len(segMagic)]) != segMagic {
+		return false, 0, 0, false
+	}
+	if len(data) < segHeaderLen || crc32.Checksum(data[:segHeaderLen-4], castagnoli) != binary.BigEndian.Uint32(data[segHeaderLen-4:]) {
+		return true, 0, 0, false
+	}
+	return true, binary.BigEndian.Uint64(data[8:]), binary.BigEndian.Uint32(data[16:]), true
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Test hooks: called, when set, before the directory's fsync and before a
-// group write (allHeads: the write that starts a segment).
+// Test hooks: called, when set, before the directory's fsync, before a
+// group write (allHeads: the write that starts a segment), and before a
+// part is read.
 var (
 	testHookDirSync func()
 	testHookWrite   func(allHeads bool)
+	testHookRead    func()
 )
 
 // ErrClosed is Append's result after Close.
@@ -106,6 +160,13 @@ type segment struct {
 	size      int64
 	live      int // parts written and not released
 	liveBytes int64
+	seed      uint32 // segSeed(id); 0 in an earlier version's file
+	headed    bool   // has (or, if empty, will have) the header: may become a spare
+	flags     uint32 // of its header
+}
+
+func newSegment(id uint64, f *os.File, flags uint32) *segment {
+	return &segment{id: id, f: f, seed: segSeed(id), headed: true, flags: flags}
 }
 
 func (seg *segment) pwritev(bufs [][]byte, off int64) (int, error) { return pwritev(seg.f, bufs, off) }
@@ -117,9 +178,10 @@ type pending struct {
 
 // prepared is a segment file created ahead of its use.
 type prepared struct {
-	id  uint64
-	f   *os.File
-	err error
+	id       uint64
+	f        *os.File
+	recycled bool // a spare, renamed
+	err      error
 }
 
 // Spool is an open spool.
@@ -142,13 +204,17 @@ type Spool struct {
 	needHeads bool
 	retired   *segment
 
+	// Fully sent segment files kept to be written over (renamed to
+	// spareName), at most maxSpares; the oldest is taken first.
+	spares []*segment
+
 	kick chan struct{}
 	done chan struct{}
 	next chan prepared // the next segment, created ahead (one always under way)
 	sync *syncer       // the groups' fsyncs
 	dirs *syncer       // the directory's, for created segments
 
-	writes, parts, rotations atomic.Int64
+	writes, parts, rotations, recycled atomic.Int64
 }
 
 // Open opens (creating it if needed) the spool in opts.Dir and returns the
@@ -190,6 +256,10 @@ func Open(opts Options) (*Spool, []Part, map[string]uint64, []string, error) {
 
 func segName(id uint64) string { return fmt.Sprintf("%016x.seg", id) }
 
+// spareName is a spare's file name: not a segment's, so a restart does not
+// read it (Open deletes it).
+func spareName(id uint64) string { return segName(id) + ".spare" }
+
 // recover reads every segment in order: parts, heads. A record that does
 // not check out ends its segment (a write cut short by a crash or power
 // cut); what followed it in that segment is not used.
@@ -200,6 +270,13 @@ func (s *Spool) recover() ([]Part, []string, error) {
 	}
 	var ids []uint64
 	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".spare") && !e.IsDir() {
+			// A spare of the last run: nothing in it is needed.
+			if err := os.Remove(filepath.Join(s.opts.Dir, e.Name())); err != nil {
+				return nil, nil, fmt.Errorf("spool: %w", err)
+			}
+			continue
+		}
 		name, ok := strings.CutSuffix(e.Name(), ".seg")
 		if !ok || e.IsDir() {
 			continue
@@ -228,17 +305,25 @@ func (s *Spool) recover() ([]Part, []string, error) {
 			_ = f.Close()
 			return nil, warnings, fmt.Errorf("spool: %s: %w", path, err)
 		}
-		seg := &segment{id: id, f: f, size: int64(len(data))}
+		seg := &segment{id: id, f: f}
 		s.segs[id] = seg
-		s.diskSize += seg.size
-		off := 0
-		for off < len(data) {
-			if len(data)-off < headerLen {
+		off, end := 0, len(data)
+		v2, hid, flags, ok := parseSegHeader(data)
+		switch {
+		case v2 && (!ok || hid != id):
+			// Renamed from a spare, or created, and never written as
+			// this segment: nothing in it is this segment's.
+			seg.headed, end = true, 0
+		case v2:
+			seg.seed, seg.headed, seg.flags, off = segSeed(id), true, flags, segHeaderLen
+		}
+		for off < end {
+			if end-off < headerLen {
 				break
 			}
 			n := int(binary.BigEndian.Uint32(data[off:]))
 			sum := binary.BigEndian.Uint32(data[off+4:])
-			if n < 1 || n > len(data)-off-headerLen || crc32.Checksum(data[off+headerLen:off+headerLen+n], castagnoli) != sum {
+			if n < 1 || n > end-off-headerLen || crc32.Update(seg.seed, castagnoli, data[off+headerLen:off+headerLen+n]) != sum {
 				break
 			}
 			body := data[off+headerLen : off+headerLen+n]
@@ -260,9 +345,17 @@ func (s *Spool) recover() ([]Part, []string, error) {
 				})
 			}
 		}
-		if off < len(data) {
-			warnings = append(warnings, fmt.Sprintf("segment %s: %d bytes at its end do not check out (a write cut short); the parts before them are kept", path, len(data)-off))
+		switch {
+		case off < end && seg.flags&segRecycled != 0:
+			// Past a segment written over a spare is what the spare held
+			// (or a write cut short: the two cannot be told apart, and
+			// neither was acknowledged).
+			end = off
+		case off < end:
+			warnings = append(warnings, fmt.Sprintf("segment %s: %d bytes at its end do not check out (a write cut short); the parts before them are kept", path, end-off))
 		}
+		seg.size = int64(end)
+		s.diskSize += seg.size
 	}
 	parts := make([]Part, 0, len(found))
 	for k, p := range found {
@@ -306,7 +399,7 @@ func decodePart(body []byte) (Part, int, bool) {
 
 // appendPartHeader appends a part's record up to its data, which the
 // group write takes from where it is (no copy); the CRC covers the data.
-func appendPartHeader(buf []byte, p Part) []byte {
+func appendPartHeader(buf []byte, seed uint32, p Part) []byte {
 	n := 15 + len(p.Queue) + len(p.Data)
 	start := len(buf)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(n))
@@ -316,12 +409,12 @@ func appendPartHeader(buf []byte, p Part) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, uint32(p.Items))
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(p.Queue)))
 	buf = append(buf, p.Queue...)
-	crc := crc32.Update(crc32.Checksum(buf[start+headerLen:], castagnoli), castagnoli, p.Data)
+	crc := crc32.Update(crc32.Update(seed, castagnoli, buf[start+headerLen:]), castagnoli, p.Data)
 	binary.BigEndian.PutUint32(buf[start+4:], crc)
 	return buf
 }
 
-func appendHeads(buf []byte, heads map[string]uint64, only map[string]bool) []byte {
+func appendHeads(buf []byte, seed uint32, heads map[string]uint64, only map[string]bool) []byte {
 	start := len(buf)
 	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, recHeads)
 	for q, h := range heads {
@@ -333,7 +426,7 @@ func appendHeads(buf []byte, heads map[string]uint64, only map[string]bool) []by
 		buf = binary.BigEndian.AppendUint64(buf, h)
 	}
 	binary.BigEndian.PutUint32(buf[start:], uint32(len(buf)-start-headerLen))
-	binary.BigEndian.PutUint32(buf[start+4:], crc32.Checksum(buf[start+headerLen:], castagnoli))
+	binary.BigEndian.PutUint32(buf[start+4:], crc32.Update(seed, castagnoli, buf[start+headerLen:]))
 	return buf
 }
 
@@ -360,7 +453,8 @@ func (s *Spool) rotate() error {
 	if err != nil {
 		return err
 	}
-	buf := appendHeads(nil, s.heads, nil)
+	seg := newSegment(id, f, 0)
+	buf := appendHeads(appendSegHeader(nil, id, seg.flags), seg.seed, s.heads, nil)
 	_, err = f.WriteAt(buf, 0)
 	if err == nil && s.opts.Fsync {
 		err = s.sync.sync(f)
@@ -371,7 +465,8 @@ func (s *Spool) rotate() error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	clear(s.dirty)
-	s.active = &segment{id: id, f: f, size: int64(len(buf))}
+	seg.size = int64(len(buf))
+	s.active = seg
 	s.segs[id] = s.active
 	s.diskSize += int64(len(buf))
 	s.rotations.Add(1)
@@ -408,11 +503,45 @@ func (s *Spool) createSegment(id uint64) (*os.File, error) {
 	return f, nil
 }
 
-// prepare creates segment id ahead of its use and hands it to the loop
-// (s.next). One is always under way from Open to Close.
+// prepare makes segment id's file ahead of its use, from a spare if there
+// is one, and hands it to the loop (s.next). One is always under way from
+// Open to Close.
 func (s *Spool) prepare(id uint64) {
+	s.mu.Lock()
+	var spare *segment
+	if len(s.spares) > 0 {
+		spare = s.spares[0]
+		s.spares = slices.Delete(s.spares, 0, 1)
+	}
+	s.mu.Unlock()
+	if spare != nil {
+		f, err := s.reuse(spare, id)
+		if err == nil {
+			s.next <- prepared{id: id, f: f, recycled: true}
+			return
+		}
+	}
 	f, err := s.createSegment(id)
 	s.next <- prepared{id: id, f: f, err: err}
+}
+
+// reuse renames a spare to segment id's name; with Fsync the name is on the
+// disk before anything written in it is acknowledged, as a created one's.
+// A spare that cannot be reused is deleted.
+func (s *Spool) reuse(spare *segment, id uint64) (*os.File, error) {
+	from, to := filepath.Join(s.opts.Dir, spareName(spare.id)), filepath.Join(s.opts.Dir, segName(id))
+	err := os.Rename(from, to)
+	if err == nil && s.opts.Fsync {
+		if err = s.syncDir(); err != nil {
+			from = to
+		}
+	}
+	if err != nil {
+		_ = spare.f.Close()
+		_ = os.Remove(from)
+		return nil, err
+	}
+	return spare.f, nil
 }
 
 // switchSegment makes the prepared segment the active one; the loop's next
@@ -427,11 +556,18 @@ func (s *Spool) switchSegment() {
 	}
 	s.mu.Lock()
 	s.retired = s.active
-	s.active = &segment{id: p.id, f: p.f}
+	var flags uint32
+	if p.recycled {
+		flags = segRecycled
+	}
+	s.active = newSegment(p.id, p.f, flags)
 	s.segs[p.id] = s.active
 	s.needHeads = true
 	s.mu.Unlock()
 	s.rotations.Add(1)
+	if p.recycled {
+		s.recycled.Add(1)
+	}
 	s.signal() // the heads are written now, with whatever parts are waiting
 	go s.prepare(p.id + 1)
 }
@@ -452,6 +588,29 @@ func (s *Spool) detach(seg *segment) {
 func (s *Spool) deleteFile(seg *segment) {
 	_ = seg.f.Close()
 	_ = os.Remove(filepath.Join(s.opts.Dir, segName(seg.id)))
+}
+
+// drop is deleteFile where a detached segment may become a spare instead:
+// renamed (no sync: if a crash undoes the rename, a restart finds a
+// segment with nothing left to send, as before it), kept open. Not under
+// s.mu.
+func (s *Spool) drop(seg *segment) {
+	s.mu.Lock()
+	keep := seg.headed && !s.closed && len(s.spares) < maxSpares
+	s.mu.Unlock()
+	if keep && os.Rename(filepath.Join(s.opts.Dir, segName(seg.id)), filepath.Join(s.opts.Dir, spareName(seg.id))) == nil {
+		s.mu.Lock()
+		if !s.closed && len(s.spares) < maxSpares {
+			s.spares = append(s.spares, seg)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		_ = seg.f.Close()
+		_ = os.Remove(filepath.Join(s.opts.Dir, spareName(seg.id)))
+		return
+	}
+	s.deleteFile(seg)
 }
 
 // Append queues a part for the next group write; the channel gets its
@@ -521,7 +680,7 @@ func (s *Spool) Release(loc Loc) {
 	if done {
 		// Outside the lock: appends go on meanwhile. A reader that looked
 		// the segment up before it was detached reads nothing it needs.
-		s.deleteFile(seg)
+		s.drop(seg)
 	}
 }
 
@@ -546,8 +705,21 @@ func (s *Spool) ReadInto(loc Loc, dst []byte) error {
 	if !ok {
 		return fmt.Errorf("spool: segment %d is gone", loc.Seg)
 	}
+	if testHookRead != nil {
+		testHookRead()
+	}
 	if _, err := seg.f.ReadAt(dst, loc.Off); err != nil {
 		return fmt.Errorf("spool: %w", err)
+	}
+	// Detached meanwhile (everything in it released), its file may be a
+	// spare already written over: what was read is not the part. Still
+	// attached now, it was all through the read (a detached segment never
+	// comes back under its id).
+	s.mu.Lock()
+	still := s.segs[loc.Seg] == seg
+	s.mu.Unlock()
+	if !still {
+		return fmt.Errorf("spool: segment %d is gone", loc.Seg)
 	}
 	return nil
 }
@@ -575,7 +747,7 @@ func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{Segments: len(s.segs), DiskBytes: s.diskSize, LiveBytes: s.live, Writes: s.writes.Load(), Parts: s.parts.Load(),
-		Rotations: s.rotations.Load(), BlockingSyncs: s.sync.blocking() + s.dirs.blocking()}
+		Rotations: s.rotations.Load(), Recycled: s.recycled.Load(), BlockingSyncs: s.sync.blocking() + s.dirs.blocking()}
 }
 
 // loop writes groups: everything appended (and every changed head) while
@@ -606,23 +778,26 @@ func (s *Spool) loop() {
 			// CPU as the kernel's copy into the page cache, under s.mu.
 			buf = buf[:0]
 			allHeads := s.needHeads
-			switch {
-			case allHeads:
-				buf = appendHeads(buf, s.heads, nil)
-				clear(s.dirty)
-			case len(s.dirty) > 0:
-				buf = appendHeads(buf, s.heads, s.dirty)
-				clear(s.dirty)
-			}
 			seg := s.active
 			base := seg.size
+			if base == 0 {
+				buf = appendSegHeader(buf, seg.id, seg.flags)
+			}
+			switch {
+			case allHeads:
+				buf = appendHeads(buf, seg.seed, s.heads, nil)
+				clear(s.dirty)
+			case len(s.dirty) > 0:
+				buf = appendHeads(buf, seg.seed, s.heads, s.dirty)
+				clear(s.dirty)
+			}
 			headsLen := len(buf)
 			hdrs = hdrs[:0]
 			locs := make([]Loc, len(group))
 			pos := base + int64(headsLen)
 			for i, g := range group {
 				start := len(buf)
-				buf = appendPartHeader(buf, g.p)
+				buf = appendPartHeader(buf, seg.seed, g.p)
 				hdrs = append(hdrs, [2]int{start, len(buf)})
 				pos += int64(len(buf) - start)
 				locs[i] = Loc{Seg: seg.id, Off: pos, Len: len(g.p.Data)}
@@ -687,7 +862,7 @@ func (s *Spool) loop() {
 				}
 			}
 			if gone != nil {
-				s.deleteFile(gone)
+				s.drop(gone)
 			}
 			if full {
 				s.switchSegment()
@@ -744,6 +919,11 @@ func (s *Spool) Close() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, sp := range s.spares {
+		_ = sp.f.Close()
+		_ = os.Remove(filepath.Join(s.opts.Dir, spareName(sp.id)))
+	}
+	s.spares = nil
 	return s.closeFiles()
 }
 

@@ -109,23 +109,30 @@ func TestSegmentsGoWhenEverythingInThemIsSentAndHeadsOutliveThem(t *testing.T) {
 	require.Equal(t, uint64(47), parts[8].Seq)
 }
 
+// oneSegment is a closed spool's folder with one segment, of 5 parts.
+func oneSegment(t *testing.T) (dir, seg string) {
+	t.Helper()
+	dir = t.TempDir()
+	s, _, _, _ := open(t, Options{Dir: dir})
+	appendAll(t, s, "metrics/acme", 0, 5)
+	require.NoError(t, s.Close())
+	m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	require.Len(t, m, 1)
+	return dir, m[0]
+}
+
 func TestAWriteCutShortEndsItsSegment(t *testing.T) {
 	for _, damage := range []string{"truncated", "flipped"} {
 		t.Run(damage, func(t *testing.T) {
-			dir := t.TempDir()
-			s, _, _, _ := open(t, Options{Dir: dir})
-			appendAll(t, s, "metrics/acme", 0, 5)
-			require.NoError(t, s.Close())
-			m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
-			require.Len(t, m, 1)
-			b, err := os.ReadFile(m[0])
+			dir, seg := oneSegment(t)
+			b, err := os.ReadFile(seg)
 			require.NoError(t, err)
 			if damage == "truncated" {
 				b = b[:len(b)-7] // the last part's write cut short
 			} else {
 				b[len(b)-3] ^= 0xff // the last part's bytes changed
 			}
-			require.NoError(t, os.WriteFile(m[0], b, 0o600))
+			require.NoError(t, os.WriteFile(seg, b, 0o600))
 
 			s, parts, _, warnings := open(t, Options{Dir: dir})
 			defer func() { require.NoError(t, s.Close()) }()
@@ -343,4 +350,167 @@ func TestAGroupWriteIsWholeWhateverTheCallsTake(t *testing.T) {
 
 	stuck := func([][]byte, int64) (int, error) { return 0, nil }
 	require.ErrorIs(t, writeVec(stuck, bufs, 0), io.ErrShortWrite)
+}
+
+// A sent segment's file is written over by a later segment (a spare)
+// instead of deleted. What the spare held is still in it past the new
+// segment's end, here a whole record that starts exactly where the new
+// segment's first write (its header and heads) ends: parts released but
+// whose head was never written (a crash before the next group). A restart
+// must not take them for the new segment's.
+func TestWhatASpareHeldNeverComesBack(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _, _ := open(t, Options{Dir: dir, SegmentBytes: 2048})
+	big := func(seq uint64) []byte { return bytes.Repeat([]byte{byte('a' + seq%26)}, 2100) } // one part fills a segment
+	var stale int64
+	for seq := uint64(0); ; seq++ {
+		require.Less(t, seq, uint64(200), "no segment was written over a spare")
+		res := <-s.Append(Part{Queue: "logs/b", Seq: seq, Data: big(seq)})
+		require.NoError(t, res.Err)
+		s.Release(res.Loc) // sent; no Ack: the head of logs/b stays 0 on disk
+		var active *segment
+		require.Eventually(t, func() bool { // the next segment's first write (heads) is done
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			active = s.active
+			return !s.needHeads && active.id != res.Loc.Seg
+		}, 10*time.Second, time.Millisecond)
+		if active.flags&segRecycled == 0 {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, segName(active.id)))
+		require.NoError(t, err)
+		s.mu.Lock()
+		stale = fi.Size() - active.size
+		s.mu.Unlock()
+		break
+	}
+	require.Greater(t, stale, int64(2100), "the spare's old part is past the new segment's end")
+	st := s.Stats()
+	require.Positive(t, st.Recycled)
+	require.NoError(t, s.Close())
+	spares, _ := filepath.Glob(filepath.Join(dir, "*.spare"))
+	require.Empty(t, spares, "Close deletes the spares")
+
+	s, parts, heads, warnings := open(t, Options{Dir: dir, SegmentBytes: 2048})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Empty(t, warnings, "bytes past a segment written over a spare are expected")
+	require.Empty(t, parts, "every part was sent; none comes back from a spare's old bytes")
+	require.Zero(t, heads["logs/b"])
+	// The log goes on after them.
+	appendAll(t, s, "logs/b", 100, 103)
+}
+
+// Spares are used while the log runs: in steady state (parts sent as fast
+// as they come) segments are written over spares, not created, and the
+// files on disk stay few.
+func TestSentSegmentsAreWrittenOverNotCreated(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _, _ := open(t, Options{Dir: dir, SegmentBytes: 2048})
+	defer func() { require.NoError(t, s.Close()) }()
+	for seq := uint64(0); seq < 200; seq++ {
+		res := <-s.Append(Part{Queue: "metrics/acme", Seq: seq, Data: data("metrics/acme", seq)})
+		require.NoError(t, res.Err)
+		s.Release(res.Loc)
+		s.Ack("metrics/acme", seq+1)
+	}
+	st := s.Stats()
+	require.Greater(t, st.Rotations, int64(20))
+	require.Greater(t, st.Recycled, st.Rotations/2, "most segments were written over spares: %+v", st)
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	require.LessOrEqual(t, len(files), 3+maxSpares, "active, retired, prepared and the spares: %v", files)
+}
+
+// A spare renamed to its new segment's name but not yet written (a crash
+// between the two) holds none of that segment's records: its header names
+// the segment it was.
+func TestASpareRenamedButNotWrittenIsEmpty(t *testing.T) {
+	dir, seg := oneSegment(t)
+	require.NoError(t, os.Rename(seg, filepath.Join(dir, segName(77))))
+
+	s, parts, _, warnings := open(t, Options{Dir: dir})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Empty(t, warnings)
+	require.Empty(t, parts, "segment 77's file is still segment 1's")
+	_, err := os.Stat(filepath.Join(dir, segName(77)))
+	require.True(t, os.IsNotExist(err), "a segment with nothing to send goes at Open")
+}
+
+// Segment files of the version before headers (CRCs not seeded) are read
+// as they were written, and deleted, never written over, once sent.
+func TestAnEarlierVersionsSegmentIsRead(t *testing.T) {
+	dir := t.TempDir()
+	buf := appendHeads(nil, 0, map[string]uint64{"metrics/acme": 2}, nil)
+	var parts []Part
+	for seq := uint64(0); seq < 5; seq++ {
+		p := Part{Queue: "metrics/acme", Seq: seq, Items: 1, Data: data("metrics/acme", seq)}
+		buf = append(appendPartHeader(buf, 0, p), p.Data...)
+		parts = append(parts, p)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, segName(3)), buf, 0o600))
+	s, got, heads, warnings := open(t, Options{Dir: dir})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Empty(t, warnings)
+	require.Equal(t, uint64(2), heads["metrics/acme"])
+	require.Len(t, got, 3, "parts 2-4: the head was 2")
+	for i, p := range got {
+		require.Equal(t, parts[i+2].Seq, p.Seq)
+		b, err := s.Read(p.Loc)
+		require.NoError(t, err)
+		require.Equal(t, parts[i+2].Data, b)
+	}
+	for _, p := range got {
+		s.Release(p.Loc)
+	}
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(dir, segName(3)))
+		return os.IsNotExist(err)
+	}, 10*time.Second, 10*time.Millisecond)
+	spares, _ := filepath.Glob(filepath.Join(dir, "*.spare"))
+	require.Empty(t, spares, "an earlier version's file is not made a spare")
+}
+
+// A spare left by a run that did not close (a crash) is deleted at Open.
+func TestASpareOfTheLastRunIsDeletedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	left := filepath.Join(dir, spareName(9))
+	require.NoError(t, os.WriteFile(left, appendSegHeader(nil, 9, 0), 0o600))
+	s, parts, _, warnings := open(t, Options{Dir: dir})
+	defer func() { require.NoError(t, s.Close()) }()
+	require.Empty(t, parts)
+	require.Empty(t, warnings)
+	_, err := os.Stat(left)
+	require.True(t, os.IsNotExist(err))
+}
+
+// A part read while its segment is let go (everything in it released: a
+// compaction reading a part that a sender just sent) is not returned: the
+// file may be a spare written over by the time the read runs.
+func TestAReadRacingItsSegmentsReleaseFails(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _, _ := open(t, Options{Dir: dir, SegmentBytes: 2048})
+	defer func() { require.NoError(t, s.Close()) }()
+	locs := appendAll(t, s, "metrics/acme", 0, 12) // several segments
+	for i, l := range locs[:4] {
+		got, err := s.Read(l)
+		require.NoError(t, err)
+		require.Equal(t, data("metrics/acme", uint64(i)), got)
+	}
+	first := locs[0].Seg
+	var once sync.Once
+	testHookRead = func() {
+		once.Do(func() {
+			for _, l := range locs {
+				if l.Seg == first {
+					s.Release(l)
+				}
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			require.NotContains(t, s.segs, first, "released: detached")
+		})
+	}
+	defer func() { testHookRead = nil }()
+	_, err := s.Read(locs[0])
+	require.ErrorContains(t, err, "is gone")
 }
