@@ -123,10 +123,17 @@ func (e *tenantExporter) newQueue(k queueKey) (*tenantQueue, error) {
 	return q, nil
 }
 
+// testHookEnqueue, when set, is called as each part is enqueued (the test
+// that a request's data is let go before its parts wait for the log).
+var testHookEnqueue func()
+
 // enqueue accepts one tenant's part, or refuses it retryably when its rate
 // limit, its queue or the global budget is exhausted. Accepted data is on
 // disk (with storage) before enqueue returns.
 func (e *tenantExporter) enqueue(ctx context.Context, sig signal, p part) error {
+	if testHookEnqueue != nil {
+		testHookEnqueue()
+	}
 	k := queueKey{sig: sig, tenant: p.tenant}
 	var q *tenantQueue
 	for {

@@ -230,3 +230,28 @@ func TestSendersKeepTheirConnectionsToTheStore(t *testing.T) {
 	// the idle connections kept it was 62.
 	require.LessOrEqual(t, dials.Load(), int64(2*cfg.Senders), "a connection per sender, kept between requests")
 }
+
+// The exporter lets go of a request's decoded data once its parts are
+// encoded, before they are queued (with the queue on disk, before they wait
+// for the log's sync): the receiver and processors up the call still hold
+// the request all that time. It says it mutates data, so a pipeline that
+// fans a request out to it and to another consumer gives it its own copy.
+func TestARequestsDataIsLetGoBeforeItsPartsWait(t *testing.T) {
+	s := newStore(t)
+	for _, routeBy := range []string{RouteByAuth, RouteByAttribute} {
+		t.Run(routeBy, func(t *testing.T) {
+			cfg := testConfig(s)
+			cfg.RouteBy = routeBy
+			exp := startMetrics(t, cfg, t.TempDir())
+			defer stop(t, exp)
+			require.True(t, exp.Capabilities().MutatesData)
+			md := batch("acme", 40)
+			var left []int
+			testHookEnqueue = func() { left = append(left, md.ResourceMetrics().Len()) }
+			defer func() { testHookEnqueue = nil }()
+			require.NoError(t, exp.ConsumeMetrics(authenticated("acme"), md))
+			require.Equal(t, []int{0}, left, "the request's resources when its part was queued")
+			require.Eventually(t, func() bool { return s.pointsOf("acme") >= 40 }, 5*time.Second, 10*time.Millisecond, "its part is sent all the same")
+		})
+	}
+}

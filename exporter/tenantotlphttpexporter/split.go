@@ -72,6 +72,10 @@ type splitter[T any, R any] struct {
 	empty     func() T
 	appendTo  func(R, T)
 	marshal   func(T) ([]byte, error)
+	// drop lets go of the request's data once it is encoded (the
+	// exporter mutates data): the pipeline's callers still hold the
+	// request while its parts wait for the queue log's sync.
+	drop func(T)
 }
 
 func splitGeneric[T any, R any](sp splitter[T, R], data T, attr string) (splitResult, error) {
@@ -136,6 +140,7 @@ var metricsSplitter = splitter[pmetric.Metrics, pmetric.ResourceMetrics]{
 	empty:    pmetric.NewMetrics,
 	appendTo: func(rm pmetric.ResourceMetrics, md pmetric.Metrics) { rm.CopyTo(md.ResourceMetrics().AppendEmpty()) },
 	marshal:  (&pmetric.ProtoMarshaler{}).MarshalMetrics,
+	drop:     func(md pmetric.Metrics) { md.ResourceMetrics().MoveAndAppendTo(pmetric.NewResourceMetricsSlice()) },
 }
 
 func dataPoints(m pmetric.Metric) int {
@@ -169,6 +174,7 @@ var logsSplitter = splitter[plog.Logs, plog.ResourceLogs]{
 	empty:    plog.NewLogs,
 	appendTo: func(rl plog.ResourceLogs, ld plog.Logs) { rl.CopyTo(ld.ResourceLogs().AppendEmpty()) },
 	marshal:  (&plog.ProtoMarshaler{}).MarshalLogs,
+	drop:     func(ld plog.Logs) { ld.ResourceLogs().MoveAndAppendTo(plog.NewResourceLogsSlice()) },
 }
 
 var tracesSplitter = splitter[ptrace.Traces, ptrace.ResourceSpans]{
@@ -185,4 +191,5 @@ var tracesSplitter = splitter[ptrace.Traces, ptrace.ResourceSpans]{
 	empty:    ptrace.NewTraces,
 	appendTo: func(rs ptrace.ResourceSpans, td ptrace.Traces) { rs.CopyTo(td.ResourceSpans().AppendEmpty()) },
 	marshal:  (&ptrace.ProtoMarshaler{}).MarshalTraces,
+	drop:     func(td ptrace.Traces) { td.ResourceSpans().MoveAndAppendTo(ptrace.NewResourceSpansSlice()) },
 }
