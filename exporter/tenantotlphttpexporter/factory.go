@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/client"
@@ -106,19 +107,35 @@ func (b base) consume(ctx context.Context, sig signal, res splitResult, err erro
 		return consumererror.NewPermanent(fmt.Errorf("tenant_otlp_http: cannot encode: %w", err))
 	}
 	e := b.Unwrap
-	var firstErr error
-	for _, p := range res.parts {
-		if perr := e.enqueue(ctx, sig, p); perr != nil && firstErr == nil {
-			firstErr = perr
+	// A request of several tenants (route_by: attribute) has a part for
+	// each, queued at once: with the queue on disk they go into one group
+	// write and wait for one sync, not one after another.
+	errs := make([]error, len(res.parts))
+	if len(res.parts) == 1 {
+		errs[0] = e.enqueue(ctx, sig, res.parts[0])
+	} else {
+		var wg sync.WaitGroup
+		for i, p := range res.parts {
+			wg.Go(func() { errs[i] = e.enqueue(ctx, sig, p) })
 		}
+		wg.Wait()
 	}
-	if firstErr != nil {
-		return firstErr
+	if err := firstError(errs); err != nil {
+		return err
 	}
 	if res.untagged > 0 {
 		e.failed.Add(ctx, int64(res.untagged), attrs(queueKey{sig: sig, tenant: ""}))
 		return consumererror.NewPermanent(fmt.Errorf("tenant_otlp_http: %d %s item(s) have no valid %q resource attribute; not sent",
 			res.untagged, sig, e.cfg.Attribute))
+	}
+	return nil
+}
+
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

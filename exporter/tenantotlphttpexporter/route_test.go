@@ -255,3 +255,32 @@ func TestARequestsDataIsLetGoBeforeItsPartsWait(t *testing.T) {
 		})
 	}
 }
+
+// A request that spans tenants (route_by: attribute) has its tenants' parts
+// queued at once: with the queue on disk and synced, ten tenants' parts go
+// into a few group writes (the first may start alone), not ten written and
+// synced one after another.
+func TestATenantsSpanningRequestIsWrittenTogether(t *testing.T) {
+	s := newStore(t)
+	cfg := testConfig(s)
+	cfg.Queue.Directory, cfg.Queue.Fsync = t.TempDir(), true
+	exp := startMetrics(t, cfg, "")
+	defer stop(t, exp)
+	md := batch("t0", 3)
+	for i := 1; i < 10; i++ {
+		batch(fmt.Sprintf("t%d", i), 3).ResourceMetrics().At(0).CopyTo(md.ResourceMetrics().AppendEmpty())
+	}
+	before := inner(exp).spool.Stats()
+	require.NoError(t, exp.ConsumeMetrics(context.Background(), md))
+	after := inner(exp).spool.Stats()
+	require.Equal(t, int64(10), after.Parts-before.Parts)
+	require.LessOrEqual(t, after.Writes-before.Writes, int64(5), "group writes for 10 tenants' parts (one after another: 10)")
+	require.Eventually(t, func() bool {
+		for i := 0; i < 10; i++ {
+			if s.pointsOf(fmt.Sprintf("t%d", i)) != 3 {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 10*time.Millisecond)
+}
