@@ -312,8 +312,9 @@ func (s *Spool) recover() ([]Part, []string, error) {
 		switch {
 		case v2 && (!ok || hid != id):
 			// Renamed from a spare, or created, and never written as
-			// this segment: nothing in it is this segment's.
-			seg.headed, end = true, 0
+			// this segment: nothing in it is this segment's (Open
+			// deletes it).
+			end = 0
 		case v2:
 			seg.seed, seg.headed, seg.flags, off = segSeed(id), true, flags, segHeaderLen
 		}
@@ -606,11 +607,16 @@ func (s *Spool) drop(seg *segment) {
 			return
 		}
 		s.mu.Unlock()
-		_ = seg.f.Close()
-		_ = os.Remove(filepath.Join(s.opts.Dir, spareName(seg.id)))
+		s.deleteSpare(seg)
 		return
 	}
 	s.deleteFile(seg)
+}
+
+// deleteSpare closes and deletes a spare (renamed to spareName).
+func (s *Spool) deleteSpare(seg *segment) {
+	_ = seg.f.Close()
+	_ = os.Remove(filepath.Join(s.opts.Dir, spareName(seg.id)))
 }
 
 // Append queues a part for the next group write; the channel gets its
@@ -920,8 +926,7 @@ func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sp := range s.spares {
-		_ = sp.f.Close()
-		_ = os.Remove(filepath.Join(s.opts.Dir, spareName(sp.id)))
+		s.deleteSpare(sp)
 	}
 	s.spares = nil
 	return s.closeFiles()
