@@ -121,10 +121,11 @@ $(VL):
 	GOBIN=$(TOOLS) CGO_ENABLED=0 go install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIA_LOGS_VERSION)
 
 ## package: .deb and .rpm for amd64 and arm64 in dist/ (arm64: cgo cross-compiled with Debian's gcc-aarch64-linux-gnu)
-package: $(NFPM) $(BIN)/linux-amd64/otelcol-gpu $(BIN)/linux-arm64/otelcol-gpu
+package: $(NFPM) $(BIN)/linux-amd64/otelcol-gpu $(BIN)/linux-arm64/otelcol-gpu $(BIN)/linux-amd64/otelcol-gpu-usage $(BIN)/linux-arm64/otelcol-gpu-usage
 	@mkdir -p $(DISTDIR)
 	for arch in amd64 arm64; do \
 		sed -e "s|\$${ARCH}|$$arch|g" -e "s|\$${VERSION}|$(VERSION)|g" -e "s|\$${BINARY}|$(BIN)/linux-$$arch/otelcol-gpu|g" \
+			-e "s|\$${USAGE_BINARY}|$(BIN)/linux-$$arch/otelcol-gpu-usage|g" \
 			packaging/nfpm.yaml > $(DISTDIR)/nfpm-$$arch.yaml; \
 		for fmt in deb rpm; do $(NFPM) package --config $(DISTDIR)/nfpm-$$arch.yaml --packager $$fmt --target $(DISTDIR)/; done; \
 	done
@@ -132,6 +133,11 @@ package: $(NFPM) $(BIN)/linux-amd64/otelcol-gpu $(BIN)/linux-arm64/otelcol-gpu
 $(BIN)/linux-amd64/otelcol-gpu: $(OTELCOL)
 	@mkdir -p $(@D)
 	cp $(OTELCOL) $@
+
+# The usage report for the packages: pure Go, static (no cgo, so no glibc).
+$(BIN)/linux-%/otelcol-gpu-usage: $(GO_SOURCES)
+	@mkdir -p $(@D)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* go build -trimpath -ldflags "-s -w" -o $@ ./cmd/usage
 
 $(BIN)/linux-arm64/otelcol-gpu: $(GO_SOURCES) $(call GLIBC_STUBS,arm64)/start.o
 	@mkdir -p $(@D)

@@ -229,7 +229,10 @@ func run(ctx context.Context, o options) error {
 	for i := range tokens {
 		tokens[i] = randomToken()
 		sum := sha256.Sum256([]byte(tokens[i]))
-		fmt.Fprintf(&creds, "  - id: demo-vm-%d\n    tenant: %s\n    sha256: %s\n", i+1, tenantNames[i%o.tenants], hex.EncodeToString(sum[:]))
+		// The provider's record of the VM: its instance id and GPUs, what
+		// the gateway stamps as host.id and the usage job bills.
+		fmt.Fprintf(&creds, "  - id: demo-vm-%d\n    tenant: %s\n    sha256: %s\n    instance_id: i-demo-%d\n    gpus: %d\n",
+			i+1, tenantNames[i%o.tenants], hex.EncodeToString(sum[:]), i+1, o.gpus)
 	}
 	// A read key per tenant: what the customer's Grafana, curl or browser uses.
 	readKeys := make([]string, o.tenants)
@@ -292,6 +295,7 @@ func run(ctx context.Context, o options) error {
 			"OTELCOL_GPU_STORE_URL=" + store.URL,
 			"OTELCOL_GPU_LOGS_STORE_URL=" + logStore.URL,
 			"OTELCOL_GPU_BILLING_URL=" + billing.url,
+			"OTELCOL_GPU_CREDENTIALS_FILE=" + credsPath,
 			// A demo that runs past the hour sees it billed a minute later.
 			"OTELCOL_GPU_USAGE_GRACE=1m",
 			"OTELCOL_GPU_GATEWAY_METRICS=[http://127.0.0.1:" + strconv.Itoa(ports["gw-metrics"]) + "/metrics]",
@@ -310,7 +314,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	usageSrc := &usage.Source{StoreURL: store.URL, EventsURL: logStore.URL, TenantLabel: "tenant_id"}
+	usageSrc := &usage.Source{StoreURL: store.URL, EventsURL: logStore.URL, TenantLabel: "tenant_id",
+		EventsHeaders: map[string]string{"AccountID": "0", "ProjectID": "1"}}
+	if vms, err := usage.ReadProvisioning(credsPath); err == nil {
+		usageSrc.Provisioning = func() map[string]usage.VM { return vms }
+	}
 
 	type agentInfo struct{ grpc, http int }
 	agents := make([]agentInfo, o.agents)

@@ -80,15 +80,18 @@ func usageTable(ctx context.Context, src *usage.Source, billing *billingSink) {
 	hour := time.Now().UTC().Truncate(time.Hour)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	recs, err := src.Compute(ctx, hour)
+	hr, err := src.Compute(ctx, hour)
 	if err != nil {
 		fmt.Printf("usage: %v\n", err)
 		return
 	}
-	vals := map[string]map[usage.Meter]float64{}
-	for _, r := range recs {
+	for t, err := range hr.Deferred {
+		fmt.Printf("usage: %s: %v\n", t, err)
+	}
+	vals := map[string]map[usage.Meter]int64{}
+	for _, r := range hr.Records {
 		if vals[r.Tenant] == nil {
-			vals[r.Tenant] = map[usage.Meter]float64{}
+			vals[r.Tenant] = map[usage.Meter]int64{}
 		}
 		vals[r.Tenant][r.Meter] = r.Total
 	}
@@ -107,17 +110,10 @@ func usageTable(ctx context.Context, src *usage.Source, billing *billingSink) {
 	for _, t := range tenants {
 		cells := []string{t}
 		for _, m := range usage.AllMeters {
-			cells = append(cells, format(m, vals[t][m]))
+			cells = append(cells, usage.FormatValue(vals[t][m]))
 		}
 		fmt.Println("  " + row(cells))
 	}
-}
-
-func format(m usage.Meter, v float64) string {
-	if m == usage.GPUHours {
-		return fmt.Sprintf("%.3f", v)
-	}
-	return fmt.Sprintf("%.0f", v)
 }
 
 func row(cells []string) string {

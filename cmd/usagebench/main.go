@@ -127,12 +127,16 @@ func main() {
 		done := make(chan struct{})
 		busyCh := make(chan []time.Duration, 1)
 		go func() { busyCh <- probe(ctx, store, probeQuery, hour.Add(time.Hour), 0, done) }()
-		recs, err := src.Compute(ctx, hour)
+		hr, err := src.Compute(ctx, hour)
 		close(done)
 		busy := <-busyCh
 		if err != nil {
 			fail(err)
 		}
+		if len(hr.Deferred) > 0 {
+			fail(fmt.Errorf("%d tenants deferred, e.g. %v", len(hr.Deferred), hr.Deferred))
+		}
+		recs := hr.Records
 		r := result{
 			Tenants: n, VMs: *vms, Series: n * *vms * perVM, Samples: samples,
 			IngestSeconds: ingest.Seconds(), ComputeSeconds: time.Since(t1).Seconds(),
@@ -159,13 +163,13 @@ func main() {
 
 // exact checks every record against what fill wrote.
 func exact(recs []usage.Record, tenants, vms, gpus, perVM, samples int) bool {
-	want := map[usage.Meter]float64{
-		usage.DataPoints:   float64(vms * perVM * samples),
-		usage.ActiveSeries: float64(vms * perVM),
-		// hw.status has a sample every step: the GPU reported in one
-		// minute of each step.
-		usage.GPUHours: float64(vms*gpus*samples) / 60,
-		usage.VMs:      float64(vms),
+	want := map[usage.Meter]int64{
+		usage.DataPoints:   int64(vms * perVM * samples),
+		usage.ActiveSeries: int64(vms * perVM),
+		// Every series has a sample every step: each VM delivered data,
+		// and reported its GPUs, in one minute of each step.
+		usage.GPUMinutes: int64(vms * gpus * samples),
+		usage.VMs:        int64(vms),
 	}
 	if len(recs) != tenants*len(usage.StoreMeters) {
 		return false
@@ -251,12 +255,12 @@ func fill(ctx context.Context, storeURL, prefix string, n, vms, gpus int, hour t
 					host := fmt.Sprintf("%s-vm-%d", name, v)
 					for g := 0; g < gpus; g++ {
 						for _, m := range loadgen.GPUMetrics {
-							fmt.Fprintf(bw, `{"metric":{"__name__":%q,"tenant_id":%q,"host.name":%q,"hw.id":"GPU-%s-%d"}`, m, name, host, host, g)
+							fmt.Fprintf(bw, `{"metric":{"__name__":%q,"tenant_id":%q,"host.name":%q,"host.id":%q,"hw.id":"GPU-%s-%d"}`, m, name, host, host, host, g)
 							_, _ = bw.Write(tail)
 						}
 					}
 					for h := 0; h < hostSeries; h++ {
-						fmt.Fprintf(bw, `{"metric":{"__name__":"system.bench","tenant_id":%q,"host.name":%q,"series":"%d"}`, name, host, h)
+						fmt.Fprintf(bw, `{"metric":{"__name__":"system.bench","tenant_id":%q,"host.name":%q,"host.id":%q,"series":"%d"}`, name, host, host, h)
 						_, _ = bw.Write(tail)
 					}
 				}

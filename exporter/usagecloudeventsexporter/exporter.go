@@ -1,20 +1,17 @@
 package usagecloudeventsexporter
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
-	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/zap"
@@ -22,15 +19,26 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 )
 
-// ContentType is the CloudEvents JSON batch media type.
-const ContentType = "application/cloudevents-batch+json"
-
 type eventsExporter struct {
-	cfg       *Config
-	set       exporter.Settings
-	client    *http.Client
-	delivered storage.Client // nil without delivered.storage
-	pruned    time.Time
+	cfg *Config
+	set exporter.Settings
+	tel *telemetry
+	now func() time.Time
+
+	// mu makes pushes one at a time: each reads the memory, sends, and
+	// writes it, and two at once could send one id twice.
+	mu     sync.Mutex
+	client *http.Client
+	memory *memory
+	dead   *deadLetter
+}
+
+func newEventsExporter(cfg *Config, set exporter.Settings) (*eventsExporter, error) {
+	tel, err := newTelemetry(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	return &eventsExporter{cfg: cfg, set: set, tel: tel, now: time.Now}, nil
 }
 
 func (e *eventsExporter) start(ctx context.Context, host component.Host) error {
@@ -39,159 +47,38 @@ func (e *eventsExporter) start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	e.client = c
-	if id := e.cfg.Delivered.Storage; id != nil {
-		ext, ok := host.GetExtensions()[*id]
-		if !ok {
-			return fmt.Errorf("usage_cloudevents: delivered.storage %q is not an extension of this collector", id)
-		}
-		se, ok := ext.(storage.Extension)
-		if !ok {
-			return fmt.Errorf("usage_cloudevents: extension %q is not a storage extension", id)
-		}
-		if e.delivered, err = se.GetClient(ctx, component.KindExporter, e.set.ID, "delivered"); err != nil {
-			return fmt.Errorf("usage_cloudevents: delivered.storage: %w", err)
-		}
+	id := e.cfg.Delivered.Storage
+	if id == nil {
+		return errors.New("delivered.storage is not set")
+	}
+	ext, ok := host.GetExtensions()[*id]
+	if !ok {
+		return fmt.Errorf("delivered.storage %q is not an extension of this collector", id)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return fmt.Errorf("delivered.storage: extension %q is not a storage extension", id)
+	}
+	client, err := se.GetClient(ctx, component.KindExporter, e.set.ID, "delivered")
+	if err != nil {
+		return fmt.Errorf("delivered.storage: %w", err)
+	}
+	e.memory = &memory{client: client, keep: e.cfg.Delivered.Keep, logger: e.set.Logger, now: e.now}
+	if e.dead, err = openDeadLetter(e.cfg.DeadLetter.Path); err != nil {
+		return fmt.Errorf("dead_letter.path: %w", err)
 	}
 	return nil
 }
 
 func (e *eventsExporter) shutdown(ctx context.Context) error {
-	if e.delivered != nil {
-		return e.delivered.Close(ctx)
+	var errs []error
+	if e.dead != nil {
+		errs = append(errs, e.dead.close())
 	}
-	return nil
-}
-
-// Keys of the delivered-id memory: "d/<id>" holds the delivery time; the
-// index of an hour's deliveries, "t/<unix hour>/<id>", lets old ids go.
-func deliveredKey(id string) string { return "d/" + id }
-
-// undelivered leaves out the records whose id the billing system already
-// took.
-func (e *eventsExporter) undelivered(ctx context.Context, recs []usage.Record) ([]usage.Record, error) {
-	seen := make(map[string]bool, len(recs))
-	uniq := recs[:0:0]
-	for _, r := range recs {
-		if !seen[r.ID] {
-			seen[r.ID] = true
-			uniq = append(uniq, r)
-		}
+	if e.memory != nil {
+		errs = append(errs, e.memory.client.Close(ctx))
 	}
-	recs = uniq
-	if e.delivered == nil {
-		return recs, nil
-	}
-	ops := make([]*storage.Operation, len(recs))
-	for i, r := range recs {
-		ops[i] = storage.GetOperation(deliveredKey(r.ID))
-	}
-	if err := e.delivered.Batch(ctx, ops...); err != nil {
-		return nil, err
-	}
-	out := recs[:0:0]
-	for i, r := range recs {
-		if ops[i].Value == nil {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-// markDelivered remembers the ids, and every hour forgets those older than
-// delivered.keep.
-func (e *eventsExporter) markDelivered(ctx context.Context, recs []usage.Record) error {
-	if e.delivered == nil {
-		return nil
-	}
-	now := time.Now()
-	stamp := []byte(strconv.FormatInt(now.Unix(), 10))
-	bucket := strconv.FormatInt(now.Unix()/3600, 10)
-	ops := make([]*storage.Operation, 0, 2*len(recs))
-	for _, r := range recs {
-		ops = append(ops, storage.SetOperation(deliveredKey(r.ID), stamp))
-	}
-	idx, err := e.delivered.Get(ctx, "t/"+bucket)
-	if err != nil {
-		return err
-	}
-	for _, r := range recs {
-		idx = append(append(idx, r.ID...), '\n')
-	}
-	ops = append(ops, storage.SetOperation("t/"+bucket, idx))
-	if err := e.delivered.Batch(ctx, ops...); err != nil {
-		return err
-	}
-	if now.Sub(e.pruned) >= time.Hour {
-		e.pruned = now
-		e.prune(ctx, now)
-	}
-	return nil
-}
-
-// prune forgets the ids delivered in the hours past delivered.keep (it
-// looks back a further week of hours; older ones were pruned before).
-func (e *eventsExporter) prune(ctx context.Context, now time.Time) {
-	last := now.Add(-e.cfg.Delivered.Keep).Unix() / 3600
-	for h := last - 7*24; h < last; h++ {
-		key := "t/" + strconv.FormatInt(h, 10)
-		idx, err := e.delivered.Get(ctx, key)
-		if err != nil || idx == nil {
-			continue
-		}
-		var ops []*storage.Operation
-		for _, id := range strings.Split(strings.TrimSpace(string(idx)), "\n") {
-			if id != "" {
-				ops = append(ops, storage.DeleteOperation(deliveredKey(id)))
-			}
-		}
-		ops = append(ops, storage.DeleteOperation(key))
-		if err := e.delivered.Batch(ctx, ops...); err != nil {
-			e.set.Logger.Warn("usage_cloudevents: forgetting old delivered ids failed", zap.Error(err))
-		}
-	}
-}
-
-// Event is one record as a CloudEvent (specversion 1.0, structured JSON).
-type Event struct {
-	SpecVersion     string    `json:"specversion"`
-	ID              string    `json:"id"`
-	Source          string    `json:"source"`
-	Type            string    `json:"type"`
-	Subject         string    `json:"subject"`
-	Time            string    `json:"time"`
-	DataContentType string    `json:"datacontenttype"`
-	Data            EventData `json:"data"`
-}
-
-// EventData is what a billing meter aggregates: value (SUM over an hour's
-// records gives the hour's total).
-type EventData struct {
-	Tenant   string      `json:"tenant"`
-	Meter    usage.Meter `json:"meter"`
-	Hour     string      `json:"hour"`
-	Value    json.Number `json:"value"`
-	Total    json.Number `json:"total"`
-	Revision int         `json:"revision"`
-	Unit     string      `json:"unit"`
-}
-
-// Events turns records into CloudEvents. The event's time is the hour's
-// start, so a billing system windowing by time puts it in its hour; the
-// subject is the tenant (OpenMeter's customer key).
-func Events(recs []usage.Record, source, typePrefix string) []Event {
-	out := make([]Event, len(recs))
-	for i, r := range recs {
-		out[i] = Event{
-			SpecVersion: "1.0", ID: r.ID, Source: source, Type: typePrefix + string(r.Meter),
-			Subject: r.Tenant, Time: r.Hour.UTC().Format(time.RFC3339), DataContentType: "application/json",
-			Data: EventData{
-				Tenant: r.Tenant, Meter: r.Meter, Hour: r.Hour.UTC().Format(usage.HourLayout),
-				Value: json.Number(usage.FormatValue(r.Value)), Total: json.Number(usage.FormatValue(r.Total)),
-				Revision: r.Revision, Unit: r.Meter.Unit(),
-			},
-		}
-	}
-	return out
+	return errors.Join(errs...)
 }
 
 func (e *eventsExporter) push(ctx context.Context, md pmetric.Metrics) error {
@@ -201,50 +88,99 @@ func (e *eventsExporter) push(ctx context.Context, md pmetric.Metrics) error {
 		// dropped with an error that names them (the pipeline is
 		// misconfigured).
 		if len(recs) == 0 {
-			return consumererror.NewPermanent(fmt.Errorf("usage_cloudevents: %w", err))
+			return consumererror.NewPermanent(err)
 		}
-		e.set.Logger.Error("usage_cloudevents: data that is not usage records was left out; connect this exporter to tenant_usage only")
+		e.set.Logger.Error("data that is not usage records was left out; connect this exporter to tenant_usage only", zap.Error(err))
 	}
-	if recs, err = e.undelivered(ctx, recs); err != nil {
-		return fmt.Errorf("usage_cloudevents: reading delivered ids: %w", err)
-	}
-	if len(recs) == 0 {
+	evs := e.encodeAll(Events(recs, e.cfg.Source, e.cfg.TypePrefix))
+	if len(evs) == 0 {
 		return nil
 	}
-	body, err := json.Marshal(Events(recs, e.cfg.Source, e.cfg.TypePrefix))
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	send, err := e.screen(ctx, evs)
 	if err != nil {
-		return consumererror.NewPermanent(err)
+		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.cfg.ClientConfig.Endpoint, bytes.NewReader(body))
-	if err != nil {
-		return consumererror.NewPermanent(err)
-	}
-	req.Header.Set("Content-Type", ContentType)
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("usage_cloudevents: %d records: %w", len(recs), err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if resp.StatusCode/100 == 2 {
-		if err := e.markDelivered(ctx, recs); err != nil {
-			// Delivered; only the memory failed: a copy queued twice may
-			// go twice (the billing system deduplicates by id).
-			e.set.Logger.Warn("usage_cloudevents: remembering delivered ids failed", zap.Error(err))
+	for _, batch := range batches(send, e.cfg.MaxBatchEvents, e.cfg.MaxBatchBytes) {
+		if err := e.deliver(ctx, batch); err != nil {
+			return err
 		}
-		return nil
 	}
-	err = fmt.Errorf("usage_cloudevents: the billing system answered %s to %d records: %s", resp.Status, len(recs), strings.TrimSpace(string(msg)))
-	switch resp.StatusCode {
-	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
-		// The billing system refuses these bytes: sending them again
-		// cannot succeed. Dropped, with an error log naming the count.
-		return consumererror.NewPermanent(err)
+	return nil
+}
+
+// encodeAll encodes the events. One that encoding/json refuses is left
+// out with an error log naming it: no billing system could take it.
+func (e *eventsExporter) encodeAll(evs []Event) []encoded {
+	out := make([]encoded, 0, len(evs))
+	for _, ev := range evs {
+		enc, err := encode(ev)
+		if err != nil {
+			e.set.Logger.Error("a usage record cannot be written as an event and was left out", zap.String("id", ev.ID), zap.Error(err))
+			continue
+		}
+		out = append(out, enc)
 	}
-	// Anything else (5xx, 429, and 401/403: a key being rotated) is
-	// retried: records are money, a wrong key must not drop them.
-	if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
-		return exporterhelper.NewThrottleRetry(err, time.Duration(s)*time.Second)
+	return out
+}
+
+// screen keeps an id to one value: it leaves out the events settled with
+// the same value before or seen earlier in this push, and sends to the
+// dead-letter file those whose id is bound to another value (settled
+// before, or an earlier event of this push). What it returns is to be
+// sent, one event per id.
+func (e *eventsExporter) screen(ctx context.Context, evs []encoded) ([]encoded, error) {
+	verdicts, prior, err := e.memory.classify(ctx, evs)
+	if err != nil {
+		return nil, fmt.Errorf("reading delivered ids: %w", err)
 	}
-	return err
+	first := make(map[string]encoded, len(evs))
+	conflicts := map[string]bool{}
+	out := evs[:0:0]
+	for i, ev := range evs {
+		switch verdicts[i] {
+		case same, knownConflict:
+			continue
+		case conflict:
+			if conflicts[conflictKey(ev.id, ev.digest)] {
+				continue
+			}
+			conflicts[conflictKey(ev.id, ev.digest)] = true
+			p := prior[i]
+			if err := e.deadLetterConflict(ctx, ev, settledLine{SHA256: p.digest, State: p.state, Time: p.at.Format(time.RFC3339)}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		f, seen := first[ev.id]
+		switch {
+		case !seen:
+			first[ev.id] = ev
+			out = append(out, ev)
+		case f.digest != ev.digest && !conflicts[conflictKey(ev.id, ev.digest)]:
+			conflicts[conflictKey(ev.id, ev.digest)] = true
+			if err := e.deadLetterConflict(ctx, ev, settledLine{SHA256: hex.EncodeToString(f.digest[:]), State: stateQueued}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// deadLetterConflict writes an event whose id is bound to another value
+// to the dead-letter file and remembers that this value was written.
+func (e *eventsExporter) deadLetterConflict(ctx context.Context, ev encoded, with settledLine) error {
+	if err := e.dead.append(deadLetterLine{Reason: reasonConflict, Settled: &with, Event: ev.body}, e.now()); err != nil {
+		return fmt.Errorf("writing the conflicting event %s to the dead-letter file: %w", ev.id, err)
+	}
+	e.tel.deadLettered(ctx, reasonConflict)
+	e.set.Logger.Error("a usage event's id is bound to another value; it is in the dead-letter file and is not sent",
+		zap.String("id", ev.id), zap.String("settled_as", with.State), zap.String("settled_sha256", with.SHA256),
+		zap.String("file", e.dead.path))
+	if err := e.memory.settleConflict(ctx, ev); err != nil {
+		e.set.Logger.Error("remembering a conflicting value failed; a retry may write its line again", zap.String("id", ev.id), zap.Error(err))
+	}
+	return nil
 }

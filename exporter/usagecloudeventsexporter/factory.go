@@ -15,7 +15,17 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/usagecloudeventsexporter/internal/metadata"
 )
 
-const defaultSource = "otelcol-gpu"
+const (
+	defaultSource     = "otelcol-gpu"
+	defaultTypePrefix = "dev.otelcol-gpu.usage."
+	// One hour of a few hundred tenants' records in a handful of requests,
+	// well under the body limits billing systems set.
+	defaultMaxBatchEvents = 500
+	defaultMaxBatchBytes  = 1 << 20
+	// Longer than any recheck (24 h by default) and any outage the queue
+	// rides out.
+	defaultDeliveredKeep = 7 * 24 * time.Hour
+)
 
 // NewFactory returns the factory of the usage_cloudevents exporter.
 func NewFactory() exporter.Factory {
@@ -35,19 +45,23 @@ func createDefaultConfig() component.Config {
 	// kept), never dropped after a deadline.
 	retry.MaxElapsedTime = 0
 	return &Config{
-		ClientConfig: client,
-		QueueConfig:  configoptional.Some(queue),
-		RetryConfig:  retry,
-		Source:       defaultSource,
-		// Longer than any recheck (24 h by default) and any outage the
-		// queue rides out.
-		Delivered: DeliveredConfig{Keep: 7 * 24 * time.Hour},
+		ClientConfig:   client,
+		QueueConfig:    configoptional.Some(queue),
+		RetryConfig:    retry,
+		Source:         defaultSource,
+		TypePrefix:     defaultTypePrefix,
+		MaxBatchEvents: defaultMaxBatchEvents,
+		MaxBatchBytes:  defaultMaxBatchBytes,
+		Delivered:      DeliveredConfig{Keep: defaultDeliveredKeep},
 	}
 }
 
 func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Metrics, error) {
 	c := cfg.(*Config)
-	e := &eventsExporter{cfg: c, set: set}
+	e, err := newEventsExporter(c, set)
+	if err != nil {
+		return nil, err
+	}
 	return exporterhelper.NewMetrics(ctx, set, cfg, e.push,
 		exporterhelper.WithStart(e.start),
 		exporterhelper.WithShutdown(e.shutdown),

@@ -176,7 +176,7 @@ func sourceOf(addr net.Addr) string {
 }
 
 // Authenticate maps the request's bearer token to its tenant and puts the
-// tenant and credential id into the request's auth data.
+// tenant, the credential id and the VM's identity into the request's auth data.
 func (a *authenticator) Authenticate(ctx context.Context, headers map[string][]string) (context.Context, error) {
 	info := client.FromContext(ctx)
 	cred, err := a.check(ctx, headers, sourceOf(info.Addr))
@@ -184,7 +184,7 @@ func (a *authenticator) Authenticate(ctx context.Context, headers map[string][]s
 		return ctx, err
 	}
 	a.requests.Add(ctx, 1, resultOK)
-	info.Auth = authData{tenant: cred.Tenant, credentialID: cred.ID}
+	info.Auth = authData{tenant: cred.Tenant, credentialID: cred.ID, instance: cred.VM()}
 	return client.NewContext(ctx, info), nil
 }
 
@@ -213,9 +213,10 @@ func (a *authenticator) token(headers map[string][]string) (string, bool) {
 type authData struct {
 	tenant       string
 	credentialID string
+	instance     string
 }
 
-var authAttributeNames = []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential}
+var authAttributeNames = []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential, tenantid.AuthAttributeInstance}
 
 func (d authData) GetAttribute(name string) any {
 	switch name {
@@ -223,6 +224,8 @@ func (d authData) GetAttribute(name string) any {
 		return d.tenant
 	case tenantid.AuthAttributeCredential:
 		return d.credentialID
+	case tenantid.AuthAttributeInstance:
+		return d.instance
 	default:
 		return nil
 	}

@@ -84,7 +84,9 @@ func tenantOf(t *testing.T, auth extensionauth.Server, headers map[string][]stri
 	info := client.FromContext(ctx)
 	require.NotNil(t, info.Auth)
 	require.NotEmpty(t, info.Auth.GetAttribute(tenantid.AuthAttributeCredential))
-	require.ElementsMatch(t, []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential}, info.Auth.GetAttributeNames())
+	require.NotEmpty(t, info.Auth.GetAttribute(tenantid.AuthAttributeInstance))
+	require.ElementsMatch(t, []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential, tenantid.AuthAttributeInstance},
+		info.Auth.GetAttributeNames())
 	return info.Auth.GetAttribute(tenantid.AuthAttributeTenant).(string), nil
 }
 
@@ -133,6 +135,28 @@ func TestAuthenticateMapsTokensToTenants(t *testing.T) {
 				require.NotContains(t, f.String, secret, "a token reached the logs")
 			}
 		}
+	}
+}
+
+// The VM's identity comes from the credentials file: its instance_id, else
+// the credential's id; the tenant processor stamps it on the VM's data.
+func TestAuthDataCarriesTheVM(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "credentials.yaml")
+	writeFile(t, file, "credentials:\n"+
+		credLine("vm-1", "acme", "token-1")+"    instance_id: i-0abc\n    gpus: 8\n"+
+		credLine("vm-1-next", "acme", "token-1b")+"    instance_id: i-0abc\n    gpus: 8\n"+
+		credLine("vm-2", "acme", "token-2"))
+	auth, _ := startAuth(t, file)
+	for token, want := range map[string][2]string{
+		"token-1":  {"vm-1", "i-0abc"},
+		"token-1b": {"vm-1-next", "i-0abc"}, // a rotated token, the same VM
+		"token-2":  {"vm-2", "vm-2"},
+	} {
+		ctx, err := auth.Authenticate(context.Background(), bearer(token))
+		require.NoError(t, err)
+		data := client.FromContext(ctx).Auth
+		require.Equal(t, want[0], data.GetAttribute(tenantid.AuthAttributeCredential), token)
+		require.Equal(t, want[1], data.GetAttribute(tenantid.AuthAttributeInstance), token)
 	}
 }
 

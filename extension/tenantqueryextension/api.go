@@ -116,19 +116,27 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 	if ans.status >= 500 {
 		s.tel.errors.Add(ctx, 1, epAttr)
 	}
-	series := 0
+	counts := answerCounts{}
 	if ans.status == http.StatusOK {
-		series = countSeries(ep, ans.body)
+		counts = scanAnswer(ep, ans.body)
+		// The event is kept before the answer goes out: no read is served
+		// that a crash could leave unbilled.
+		if s.usage != nil {
+			if err := s.usage.record(tenant, cred.ID, ep.name, counts); err != nil {
+				s.tel.refuse(ctx, tenant, "usage_unrecorded")
+				audit(http.StatusServiceUnavailable, counts.series, dropped, "usage_unrecorded")
+				writeAPIError(w, http.StatusServiceUnavailable, "unavailable",
+					"the gateway cannot record this query for billing (its usage log is full or failing), so it does not answer it; retry later")
+				return
+			}
+		}
 	}
 	if ans.contentType != "" {
 		w.Header().Set("Content-Type", ans.contentType)
 	}
 	w.WriteHeader(ans.status)
 	_, _ = w.Write(ans.body)
-	audit(ans.status, series, dropped, "")
-	if s.usage != nil && ans.status == http.StatusOK {
-		s.usage.record(tenant, cred.ID, ep.name, series)
-	}
+	audit(ans.status, counts.series, dropped, "")
 }
 
 // fromPageScript says a request was made by a page's script (fetch, XHR):

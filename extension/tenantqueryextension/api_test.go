@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -230,14 +231,43 @@ func TestStoreAnswersPassThroughAndAreAudited(t *testing.T) {
 	require.Equal(t, int64(422), lines[1].ContextMap()["status"])
 }
 
-func TestCountSeries(t *testing.T) {
-	require.Equal(t, 2, countSeries(epQuery, []byte(`{"status":"success","data":{"resultType":"matrix","result":[{},{}]}}`)))
-	require.Equal(t, 0, countSeries(epQuery, []byte(`{"status":"success","data":{"resultType":"vector","result":[]}}`)))
-	require.Equal(t, 3, countSeries(epLabels, []byte(`{"status":"success","data":["a","b","c"]}`)))
-	require.Equal(t, -1, countSeries(epLabels, []byte(`not json`)))
+func TestScanAnswer(t *testing.T) {
+	require.Equal(t, answerCounts{series: 2}, scanAnswer(epQuery, []byte(`{"status":"success","data":{"resultType":"matrix","result":[{},{}]}}`)))
+	require.Equal(t, answerCounts{series: 0}, scanAnswer(epQuery, []byte(`{"status":"success","data":{"resultType":"vector","result":[]}}`)))
+	require.Equal(t, answerCounts{series: 3}, scanAnswer(epLabels, []byte(`{"status":"success","data":["a","b","c"]}`)))
+	require.Equal(t, answerCounts{series: -1}, scanAnswer(epLabels, []byte(`not json`)))
 }
 
-func BenchmarkCountSeries(b *testing.B) {
+// The stats VictoriaMetrics v1.151.0 writes (app/vmselect/prometheus,
+// query_response.qtpl and query_range_response.qtpl: seriesFetched a
+// string "for historical reasons", executionTimeMsec a number), byte for
+// byte, and what is not the root's stats.
+func TestScanAnswerReadsTheStoresStats(t *testing.T) {
+	instant := `{"status":"success","data":{"resultType":"vector","result":[` +
+		`{"metric":{"__name__":"hw.gpu.utilization","tenant_id":"acme"},"value":[1796165685,"63.8"]},` +
+		`{"metric":{"__name__":"hw.gpu.utilization","tenant_id":"acme","stats":"x"},"value":[1796165685,"12"]}]},` +
+		`"stats":{"seriesFetched": "17","executionTimeMsec":42}}`
+	require.Equal(t, answerCounts{series: 2, seriesFetched: 17, execMS: 42}, scanAnswer(epQuery, []byte(instant)))
+	matrix := `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"1"},"values":[[1,"1"],[2,"2"]]}]},` +
+		`"stats":{"seriesFetched": "1024","executionTimeMsec":0}}`
+	require.Equal(t, answerCounts{series: 1, seriesFetched: 1024}, scanAnswer(epRange, []byte(matrix)))
+
+	for name, body := range map[string]string{
+		"Prometheus, no stats": `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}`,
+		"stats in a label":     `{"status":"success","data":{"resultType":"vector","result":[{"metric":{"stats":"{\"seriesFetched\":\"9\"}"},"value":[1,"1"]}]}}`,
+		"stats below the root": `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"],"stats":{"seriesFetched":"9","executionTimeMsec":9}}]}}`,
+		"negative":             `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]},"stats":{"seriesFetched":"-9","executionTimeMsec":-9}}`,
+		"not integers":         `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]},"stats":{"seriesFetched":"1e9","executionTimeMsec":1.5}}`,
+		"over int64":           `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]},"stats":{"seriesFetched":"99999999999999999999","executionTimeMsec":null}}`,
+		"objects, not numbers": `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]},"stats":{"seriesFetched":{"n":9},"executionTimeMsec":[9]}}`,
+	} {
+		require.Equal(t, answerCounts{series: 1}, scanAnswer(epQuery, []byte(body)), name)
+	}
+	labels := `{"status":"success","data":["a","b"],"stats":{"seriesFetched":"5"}}`
+	require.Equal(t, answerCounts{series: 2, seriesFetched: 5}, scanAnswer(epLabels, []byte(labels)), "the same on any endpoint that has them")
+}
+
+func BenchmarkScanAnswer(b *testing.B) {
 	var body strings.Builder
 	body.WriteString(`{"status":"success","data":{"resultType":"matrix","result":[`)
 	for i := range 16 {
@@ -253,20 +283,20 @@ func BenchmarkCountSeries(b *testing.B) {
 		}
 		body.WriteString("]}")
 	}
-	body.WriteString(`]}}`)
+	body.WriteString(`]},"stats":{"seriesFetched": "16","executionTimeMsec":3}}`)
 	data := []byte(body.String())
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if countSeries(epRange, data) != 16 {
+		if scanAnswer(epRange, data) != (answerCounts{series: 16, seriesFetched: 16, execMS: 3}) {
 			b.Fatal("count")
 		}
 	}
 }
 
-// countArray agrees with encoding/json on whatever the fuzzer makes up
+// scanAnswer agrees with encoding/json on whatever the fuzzer makes up
 // that is an API-shaped answer.
-func FuzzCountSeries(f *testing.F) {
+func FuzzScanAnswer(f *testing.F) {
 	for _, seed := range []string{
 		`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"]"},"values":[[1,"2"]]},{}]}}`,
 		`{"status":"success","data":["a","b\"]","c"]}`,
@@ -274,6 +304,7 @@ func FuzzCountSeries(f *testing.F) {
 		`{"status":"success","data":[{"__name__":"x","data":"y"},{"result":[1]}]}`,
 		`{"data":{"result":[1,true,null,-2.5e3,{"result":[1,2,3]},[[]]]}}`,
 		`{"data":{"x":{"result":[1,2]},"result":[1]}}`,
+		`{"data":{"result":[{"stats":{"seriesFetched":"3"}}]},"stats":{"seriesFetched": "12","executionTimeMsec":7}}`,
 		`not json`, `{"data":{}}`, `[]`,
 	} {
 		f.Add(seed)
@@ -281,8 +312,13 @@ func FuzzCountSeries(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		// The reference: encoding/json, with keys matched exactly (as the
 		// store writes them) and each key once.
-		if !json.Valid([]byte(body)) || strings.Count(body, `"data"`) > 1 || strings.Count(body, `"result"`) > 1 {
+		if !json.Valid([]byte(body)) {
 			return
+		}
+		for _, k := range []string{`"data"`, `"result"`, `"stats"`, `"seriesFetched"`, `"executionTimeMsec"`} {
+			if strings.Count(body, k) > 1 {
+				return
+			}
 		}
 		field := func(raw json.RawMessage, key string) (json.RawMessage, bool) {
 			var m map[string]json.RawMessage
@@ -292,6 +328,21 @@ func FuzzCountSeries(f *testing.F) {
 			v, ok := m[key]
 			return v, ok
 		}
+		// Either stat may be a string or a number (the store writes
+		// seriesFetched as a string).
+		stat := func(key string) int64 {
+			stats, _ := field(json.RawMessage(body), "stats")
+			raw, _ := field(stats, key)
+			var s string
+			if json.Unmarshal(raw, &s) == nil {
+				raw = json.RawMessage(s)
+			}
+			n, err := strconv.ParseInt(string(raw), 10, 64)
+			if err != nil || n < 0 {
+				return 0
+			}
+			return n
+		}
 		for _, ep := range []*endpoint{epQuery, epLabels} {
 			arr, ok := field(json.RawMessage(body), "data")
 			if ok && ep.result {
@@ -299,9 +350,15 @@ func FuzzCountSeries(f *testing.F) {
 			}
 			var elems []json.RawMessage
 			if !ok || !strings.HasPrefix(strings.TrimSpace(string(arr)), "[") || json.Unmarshal(arr, &elems) != nil {
-				continue // not an answer of this shape; the count is not used
+				continue // not an answer of this shape; the counts are not used
 			}
-			require.Equal(t, len(elems), countSeries(ep, []byte(body)), "%s", body)
+			got := scanAnswer(ep, []byte(body))
+			require.Equal(t, len(elems), got.series, "%s", body)
+			if strings.Contains(body, `\`) {
+				continue // an escaped stat is not one the store writes
+			}
+			require.Equal(t, stat("seriesFetched"), got.seriesFetched, "%s", body)
+			require.Equal(t, stat("executionTimeMsec"), got.execMS, "%s", body)
 		}
 	})
 }

@@ -36,21 +36,39 @@ type Config struct {
 	UsageEvents UsageEventsConfig `mapstructure:"usage_events"`
 }
 
-// UsageEventsConfig sends one record per query answered (tenant, key id,
-// endpoint, series returned, a unique query id) to VictoriaLogs, where
-// tenant_usage counts them per tenant and hour.
+// UsageEventsConfig records one event per query answered (tenant, key id,
+// endpoint, series returned, what the store did, a unique query id) in a
+// local append-only log before the answer goes out, and sends the log to
+// VictoriaLogs, where tenant_usage counts the events per tenant and hour.
 type UsageEventsConfig struct {
 	// ClientConfig's endpoint is the event store's base URL
-	// (http://localhost:9428); empty: no records (no read meters).
+	// (http://localhost:9428); empty: no events (no read meters). Its
+	// headers name the event store's tenant (VictoriaLogs AccountID and
+	// ProjectID): one customers' logs never reach.
 	ClientConfig confighttp.ClientConfig `mapstructure:",squash"`
-	// FlushInterval is how long a record may wait to be sent: at most this
-	// much of the reads is lost if the gateway is killed.
+	// Directory holds the log of events not yet taken by the event store
+	// and how far it got. Required with an endpoint; one gateway a
+	// directory.
+	Directory string `mapstructure:"directory"`
+	// FlushInterval is how often the log is fsynced and sent: a power cut
+	// loses at most this much of the events; a killed process loses none.
 	FlushInterval time.Duration `mapstructure:"flush_interval"`
-	// MaxPending bounds the records held while the event store is down;
-	// past it new records are dropped and counted
-	// (otelcol_tenant_query_usage_events_dropped).
-	MaxPending int `mapstructure:"max_pending"`
+	// MaxBytes bounds the log on disk (events sent and not yet sent).
+	MaxBytes int64 `mapstructure:"max_bytes"`
+	// OnFull says what a query gets when its event cannot be kept (the log
+	// is full or cannot be written): refuse answers it 503, so no read is
+	// served unmetered; drop answers it and counts the event dropped.
+	OnFull string `mapstructure:"on_full"`
 }
+
+// The values of usage_events.on_full.
+const (
+	onFullRefuse = "refuse"
+	onFullDrop   = "drop"
+)
+
+// minUsageLogBytes keeps usage_events.max_bytes above a few events a segment.
+const minUsageLogBytes = 4 << 10
 
 // StoreConfig says how a tenant's query reaches the store. The endpoint
 // and headers are templates in the vocabulary of the tenant_otlp_http
@@ -171,8 +189,14 @@ func (c *Config) Validate() error {
 		if c.UsageEvents.FlushInterval <= 0 {
 			errs = append(errs, fmt.Errorf("usage_events.flush_interval: must be positive, got %s", c.UsageEvents.FlushInterval))
 		}
-		if c.UsageEvents.MaxPending < 1 {
-			errs = append(errs, fmt.Errorf("usage_events.max_pending: must be at least 1, got %d", c.UsageEvents.MaxPending))
+		if c.UsageEvents.Directory == "" {
+			errs = append(errs, errors.New("usage_events.directory: must be set with usage_events.endpoint"))
+		}
+		if c.UsageEvents.MaxBytes < minUsageLogBytes {
+			errs = append(errs, fmt.Errorf("usage_events.max_bytes: must be at least %d, got %d", minUsageLogBytes, c.UsageEvents.MaxBytes))
+		}
+		if c.UsageEvents.OnFull != onFullRefuse && c.UsageEvents.OnFull != onFullDrop {
+			errs = append(errs, fmt.Errorf("usage_events.on_full: must be %q or %q, got %q", onFullRefuse, onFullDrop, c.UsageEvents.OnFull))
 		}
 	}
 	t, terrs := c.Store.parseTemplates()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/configtest"
@@ -23,6 +24,9 @@ func TestLoadConfig(t *testing.T) {
 	require.Equal(t, "localhost:9090", def.ServerConfig.NetAddr.Endpoint)
 	require.Equal(t, "tenant_id", def.Store.TenantLabel, "the label the gateway's exporter writes")
 	require.True(t, def.UI.Enabled)
+	require.Empty(t, def.UsageEvents.ClientConfig.Endpoint, "no usage events unless configured")
+	require.Equal(t, UsageEventsConfig{ClientConfig: def.UsageEvents.ClientConfig, FlushInterval: time.Second, MaxBytes: 64 << 20, OnFull: "refuse"},
+		def.UsageEvents)
 
 	c := loadConfig(t, "cluster")
 	require.NoError(t, confmap.Validate(c))
@@ -34,6 +38,14 @@ func TestLoadConfig(t *testing.T) {
 	require.Equal(t, LimitsConfig{MaxConcurrent: 2, MaxQueued: 4, QueueWait: time.Second, QueriesPerSecond: 5, Burst: 10, QueryTimeout: 10 * time.Second, MaxSeries: 500}, c.Limits)
 	require.False(t, c.UI.Enabled)
 	require.Equal(t, 30*time.Second, c.ReloadInterval)
+	ue := c.UsageEvents
+	require.Equal(t, "http://vlogs:9428", ue.ClientConfig.Endpoint)
+	require.Equal(t, configopaque.MapList{{Name: "AccountID", Value: "0"}, {Name: "ProjectID", Value: "1"}}, ue.ClientConfig.Headers)
+	require.Equal(t, 10*time.Second, ue.ClientConfig.Timeout, "the default client timeout stays")
+	require.Equal(t, "/var/lib/otelcol-gpu/read-events", ue.Directory)
+	require.Equal(t, 2*time.Second, ue.FlushInterval)
+	require.Equal(t, int64(1<<20), ue.MaxBytes)
+	require.Equal(t, onFullDrop, ue.OnFull)
 
 	m := loadConfig(t, "mimir")
 	require.NoError(t, confmap.Validate(m))

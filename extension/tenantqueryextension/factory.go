@@ -34,6 +34,11 @@ const (
 	defaultMaxSessions      = 10_000
 	defaultTimezone         = "UTC"
 	defaultStoreTimeout     = 60 * time.Second
+	// A read event is about 250 bytes: 64 MiB holds some 250,000, over an
+	// hour of an event store outage at 50 answered queries a second.
+	defaultUsageMaxBytes      = 64 << 20
+	defaultUsageFlushInterval = time.Second
+	defaultUsageTimeout       = 10 * time.Second
 )
 
 // NewFactory returns the factory of the tenant_query extension.
@@ -48,10 +53,9 @@ func createDefaultConfig() component.Config {
 	client.Endpoint = defaultStoreEndpoint
 	client.Timeout = defaultStoreTimeout
 	events := confighttp.NewDefaultClientConfig()
-	events.Timeout = 10 * time.Second
+	events.Timeout = defaultUsageTimeout
 	return &Config{
 		ServerConfig:   server,
-		UsageEvents:    UsageEventsConfig{ClientConfig: events, FlushInterval: time.Second, MaxPending: 100_000},
 		ReloadInterval: defaultReloadInterval,
 		Store: StoreConfig{
 			ClientConfig:     client,
@@ -72,6 +76,12 @@ func createDefaultConfig() component.Config {
 			SessionTTL:  defaultSessionTTL,
 			MaxSessions: defaultMaxSessions,
 			Timezone:    defaultTimezone,
+		},
+		UsageEvents: UsageEventsConfig{
+			ClientConfig:  events,
+			FlushInterval: defaultUsageFlushInterval,
+			MaxBytes:      defaultUsageMaxBytes,
+			OnFull:        onFullRefuse,
 		},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
@@ -70,31 +71,45 @@ func (s *queryServer) forward(ctx context.Context, method, path, tenant string, 
 	return &storeAnswer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: data}, nil
 }
 
-// countSeries counts the series (or names, or values) in a successful
-// answer, for the audit line: the elements of data.result for queries, of
-// data for the rest. It scans the answer once without decoding or keeping
-// anything (encoding/json took ~130 us for a dashboard panel's answer);
-// -1 when the answer is not shaped like the API's JSON.
-func countSeries(ep *endpoint, body []byte) int {
-	if ep.result {
-		return countArray(body, "data", "result")
-	}
-	return countArray(body, "data")
+// answerCounts is what a successful answer says about its query's size.
+type answerCounts struct {
+	// series counts the series (or names, or values) in the answer; -1
+	// when the answer is not shaped like the API's JSON.
+	series int
+	// seriesFetched and execMS are VictoriaMetrics' stats on query and
+	// query_range ("stats":{"seriesFetched":"N","executionTimeMsec":M}):
+	// the series the store read and the milliseconds it worked. 0 when
+	// absent (other endpoints, other stores).
+	seriesFetched, execMS int64
 }
 
-// countArray counts the elements of the array at path (object keys from the
-// root object). It assumes well-formed JSON (the store's answer) and only
-// tracks nesting, strings and keys.
-func countArray(body []byte, path ...string) int {
+// scanAnswer reads a successful answer's counts: the elements of
+// data.result for queries, of data for the rest, and the stats. It scans
+// the answer once without decoding or keeping anything (encoding/json took
+// ~130 us for a dashboard panel's answer).
+func scanAnswer(ep *endpoint, body []byte) answerCounts {
+	if ep.result {
+		return scanCounts(body, "data", "result")
+	}
+	return scanCounts(body, "data")
+}
+
+// scanCounts counts the elements of the array at path (object keys from the
+// root object) and reads the root's stats. It assumes well-formed JSON (the
+// store's answer) and only tracks nesting, strings and keys.
+func scanCounts(body []byte, path ...string) answerCounts {
 	type frame struct {
 		obj   bool
 		match bool // the keys from the root down to this container are path's
+		stats bool // the root's "stats" object
 	}
 	var stack [16]frame
+	var out answerCounts
+	bad := answerCounts{series: -1}
 	depth := 0 // containers open
 	expectKey := false
 	key := []byte(nil)
-	count, found := 0, false
+	found := false
 	inTarget := func() bool {
 		return depth == len(path)+1 && !stack[depth-1].obj && stack[depth-1].match
 	}
@@ -110,7 +125,7 @@ func countArray(body []byte, path ...string) int {
 			continue
 		case '}', ']':
 			if depth == 0 {
-				return -1
+				return bad
 			}
 			depth--
 			expectKey = false
@@ -118,26 +133,36 @@ func countArray(body []byte, path ...string) int {
 		}
 		if expectKey {
 			if c != '"' {
-				return -1
+				return bad
 			}
 			end := stringEnd(body, i)
 			if end < 0 {
-				return -1
+				return bad
 			}
 			key, i, expectKey = body[i+1:end], end, false
 			continue
 		}
 		// A value starts here.
 		if inTarget() {
-			count++
+			out.series++
+		}
+		var stat *int64
+		if depth == 2 && stack[1].stats {
+			switch string(key) {
+			case "seriesFetched":
+				stat = &out.seriesFetched
+			case "executionTimeMsec":
+				stat = &out.execMS
+			}
 		}
 		switch c {
 		case '{', '[':
 			if depth == len(stack) {
-				return -1
+				return bad
 			}
 			match := depth == 0 || (stack[depth-1].match && stack[depth-1].obj && depth <= len(path) && string(key) == path[depth-1])
-			stack[depth] = frame{obj: c == '{', match: match}
+			stats := c == '{' && depth == 1 && stack[0].obj && string(key) == "stats"
+			stack[depth] = frame{obj: c == '{', match: match, stats: stats}
 			depth++
 			expectKey = c == '{'
 			if inTarget() {
@@ -146,19 +171,35 @@ func countArray(body []byte, path ...string) int {
 		case '"':
 			end := stringEnd(body, i)
 			if end < 0 {
-				return -1
+				return bad
+			}
+			if stat != nil { // seriesFetched is a string
+				*stat = parseCount(body[i+1 : end])
 			}
 			i = end
 		default: // a number, true, false, null: up to the next delimiter
+			start := i
 			for i+1 < len(body) && !delimiter[body[i+1]] {
 				i++
+			}
+			if stat != nil {
+				*stat = parseCount(body[start : i+1])
 			}
 		}
 	}
 	if !found || depth != 0 {
-		return -1
+		return bad
 	}
-	return count
+	return out
+}
+
+// parseCount reads a stat: a non-negative integer, else 0.
+func parseCount(b []byte) int64 {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // stringEnd is the index of the quote closing the string opening at i.

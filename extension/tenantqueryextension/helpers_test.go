@@ -111,6 +111,7 @@ type testServer struct {
 	store    *fakeStore
 	credFile string
 	logs     *observer.ObservedLogs
+	metrics  *componenttest.Telemetry
 }
 
 // newTestServer runs the extension's handler (not its listener) against a
@@ -126,7 +127,9 @@ func newTestServer(t testing.TB, mutate func(*Config)) *testServer {
 	}
 	require.NoError(t, cfg.Validate())
 	core, logs := observer.New(zap.InfoLevel)
-	set := componenttest.NewNopTelemetrySettings()
+	metrics := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, metrics.Shutdown(context.Background())) })
+	set := metrics.NewTelemetrySettings()
 	set.Logger = zap.New(core)
 	s, err := newQueryServer(cfg, set)
 	require.NoError(t, err)
@@ -134,7 +137,7 @@ func newTestServer(t testing.TB, mutate func(*Config)) *testServer {
 	t.Cleanup(s.creds.Stop)
 	store := &fakeStore{}
 	s.client = &http.Client{Transport: store}
-	return &testServer{queryServer: s, store: store, credFile: cfg.CredentialsFile, logs: logs}
+	return &testServer{queryServer: s, store: store, credFile: cfg.CredentialsFile, logs: logs, metrics: metrics}
 }
 
 // do sends one request to the handler: target is the request line's URI as

@@ -86,27 +86,32 @@ func (s *queryServer) Start(ctx context.Context, host component.Host) error {
 	// one asked for must not be fetched on a tenant's behalf.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	s.client = client
+	var usage *usageRecorder
 	if s.cfg.UsageEvents.ClientConfig.Endpoint != "" {
-		ec, err := s.cfg.UsageEvents.ClientConfig.ToClient(ctx, host.GetExtensions(), s.set)
-		if err != nil {
+		if usage, err = s.newUsage(ctx, host); err != nil {
 			s.creds.Stop()
-			return fmt.Errorf("tenant_query: usage_events client: %w", err)
+			return fmt.Errorf("tenant_query: %w", err)
 		}
-		s.usage = newUsageRecorder(s.cfg.UsageEvents, ec, s.logger, s.tel)
+	}
+	fail := func(err error) error {
+		if usage != nil {
+			_ = usage.log.close()
+		}
+		s.creds.Stop()
+		return fmt.Errorf("tenant_query: %w", err)
 	}
 	ln, err := s.cfg.ServerConfig.ToListener(ctx)
 	if err != nil {
-		s.creds.Stop()
-		return fmt.Errorf("tenant_query: listen on %s: %w", s.cfg.ServerConfig.NetAddr.Endpoint, err)
+		return fail(fmt.Errorf("listen on %s: %w", s.cfg.ServerConfig.NetAddr.Endpoint, err))
 	}
 	s.server, err = s.cfg.ServerConfig.ToServer(ctx, host.GetExtensions(), s.set, s)
 	if err != nil {
 		_ = ln.Close()
-		s.creds.Stop()
-		return fmt.Errorf("tenant_query: %w", err)
+		return fail(err)
 	}
-	if s.usage != nil {
-		s.usage.start()
+	if usage != nil {
+		usage.start()
+		s.usage = usage
 	}
 	s.served = make(chan struct{})
 	go func() {
@@ -130,7 +135,7 @@ func (s *queryServer) Shutdown(ctx context.Context) error {
 		<-s.served
 	}
 	if s.usage != nil {
-		// After the server: every answered query is queued by now.
+		// After the server: every answered query's event is in the log.
 		s.usage.shutdown(ctx)
 	}
 	s.creds.Stop()
@@ -156,6 +161,20 @@ func (s *queryServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.tel.refuse(r.Context(), "", "not_allowed")
 	writeAPIError(w, http.StatusNotFound, "not_found",
 		"not served here: the read API serves /api/v1/query, /api/v1/query_range, /api/v1/series, /api/v1/labels and /api/v1/label/<name>/values")
+}
+
+// newUsage opens the usage log and the event store's client; the caller
+// starts it.
+func (s *queryServer) newUsage(ctx context.Context, host component.Host) (*usageRecorder, error) {
+	client, err := s.cfg.UsageEvents.ClientConfig.ToClient(ctx, host.GetExtensions(), s.set)
+	if err != nil {
+		return nil, fmt.Errorf("usage_events client: %w", err)
+	}
+	u, err := newUsageRecorder(s.cfg.UsageEvents, client, s.logger, s.tel)
+	if err != nil {
+		return nil, fmt.Errorf("usage_events.directory: %w", err)
+	}
+	return u, nil
 }
 
 // sourceOf is the client's address without its port.

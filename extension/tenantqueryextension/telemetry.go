@@ -39,11 +39,11 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 		return nil, err
 	}
 	if t.usageSent, err = meter.Int64Counter("otelcol_tenant_query_usage_events_sent",
-		metric.WithDescription("Read records (one per answered query) the event store took, for the read meters."), metric.WithUnit("{record}")); err != nil {
+		metric.WithDescription("Read events (one per answered query) the event store took, for the read meters."), metric.WithUnit("{event}")); err != nil {
 		return nil, err
 	}
 	if t.usageDropped, err = meter.Int64Counter("otelcol_tenant_query_usage_events_dropped",
-		metric.WithDescription("Read records dropped (event store down past usage_events.max_pending, or at shutdown): reads that go unbilled."), metric.WithUnit("{record}")); err != nil {
+		metric.WithDescription("Read events lost, by reason: full (the usage log, with on_full: drop), write_error (with on_full: drop), torn (cut short by a crash), corrupt (not JSON). Reads that go unbilled."), metric.WithUnit("{event}")); err != nil {
 		return nil, err
 	}
 	if t.duration, err = meter.Float64Histogram("otelcol_tenant_query_duration",

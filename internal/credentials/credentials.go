@@ -1,8 +1,9 @@
 // Package credentials reads the gateway's credentials file: SHA-256 hashes
 // of the tokens VMs send and the API keys customers read with, each mapped
-// to its tenant and a scope. tenant_auth (writing) and tenant_query
-// (reading) share it, so one file, one hashing rule and one revocation path
-// serve both ways in.
+// to its tenant and a scope, and for a VM's token what the provider knows
+// of that VM (its instance id, its GPUs). tenant_auth (writing) and
+// tenant_query (reading) share it, so one file, one hashing rule and one
+// revocation path serve both ways in; the usage job reads the VMs from it.
 package credentials
 
 import (
@@ -38,26 +39,38 @@ type file struct {
 }
 
 type entry struct {
-	ID     string `yaml:"id"`
-	Tenant string `yaml:"tenant"`
-	SHA256 string `yaml:"sha256"`
-	Scope  string `yaml:"scope"`
+	ID         string  `yaml:"id"`
+	Tenant     string  `yaml:"tenant"`
+	SHA256     string  `yaml:"sha256"`
+	Scope      string  `yaml:"scope"`
+	InstanceID *string `yaml:"instance_id"`
+	// GPUs is decoded loosely so that a wrong value is reported with its
+	// entry rather than as a bare YAML type error.
+	GPUs any `yaml:"gpus"`
 }
 
 // Credential is one live token's or key's owner. Its hash identifies it;
-// the token itself is never kept.
+// the token itself is never kept. It stays comparable: Set.Current compares
+// whole values.
 type Credential struct {
 	ID     string
 	Tenant string
 	Scope  Scope
 	Hash   [sha256.Size]byte
+	// InstanceID is the provider's id of the VM that holds the token
+	// (ingest only); empty when the file gives none.
+	InstanceID string
+	// GPUs is how many GPUs the provider gave that VM, when GPUsKnown.
+	GPUs      int
+	GPUsKnown bool
 }
 
 // Set is an immutable snapshot of the credentials file, swapped whole on
 // reload so a request sees either the old or the new file.
 type Set struct {
-	byHash  map[[sha256.Size]byte]*Credential
-	tenants int
+	byHash    map[[sha256.Size]byte]*Credential
+	tenants   int
+	instances map[string]Instance
 }
 
 // Parse reads and checks a credentials file. Every problem is reported with
@@ -72,6 +85,7 @@ func Parse(data []byte) (*Set, error) {
 	set := &Set{byHash: make(map[[sha256.Size]byte]*Credential, len(f.Credentials))}
 	ids := make(map[string]int, len(f.Credentials))
 	tenants := map[string]struct{}{}
+	vms := vmTable{}
 	var errs []error
 	for i, e := range f.Credentials {
 		where := fmt.Sprintf("credentials[%d]", i)
@@ -97,18 +111,29 @@ func Parse(data []byte) (*Set, error) {
 		} else if other, dup := set.byHash[hash]; dup {
 			entryErrs = append(entryErrs, fmt.Errorf("sha256: the same token hash as id %q", other.ID))
 		}
+		vm, vmErrs := parseVM(e, scope)
+		entryErrs = append(entryErrs, vmErrs...)
 		if len(entryErrs) > 0 {
 			errs = append(errs, fmt.Errorf("%s: %w", where, errors.Join(entryErrs...)))
 			continue
 		}
+		c := &Credential{ID: e.ID, Tenant: e.Tenant, Scope: scope, Hash: hash,
+			InstanceID: vm.instanceID, GPUs: vm.gpus, GPUsKnown: vm.gpusKnown}
+		if scope == ScopeIngest {
+			if err := vms.add(c); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				continue
+			}
+		}
 		ids[e.ID] = i
 		tenants[e.Tenant] = struct{}{}
-		set.byHash[hash] = &Credential{ID: e.ID, Tenant: e.Tenant, Scope: scope, Hash: hash}
+		set.byHash[hash] = c
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("credentials file: %w", errors.Join(errs...))
 	}
 	set.tenants = len(tenants)
+	set.instances = vms.instances()
 	return set, nil
 }
 

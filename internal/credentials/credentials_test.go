@@ -84,6 +84,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("credentials:\n  - id: a\n    tenant: ACME\n    sha256: 00\n"))
 	f.Add([]byte("{credentials: [{id: a, tenant: b, sha256: " + hashOf("x") + "}]}"))
 	f.Add([]byte("credentials:\n  - &a {id: a}\n  - *a\n"))
+	f.Add([]byte("credentials:\n" + credLine("a", "acme", "t1") + "    instance_id: i-1\n    gpus: 8\n" + credLine("b", "acme", "t2") + "    instance_id: i-1\n    gpus: 8\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		set, err := Parse(data)
 		if err != nil {
@@ -99,6 +100,14 @@ func FuzzParse(f *testing.F) {
 			ids[c.ID] = true
 			require.NotEmpty(t, c.Tenant)
 			require.Contains(t, []Scope{ScopeIngest, ScopeRead}, c.Scope)
+			if c.Scope == ScopeIngest {
+				vm, ok := set.Instances()[c.VM()]
+				require.True(t, ok, "every VM token's VM is an instance")
+				require.Equal(t, Instance{Tenant: c.Tenant, GPUs: c.GPUs, GPUsKnown: c.GPUsKnown}, vm, "credentials of one VM agree")
+			} else {
+				require.Empty(t, c.InstanceID)
+				require.False(t, c.GPUsKnown)
+			}
 		}
 	})
 }
@@ -131,6 +140,105 @@ func TestCurrentFollowsTheFile(t *testing.T) {
 		"id changed":      "credentials:\n" + credLine("key-2", "acme", "k") + "    scope: read\n",
 	} {
 		after, err := Parse([]byte(data))
+		require.NoError(t, err)
+		require.False(t, after.Current(c), name)
+	}
+}
+
+func TestVMFields(t *testing.T) {
+	data := "credentials:\n" +
+		credLine("vm-1", "acme", "t1") + "    instance_id: i-0abc\n    gpus: 8\n" +
+		credLine("vm-1-next", "acme", "t1b") + "    instance_id: i-0abc\n    gpus: 8\n" + // rotation: the same VM
+		credLine("vm-2", "acme", "t2") + "    gpus: 0\n" + // no GPUs, known
+		credLine("vm-3", "globex", "t3") + "    instance_id: \"eu-1:9f2c.A_b-C\"\n" + // GPUs unknown
+		credLine("vm-4", "globex", "t4") + // neither: the id is the VM
+		credLine("key-1", "acme", "k1") + "    scope: read\n"
+	set, err := Parse([]byte(data))
+	require.NoError(t, err)
+
+	c, ok := set.Lookup("t1b")
+	require.True(t, ok)
+	require.Equal(t, Credential{ID: "vm-1-next", Tenant: "acme", Scope: ScopeIngest, Hash: c.Hash,
+		InstanceID: "i-0abc", GPUs: 8, GPUsKnown: true}, *c)
+	require.Equal(t, "i-0abc", c.VM())
+	c, _ = set.Lookup("t4")
+	require.Equal(t, "vm-4", c.VM(), "without instance_id the credential's id is the VM")
+	require.False(t, c.GPUsKnown)
+
+	require.Equal(t, map[string]Instance{
+		"i-0abc":          {Tenant: "acme", GPUs: 8, GPUsKnown: true},
+		"vm-2":            {Tenant: "acme", GPUs: 0, GPUsKnown: true},
+		"eu-1:9f2c.A_b-C": {Tenant: "globex"},
+		"vm-4":            {Tenant: "globex"},
+	}, set.Instances(), "one entry a VM, keyed as the gateway stamps it; read keys are no VMs")
+
+	got := set.Instances()
+	delete(got, "vm-4")
+	require.Contains(t, set.Instances(), "vm-4", "the returned map is the caller's")
+}
+
+func TestVMFieldsMayJoinAnIDToAnInstanceID(t *testing.T) {
+	// The old token had no instance_id, so its id was the VM; its successor
+	// names that VM explicitly.
+	set, err := Parse([]byte("credentials:\n" + credLine("vm-9", "acme", "old") +
+		credLine("vm-9-next", "acme", "new") + "    instance_id: vm-9\n"))
+	require.NoError(t, err)
+	require.Equal(t, map[string]Instance{"vm-9": {Tenant: "acme"}}, set.Instances())
+}
+
+func TestVMFieldErrorsNameTheEntry(t *testing.T) {
+	long := strings.Repeat("a", MaxInstanceIDLen+1)
+	cases := map[string]struct{ data, want string }{
+		"empty instance_id": {credLine("a", "acme", "t1") + "    instance_id: \"\"\n",
+			`credentials[0] (id "a"): instance_id: "": must be 1 to 128 characters long, is 0`},
+		"long instance_id": {credLine("a", "acme", "t1") + "    instance_id: " + long + "\n",
+			`credentials[0] (id "a"): instance_id: "` + long + `": must be 1 to 128 characters long, is 129`},
+		"instance_id with a slash": {credLine("a", "acme", "t1") + "    instance_id: i/0\n",
+			`credentials[0] (id "a"): instance_id: "i/0": character '/' at position 1 is not allowed`},
+		"instance_id with a space": {credLine("a", "acme", "t1") + "    instance_id: \"i 0\"\n", `character ' ' at position 1`},
+		"instance_id not ascii":    {credLine("a", "acme", "t1") + "    instance_id: \"é\"\n", "is not allowed"},
+		"negative gpus": {credLine("a", "acme", "t1") + "    gpus: -1\n",
+			`credentials[0] (id "a"): gpus: must be an integer from 0 to 1024, got -1`},
+		"too many gpus": {credLine("a", "acme", "t1") + "    gpus: 1025\n", `(id "a"): gpus: must be an integer from 0 to 1024, got 1025`},
+		"fraction gpus": {credLine("a", "acme", "t1") + "    gpus: 1.5\n", `(id "a"): gpus: must be an integer from 0 to 1024, got 1.5`},
+		"string gpus":   {credLine("a", "acme", "t1") + "    gpus: \"8\"\n", `(id "a"): gpus: must be an integer`},
+		"huge gpus":     {credLine("a", "acme", "t1") + "    gpus: 99999999999999999999\n", `(id "a"): gpus: must be an integer`},
+		"list gpus":     {credLine("a", "acme", "t1") + "    gpus: [8]\n", `(id "a"): gpus: must be an integer`},
+		"read key with instance_id": {credLine("k", "acme", "k1") + "    scope: read\n    instance_id: i-1\n",
+			`credentials[0] (id "k"): instance_id, gpus: only an ingest credential (a VM's token) describes a VM`},
+		"read key with gpus": {credLine("k", "acme", "k1") + "    scope: read\n    gpus: 0\n",
+			`credentials[0] (id "k"): instance_id, gpus: only an ingest credential`},
+		"one VM, two tenants": {credLine("a", "acme", "t1") + "    instance_id: i-1\n" + credLine("b", "globex", "t2") + "    instance_id: i-1\n",
+			`credentials[1] (id "b"): instance_id "i-1": id "a" names the same VM with tenant "acme" and gpus unknown, this entry says tenant "globex" and gpus unknown`},
+		"one VM, two GPU counts": {credLine("a", "acme", "t1") + "    instance_id: i-1\n    gpus: 8\n" + credLine("b", "acme", "t2") + "    instance_id: i-1\n    gpus: 4\n",
+			`credentials[1] (id "b"): instance_id "i-1": id "a" names the same VM with tenant "acme" and gpus 8, this entry says tenant "acme" and gpus 4`},
+		"one VM, gpus known and unknown": {credLine("a", "acme", "t1") + "    instance_id: i-1\n    gpus: 0\n" + credLine("b", "acme", "t2") + "    instance_id: i-1\n",
+			`id "a" names the same VM with tenant "acme" and gpus 0, this entry says tenant "acme" and gpus unknown`},
+		"an id and an instance_id, two tenants": {credLine("vm-9", "acme", "t1") + credLine("b", "globex", "t2") + "    instance_id: vm-9\n",
+			`credentials[1] (id "b"): instance_id "vm-9": id "vm-9" names the same VM with tenant "acme"`},
+		"an instance_id and an id, two tenants": {credLine("b", "globex", "t2") + "    instance_id: vm-9\n" + credLine("vm-9", "acme", "t1"),
+			`credentials[1] (id "vm-9"): VM "vm-9" (the id; no instance_id given): id "b" names the same VM with tenant "globex"`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte("credentials:\n" + tc.data))
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestCurrentFollowsTheVMFields(t *testing.T) {
+	before, err := Parse([]byte("credentials:\n" + credLine("vm-1", "acme", "t") + "    instance_id: i-1\n    gpus: 8\n"))
+	require.NoError(t, err)
+	c, ok := before.Lookup("t")
+	require.True(t, ok)
+	require.True(t, before.Current(c))
+	for name, data := range map[string]string{
+		"instance moved": credLine("vm-1", "acme", "t") + "    instance_id: i-2\n    gpus: 8\n",
+		"gpus changed":   credLine("vm-1", "acme", "t") + "    instance_id: i-1\n    gpus: 4\n",
+		"gpus unknown":   credLine("vm-1", "acme", "t") + "    instance_id: i-1\n",
+	} {
+		after, err := Parse([]byte("credentials:\n" + data))
 		require.NoError(t, err)
 		require.False(t, after.Current(c), name)
 	}

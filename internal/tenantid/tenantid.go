@@ -20,6 +20,10 @@ const MaxLen = 63
 const (
 	AuthAttributeTenant     = "tenant"
 	AuthAttributeCredential = "credential_id"
+	// AuthAttributeInstance is the identity of the VM that holds the
+	// credential (the credentials file's instance_id, else the credential
+	// id): what the gateway stamps on the VM's data and bills by.
+	AuthAttributeInstance = "instance_id"
 )
 
 // Validate returns nil when id follows the grammar, else an error naming it.

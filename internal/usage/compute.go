@@ -2,16 +2,11 @@ package usage
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,15 +21,42 @@ type Source struct {
 	// TenantLabel is the label the gateway's exporter has the store put on
 	// every series (tenant_id).
 	TenantLabel string
+	// VMLabel is the label of the VM identity the gateway stamps from the
+	// credential on every resource (host.id; default).
+	VMLabel string
 	// EventsURL is the event store's base URL (VictoriaLogs), where the
 	// read path records each query it answers; empty: no read meters.
 	EventsURL string
+	// EventsHeaders are sent with every event-store query: the event-store
+	// tenant (AccountID, ProjectID) the read path writes its records to,
+	// apart from the customers' own logs.
+	EventsHeaders map[string]string
 	// Client makes the store's requests, EventsClient the event store's
 	// (default http.DefaultClient).
 	Client, EventsClient *http.Client
 	// Concurrency is the number of queries in flight at once (default 2):
 	// usage is hourly work and must not crowd the store.
 	Concurrency int
+	// Provisioning returns the VMs the provider provisioned, by the
+	// identity the gateway stamps: their tenant and GPUs. nil, or a VM
+	// missing from it: the GPUs the VM reported itself.
+	Provisioning func() map[string]VM
+}
+
+// VM is what the provider's provisioning record says of one VM.
+type VM struct {
+	Tenant string
+	GPUs   int
+}
+
+// Hour is one hour's computation: the records of the tenants whose meters
+// could be computed, and the tenants whose could not (a query the store
+// refused for that tenant alone): they are computed again later, and the
+// others are billed meanwhile.
+type Hour struct {
+	Hour     time.Time
+	Records  []Record
+	Deferred map[string]error
 }
 
 // ReadEventsStream is the event-store stream the read path writes its query
@@ -45,41 +67,105 @@ const (
 	ReadEventsSource       = "tenant_query"
 )
 
-// Compute is every tenant's usage in the hour starting at hour: revision 0
-// records, ordered (Sort). A tenant appears when any of its meters is
-// non-zero, with all of its meters. The answer depends only on the stores'
-// content, so computing an hour twice gives the same records.
-func (s *Source) Compute(ctx context.Context, hour time.Time) ([]Record, error) {
-	hour = hour.UTC()
-	if !hour.Truncate(time.Hour).Equal(hour) {
-		return nil, fmt.Errorf("usage: %s is not on the hour", hour)
-	}
-	if s.TenantLabel == "" {
-		return nil, errors.New("usage: the store's tenant label is not set")
-	}
-	values := map[string]map[Meter]float64{}
-	var mu sync.Mutex
-	set := func(tenant string, m Meter, v float64) {
-		mu.Lock()
-		defer mu.Unlock()
-		if values[tenant] == nil {
-			values[tenant] = map[Meter]float64{}
-		}
-		values[tenant][m] = v
-	}
+// DefaultVMLabel is the label of the gateway-stamped VM identity.
+const DefaultVMLabel = "host.id"
 
+// meterValues is one tenant's meters.
+type meterValues map[Meter]int64
+
+// job is one query giving one or more meters, for every tenant at once
+// (tenant == "") or for one tenant.
+type job struct {
+	name string
+	run  func(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error)
+}
+
+// Compute is every tenant's usage in the hour starting at hour: revision 0
+// records, ordered (Sort). Each meter is one query for all tenants
+// (grouped by the tenant label); a query that fails is asked again per
+// tenant, and a tenant whose own query fails is deferred (Hour.Deferred)
+// while the others are billed. The error is for what holds every tenant:
+// the tenant list, or a store that answers nobody. The answer depends only
+// on the stores' content, so computing an hour twice gives the same
+// records.
+func (s *Source) Compute(ctx context.Context, hour time.Time) (*Hour, error) {
+	if err := s.check(hour); err != nil {
+		return nil, err
+	}
 	tenants, err := s.storeTenants(ctx, hour)
 	if err != nil {
 		return nil, err
 	}
+	return s.compute(ctx, hour.UTC(), tenants, true)
+}
+
+// ComputeTenants is Compute for the named tenants only, one query per
+// tenant and meter: what a deferred tenant is computed with again.
+func (s *Source) ComputeTenants(ctx context.Context, hour time.Time, tenants []string) (*Hour, error) {
+	if err := s.check(hour); err != nil {
+		return nil, err
+	}
+	return s.compute(ctx, hour.UTC(), tenants, false)
+}
+
+func (s *Source) check(hour time.Time) error {
+	if !hour.Truncate(time.Hour).Equal(hour) {
+		return fmt.Errorf("usage: %s is not on the hour", hour)
+	}
+	if s.TenantLabel == "" {
+		return errors.New("usage: the store's tenant label is not set")
+	}
+	return nil
+}
+
+func (s *Source) jobs() []job {
+	jobs := []job{
+		{"data_points", s.dataPoints},
+		{"active_series", s.seriesAndVMs},
+		{"gpu_minutes", s.gpuMinutes},
+	}
 	if s.EventsURL != "" {
-		reads, err := s.readMeters(ctx, hour)
-		if err != nil {
-			return nil, err
+		jobs = append(jobs, job{"read", s.readMeters})
+	}
+	return jobs
+}
+
+func (s *Source) compute(ctx context.Context, hour time.Time, tenants []string, grouped bool) (*Hour, error) {
+	known := make(map[string]bool, len(tenants))
+	for _, t := range tenants {
+		known[t] = true
+	}
+	values := map[string]meterValues{}
+	deferred := map[string]error{}
+	var mu sync.Mutex
+	merge := func(got map[string]meterValues, only string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for t, mv := range got {
+			if (only != "" && t != only) || tenantid.Validate(t) != nil {
+				continue
+			}
+			if !known[t] {
+				// A tenant seen only by one meter's query (reads by a
+				// tenant that stored nothing in the hour): billed too.
+				if only != "" {
+					continue
+				}
+				known[t] = true
+			}
+			if values[t] == nil {
+				values[t] = meterValues{}
+			}
+			for m, v := range mv {
+				values[t][m] += v
+			}
 		}
-		for tenant, r := range reads {
-			set(tenant, ReadQueries, r[0])
-			set(tenant, ReadSeries, r[1])
+	}
+	fail := func(tenant string, j job, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if deferred[tenant] == nil {
+			deferred[tenant] = fmt.Errorf("usage: %s of tenant %s, hour %s: %w", j.name, tenant, hour.Format(HourLayout), err)
 		}
 	}
 
@@ -89,45 +175,67 @@ func (s *Source) Compute(ctx context.Context, hour time.Time) ([]Record, error) 
 	}
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
-	var firstErr error
-	var errOnce sync.Once
-	for _, tenant := range tenants {
-		for _, job := range s.storeJobs(tenant, hour) {
+	perTenant := func(j job) {
+		for _, t := range tenants {
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				v, err := job.run(ctx)
+				got, err := j.run(ctx, hour, t)
 				if err != nil {
-					errOnce.Do(func() {
-						firstErr = fmt.Errorf("usage: %s of tenant %s, hour %s: %w", job.meter, tenant, hour.Format(HourLayout), err)
-					})
+					fail(t, j, err)
 					return
 				}
-				for m, x := range v {
-					set(tenant, m, x)
-				}
+				merge(got, t)
 			}()
-			if ctx.Err() != nil {
-				break
-			}
 		}
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	var groupedErrs []error
+	for _, j := range s.jobs() {
+		if !grouped {
+			perTenant(j)
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			got, err := j.run(ctx, hour, "")
+			<-sem
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				groupedErrs = append(groupedErrs, fmt.Errorf("%s: %w", j.name, err))
+				mu.Unlock()
+				// One tenant's data can fail a query of all (a store
+				// limit): ask each tenant on its own.
+				perTenant(j)
+				return
+			}
+			merge(got, "")
+		}()
 	}
+	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if len(tenants) > 0 && len(deferred) == len(tenants) && len(groupedErrs) > 0 {
+		// Nobody could be computed: the store, not a tenant.
+		return nil, fmt.Errorf("usage: hour %s: %w", hour.Format(HourLayout), errors.Join(groupedErrs...))
+	}
 
-	var recs []Record
+	out := &Hour{Hour: hour, Deferred: deferred}
 	meters := StoreMeters
 	if s.EventsURL != "" {
 		meters = AllMeters
 	}
 	for tenant, v := range values {
+		if deferred[tenant] != nil {
+			continue
+		}
 		any := false
 		for _, x := range v {
 			if x != 0 {
@@ -138,20 +246,14 @@ func (s *Source) Compute(ctx context.Context, hour time.Time) ([]Record, error) 
 			continue
 		}
 		for _, m := range meters {
-			recs = append(recs, Record{
+			out.Records = append(out.Records, Record{
 				ID: RecordID(tenant, m, hour, 0), Tenant: tenant, Meter: m, Hour: hour,
 				Value: v[m], Total: v[m],
 			})
 		}
 	}
-	Sort(recs)
-	return recs, nil
-}
-
-// storeJob is one query for one tenant, giving one or more meters.
-type storeJob struct {
-	meter Meter
-	run   func(ctx context.Context) (map[Meter]float64, error)
+	Sort(out.Records)
+	return out, nil
 }
 
 // The hour [H, H+1h) as the store's rollup windows see it: a window [d] at
@@ -159,74 +261,116 @@ type storeJob struct {
 // [1h] at H+1h-1ms covers exactly [H, H+1h).
 func hourEnd(hour time.Time) time.Time { return hour.Add(time.Hour - time.Millisecond) }
 
-func (s *Source) storeJobs(tenant string, hour time.Time) []storeJob {
-	sel := fmt.Sprintf(`{%s=%s,__name__!~%s}`, s.TenantLabel, strconv.Quote(tenant), strconv.Quote(regexpQuote(MetricPrefix)+".*"))
-	gpuSel := fmt.Sprintf(`{%s=%s,__name__="hw.status",hw.parent=""}`, s.TenantLabel, strconv.Quote(tenant))
-	end := hourEnd(hour)
-	return []storeJob{
-		{DataPoints, func(ctx context.Context) (map[Meter]float64, error) {
-			v, err := s.instant(ctx, "sum(count_over_time("+sel+"[1h]))", end)
-			if err != nil {
-				return nil, err
-			}
-			return map[Meter]float64{DataPoints: sum(v)}, nil
-		}},
-		// One query gives both: a row per host with its number of series.
-		{ActiveSeries, func(ctx context.Context) (map[Meter]float64, error) {
-			rows, err := s.instantRows(ctx, "count(count_over_time("+sel+"[1h])) by (host.name, host.id)", end)
-			if err != nil {
-				return nil, err
-			}
-			var series, vms float64
-			for _, r := range rows {
-				series += r.value
-				if r.labels["host.name"] != "" || r.labels["host.id"] != "" {
-					vms++
-				}
-			}
-			return map[Meter]float64{ActiveSeries: series, VMs: vms}, nil
-		}},
-		// GPU-minutes: at the end of each minute of the hour, the number of
-		// GPUs with an hw.status sample in that minute.
-		{GPUHours, func(ctx context.Context) (map[Meter]float64, error) {
-			v, err := s.rangeQuery(ctx, "count(count(count_over_time("+gpuSel+"[1m])) by (hw.id))", hour.Add(time.Minute-time.Millisecond), end, time.Minute)
-			if err != nil {
-				return nil, err
-			}
-			return map[Meter]float64{GPUHours: float64(v) / 60}, nil
-		}},
+// selector is the series a meter counts: every series of the tenant (or of
+// every tenant) but the usage job's own.
+func (s *Source) selector(tenant string, extra string) string {
+	t := s.TenantLabel + `!=""`
+	if tenant != "" {
+		t = s.TenantLabel + "=" + strconv.Quote(tenant)
 	}
+	if extra == "" {
+		extra = `__name__!~` + strconv.Quote(regexpQuote(MetricPrefix)+".*")
+	}
+	return "{" + t + "," + extra + "}"
 }
 
-func sum(v []float64) float64 {
-	var s float64
-	for _, x := range v {
-		s += x
+func (s *Source) vmLabel() string {
+	if s.VMLabel == "" {
+		return DefaultVMLabel
 	}
-	return s
+	return s.VMLabel
 }
 
-func regexpQuote(s string) string {
-	return strings.NewReplacer(".", `\.`).Replace(s)
+// dataPoints: the samples each tenant stored in the hour.
+func (s *Source) dataPoints(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error) {
+	q := fmt.Sprintf("sum(count_over_time(%s[1h])) by (%s)", s.selector(tenant, ""), s.TenantLabel)
+	rows, err := s.instantRows(ctx, q, hourEnd(hour))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]meterValues{}
+	for _, r := range rows {
+		out[r.labels[s.TenantLabel]] = meterValues{DataPoints: int64(r.value)}
+	}
+	return out, nil
+}
+
+// seriesAndVMs: one row per tenant and VM with its number of series.
+func (s *Source) seriesAndVMs(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error) {
+	q := fmt.Sprintf("count(count_over_time(%s[1h])) by (%s, %s)", s.selector(tenant, ""), s.TenantLabel, s.vmLabel())
+	rows, err := s.instantRows(ctx, q, hourEnd(hour))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]meterValues{}
+	for _, r := range rows {
+		t := r.labels[s.TenantLabel]
+		if out[t] == nil {
+			out[t] = meterValues{}
+		}
+		out[t][ActiveSeries] += int64(r.value)
+		if r.labels[s.vmLabel()] != "" {
+			out[t][VMs]++
+		}
+	}
+	return out, nil
+}
+
+// gpuMinutes: per VM, the minutes of the hour in which it delivered data
+// times its provisioned GPUs; for a VM the provisioning record does not
+// name for this tenant, the GPUs it reported in each minute (hw.status
+// series without hw.parent, one per GPU). Each is one instant query with a
+// subquery over the hour's 60 minutes: the store places a subquery's
+// points on multiples of its step (H, H+1m, ..., H+59m), and the inner
+// window shifted by a minute less a millisecond, (t-1ms, t+1m-1ms], is the
+// minute [t, t+1m) exactly. One value per VM comes back, not 60.
+func (s *Source) gpuMinutes(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error) {
+	by := s.TenantLabel + ", " + s.vmLabel()
+	const minute = "[1m] offset -59999ms"
+	minutes, err := s.instantRows(ctx, fmt.Sprintf("count_over_time((count(count_over_time(%s%s)) by (%s))[1h:1m])",
+		s.selector(tenant, ""), minute, by), hourEnd(hour))
+	if err != nil {
+		return nil, err
+	}
+	reported, err := s.instantRows(ctx, fmt.Sprintf("sum_over_time((count(count(count_over_time(%s%s)) by (%s, hw.id)) by (%s))[1h:1m])",
+		s.selector(tenant, `__name__="hw.status",hw.parent=""`), minute, by, by), hourEnd(hour))
+	if err != nil {
+		return nil, err
+	}
+	var prov map[string]VM
+	if s.Provisioning != nil {
+		prov = s.Provisioning()
+	}
+	type key struct{ tenant, vm string }
+	reportedBy := map[key]int64{}
+	for _, r := range reported {
+		reportedBy[key{r.labels[s.TenantLabel], r.labels[s.vmLabel()]}] += int64(r.value)
+	}
+	out := map[string]meterValues{}
+	for _, r := range minutes {
+		k := key{r.labels[s.TenantLabel], r.labels[s.vmLabel()]}
+		if out[k.tenant] == nil {
+			out[k.tenant] = meterValues{}
+		}
+		if vm, ok := prov[k.vm]; ok && k.vm != "" && vm.Tenant == k.tenant {
+			out[k.tenant][GPUMinutes] += int64(vm.GPUs) * int64(r.value)
+			continue
+		}
+		out[k.tenant][GPUMinutes] += reportedBy[k]
+	}
+	return out, nil
 }
 
 // storeTenants lists the tenants with series in the hour (the store's
 // index answers by day, so this may list tenants that sent nothing in the
 // hour: they get no records).
 func (s *Source) storeTenants(ctx context.Context, hour time.Time) ([]string, error) {
-	q := url.Values{
-		"start": {formatTime(hour)},
-		"end":   {formatTime(hourEnd(hour))},
-	}
-	var body struct {
-		Status string   `json:"status"`
-		Data   []string `json:"data"`
-	}
-	if err := s.getJSON(ctx, s.StoreURL+"/api/v1/label/"+url.PathEscape(s.TenantLabel)+"/values", q, &body); err != nil {
+	body, err := s.labelValues(ctx, s.TenantLabel, hour, hourEnd(hour))
+	if err != nil {
 		return nil, fmt.Errorf("usage: listing tenants: %w", err)
 	}
-	var out []string
-	for _, t := range body.Data {
+	out := body[:0]
+	for _, t := range body {
 		if tenantid.Validate(t) == nil {
 			out = append(out, t)
 		}
@@ -235,177 +379,13 @@ func (s *Source) storeTenants(ctx context.Context, hour time.Time) ([]string, er
 	return out, nil
 }
 
-type row struct {
-	labels map[string]string
-	value  float64
-}
-
-func (s *Source) instant(ctx context.Context, query string, at time.Time) ([]float64, error) {
-	rows, err := s.instantRows(ctx, query, at)
-	if err != nil {
-		return nil, err
-	}
-	v := make([]float64, len(rows))
-	for i, r := range rows {
-		v[i] = r.value
-	}
-	return v, nil
-}
-
-func (s *Source) instantRows(ctx context.Context, query string, at time.Time) ([]row, error) {
-	q := url.Values{"query": {query}, "time": {formatTime(at)}, "nocache": {"1"}}
-	var body struct {
-		Status string `json:"status"`
-		Data   struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := s.postJSON(ctx, s.StoreURL+"/api/v1/query", q, &body); err != nil {
-		return nil, err
-	}
-	out := make([]row, 0, len(body.Data.Result))
-	for _, r := range body.Data.Result {
-		v, err := parseValue(r.Value[1])
-		if err != nil {
-			return nil, fmt.Errorf("query %q: %w", query, err)
+func regexpQuote(s string) string {
+	out := make([]byte, 0, len(s)+4)
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			out = append(out, '\\')
 		}
-		out = append(out, row{labels: r.Metric, value: v})
+		out = append(out, s[i])
 	}
-	return out, nil
-}
-
-// rangeQuery sums, over every step and every series, the query's values.
-func (s *Source) rangeQuery(ctx context.Context, query string, start, end time.Time, step time.Duration) (int64, error) {
-	q := url.Values{
-		"query": {query}, "start": {formatTime(start)}, "end": {formatTime(end)},
-		"step": {strconv.FormatInt(int64(step/time.Second), 10)}, "nocache": {"1"},
-	}
-	var body struct {
-		Data struct {
-			Result []struct {
-				Values [][2]any `json:"values"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := s.postJSON(ctx, s.StoreURL+"/api/v1/query_range", q, &body); err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, r := range body.Data.Result {
-		for _, p := range r.Values {
-			v, err := parseValue(p[1])
-			if err != nil {
-				return 0, fmt.Errorf("query %q: %w", query, err)
-			}
-			n += int64(v)
-		}
-	}
-	return n, nil
-}
-
-// readMeters is, per tenant, [queries answered, series returned] in the
-// hour. A record the read path sent twice (a retry whose first attempt had
-// landed) is counted once: each carries a unique query_id.
-func (s *Source) readMeters(ctx context.Context, hour time.Time) (map[string][2]float64, error) {
-	query := fmt.Sprintf(`_time:[%s, %s) _stream:%s | uniq by (tenant_id, query_id, series) | stats by (tenant_id) count() queries, sum(series) series`,
-		hour.Format(time.RFC3339), hour.Add(time.Hour).Format(time.RFC3339), ReadEventsStream)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.EventsURL+"/select/logsql/query",
-		strings.NewReader(url.Values{"query": {query}}.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	ec := s.EventsClient
-	if ec == nil {
-		ec = s.client()
-	}
-	resp, err := ec.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("usage: read meters: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return nil, fmt.Errorf("usage: read meters: the event store answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	out := map[string][2]float64{}
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var line struct {
-			Tenant  string `json:"tenant_id"`
-			Queries string `json:"queries"`
-			Series  string `json:"series"`
-		}
-		if err := dec.Decode(&line); err == io.EOF {
-			break
-		} else if err != nil {
-			return nil, fmt.Errorf("usage: read meters: %w", err)
-		}
-		if tenantid.Validate(line.Tenant) != nil {
-			continue
-		}
-		q, err1 := strconv.ParseFloat(line.Queries, 64)
-		n, err2 := strconv.ParseFloat(line.Series, 64)
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("usage: read meters of %s: %w", line.Tenant, err)
-		}
-		out[line.Tenant] = [2]float64{q, n}
-	}
-	return out, nil
-}
-
-func (s *Source) client() *http.Client {
-	if s.Client != nil {
-		return s.Client
-	}
-	return http.DefaultClient
-}
-
-func (s *Source) getJSON(ctx context.Context, u string, q url.Values, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"?"+q.Encode(), http.NoBody)
-	if err != nil {
-		return err
-	}
-	return s.do(req, out)
-}
-
-func (s *Source) postJSON(ctx context.Context, u string, q url.Values, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(q.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return s.do(req, out)
-}
-
-func (s *Source) do(req *http.Request, out any) error {
-	resp, err := s.client().Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return fmt.Errorf("the store answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-func formatTime(t time.Time) string {
-	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
-}
-
-func parseValue(v any) (float64, error) {
-	s, ok := v.(string)
-	if !ok {
-		return 0, fmt.Errorf("value %v is not a string", v)
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("value %q is not a number", s)
-	}
-	return f, nil
+	return string(out)
 }

@@ -62,10 +62,10 @@ func Metrics(recs []Record, scope string) pmetric.Metrics {
 			dp := dps.AppendEmpty()
 			dp.SetStartTimestamp(pcommon.NewTimestampFromTime(rec.Hour))
 			dp.SetTimestamp(pcommon.NewTimestampFromTime(rec.Hour.Add(time.Hour)))
-			dp.SetDoubleValue(rec.Total)
+			dp.SetIntValue(rec.Total)
 			dp.Attributes().PutStr(AttrRecordID, rec.ID)
 			dp.Attributes().PutInt(AttrRevision, int64(rec.Revision))
-			dp.Attributes().PutDouble(AttrAmount, rec.Value)
+			dp.Attributes().PutInt(AttrAmount, rec.Value)
 		}
 	}
 	return md
@@ -99,6 +99,10 @@ func Records(md pmetric.Metrics) ([]Record, error) {
 				dps := m.Sum().DataPoints()
 				for p := 0; p < dps.Len(); p++ {
 					dp := dps.At(p)
+					if dp.ValueType() != pmetric.NumberDataPointValueTypeInt {
+						errs = append(errs, fmt.Errorf("a %s point of tenant %s is not an integer", m.Name(), tenant))
+						continue
+					}
 					id, ok1 := dp.Attributes().Get(AttrRecordID)
 					rev, ok2 := dp.Attributes().Get(AttrRevision)
 					amount, ok3 := dp.Attributes().Get(AttrAmount)
@@ -108,7 +112,7 @@ func Records(md pmetric.Metrics) ([]Record, error) {
 					}
 					out = append(out, Record{
 						ID: id.Str(), Tenant: tenant, Meter: meter, Hour: dp.StartTimestamp().AsTime().UTC(),
-						Revision: int(rev.Int()), Value: amount.Double(), Total: dp.DoubleValue(),
+						Revision: int(rev.Int()), Value: amount.Int(), Total: dp.IntValue(),
 					})
 				}
 			}

@@ -25,29 +25,39 @@ const (
 	// ActiveSeries is the number of distinct series with at least one
 	// sample in the hour.
 	ActiveSeries Meter = "active_series"
-	// GPUHours is the time GPUs reported: per GPU (hw.id), the minutes of
-	// the hour in which it sent hw.status at least once, over 60.
-	GPUHours Meter = "gpu_hours"
-	// VMs is the number of distinct hosts (host.name, host.id) reporting in
-	// the hour.
+	// GPUMinutes is GPU time monitored, in whole GPU-minutes: per VM, its
+	// GPUs times the minutes of the hour in which it delivered data. A VM's
+	// GPUs come from the provisioning record (the credentials file's gpus);
+	// for a VM the record says nothing of, the GPUs it reported itself
+	// (hw.status series without hw.parent, per minute).
+	GPUMinutes Meter = "gpu_minutes"
+	// VMs is the number of distinct VMs delivering data in the hour, by the
+	// identity the gateway stamps from the credential (host.id).
 	VMs Meter = "vms"
 	// ReadQueries is the number of read-path queries answered 200 in the
 	// hour.
 	ReadQueries Meter = "read_queries"
 	// ReadSeries is the number of series those answers held.
 	ReadSeries Meter = "read_series"
+	// ReadSeriesFetched is the number of series the store fetched to
+	// answer them (its stats: the work, not the answer's size).
+	ReadSeriesFetched Meter = "read_series_fetched"
+	// ReadExecMs is the store's execution time for them, in milliseconds.
+	ReadExecMs Meter = "read_exec_ms"
 )
 
 // StoreMeters are computed from the metrics store; ReadMeters from the
 // read path's records in the event store.
 var (
-	StoreMeters = []Meter{DataPoints, ActiveSeries, GPUHours, VMs}
-	ReadMeters  = []Meter{ReadQueries, ReadSeries}
+	StoreMeters = []Meter{DataPoints, ActiveSeries, GPUMinutes, VMs}
+	ReadMeters  = []Meter{ReadQueries, ReadSeries, ReadSeriesFetched, ReadExecMs}
 	AllMeters   = append(append([]Meter(nil), StoreMeters...), ReadMeters...)
 )
 
 // MetricPrefix starts the name of every usage metric written to the store
-// (usage.data_points, ...); the meters leave those series out.
+// (usage.data_points, ...); the meters leave those series out. The gateway
+// reserves it: a customer's metric under it is renamed (the tenant
+// processor's reserved_prefixes), so only the usage job writes here.
 const MetricPrefix = "usage."
 
 // MetricName is the meter's metric in the store.
@@ -58,10 +68,12 @@ func (m Meter) Unit() string {
 	switch m {
 	case DataPoints:
 		return "{data_point}"
-	case ActiveSeries, ReadSeries:
+	case ActiveSeries, ReadSeries, ReadSeriesFetched:
 		return "{series}"
-	case GPUHours:
-		return "h"
+	case ReadExecMs:
+		return "ms"
+	case GPUMinutes:
+		return "min"
 	case VMs:
 		return "{vm}"
 	case ReadQueries:
@@ -76,15 +88,19 @@ func (m Meter) Description() string {
 	case DataPoints:
 		return "Samples stored in the hour, after the store's deduplication."
 	case ActiveSeries:
-		return "Distinct series with at least one sample in the hour."
-	case GPUHours:
-		return "GPU time monitored: per GPU, the minutes of the hour in which it reported, over 60."
+		return "Distinct series with at least one sample in the hour (a series-hour each)."
+	case GPUMinutes:
+		return "GPU-minutes monitored: per VM, its GPUs times the minutes of the hour in which it delivered data."
 	case VMs:
-		return "Distinct hosts reporting in the hour."
+		return "Distinct VMs (by their credential's identity) delivering data in the hour."
 	case ReadQueries:
 		return "Read-path queries answered in the hour."
 	case ReadSeries:
 		return "Series returned by the read path in the hour."
+	case ReadSeriesFetched:
+		return "Series the store fetched to answer the read path's queries in the hour."
+	case ReadExecMs:
+		return "The store's execution time for the read path's queries in the hour."
 	}
 	return ""
 }
@@ -110,23 +126,25 @@ func meterNames() string {
 // HourLayout is how an hour is written in ids, CSV and events.
 const HourLayout = "2006-01-02T15Z"
 
-// Record is one meter of one tenant for one hour. Revision 0 is the hour's
-// value when the hour closed; a later revision is an adjustment: Value is
-// the change since the previous revision (late data), Total the hour's value
-// after it. Summing the Values of an id's hour gives its Total.
+// Record is one meter of one tenant for one hour, in whole units. Revision 0
+// is the hour's value when the hour closed; a later revision is an
+// adjustment: Value is the change since the previous revision (late data),
+// Total the hour's value after it. Summing the Values of an id's hour gives
+// its Total.
 type Record struct {
-	ID       string
-	Tenant   string
-	Meter    Meter
-	Hour     time.Time // the hour's start, UTC
-	Revision int
-	Value    float64
-	Total    float64
+	ID       string    `json:"id"`
+	Tenant   string    `json:"tenant"`
+	Meter    Meter     `json:"meter"`
+	Hour     time.Time `json:"hour"` // the hour's start, UTC
+	Revision int       `json:"revision"`
+	Value    int64     `json:"value"`
+	Total    int64     `json:"total"`
 }
 
-// RecordID is the id of a record: derived from the tenant, the meter and
-// the hour alone (and an adjustment's revision), so computing it again, or
-// sending it again, names the same record. The tenant grammar
+// RecordID is the id of a record: derived from the tenant, the meter, the
+// hour and the revision. The usage job writes each record to its ledger
+// before it sends it, and sends it from there, so an id carries one value
+// forever; a new value for an hour is a new revision. The tenant grammar
 // (internal/tenantid) has no ':' so ids cannot collide.
 func RecordID(tenant string, m Meter, hour time.Time, revision int) string {
 	id := tenant + ":" + string(m) + ":" + hour.UTC().Format(HourLayout)
@@ -151,9 +169,8 @@ func ParseHour(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not an hour (write it as 2026-12-01T10Z)", s)
 }
 
-// FormatValue writes a meter value the same way everywhere (CSV, events):
-// the shortest decimal that reads back as the same float64.
-func FormatValue(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+// FormatValue writes a meter value the same way everywhere (CSV, events).
+func FormatValue(v int64) string { return strconv.FormatInt(v, 10) }
 
 // Sort orders records by hour, tenant, meter (AllMeters order), revision.
 func Sort(recs []Record) {

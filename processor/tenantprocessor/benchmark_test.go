@@ -45,7 +45,7 @@ func agentBatch() pmetric.Metrics {
 		g.SetName(fmt.Sprintf("system.metric.%d", h))
 		g.SetEmptyGauge().DataPoints().AppendEmpty().SetIntValue(int64(h))
 	}
-	return md
+	return stampNow(md)
 }
 
 // BenchmarkGatewayProcessor compares decoding an agent request and handing
@@ -68,27 +68,35 @@ func BenchmarkGatewayProcessor(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/340, "ns/datapoint")
 	}
-	b.Run("decode_only", func(b *testing.B) { run(b, consumertest.NewNop()) })
-	b.Run("tenant_only", func(b *testing.B) {
-		proc := benchProcessor(b)
-		md := agentBatch()
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := proc.ConsumeMetrics(ctx, md); err != nil {
-				b.Fatal(err)
+	// The VM identity, reserved names and the timestamp window off: what
+	// the defaults add is tenant_only minus this.
+	rulesOff := gatewayConfig(OnMismatchOverride)
+	rulesOff.VMAttribute, rulesOff.ReservedPrefixes, rulesOff.Timestamps = "", nil, TimestampsConfig{}
+	tenantOnly := func(cfg *Config) func(b *testing.B) {
+		return func(b *testing.B) {
+			proc := benchProcessor(b, cfg)
+			md := agentBatch()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := proc.ConsumeMetrics(ctx, md); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
-	})
+	}
+	b.Run("decode_only", func(b *testing.B) { run(b, consumertest.NewNop()) })
+	b.Run("tenant_only", tenantOnly(gatewayConfig(OnMismatchOverride)))
+	b.Run("tenant_only_rules_off", tenantOnly(rulesOff))
 	b.Run("decode_and_tenant", func(b *testing.B) {
-		run(b, benchProcessor(b))
+		run(b, benchProcessor(b, gatewayConfig(OnMismatchOverride)))
 	})
 }
 
 // benchProcessor is a started gateway-mode processor in front of a nop consumer.
-func benchProcessor(b *testing.B) consumer.Metrics {
+func benchProcessor(b *testing.B, cfg *Config) consumer.Metrics {
 	set := processortest.NewNopSettings(metadata.Type)
 	set.ID = component.NewIDWithName(metadata.Type, b.Name())
-	proc, err := NewFactory().CreateMetrics(context.Background(), set, gatewayConfig(OnMismatchOverride), consumertest.NewNop())
+	proc, err := NewFactory().CreateMetrics(context.Background(), set, cfg, consumertest.NewNop())
 	require.NoError(b, err)
 	require.NoError(b, proc.Start(context.Background(), componenttest.NewNopHost()))
 	b.Cleanup(func() { require.NoError(b, proc.Shutdown(context.Background())) })

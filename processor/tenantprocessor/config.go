@@ -60,6 +60,30 @@ type Config struct {
 	// SetMetadata also puts the tenant into the request's client metadata
 	// under the attribute name, for batch metadata_keys or queue partitioning.
 	SetMetadata bool `mapstructure:"set_metadata"`
+
+	// VMAttribute is the resource attribute the gateway sets to the VM's
+	// identity from the credential (auth data instance_id), whatever the
+	// payload said; the usage meters count VMs and bill GPUs by it. Empty:
+	// off.
+	VMAttribute string `mapstructure:"vm_attribute"`
+	// ReservedPrefixes are metric name prefixes only the provider writes
+	// (the usage series). A customer metric named so is renamed.
+	ReservedPrefixes []string `mapstructure:"reserved_prefixes"`
+	// ReservedRenamePrefix is put in front of such a metric's name.
+	ReservedRenamePrefix string `mapstructure:"reserved_rename_prefix"`
+	// Timestamps bounds the data points' timestamps (metrics).
+	Timestamps TimestampsConfig `mapstructure:"timestamps"`
+}
+
+// TimestampsConfig is the window of data point timestamps the gateway
+// accepts, around its own clock. Zero turns a side off.
+type TimestampsConfig struct {
+	// MaxAge refuses points older than now - max_age. It must stay below
+	// the usage job's last recheck plus its grace period, so that every
+	// stored sample is billed.
+	MaxAge time.Duration `mapstructure:"max_age"`
+	// MaxFuture refuses points newer than now + max_future.
+	MaxFuture time.Duration `mapstructure:"max_future"`
 }
 
 // SourceConfig is the agent's tenant source.
@@ -117,6 +141,39 @@ func (c *Config) validateGateway() []error {
 	}
 	if c.Required || c.CacheFile != "" {
 		errs = append(errs, errors.New("required, cache_file: only used in agent mode"))
+	}
+	if c.VMAttribute != "" && newLikeName(c.VMAttribute) == newLikeName(c.Attribute) {
+		errs = append(errs, fmt.Errorf("vm_attribute: %q is named like attribute %q (the same label in the store)", c.VMAttribute, c.Attribute))
+	}
+	errs = append(errs, c.validateReserved()...)
+	if c.Timestamps.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("timestamps.max_age: must not be negative (0 turns it off), got %s", c.Timestamps.MaxAge))
+	}
+	if c.Timestamps.MaxFuture < 0 {
+		errs = append(errs, fmt.Errorf("timestamps.max_future: must not be negative (0 turns it off), got %s", c.Timestamps.MaxFuture))
+	}
+	return errs
+}
+
+// validateReserved makes sure a renamed metric can never be reserved
+// itself: the rename prefix and each reserved prefix must not begin with
+// one another, compared the way names are matched (newReservedNames).
+func (c *Config) validateReserved() []error {
+	var errs []error
+	rename := newLikeName(c.ReservedRenamePrefix)
+	if len(c.ReservedPrefixes) > 0 && c.ReservedRenamePrefix == "" {
+		errs = append(errs, errors.New("reserved_rename_prefix: must not be empty while reserved_prefixes are set"))
+	}
+	for i, prefix := range c.ReservedPrefixes {
+		if prefix == "" {
+			errs = append(errs, fmt.Errorf("reserved_prefixes[%d]: must not be empty", i))
+			continue
+		}
+		reserved := newLikeName(prefix)
+		if rename != "" && (strings.HasPrefix(string(rename), string(reserved)) || strings.HasPrefix(string(reserved), string(rename))) {
+			errs = append(errs, fmt.Errorf("reserved_rename_prefix: %q and reserved_prefixes[%d] %q must not begin with one another, or a renamed metric could still be reserved",
+				c.ReservedRenamePrefix, i, prefix))
+		}
 	}
 	return errs
 }

@@ -15,6 +15,17 @@ func defaultSource() SourceConfig {
 	return SourceConfig{Timeout: defaultSourceTimeout, RefreshInterval: defaultRefreshInterval}
 }
 
+// withGatewayDefaults fills in the gateway-only settings' defaults, which
+// every loaded config carries (agent mode ignores them, as it does
+// on_mismatch).
+func withGatewayDefaults(c *Config) *Config {
+	c.VMAttribute = defaultVMAttribute
+	c.ReservedPrefixes = []string{defaultReservedPrefix}
+	c.ReservedRenamePrefix = defaultRenamePrefix
+	c.Timestamps = TimestampsConfig{MaxAge: defaultMaxAge, MaxFuture: defaultMaxFuture}
+	return c
+}
+
 func TestLoadConfig(t *testing.T) {
 	valid := map[string]*Config{
 		"gateway": {Mode: ModeGateway, Attribute: "tenant.id", OnMismatch: OnMismatchOverride, Source: defaultSource()},
@@ -48,6 +59,18 @@ func TestLoadConfig(t *testing.T) {
 			Attributes: map[string]string{"host.type": "/machine_type"},
 		},
 	}
+	for _, c := range valid {
+		withGatewayDefaults(c)
+	}
+	valid["gateway_rules"] = &Config{
+		Mode: ModeGateway, Attribute: "tenant.id", OnMismatch: OnMismatchOverride, Source: defaultSource(),
+		VMAttribute: "host.name", ReservedPrefixes: []string{"usage.", "billing."}, ReservedRenamePrefix: "tenant_data.",
+		Timestamps: TimestampsConfig{MaxAge: 12 * time.Hour, MaxFuture: time.Minute},
+	}
+	valid["gateway_rules_off"] = &Config{
+		Mode: ModeGateway, Attribute: "tenant.id", OnMismatch: OnMismatchOverride, Source: defaultSource(),
+		ReservedPrefixes: []string{}, ReservedRenamePrefix: defaultRenamePrefix,
+	}
 	invalid := map[string]string{
 		"no_mode":                       `mode: must be "agent" or "gateway", got ""`,
 		"bad_mode":                      `got "relay"`,
@@ -62,6 +85,14 @@ func TestLoadConfig(t *testing.T) {
 		"agent_bad_pointer":             `source.json_pointer: JSON pointer "tenant" must start with '/'`,
 		"agent_set_metadata":            "set_metadata: only used in gateway mode",
 		"empty_attribute":               "attribute: must not be empty",
+		"gateway_vm_like_tenant":        `vm_attribute: "Tenant_ID" is named like attribute "tenant.id" (the same label in the store)`,
+		"gateway_empty_prefix":          "reserved_prefixes[1]: must not be empty",
+		"gateway_no_rename":             "reserved_rename_prefix: must not be empty while reserved_prefixes are set",
+		"gateway_rename_reserved":       `reserved_rename_prefix: "usage.customer." and reserved_prefixes[0] "usage." must not begin with one another`,
+		"gateway_rename_like_reserved":  `reserved_rename_prefix: "Usage_mine." and reserved_prefixes[0] "usage."`,
+		"gateway_reserved_under_rename": `reserved_rename_prefix: "customer." and reserved_prefixes[1] "customer.usage." must not begin with one another`,
+		"gateway_negative_age":          "timestamps.max_age: must not be negative (0 turns it off), got -1h0m0s",
+		"gateway_negative_future":       "timestamps.max_future: must not be negative (0 turns it off), got -1s",
 	}
 	for name, want := range valid {
 		t.Run(name, func(t *testing.T) {

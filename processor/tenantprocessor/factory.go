@@ -24,6 +24,15 @@ const (
 	defaultOnMismatch      = OnMismatchOverride
 	defaultSourceTimeout   = 2 * time.Second
 	defaultRefreshInterval = 5 * time.Minute
+	// host.id: for a cloud host, the provider's instance id (semantic
+	// conventions), which is what the credential carries.
+	defaultVMAttribute    = "host.id"
+	defaultReservedPrefix = "usage."
+	defaultRenamePrefix   = "customer."
+	// Below the usage job's last recheck (24 h) plus its grace period
+	// (config/usage.yaml), so every stored sample is billed.
+	defaultMaxAge    = 23 * time.Hour
+	defaultMaxFuture = 5 * time.Minute
 )
 
 // NewFactory returns the factory of the tenant processor.
@@ -42,6 +51,10 @@ func createDefaultConfig() component.Config {
 			Timeout:         defaultSourceTimeout,
 			RefreshInterval: defaultRefreshInterval,
 		},
+		VMAttribute:          defaultVMAttribute,
+		ReservedPrefixes:     []string{defaultReservedPrefix},
+		ReservedRenamePrefix: defaultRenamePrefix,
+		Timestamps:           TimestampsConfig{MaxAge: defaultMaxAge, MaxFuture: defaultMaxFuture},
 	}
 }
 
@@ -89,7 +102,7 @@ func metricsResources(md pmetric.Metrics) resources {
 	return resources{
 		n:     rms.Len(),
 		at:    func(i int) pcommon.Resource { return rms.At(i).Resource() },
-		below: func(i int, l likeName, tenant string, t *scrubTally) { scrubMetrics(rms.At(i), l, tenant, t) },
+		below: func(i int, l *lookalikes, tenant string, t *scrubTally) { scrubMetrics(rms.At(i), l, tenant, t) },
 	}
 }
 
@@ -98,7 +111,7 @@ func logsResources(ld plog.Logs) resources {
 	return resources{
 		n:     rls.Len(),
 		at:    func(i int) pcommon.Resource { return rls.At(i).Resource() },
-		below: func(i int, l likeName, tenant string, t *scrubTally) { scrubLogs(rls.At(i), l, tenant, t) },
+		below: func(i int, l *lookalikes, tenant string, t *scrubTally) { scrubLogs(rls.At(i), l, tenant, t) },
 	}
 }
 
@@ -107,7 +120,7 @@ func tracesResources(td ptrace.Traces) resources {
 	return resources{
 		n:     rss.Len(),
 		at:    func(i int) pcommon.Resource { return rss.At(i).Resource() },
-		below: func(i int, l likeName, tenant string, t *scrubTally) { scrubTraces(rss.At(i), l, tenant, t) },
+		below: func(i int, l *lookalikes, tenant string, t *scrubTally) { scrubTraces(rss.At(i), l, tenant, t) },
 	}
 }
 
@@ -122,7 +135,7 @@ func createMetrics(ctx context.Context, set processor.Settings, cfg component.Co
 		return nil, err
 	}
 	return processorhelper.NewMetrics(ctx, set, cfg, nextFn, func(ctx context.Context, md pmetric.Metrics) (pmetric.Metrics, error) {
-		return md, p.apply(ctx, metricsResources(md))
+		return md, p.applyMetrics(ctx, md)
 	}, options(c)...)
 }
 

@@ -2,9 +2,11 @@ package tenantprocessor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/client"
@@ -38,6 +40,7 @@ type pipeline struct {
 	tSink   *consumertest.TracesSink
 	logsObs *observer.ObservedLogs
 	tel     *componenttest.Telemetry
+	id      component.ID
 }
 
 var idSeq atomic.Int64
@@ -54,6 +57,7 @@ func newPipeline(t testing.TB, cfg *Config) *pipeline {
 	t.Cleanup(func() { require.NoError(t, p.tel.Shutdown(context.Background())) })
 	set := processortest.NewNopSettings(metadata.Type)
 	set.ID = component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1)))
+	p.id = set.ID
 	set.TelemetrySettings = p.tel.NewTelemetrySettings()
 	set.Logger = zap.New(core)
 	f := NewFactory()
@@ -89,6 +93,65 @@ func (p *pipeline) mustStart(t testing.TB) *pipeline {
 	return p
 }
 
+// setClock makes the pipeline's processor measure the timestamp window
+// against now instead of the wall clock.
+func (p *pipeline) setClock(t testing.TB, now time.Time) *pipeline {
+	t.Helper()
+	c, err := processors.LoadOrStore(p.id, func() (*tenantProcessor, error) { return nil, errors.New("the pipeline's processor is gone") })
+	require.NoError(t, err)
+	c.Unwrap.now = func() time.Time { return now }
+	return p
+}
+
+// stampNow sets every data point's timestamp to the wall clock: the
+// processor's default clock accepts it.
+func stampNow(md pmetric.Metrics) pmetric.Metrics {
+	ts := pcommon.NewTimestampFromTime(time.Now())
+	eachPoint(md, func(p timedPoint) { p.SetTimestamp(ts) })
+	return md
+}
+
+type timedPoint interface {
+	Timestamp() pcommon.Timestamp
+	SetTimestamp(pcommon.Timestamp)
+}
+
+// eachPoint calls f with every data point of md, of every type.
+func eachPoint(md pmetric.Metrics, f func(timedPoint)) {
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				m := ms.At(k)
+				switch m.Type() {
+				case pmetric.MetricTypeGauge:
+					for _, dp := range m.Gauge().DataPoints().All() {
+						f(dp)
+					}
+				case pmetric.MetricTypeSum:
+					for _, dp := range m.Sum().DataPoints().All() {
+						f(dp)
+					}
+				case pmetric.MetricTypeHistogram:
+					for _, dp := range m.Histogram().DataPoints().All() {
+						f(dp)
+					}
+				case pmetric.MetricTypeExponentialHistogram:
+					for _, dp := range m.ExponentialHistogram().DataPoints().All() {
+						f(dp)
+					}
+				case pmetric.MetricTypeSummary:
+					for _, dp := range m.Summary().DataPoints().All() {
+						f(dp)
+					}
+				}
+			}
+		}
+	}
+}
+
 func putClaim(attrs pcommon.Map, attr string, claim any) {
 	switch c := claim.(type) {
 	case noAttr:
@@ -111,7 +174,7 @@ func buildMetrics(attr string, claims []any) pmetric.Metrics {
 		m.SetName("hw.gpu.utilization")
 		m.SetEmptyGauge().DataPoints().AppendEmpty().SetDoubleValue(0.5)
 	}
-	return md
+	return stampNow(md)
 }
 
 func buildLogs(attr string, claims []any) plog.Logs {
@@ -215,9 +278,13 @@ func (a testAuth) GetAttributeNames() []string {
 	return names
 }
 
+// authedCtx is a request of tenant's VM i-<tenant>, with credential vm-<tenant>.
 func authedCtx(tenant string) context.Context {
 	return client.NewContext(context.Background(), client.Info{
-		Auth: testAuth{tenantid.AuthAttributeTenant: tenant, tenantid.AuthAttributeCredential: "vm-" + tenant},
+		Auth: testAuth{
+			tenantid.AuthAttributeTenant: tenant, tenantid.AuthAttributeCredential: "vm-" + tenant,
+			tenantid.AuthAttributeInstance: "i-" + tenant,
+		},
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
@@ -24,8 +25,9 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
 )
 
-// mismatchLogEvery bounds how often a spoofing attempt is logged; every one is counted.
-const mismatchLogEvery = 10 * time.Second
+// warnLogEvery bounds how often a spoofing attempt (or a renamed
+// metric, or a refused data point) is logged; every one is counted.
+const warnLogEvery = 10 * time.Second
 
 // maxLoggedClaim bounds how much of a payload's claimed tenant reaches the log.
 const maxLoggedClaim = 64
@@ -36,6 +38,16 @@ const maxLoggedClaim = 64
 var (
 	errNoAuth     = status.Error(codes.Unauthenticated, "tenant: request carries no authenticated tenant (is tenant_auth the receiver's authenticator?)")
 	errBadAuthTen = status.Error(codes.Unauthenticated, "tenant: authenticated tenant id is not valid")
+	errNoInstance = status.Error(codes.Unauthenticated, "tenant: request carries no authenticated VM identity (instance_id; is tenant_auth the receiver's authenticator?)")
+)
+
+var (
+	reasonNoAuth      = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "no_auth")))
+	reasonNoInstance  = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "no_instance")))
+	reasonMismatch    = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "mismatch")))
+	reasonOutOfWindow = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "out_of_window")))
+	reasonTooOld      = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "too_old")))
+	reasonTooNew      = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", "too_new")))
 )
 
 // resources hands out the resources of one request, whatever the signal,
@@ -43,7 +55,20 @@ var (
 type resources struct {
 	n     int
 	at    func(int) pcommon.Resource
-	below func(i int, l likeName, tenant string, t *scrubTally)
+	below func(i int, l *lookalikes, tenant string, t *scrubTally)
+}
+
+// sender is what the gateway knows of a request's sender, from the auth data.
+type sender struct {
+	info   client.Info
+	tenant string
+	vm     string
+}
+
+// credentialID is the credential that authenticated the request, for logs.
+func (s sender) credentialID() string {
+	id, _ := s.info.Auth.GetAttribute(tenantid.AuthAttributeCredential).(string)
+	return id
 }
 
 // tenantProcessor is shared by the metrics, logs and traces instances of one
@@ -60,28 +85,44 @@ type tenantProcessor struct {
 	refresh  *periodic.Runner
 
 	// gateway mode
-	like        likeName // names that would become the tenant's label in the store
+	like        *lookalikes // names that would become the tenant's or the VM's label in the store
+	reserved    reservedNames
 	mismatchLog periodic.Every
+	renameLog   periodic.Every
+	windowLog   periodic.Every
+	// now is the clock the timestamp window is measured against.
+	now func() time.Time
 
-	untagged   metric.Int64Counter
-	mismatches metric.Int64Counter
-	removed    metric.Int64Counter
-	refused    metric.Int64Counter
+	untagged      metric.Int64Counter
+	mismatches    metric.Int64Counter
+	removed       metric.Int64Counter
+	refused       metric.Int64Counter
+	renamed       metric.Int64Counter
+	refusedPoints metric.Int64Counter
 }
 
 func newTenantProcessor(cfg *Config, set component.TelemetrySettings) (*tenantProcessor, error) {
 	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	p := &tenantProcessor{cfg: cfg, logger: set.Logger, like: newLikeName(cfg.Attribute), mismatchLog: periodic.Every{Interval: mismatchLogEvery}}
-	var errs [4]error
+	p := &tenantProcessor{
+		cfg: cfg, logger: set.Logger, like: newLookalikes(cfg), reserved: newReservedNames(cfg), now: time.Now,
+		mismatchLog: periodic.Every{Interval: warnLogEvery},
+		renameLog:   periodic.Every{Interval: warnLogEvery},
+		windowLog:   periodic.Every{Interval: warnLogEvery},
+	}
+	var errs [6]error
 	p.untagged, errs[0] = meter.Int64Counter("otelcol_processor_tenant_untagged_resources",
 		metric.WithDescription("Resources an agent forwarded without a tenant because none was known yet."), metric.WithUnit("{resource}"))
 	p.mismatches, errs[1] = meter.Int64Counter("otelcol_processor_tenant_mismatched_resources",
 		metric.WithDescription("Resources whose payload claimed a tenant other than the authenticated one, by authenticated tenant."), metric.WithUnit("{resource}"))
 	p.refused, errs[2] = meter.Int64Counter("otelcol_processor_tenant_refused_requests",
-		metric.WithDescription("Requests refused by the gateway, by reason (no_auth, mismatch)."), metric.WithUnit("{request}"))
+		metric.WithDescription("Requests refused by the gateway, by reason (no_auth, no_instance, mismatch, out_of_window)."), metric.WithUnit("{request}"))
 	p.removed, errs[3] = meter.Int64Counter("otelcol_processor_tenant_removed_attributes",
-		metric.WithDescription("Attributes named like the tenant attribute that the gateway removed (on scopes, data points, log records, spans; "+
+		metric.WithDescription("Attributes named like the tenant or the VM attribute that the gateway removed (on scopes, data points, log records, spans; "+
 			"look-alikes on resources), by authenticated tenant."), metric.WithUnit("{attribute}"))
+	p.renamed, errs[4] = meter.Int64Counter("otelcol_processor_tenant_renamed_metrics",
+		metric.WithDescription("Customer metrics whose name began with a reserved prefix, renamed by the gateway."), metric.WithUnit("{metric}"))
+	p.refusedPoints, errs[5] = meter.Int64Counter("otelcol_processor_tenant_refused_points",
+		metric.WithDescription("Data points the gateway removed for a timestamp outside its window, by reason (too_old, too_new)."), metric.WithUnit("{datapoint}"))
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
@@ -162,10 +203,28 @@ func (p *tenantProcessor) read(ctx context.Context) error {
 // permanent: the data must not go further.
 func (p *tenantProcessor) apply(ctx context.Context, rs resources) error {
 	if p.cfg.Mode == ModeGateway {
-		return p.enforce(ctx, rs)
+		var tally scrubTally
+		_, err := p.enforce(ctx, rs, &tally)
+		return err
 	}
 	p.stamp(ctx, rs)
 	return nil
+}
+
+// applyMetrics is apply, plus in gateway mode the rules only metrics have:
+// reserved names and the timestamp window, checked on enforce's walk.
+func (p *tenantProcessor) applyMetrics(ctx context.Context, md pmetric.Metrics) error {
+	if p.cfg.Mode != ModeGateway {
+		p.stamp(ctx, metricsResources(md))
+		return nil
+	}
+	var tally scrubTally
+	tally.metrics = p.metricChecks()
+	from, err := p.enforce(ctx, metricsResources(md), &tally)
+	if err != nil {
+		return err
+	}
+	return p.settleMetrics(ctx, from, md, &tally.metrics)
 }
 
 // stamp (agent mode) sets the known identity on every resource. It never
@@ -190,26 +249,35 @@ func (p *tenantProcessor) stamp(ctx context.Context, rs resources) {
 	}
 }
 
-// enforce (gateway mode) overwrites every resource's tenant with the
-// authenticated one.
-func (p *tenantProcessor) enforce(ctx context.Context, rs resources) error {
+// enforce (gateway mode) overwrites every resource's tenant, and VM
+// identity, with the authenticated ones.
+func (p *tenantProcessor) enforce(ctx context.Context, rs resources, tally *scrubTally) (sender, error) {
 	info := client.FromContext(ctx)
 	if info.Auth == nil {
-		p.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "no_auth")))
-		return consumererror.NewPermanent(errNoAuth)
+		p.refused.Add(ctx, 1, reasonNoAuth)
+		return sender{}, consumererror.NewPermanent(errNoAuth)
 	}
 	tenant, _ := info.Auth.GetAttribute(tenantid.AuthAttributeTenant).(string)
 	if err := tenantid.Validate(tenant); err != nil {
-		p.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "no_auth")))
+		p.refused.Add(ctx, 1, reasonNoAuth)
 		p.logger.Error("the authenticator supplied an invalid tenant id", zap.Error(err))
-		return consumererror.NewPermanent(errBadAuthTen)
+		return sender{}, consumererror.NewPermanent(errBadAuthTen)
+	}
+	from := sender{info: info, tenant: tenant}
+	if p.cfg.VMAttribute != "" {
+		// Never the payload's word: the meters count VMs and bill GPUs by it.
+		from.vm, _ = info.Auth.GetAttribute(tenantid.AuthAttributeInstance).(string)
+		if from.vm == "" {
+			p.refused.Add(ctx, 1, reasonNoInstance)
+			return sender{}, consumererror.NewPermanent(errNoInstance)
+		}
 	}
 
 	// One pass per resource: its own claim, then every name like the
-	// tenant attribute elsewhere (it would become, or override, the
-	// tenant's label in the store): removed, counted.
+	// tenant or the VM attribute elsewhere (it would become, or override,
+	// the tenant's or the VM's label in the store): removed, counted. The
+	// same pass renames reserved metrics and tallies point timestamps.
 	mismatched, claim := 0, ""
-	var tally scrubTally
 	for i := 0; i < rs.n; i++ {
 		attrs := rs.at(i).Attributes()
 		if v, ok := attrs.Get(p.cfg.Attribute); ok && (v.Type() != pcommon.ValueTypeStr || v.Str() != tenant) {
@@ -218,8 +286,8 @@ func (p *tenantProcessor) enforce(ctx context.Context, rs resources) error {
 			}
 			mismatched++
 		}
-		p.like.remove(attrs, p.cfg.Attribute, tenant, &tally)
-		rs.below(i, p.like, tenant, &tally)
+		p.like.remove(attrs, true, tenant, tally)
+		rs.below(i, p.like, tenant, tally)
 	}
 	if tally.removed > 0 {
 		p.removed.Add(ctx, int64(tally.removed), metric.WithAttributes(attribute.String("tenant", tenant)))
@@ -228,34 +296,51 @@ func (p *tenantProcessor) enforce(ctx context.Context, rs resources) error {
 		if mismatched > 0 {
 			p.mismatches.Add(ctx, int64(mismatched), metric.WithAttributes(attribute.String("tenant", tenant)))
 		}
-		p.logMismatch(info, tenant, claim, mismatched, tally.claims)
+		p.logMismatch(from, claim, mismatched, tally.claims)
 		if p.cfg.OnMismatch == OnMismatchReject {
-			p.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "mismatch")))
-			return consumererror.NewPermanent(status.Errorf(codes.PermissionDenied,
+			p.refused.Add(ctx, 1, reasonMismatch)
+			return sender{}, consumererror.NewPermanent(status.Errorf(codes.PermissionDenied,
 				"tenant: %d resource(s) and %d other attribute(s) claim a tenant other than the authenticated one", mismatched, tally.claims))
 		}
 	}
 	for i := 0; i < rs.n; i++ {
-		rs.at(i).Attributes().PutStr(p.cfg.Attribute, tenant)
+		attrs := rs.at(i).Attributes()
+		putStr(attrs, p.cfg.Attribute, tenant)
+		if from.vm != "" {
+			putStr(attrs, p.cfg.VMAttribute, from.vm)
+		}
 	}
-	return nil
+	return from, nil
 }
 
-func (p *tenantProcessor) logMismatch(info client.Info, tenant, claim string, resources, below int) {
+// putStr sets k to v unless it holds exactly v already: pdata allocates for
+// every string value it sets, and an honest agent's tenant is right.
+func putStr(m pcommon.Map, k, v string) {
+	if cur, ok := m.Get(k); ok && cur.Type() == pcommon.ValueTypeStr && cur.Str() == v {
+		return
+	}
+	m.PutStr(k, v)
+}
+
+func (p *tenantProcessor) logMismatch(from sender, claim string, resources, below int) {
 	if !p.mismatchLog.Allow() {
 		return
 	}
-	if len(claim) > maxLoggedClaim {
-		claim = claim[:maxLoggedClaim] + "..."
-	}
-	credential, _ := info.Auth.GetAttribute(tenantid.AuthAttributeCredential).(string)
 	action := "overwritten"
 	if p.cfg.OnMismatch == OnMismatchReject {
 		action = "rejected"
 	}
 	p.logger.Warn("payload claimed another tenant; "+action+" (logged at most every 10s, every one is counted)",
-		zap.String("tenant", tenant), zap.String("credential_id", credential), zap.String("claimed", claim),
+		zap.String("tenant", from.tenant), zap.String("credential_id", from.credentialID()), zap.String("claimed", cut(claim)),
 		zap.Int("resources", resources), zap.Int("attributes_below_resources", below))
+}
+
+// cut bounds what a payload's value brings into the log.
+func cut(s string) string {
+	if len(s) > maxLoggedClaim {
+		return s[:maxLoggedClaim] + "..."
+	}
+	return s
 }
 
 // withTenantMetadata returns ctx with the tenant in its client metadata.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
@@ -190,4 +192,29 @@ func TestThroughTheOTLPReceiverRevocationNeedsNoRestart(t *testing.T) {
 	// Delete the tenant globex: its token stops working.
 	writeCreds(t, g.credFile, credentialsYAML([3]string{"vm-a2", "acme", "token-acme-2"}))
 	require.Eventually(t, func() bool { return g.sendHTTP(t, "token-globex", request(noAttr{})) == http.StatusUnauthorized }, 5*time.Second, 20*time.Millisecond)
+}
+
+// Through the real receiver and tenant_auth: the credentials file's
+// instance_id (else the credential id) is the VM every resource carries,
+// and a request with nothing in the timestamp window is refused for good.
+func TestThroughTheOTLPReceiverTheCredentialNamesTheVM(t *testing.T) {
+	g := startGateway(t, OnMismatchOverride)
+	writeCreds(t, g.credFile, credentialsYAML([3]string{"vm-a1", "acme", "token-acme"}, [3]string{"vm-g1", "globex", "token-globex"})+
+		"    instance_id: i-0globex\n    gpus: 8\n")
+	require.Eventually(t, func() bool {
+		g.mSink.Reset()
+		req := request("globex")
+		req.Metrics().ResourceMetrics().At(0).Resource().Attributes().PutStr("host.id", "i-0acme")
+		return g.sendGRPC(t, "token-globex", req) == nil && slices.Equal(signals[0].got(g.pipeline, "host.id"), []any{"i-0globex"})
+	}, 5*time.Second, 20*time.Millisecond, "the reloaded file's instance_id is stamped")
+
+	g.mSink.Reset()
+	require.Equal(t, http.StatusOK, g.sendHTTP(t, "token-acme", request(noAttr{})))
+	require.Equal(t, []any{"vm-a1"}, signals[0].got(g.pipeline, "host.id"), "without instance_id the credential's id is the VM")
+
+	stale := request(noAttr{})
+	eachPoint(stale.Metrics(), func(dp timedPoint) { dp.SetTimestamp(pcommon.NewTimestampFromTime(time.Now().Add(-48 * time.Hour))) })
+	err := g.sendGRPC(t, "token-acme", stale)
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "an agent drops what can never be accepted: %v", err)
+	require.Equal(t, http.StatusBadRequest, g.sendHTTP(t, "token-acme", stale))
 }

@@ -11,9 +11,12 @@ import (
 // Prometheus family replace what a label may not hold with '_', and a
 // point's label wins over its resource's. So a data point attribute
 // "tenant.id", "tenant_id" or "Tenant-ID" would become (or override) the
-// tenant's label in the store. In gateway mode every attribute whose name
-// normalises like the tenant attribute is removed below the resource, and
-// on the resource every one but the authenticated attribute itself.
+// tenant's label in the store, and one named like the VM attribute
+// ("host.id", "host_id") would move points to another VM, or many VMs
+// into one, for the meters that count VMs and GPUs. In gateway mode every
+// attribute whose name normalises like the tenant attribute or the VM
+// attribute is removed below the resource, and on the resource every one
+// but the authenticated attributes themselves.
 
 // likeName matches attribute names that normalise to the same label as the
 // tenant attribute: letters lower-cased, anything but a letter or digit '_'.
@@ -52,83 +55,156 @@ func (l likeName) matches(key string) bool {
 	return true
 }
 
-// scrubTally is what a scrub removed: every attribute, and how many of them
-// named a tenant other than the authenticated one.
-type scrubTally struct{ removed, claims int }
+// lookalikes are the names the gateway owns: the tenant attribute and the
+// VM attribute, exactly and as the store would see them.
+type lookalikes struct {
+	tenantAttr string
+	tenant     likeName
+	vmAttr     string
+	vm         likeName // empty: vm_attribute is off
+	// lengths has bit n set when a name above is n bytes long (n < 64):
+	// most keys are told apart by their length alone, in one test.
+	lengths uint64
+}
 
-// remove drops the attributes like the tenant's from m, except keep.
-func (l likeName) remove(m pcommon.Map, keep, tenant string, t *scrubTally) {
+func newLookalikes(cfg *Config) *lookalikes {
+	l := &lookalikes{tenantAttr: cfg.Attribute, tenant: newLikeName(cfg.Attribute), vmAttr: cfg.VMAttribute}
+	if cfg.VMAttribute != "" {
+		l.vm = newLikeName(cfg.VMAttribute)
+	}
+	for _, n := range []likeName{l.tenant, l.vm} {
+		if n != "" {
+			l.lengths |= lengthBit(len(n))
+		}
+	}
+	return l
+}
+
+// lengthBit is n's bit in lookalikes.lengths; names of 64 bytes or more
+// all share the top one.
+func lengthBit(n int) uint64 { return 1 << min(n, 63) }
+
+// scrubTally is what a scrub removed: every attribute, and how many of them
+// named a tenant other than the authenticated one; for metrics also what
+// the metric rules found on the same walk.
+type scrubTally struct {
+	removed, claims int
+	metrics         metricChecks
+}
+
+// remove drops the look-alikes from m; on a resource it keeps the two
+// attributes themselves (the gateway overwrites them).
+func (l *lookalikes) remove(m pcommon.Map, onResource bool, tenant string, t *scrubTally) {
 	m.RemoveIf(func(k string, v pcommon.Value) bool {
-		if k == keep || !l.matches(k) {
+		if l.lengths&lengthBit(len(k)) == 0 {
 			return false
 		}
-		t.removed++
-		if v.Type() != pcommon.ValueTypeStr || v.Str() != tenant {
-			t.claims++
+		switch {
+		case l.tenant.matches(k):
+			if onResource && k == l.tenantAttr {
+				return false
+			}
+			t.removed++
+			if v.Type() != pcommon.ValueTypeStr || v.Str() != tenant {
+				t.claims++
+			}
+			return true
+		case l.vm != "" && l.vm.matches(k):
+			if onResource && k == l.vmAttr {
+				return false
+			}
+			t.removed++
+			return true
 		}
-		return true
+		return false
 	})
 }
 
 // The per-signal walks below a resource: scopes and items, and for spans
 // their events and links.
 
-func scrubMetrics(rm pmetric.ResourceMetrics, l likeName, tenant string, t *scrubTally) {
+func scrubMetrics(rm pmetric.ResourceMetrics, l *lookalikes, tenant string, t *scrubTally) {
 	sms := rm.ScopeMetrics()
 	for i := 0; i < sms.Len(); i++ {
 		sm := sms.At(i)
-		l.remove(sm.Scope().Attributes(), "", tenant, t)
+		l.remove(sm.Scope().Attributes(), false, tenant, t)
 		ms := sm.Metrics()
 		for j := 0; j < ms.Len(); j++ {
-			scrubMetric(ms.At(j), l, tenant, t)
+			m := ms.At(j)
+			t.metrics.name(m)
+			scrubMetric(m, l, tenant, t)
 		}
 	}
 }
 
-func scrubMetric(m pmetric.Metric, l likeName, tenant string, t *scrubTally) {
+func scrubMetric(m pmetric.Metric, l *lookalikes, tenant string, t *scrubTally) {
 	switch m.Type() {
 	case pmetric.MetricTypeGauge:
-		scrubEach(m.Gauge().DataPoints(), l, tenant, t)
+		scrubPoints(m.Gauge().DataPoints(), l, tenant, t)
 	case pmetric.MetricTypeSum:
-		scrubEach(m.Sum().DataPoints(), l, tenant, t)
+		scrubPoints(m.Sum().DataPoints(), l, tenant, t)
 	case pmetric.MetricTypeHistogram:
-		scrubEach(m.Histogram().DataPoints(), l, tenant, t)
+		scrubPoints(m.Histogram().DataPoints(), l, tenant, t)
 	case pmetric.MetricTypeExponentialHistogram:
-		scrubEach(m.ExponentialHistogram().DataPoints(), l, tenant, t)
+		scrubPoints(m.ExponentialHistogram().DataPoints(), l, tenant, t)
 	case pmetric.MetricTypeSummary:
-		scrubEach(m.Summary().DataPoints(), l, tenant, t)
+		scrubPoints(m.Summary().DataPoints(), l, tenant, t)
 	}
 }
 
-// scrubEach scrubs every element of a pdata slice (data points, records,
-// spans, events, links).
+// scrubPoints scrubs every data point of a metric and, with a timestamp
+// window, places its timestamp: the one walk over the points.
+func scrubPoints[E interface {
+	Attributes() pcommon.Map
+	Timestamp() pcommon.Timestamp
+}, S interface {
+	Len() int
+	At(int) E
+}](s S, l *lookalikes, tenant string, t *scrubTally) {
+	window, w := t.metrics.windowOn, t.metrics.w
+	for i := 0; i < s.Len(); i++ {
+		dp := s.At(i)
+		l.remove(dp.Attributes(), false, tenant, t)
+		if window {
+			if ts := dp.Timestamp(); ts < w.lo || ts > w.hi {
+				t.metrics.points.refuse(ts, w)
+			}
+		}
+	}
+	if window {
+		t.metrics.points.points += s.Len()
+	}
+}
+
+// scrubEach scrubs every element of a pdata slice (records, spans, events,
+// links).
 func scrubEach[E interface{ Attributes() pcommon.Map }, S interface {
 	Len() int
 	At(int) E
-}](s S, l likeName, tenant string, t *scrubTally) {
+}](s S, l *lookalikes, tenant string, t *scrubTally) {
 	for i := 0; i < s.Len(); i++ {
-		l.remove(s.At(i).Attributes(), "", tenant, t)
+		l.remove(s.At(i).Attributes(), false, tenant, t)
 	}
 }
 
-func scrubLogs(rl plog.ResourceLogs, l likeName, tenant string, t *scrubTally) {
+func scrubLogs(rl plog.ResourceLogs, l *lookalikes, tenant string, t *scrubTally) {
 	sls := rl.ScopeLogs()
 	for i := 0; i < sls.Len(); i++ {
 		sl := sls.At(i)
-		l.remove(sl.Scope().Attributes(), "", tenant, t)
+		l.remove(sl.Scope().Attributes(), false, tenant, t)
 		scrubEach(sl.LogRecords(), l, tenant, t)
 	}
 }
 
-func scrubTraces(rs ptrace.ResourceSpans, l likeName, tenant string, t *scrubTally) {
+func scrubTraces(rs ptrace.ResourceSpans, l *lookalikes, tenant string, t *scrubTally) {
 	sss := rs.ScopeSpans()
 	for i := 0; i < sss.Len(); i++ {
 		ss := sss.At(i)
-		l.remove(ss.Scope().Attributes(), "", tenant, t)
+		l.remove(ss.Scope().Attributes(), false, tenant, t)
 		spans := ss.Spans()
 		for j := 0; j < spans.Len(); j++ {
 			sp := spans.At(j)
-			l.remove(sp.Attributes(), "", tenant, t)
+			l.remove(sp.Attributes(), false, tenant, t)
 			scrubEach(sp.Events(), l, tenant, t)
 			scrubEach(sp.Links(), l, tenant, t)
 		}

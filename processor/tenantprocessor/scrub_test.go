@@ -51,7 +51,7 @@ func spoofedMetrics() pmetric.Metrics {
 	spoof(sm.Metrics().AppendEmpty().SetEmptyHistogram().DataPoints().AppendEmpty().Attributes())
 	spoof(sm.Metrics().AppendEmpty().SetEmptyExponentialHistogram().DataPoints().AppendEmpty().Attributes())
 	spoof(sm.Metrics().AppendEmpty().SetEmptySummary().DataPoints().AppendEmpty().Attributes())
-	return md
+	return stampNow(md)
 }
 
 func spoofedLogs() plog.Logs {
@@ -138,7 +138,7 @@ func TestAnHonestLookAlikeIsRemovedNotRejected(t *testing.T) {
 	md := pmetric.NewMetrics()
 	dp := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints().AppendEmpty()
 	dp.Attributes().PutStr("tenant_id", "acme")
-	require.NoError(t, r.metrics.ConsumeMetrics(authedCtx("acme"), md))
+	require.NoError(t, r.metrics.ConsumeMetrics(authedCtx("acme"), stampNow(md)))
 	b, err := (&pmetric.JSONMarshaler{}).MarshalMetrics(r.mSink.AllMetrics()[0])
 	require.Equal(t, []string{"tenant.id=acme"}, tenantKeys(t, b, err))
 	require.Equal(t, int64(1), counter(t, r.tel, "otelcol_processor_tenant_removed_attributes", map[string]string{"tenant": "acme"}))

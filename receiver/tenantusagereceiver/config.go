@@ -37,7 +37,21 @@ type Config struct {
 	Concurrency int `mapstructure:"concurrency"`
 	// Crosscheck compares each closed hour with the gateways' own counters.
 	Crosscheck CrosscheckConfig `mapstructure:"crosscheck"`
+	// CredentialsFile is the gateways' credentials file: the provisioning
+	// record of each VM (its identity, tenant and GPUs) that GPU-minutes
+	// are billed by. Empty: every VM's GPUs are the ones it reports.
+	CredentialsFile string `mapstructure:"credentials_file"`
+	// Decreases is what a recheck that finds less than was billed does:
+	// hold (log it, count it, keep it in the ledger for review; the bill
+	// stands) or credit (send a negative adjustment).
+	Decreases string `mapstructure:"decreases"`
 }
+
+// Decrease policies.
+const (
+	DecreasesHold   = "hold"
+	DecreasesCredit = "credit"
+)
 
 // CrosscheckConfig names the gateways whose counters check the store.
 type CrosscheckConfig struct {
@@ -56,9 +70,19 @@ type StoreConfig struct {
 	// TenantLabel is the label the gateway's exporter has the store put on
 	// every series.
 	TenantLabel string `mapstructure:"tenant_label"`
+	// VMLabel is the label of the VM identity the gateway's tenant
+	// processor stamps from the credential (its vm_attribute).
+	VMLabel string `mapstructure:"vm_label"`
+	// Verify checks at start that the store deduplicates, keeps data for
+	// as long as an hour may be computed, and has this clock (VictoriaMetrics'
+	// /flags and Date header); the receiver refuses to start otherwise.
+	Verify bool `mapstructure:"verify"`
 }
 
-var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+var (
+	labelName   = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+	vmLabelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_.]*$`)
+)
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
@@ -70,6 +94,12 @@ func (c *Config) Validate() error {
 	}
 	if !labelName.MatchString(c.Store.TenantLabel) {
 		errs = append(errs, fmt.Errorf("store.tenant_label %q is not a label name", c.Store.TenantLabel))
+	}
+	if !vmLabelName.MatchString(c.Store.VMLabel) {
+		errs = append(errs, fmt.Errorf("store.vm_label %q is not a label name (letters, digits, '_' and '.')", c.Store.VMLabel))
+	}
+	if c.Decreases != DecreasesHold && c.Decreases != DecreasesCredit {
+		errs = append(errs, fmt.Errorf("decreases %q: must be %q or %q", c.Decreases, DecreasesHold, DecreasesCredit))
 	}
 	if c.Events.Endpoint != "" {
 		if err := checkURL(c.Events.Endpoint); err != nil {

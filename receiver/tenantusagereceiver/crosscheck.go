@@ -198,7 +198,7 @@ func compare(start, end snapshot, recs []usage.Record, tolerance float64) []cros
 	stored := map[string]float64{}
 	for _, rec := range recs {
 		if rec.Meter == usage.DataPoints {
-			stored[rec.Tenant] = rec.Total
+			stored[rec.Tenant] = float64(rec.Total)
 		}
 	}
 	delivered := map[string]*crossDiff{}

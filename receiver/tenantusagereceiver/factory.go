@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 	"github.com/otelcol-gpu/otelcol-gpu/receiver/tenantusagereceiver/internal/metadata"
 )
 
@@ -41,7 +42,8 @@ func createDefaultConfig() component.Config {
 	events := confighttp.NewDefaultClientConfig()
 	events.Timeout = defaultTimeout
 	return &Config{
-		Store:       StoreConfig{ClientConfig: store, TenantLabel: defaultTenantLabel},
+		Store:       StoreConfig{ClientConfig: store, TenantLabel: defaultTenantLabel, VMLabel: usage.DefaultVMLabel, Verify: true},
+		Decreases:   DecreasesHold,
 		Events:      events,
 		Interval:    defaultInterval,
 		GracePeriod: defaultGracePeriod,

@@ -2,9 +2,9 @@ package tenantusagereceiver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -29,6 +29,8 @@ type usageReceiver struct {
 	// src computes an hour's records (a *usage.Source; tests give a fake).
 	src    computer
 	client storage.Client
+	// out is the ledger's outbox (state.go); only the loop touches it.
+	out outbox
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -48,11 +50,16 @@ type usageReceiver struct {
 
 	// manual: no loop; tests call cycle themselves.
 	manual bool
+	// crash, when set (tests), is called after each step that writes to
+	// the ledger or hands records over; a panic there is a kill -9 at
+	// that point.
+	crash func(step string)
 }
 
 // computer is what computes an hour's records.
 type computer interface {
-	Compute(ctx context.Context, hour time.Time) ([]usage.Record, error)
+	Compute(ctx context.Context, hour time.Time) (*usage.Hour, error)
+	ComputeTenants(ctx context.Context, hour time.Time, tenants []string) (*usage.Hour, error)
 }
 
 func newReceiver(cfg *Config, set receiver.Settings, next consumer.Metrics) (*usageReceiver, error) {
@@ -71,8 +78,16 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 	src := &usage.Source{
 		StoreURL:    strings.TrimRight(r.cfg.Store.ClientConfig.Endpoint, "/"),
 		TenantLabel: r.cfg.Store.TenantLabel,
+		VMLabel:     r.cfg.Store.VMLabel,
 		Client:      storeClient,
 		Concurrency: r.cfg.Concurrency,
+	}
+	if r.cfg.CredentialsFile != "" {
+		prov := &provisioning{path: r.cfg.CredentialsFile, logger: r.logger}
+		if _, err := prov.read(); err != nil {
+			return fmt.Errorf("tenant_usage: credentials_file: %w", err)
+		}
+		src.Provisioning = prov.vms
 	}
 	if r.cfg.Events.Endpoint != "" {
 		eventsClient, err := r.cfg.Events.ToClient(ctx, host.GetExtensions(), r.set.TelemetrySettings)
@@ -83,6 +98,11 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 		src.EventsClient = eventsClient
 	}
 	if r.src == nil {
+		if r.cfg.Store.Verify {
+			if err := src.Verify(ctx, r.horizon(), r.now); err != nil {
+				return fmt.Errorf("tenant_usage: the store cannot be billed from (set store.verify: false only where another layer guarantees it): %w", err)
+			}
+		}
 		r.src = src
 	}
 	r.crossClient = &http.Client{Timeout: 10 * time.Second}
@@ -110,9 +130,20 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 	return nil
 }
 
-// load reads the cursor and the closed hours still to be rechecked; the
-// first start begins backfill ago.
+// horizon is how far back an hour may still be computed: the backfill of
+// a first start, or the last recheck after an hour's close.
+func (r *usageReceiver) horizon() time.Duration {
+	return max(r.cfg.Backfill, time.Hour+r.cfg.GracePeriod+r.maxRecheck()) + time.Hour
+}
+
+// load reads the cursor, the ledger's outbox and the closed hours still to
+// be rechecked; the first start begins backfill ago.
 func (r *usageReceiver) load(ctx context.Context) error {
+	out, err := loadOutbox(ctx, r.client)
+	if err != nil {
+		return err
+	}
+	r.out = out
 	cursor, ok, err := loadCursor(ctx, r.client)
 	if err != nil {
 		return err
@@ -123,8 +154,7 @@ func (r *usageReceiver) load(ctx context.Context) error {
 		return nil
 	}
 	r.cursor = cursor
-	span := time.Hour + r.cfg.GracePeriod + r.maxRecheck()
-	for h := cursor.Add(-span).Truncate(time.Hour); h.Before(cursor); h = h.Add(time.Hour) {
+	for h := cursor.Add(-r.horizon()).Truncate(time.Hour); h.Before(cursor); h = h.Add(time.Hour) {
 		hs, err := loadHour(ctx, r.client, h)
 		if err != nil {
 			return err
@@ -133,7 +163,8 @@ func (r *usageReceiver) load(ctx context.Context) error {
 			r.pending[h] = hs
 		}
 	}
-	r.logger.Info("usage: resumed", zap.Time("next_hour", r.cursor), zap.Int("hours_to_recheck", len(r.pending)))
+	r.logger.Info("usage: resumed", zap.Time("next_hour", r.cursor), zap.Int("hours_to_recheck", len(r.pending)),
+		zap.Uint64("ledger_entries_to_hand_over", r.out.Tail-r.out.Head))
 	return nil
 }
 
@@ -173,8 +204,9 @@ func (r *usageReceiver) loop(ctx context.Context) {
 	}
 }
 
-// cycle closes every hour that can be closed, then does the rechecks that
-// are due. A failure stops the cycle (nothing after a failed hour is done
+// cycle hands over what the ledger holds, closes every hour that can be
+// closed, computes deferred tenants again, then does the rechecks that
+// are due. A failure stops the cycle (nothing after a failed step is done
 // out of order) and is retried with backoff.
 func (r *usageReceiver) cycle(ctx context.Context) {
 	now := r.now().UTC()
@@ -182,10 +214,17 @@ func (r *usageReceiver) cycle(ctx context.Context) {
 	if now.Before(r.retryAt) {
 		return
 	}
-	err := r.closeHours(ctx, now)
+	err := r.handOver(ctx)
+	if err == nil {
+		err = r.closeHours(ctx, now)
+	}
+	if err == nil {
+		err = r.retryDeferred(ctx)
+	}
 	if err == nil {
 		err = r.recheck(ctx, now)
 	}
+	r.tel.deferred.Record(context.Background(), int64(r.deferredCount()))
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -199,154 +238,51 @@ func (r *usageReceiver) cycle(ctx context.Context) {
 	r.backoff = 0
 }
 
-func (r *usageReceiver) closeHours(ctx context.Context, now time.Time) error {
-	for !r.cursor.Add(time.Hour + r.cfg.GracePeriod).After(now) {
-		hour := r.cursor
-		t0 := time.Now()
-		recs, err := r.src.Compute(ctx, hour)
-		if err != nil {
-			return err
-		}
-		if err := r.emit(ctx, recs); err != nil {
-			return err
-		}
-		ops := append([]*storage.Operation{setCursor(hour.Add(time.Hour))}, r.crosscheck(ctx, hour, recs)...)
-		var hs *hourState
-		if len(r.cfg.Rechecks) > 0 {
-			hs = newHourState(hour, recs)
-			op, err := setHour(hs)
-			if err != nil {
-				return err
-			}
-			ops = append(ops, op)
-		}
-		if err := r.client.Batch(ctx, ops...); err != nil {
-			return fmt.Errorf("saving the cursor: %w", err)
-		}
-		r.cursor = hour.Add(time.Hour)
-		if hs != nil {
-			r.pending[hour] = hs
-		}
-		r.tel.hours.Add(context.Background(), 1)
-		r.tel.duration.Record(context.Background(), time.Since(t0).Seconds())
-		log := r.logger.Info
-		if len(recs) == 0 {
-			log = r.logger.Debug
-		}
-		log("usage: hour closed", zap.String("hour", hour.Format(usage.HourLayout)),
-			zap.Int("records", len(recs)), zap.Int("tenants", tenants(recs)), zap.Duration("took", time.Since(t0)))
+func (r *usageReceiver) step(name string) {
+	if r.crash != nil {
+		r.crash(name)
 	}
-	return nil
 }
 
-func tenants(recs []usage.Record) int {
+func (r *usageReceiver) deferredCount() int {
 	n := 0
-	for i, rec := range recs {
-		if i == 0 || rec.Tenant != recs[i-1].Tenant || !rec.Hour.Equal(recs[i-1].Hour) {
-			n++
-		}
+	for _, hs := range r.pending {
+		n += len(hs.Deferred)
 	}
 	return n
 }
 
-// recheck computes the closed hours again when a recheck is due; a meter
-// whose value changed gets an adjustment record (the next revision, valued
-// at the change).
-func (r *usageReceiver) recheck(ctx context.Context, now time.Time) error {
-	hours := make([]time.Time, 0, len(r.pending))
-	for h := range r.pending {
-		hours = append(hours, h)
-	}
-	sort.Slice(hours, func(i, j int) bool { return hours[i].Before(hours[j]) })
-	for _, h := range hours {
-		hs := r.pending[h]
-		closed := h.Add(time.Hour + r.cfg.GracePeriod)
-		due := 0
-		for i := hs.Done; i < len(r.cfg.Rechecks) && !closed.Add(r.cfg.Rechecks[i]).After(now); i++ {
-			due = i + 1
-		}
-		if due == 0 {
-			continue
-		}
-		recs, err := r.src.Compute(ctx, h)
+// handOver hands the ledger's outbox to the pipeline, oldest first; an
+// entry leaves the ledger once the pipeline took it. A refusal (a full
+// queue) leaves it for the next cycle: the same records, the same values.
+func (r *usageReceiver) handOver(ctx context.Context) error {
+	for r.out.Head < r.out.Tail {
+		b, err := r.client.Get(ctx, entryKey(r.out.Head))
 		if err != nil {
+			return fmt.Errorf("reading the ledger: %w", err)
+		}
+		var recs []usage.Record
+		if b != nil {
+			if err := json.Unmarshal(b, &recs); err != nil {
+				return fmt.Errorf("ledger entry %d: %w", r.out.Head, err)
+			}
+		}
+		if err := r.emit(ctx, recs); err != nil {
 			return err
 		}
-		adj := adjustments(hs, recs)
-		if err := r.emit(ctx, adj); err != nil {
-			return err
+		r.step("handed-over")
+		next := outbox{Head: r.out.Head + 1, Tail: r.out.Tail}
+		if err := r.client.Batch(ctx, storage.DeleteOperation(entryKey(r.out.Head)), next.op()); err != nil {
+			return fmt.Errorf("saving the ledger: %w", err)
 		}
-		for _, a := range adj {
-			hs.Totals[a.Tenant][a.Meter] = a.Total
-			hs.setRevision(a.Tenant, a.Meter, a.Revision)
-		}
-		hs.Done = due
-		var op *storage.Operation
-		if hs.Done >= len(r.cfg.Rechecks) {
-			op = storage.DeleteOperation(hourKey(h))
-		} else if op, err = setHour(hs); err != nil {
-			return err
-		}
-		if err := r.client.Batch(ctx, op); err != nil {
-			return fmt.Errorf("saving hour %s: %w", h.Format(usage.HourLayout), err)
-		}
-		if hs.Done >= len(r.cfg.Rechecks) {
-			delete(r.pending, h)
-		}
-		if len(adj) > 0 {
-			r.logger.Info("usage: late data in a closed hour; adjustment records sent",
-				zap.String("hour", h.Format(usage.HourLayout)), zap.Int("adjustments", len(adj)))
-		}
+		r.out = next
+		r.step("entry-done")
 	}
 	return nil
 }
 
-// adjustments are the records that bring what was billed for an hour to
-// what the stores hold now. Totals grow with late data; a total that fell
-// (data deleted from the store) is adjusted down the same way.
-func adjustments(hs *hourState, recs []usage.Record) []usage.Record {
-	now := map[string]map[usage.Meter]float64{}
-	for _, rec := range recs {
-		if now[rec.Tenant] == nil {
-			now[rec.Tenant] = map[usage.Meter]float64{}
-		}
-		now[rec.Tenant][rec.Meter] = rec.Total
-	}
-	var out []usage.Record
-	add := func(tenant string, m usage.Meter) {
-		if hs.Totals[tenant] == nil {
-			hs.Totals[tenant] = map[usage.Meter]float64{}
-		}
-		before, after := hs.Totals[tenant][m], now[tenant][m]
-		if before == after {
-			return
-		}
-		rev := hs.revision(tenant, m) + 1
-		out = append(out, usage.Record{
-			ID: usage.RecordID(tenant, m, hs.Hour, rev), Tenant: tenant, Meter: m, Hour: hs.Hour,
-			Revision: rev, Value: after - before, Total: after,
-		})
-	}
-	for tenant, ms := range now {
-		for m := range ms {
-			add(tenant, m)
-		}
-	}
-	for tenant, ms := range hs.Totals {
-		for m := range ms {
-			if _, ok := now[tenant][m]; !ok {
-				add(tenant, m)
-			}
-		}
-	}
-	usage.Sort(out)
-	return out
-}
-
 // emit hands the records to the pipeline: one resource per tenant (its
-// tenant.id), one metric per meter, one data point per record. A refusal is
-// an error: the cursor does not move and the same records (same ids) are
-// emitted again later.
+// tenant.id), one metric per meter, one data point per record.
 func (r *usageReceiver) emit(ctx context.Context, recs []usage.Record) error {
 	if len(recs) == 0 {
 		return nil

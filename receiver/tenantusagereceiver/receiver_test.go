@@ -25,46 +25,82 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeStore computes records from values it holds: tenant -> meter ->
-// value, the same for every hour unless set for one (late data).
+// value, the same for every hour unless set for one (late data). A tenant
+// in failing is deferred.
 type fakeStore struct {
-	mu    sync.Mutex
-	base  map[string]map[usage.Meter]float64
-	extra map[time.Time]map[string]map[usage.Meter]float64
-	err   error
-	calls []time.Time
+	mu      sync.Mutex
+	base    map[string]map[usage.Meter]int64
+	extra   map[time.Time]map[string]map[usage.Meter]int64
+	err     error
+	failing map[string]bool
+	calls   []time.Time
 }
 
-func (f *fakeStore) Compute(_ context.Context, hour time.Time) ([]usage.Record, error) {
+func (f *fakeStore) Compute(_ context.Context, hour time.Time) (*usage.Hour, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, hour)
 	if f.err != nil {
 		return nil, f.err
 	}
-	var out []usage.Record
-	for tenant, ms := range f.base {
-		for m, v := range ms {
-			v += f.extra[hour][tenant][m]
-			out = append(out, usage.Record{ID: usage.RecordID(tenant, m, hour, 0), Tenant: tenant, Meter: m, Hour: hour, Value: v, Total: v})
-		}
-	}
-	usage.Sort(out)
-	return out, nil
+	return f.hour(hour, nil), nil
 }
 
-func (f *fakeStore) late(hour time.Time, tenant string, m usage.Meter, v float64) {
+func (f *fakeStore) ComputeTenants(_ context.Context, hour time.Time, tenants []string) (*usage.Hour, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, hour)
+	if f.err != nil {
+		return nil, f.err
+	}
+	only := map[string]bool{}
+	for _, t := range tenants {
+		only[t] = true
+	}
+	return f.hour(hour, only), nil
+}
+
+func (f *fakeStore) hour(hour time.Time, only map[string]bool) *usage.Hour {
+	out := &usage.Hour{Hour: hour, Deferred: map[string]error{}}
+	for tenant, ms := range f.base {
+		if only != nil && !only[tenant] {
+			continue
+		}
+		if f.failing[tenant] {
+			out.Deferred[tenant] = errors.New("422: too many series")
+			continue
+		}
+		for m, v := range ms {
+			v += f.extra[hour][tenant][m]
+			out.Records = append(out.Records, usage.Record{ID: usage.RecordID(tenant, m, hour, 0), Tenant: tenant, Meter: m, Hour: hour, Value: v, Total: v})
+		}
+	}
+	usage.Sort(out.Records)
+	return out
+}
+
+func (f *fakeStore) late(hour time.Time, tenant string, m usage.Meter, v int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.extra == nil {
-		f.extra = map[time.Time]map[string]map[usage.Meter]float64{}
+		f.extra = map[time.Time]map[string]map[usage.Meter]int64{}
 	}
 	if f.extra[hour] == nil {
-		f.extra[hour] = map[string]map[usage.Meter]float64{}
+		f.extra[hour] = map[string]map[usage.Meter]int64{}
 	}
 	if f.extra[hour][tenant] == nil {
-		f.extra[hour][tenant] = map[usage.Meter]float64{}
+		f.extra[hour][tenant] = map[usage.Meter]int64{}
 	}
 	f.extra[hour][tenant][m] += v
+}
+
+func (f *fakeStore) fail(tenant string, failing bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing == nil {
+		f.failing = map[string]bool{}
+	}
+	f.failing[tenant] = failing
 }
 
 var storageID = component.MustNewIDWithName("file_storage", "usage")
@@ -99,6 +135,7 @@ func start(t *testing.T, dir string, src computer, clk *clock, next consumer.Met
 	t.Helper()
 	cfg := createDefaultConfig().(*Config)
 	cfg.Storage = &storageID
+	cfg.Store.Verify = false // src is the test's
 	cfg.Interval = time.Hour // cycles are driven by the test
 	cfg.Backfill = 3 * time.Hour
 	if mutate != nil {
@@ -148,9 +185,9 @@ func hourAt(s string) time.Time {
 }
 
 func baseStore() *fakeStore {
-	return &fakeStore{base: map[string]map[usage.Meter]float64{
-		"acme":   {usage.DataPoints: 100, usage.GPUHours: 8},
-		"globex": {usage.DataPoints: 50, usage.GPUHours: 1},
+	return &fakeStore{base: map[string]map[usage.Meter]int64{
+		"acme":   {usage.DataPoints: 100, usage.GPUMinutes: 480},
+		"globex": {usage.DataPoints: 50, usage.GPUMinutes: 60},
 	}}
 }
 
@@ -165,8 +202,8 @@ func TestHoursCloseInOrderAfterTheGracePeriod(t *testing.T) {
 	recs := recordsOf(t, rn.sink.AllMetrics())
 	require.Len(t, recs, 8)
 	assert.Equal(t, "acme:data_points:2026-12-01T07Z", recs[0].ID)
-	assert.Equal(t, 100.0, recs[0].Value)
-	assert.Equal(t, "globex:gpu_hours:2026-12-01T08Z", recs[7].ID)
+	assert.Equal(t, int64(100), recs[0].Value)
+	assert.Equal(t, "globex:gpu_minutes:2026-12-01T08Z", recs[7].ID)
 	clk.set(hourAt("2026-12-01T10:09:59Z"))
 	rn.r.cycle(context.Background())
 	assert.Len(t, rn.sink.AllMetrics(), 2, "09Z is not closed before its grace period ends")
@@ -256,8 +293,8 @@ func TestLateDataBecomesAdjustmentRecords(t *testing.T) {
 	}
 	require.Len(t, adj2, 1)
 	assert.Equal(t, "acme:data_points:2026-12-01T07Z:r2", adj2[0].ID)
-	assert.Equal(t, 5.0, adj2[0].Value)
-	assert.Equal(t, 145.0, adj2[0].Total)
+	assert.Equal(t, int64(5), adj2[0].Value)
+	assert.Equal(t, int64(145), adj2[0].Total)
 
 	// After the last recheck (24 h) the hour is done: its state is gone.
 	clk.set(hourAt("2026-12-02T08:10:00Z"))
@@ -269,7 +306,7 @@ func TestLateDataBecomesAdjustmentRecords(t *testing.T) {
 	assert.Nil(t, b)
 }
 
-func TestARefusingPipelineHoldsTheCursor(t *testing.T) {
+func TestARefusingPipelineGetsTheLedgersRecordsLater(t *testing.T) {
 	clk := &clock{t: hourAt("2026-12-01T08:10:00Z")}
 	src := baseStore()
 	var refuse sync.Mutex
@@ -286,23 +323,28 @@ func TestARefusingPipelineHoldsTheCursor(t *testing.T) {
 	require.NoError(t, err)
 	dir := t.TempDir()
 	rn := start(t, dir, src, clk, next, func(c *Config) { c.Backfill = time.Hour + 10*time.Minute })
-	defer rn.stop(t)
 	require.Len(t, src.calls, 1)
 	c, ok, err := loadCursor(context.Background(), rn.r.client)
 	require.NoError(t, err)
-	assert.False(t, ok, "nothing was handed over: no cursor yet (%s)", c)
+	require.True(t, ok, "the hour is in the ledger: the cursor moved")
+	assert.Equal(t, hourAt("2026-12-01T08:00:00Z"), c)
+	assert.Equal(t, outbox{Head: 0, Tail: 1}, rn.r.out, "its records wait in the outbox")
+
+	// Late data arrives while the pipeline refuses, and the job restarts:
+	// what it hands over is what it wrote, not a new computation.
+	src.late(hourAt("2026-12-01T07:00:00Z"), "acme", usage.DataPoints, 40)
+	rn.stop(t)
 	refuse.Lock()
 	refusing = false
 	refuse.Unlock()
-	clk.set(hourAt("2026-12-01T08:40:00Z")) // past the backoff
-	rn.r.cycle(context.Background())
+	rn = start(t, dir, src, clk, next, func(c *Config) { c.Backfill = time.Hour + 10*time.Minute })
+	defer rn.stop(t)
 	recs := recordsOf(t, sink.AllMetrics())
 	require.Len(t, recs, 4)
 	assert.Equal(t, "acme:data_points:2026-12-01T07Z", recs[0].ID, "the same records, the same ids")
-	c, ok, err = loadCursor(context.Background(), rn.r.client)
-	require.NoError(t, err)
-	require.True(t, ok)
-	assert.Equal(t, hourAt("2026-12-01T08:00:00Z"), c)
+	assert.Equal(t, int64(100), recs[0].Value, "the value written to the ledger")
+	assert.Len(t, src.calls, 1, "not computed again")
+	assert.Equal(t, outbox{Head: 1, Tail: 1}, rn.r.out)
 }
 
 func TestAStoreFailureIsRetriedWithBackoff(t *testing.T) {
@@ -344,6 +386,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 func TestStartRefusesAMissingStorage(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.Storage = &storageID
+	cfg.Store.Verify = false
 	r, err := newReceiver(cfg, receivertest.NewNopSettings(metadata.Type), consumertest.NewNop())
 	require.NoError(t, err)
 	err = r.Start(context.Background(), storagetest.NewHost(nil))

@@ -15,6 +15,10 @@ type telemetry struct {
 	duration metric.Float64Histogram
 	// crossDiff is the last closed hour's difference per tenant.
 	crossDiff metric.Int64Gauge
+	// deferred is the tenants whose meters wait to be computed, over
+	// every hour; held the decreases a recheck found and did not send.
+	deferred metric.Int64Gauge
+	held     metric.Int64Counter
 }
 
 func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
@@ -39,6 +43,14 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 	}
 	if t.crossDiff, err = meter.Int64Gauge("otelcol_receiver_usage_crosscheck_difference",
 		metric.WithDescription("The last closed hour's data points the gateways counted as delivered less those the store holds, by tenant."), metric.WithUnit("{data_point}")); err != nil {
+		return nil, err
+	}
+	if t.deferred, err = meter.Int64Gauge("otelcol_receiver_usage_deferred_tenants",
+		metric.WithDescription("Tenant-hours whose meters could not be computed (their own queries fail) and are not billed yet; alert when not 0 for long."), metric.WithUnit("{tenant}")); err != nil {
+		return nil, err
+	}
+	if t.held, err = meter.Int64Counter("otelcol_receiver_usage_decreases_held",
+		metric.WithDescription("Meters a recheck found below what was billed, held for review instead of refunded (decreases: hold)."), metric.WithUnit("{record}")); err != nil {
 		return nil, err
 	}
 	return &t, nil

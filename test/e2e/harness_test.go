@@ -72,7 +72,8 @@ type env struct {
 	logs       *vlstore.Store
 	noLogStore int
 
-	creds                               map[string]string // credential id -> "tenant\x00token"
+	creds                               map[string]string   // credential id -> "tenant\x00token"
+	vms                                 map[string]vmRecord // credential id -> its VM's provisioning record
 	gwGRPC, gwHTTP, gwHealth, gwMetrics int
 	gwQuery                             int
 	gw                                  *proc.Proc
@@ -84,7 +85,7 @@ type env struct {
 
 func newEnv(t *testing.T, loadTenants ...string) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), root: proc.RepoRoot(t), creds: map[string]string{}, loadgenTenants: loadTenants}
+	e := &env{t: t, dir: t.TempDir(), root: proc.RepoRoot(t), creds: map[string]string{}, vms: map[string]vmRecord{}, loadgenTenants: loadTenants}
 	e.certs = filepath.Join(e.dir, "certs")
 	require.NoError(t, devcerts.Write(devcerts.Options{Dir: e.certs}))
 	bin, err := vmstore.FindBinary(e.root)
@@ -141,6 +142,24 @@ func (e *env) addCredential(id, tenant, token string) {
 	e.writeCredentials()
 }
 
+// vmRecord is what the provider's provisioning says of a VM: the identity
+// the gateway stamps on its data and the GPUs it is billed for (negative:
+// the record does not say).
+type vmRecord struct {
+	instanceID string
+	gpus       int
+}
+
+// addVM provisions one VM's token with its instance id and GPUs.
+func (e *env) addVM(id, tenant, token string, vm vmRecord) {
+	e.vms[id] = vm
+	e.addCredential(id, tenant, token)
+}
+
+// credentialsFile is the gateways' credentials file (the usage job reads
+// the VMs' GPUs from it).
+func (e *env) credentialsFile() string { return filepath.Join(e.dir, "credentials.yaml") }
+
 // revoke removes a credential (the gateway notices within reload_interval).
 func (e *env) revoke(id string) {
 	delete(e.creds, id)
@@ -156,6 +175,12 @@ func (e *env) writeCredentials() {
 		fmt.Fprintf(&b, "  - id: %s\n    tenant: %s\n    sha256: %s\n", id, tenant, hex.EncodeToString(sum[:]))
 		if strings.HasPrefix(id, readKeyPrefix) {
 			b.WriteString("    scope: read\n")
+		}
+		if vm, ok := e.vms[id]; ok {
+			fmt.Fprintf(&b, "    instance_id: %s\n", vm.instanceID)
+			if vm.gpus >= 0 {
+				fmt.Fprintf(&b, "    gpus: %d\n", vm.gpus)
+			}
 		}
 	}
 	path := filepath.Join(e.dir, "credentials.yaml")

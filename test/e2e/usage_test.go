@@ -43,6 +43,10 @@ type billingSink struct {
 	refused   atomic.Int64
 	down      atomic.Bool
 	badType   int
+	// refuseID: a batch holding this event is answered 400, as a billing
+	// system answers an event it will never take.
+	refuseID       string
+	refusedBatches int
 }
 
 func newBillingSink() *billingSink {
@@ -67,6 +71,13 @@ func (b *billingSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for _, ev := range evs {
+		if ev.ID == b.refuseID {
+			b.refusedBatches++
+			http.Error(w, "event "+ev.ID+": value out of range", http.StatusBadRequest)
+			return
+		}
+	}
 	if r.Header.Get("Content-Type") != "application/cloudevents-batch+json" {
 		b.badType++
 	}
@@ -92,6 +103,9 @@ func (b *billingSink) snapshot() (map[string]usagecloudeventsexporter.Event, map
 	return ev, n
 }
 
+// vmToken is VM i's own token.
+func vmToken(i int) string { return fmt.Sprintf("vm-token-%d", i) }
+
 // startUsage runs config/usage.yaml, unchanged, as the usage job.
 func (e *env) startUsage(billingURL, stateDir string, health, metrics int) *proc.Proc {
 	e.t.Helper()
@@ -99,6 +113,7 @@ func (e *env) startUsage(billingURL, stateDir string, health, metrics int) *proc
 		"OTELCOL_GPU_STORE_URL="+e.store.URL,
 		"OTELCOL_GPU_LOGS_STORE_URL="+e.logStoreURL(),
 		"OTELCOL_GPU_BILLING_URL="+billingURL,
+		"OTELCOL_GPU_CREDENTIALS_FILE="+e.credentialsFile(),
 		"OTELCOL_GPU_STATE_DIR="+stateDir,
 		"OTELCOL_GPU_HEALTH_ENDPOINT="+proc.Addr(health),
 		"OTELCOL_GPU_METRICS_PORT="+strconv.Itoa(metrics),
@@ -132,14 +147,23 @@ func TestScenario10UsageRecords(t *testing.T) {
 	e := newEnv(t, "acme", "globex")
 	e.startLogStore()
 	e.addCredential(readKeyPrefix+"acme", "acme", "acme-read-key")
+	// acme has agents 0 and 2, globex agent 1: 3 VMs of 8 GPUs, each with
+	// its own credential; acme's VM 2 is not provisioned with a GPU count
+	// (its reported GPUs are billed).
+	for i, tn := range []string{"acme", "globex", "acme"} {
+		gpus := 8
+		if i == 2 {
+			gpus = -1
+		}
+		e.addVM(fmt.Sprintf("vm-%d", i), tn, vmToken(i), vmRecord{instanceID: fmt.Sprintf("i-%s-%d", tn, i), gpus: gpus})
+	}
 	e.startGateway()
 
-	// acme has agents 0 and 2, globex agent 1: 3 VMs of 8 GPUs, one
-	// request a minute for two whole hours.
+	// One request a minute for two whole hours.
 	first := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	agents := map[string]int{"acme": 2, "globex": 1}
 	wait := e.loadInBackground(loadgen.Config{
-		Agents: 3, Tenants: 2, Requests: 120, Since: first, Step: time.Minute, Retry: true, Rate: 60,
+		Agents: 3, Tenants: 2, Requests: 120, Since: first, Step: time.Minute, Retry: true, Rate: 60, AgentToken: vmToken,
 	})
 	// Killed once the store has data from both fleets: mid-load.
 	require.Eventually(t, func() bool { return e.proxy.deliveredTo("acme") > 0 && e.proxy.deliveredTo("globex") > 0 },
@@ -218,17 +242,19 @@ func TestScenario10UsageRecords(t *testing.T) {
 	t.Cleanup(func() { _ = u.Stop(10 * time.Second) })
 
 	// The expected records: every meter of both tenants in both hours.
-	want := map[string]float64{}
+	want := map[string]int64{}
 	for h := 0; h < 2; h++ {
 		hour := first.Add(time.Duration(h) * time.Hour)
 		for tn, n := range agents {
-			vals := map[usage.Meter]float64{
-				usage.DataPoints:   float64(n * 60 * loadgen.DefaultShape.Points()),
-				usage.ActiveSeries: float64(n * loadgen.DefaultShape.Points()),
-				usage.GPUHours:     float64(n * loadgen.DefaultShape.GPUs), // every GPU, every minute of the hour
-				usage.VMs:          float64(n),
-				usage.ReadQueries:  0,
-				usage.ReadSeries:   0,
+			vals := map[usage.Meter]int64{
+				usage.DataPoints:        int64(n * 60 * loadgen.DefaultShape.Points()),
+				usage.ActiveSeries:      int64(n * loadgen.DefaultShape.Points()),
+				usage.GPUMinutes:        int64(n * loadgen.DefaultShape.GPUs * 60), // every GPU, every minute of the hour
+				usage.VMs:               int64(n),
+				usage.ReadQueries:       0,
+				usage.ReadSeries:        0,
+				usage.ReadSeriesFetched: 0,
+				usage.ReadExecMs:        0,
 			}
 			for m, v := range vals {
 				want[usage.RecordID(tn, m, hour, 0)] = v
@@ -246,15 +272,15 @@ func TestScenario10UsageRecords(t *testing.T) {
 		}
 		return true
 	}, 3*time.Minute, 500*time.Millisecond, "every record of the two hours reaches the billing system")
-	got := map[string]float64{}
+	got := map[string]int64{}
 	for id, ev := range events {
 		if ev.Data.Hour == first.Format(usage.HourLayout) || ev.Data.Hour == first.Add(time.Hour).Format(usage.HourLayout) {
-			v, err := strconv.ParseFloat(string(ev.Data.Value), 64)
-			require.NoError(t, err)
+			v, err := strconv.ParseInt(string(ev.Data.Value), 10, 64)
+			require.NoError(t, err, "an integer value: %s", ev.Data.Value)
 			got[id] = v
 			assert.Equal(t, ev.Subject, ev.Data.Tenant)
 			assert.Equal(t, "otelcol-gpu", ev.Source)
-			assert.Equal(t, string(ev.Data.Meter), ev.Type)
+			assert.Equal(t, "com.example.gpu-observability."+string(ev.Data.Meter), ev.Type, "the shipped config's namespace")
 			assert.Zero(t, ev.Data.Revision, "no late data: no adjustments")
 		}
 	}
@@ -273,13 +299,13 @@ func TestScenario10UsageRecords(t *testing.T) {
 	require.Eventually(t, func() bool {
 		require.NoError(t, e.store.Flush(context.Background()))
 		for tn, n := range agents {
-			v, err := e.store.QueryAt(context.Background(), `usage.gpu_hours`, "tenant_id="+tn, first.Add(2*time.Hour))
-			if err != nil || len(v) != 1 || v[0].Value != float64(n*8) {
+			v, err := e.store.QueryAt(context.Background(), `usage.gpu_minutes`, "tenant_id="+tn, first.Add(2*time.Hour))
+			if err != nil || len(v) != 1 || v[0].Value != float64(n*8*60) {
 				return false
 			}
 		}
 		return true
-	}, time.Minute, time.Second, "usage.gpu_hours in the store under each tenant's label")
+	}, time.Minute, time.Second, "usage.gpu_minutes in the store under each tenant's label")
 	series, err := e.store.Series(context.Background(), `{__name__=~"usage\\..*"}`, "")
 	require.NoError(t, err)
 	for _, s := range series {
@@ -290,8 +316,8 @@ func TestScenario10UsageRecords(t *testing.T) {
 	// The report: byte-identical twice, and the same values and ids as the
 	// records the billing system got.
 	to := first.Add(2 * time.Hour)
-	csv1 := e.report(first, to)
-	csv2 := e.report(first, to)
+	csv1 := e.report(first, to, "-credentials", e.credentialsFile())
+	csv2 := e.report(first, to, "-credentials", e.credentialsFile())
 	require.Equal(t, string(csv1), string(csv2), "computing twice gives byte-identical records")
 	lines := strings.Split(strings.TrimSpace(string(csv1)), "\n")
 	require.Equal(t, usage.CSVHeader, lines[0])
@@ -299,7 +325,7 @@ func TestScenario10UsageRecords(t *testing.T) {
 	for _, l := range lines[1:] {
 		f := strings.Split(l, ",")
 		require.Len(t, f, 5, l)
-		v, err := strconv.ParseFloat(f[3], 64)
+		v, err := strconv.ParseInt(f[3], 10, 64)
 		require.NoError(t, err)
 		assert.Equal(t, want[f[4]], v, "report line %s", l)
 	}
@@ -324,9 +350,10 @@ func TestScenario10UsageRecords(t *testing.T) {
 				continue
 			}
 			require.Equal(t, "acme:"+f[1]+":"+f[2], f[4], "the record id is tenant, meter, hour")
-			if f[1] == "read_queries" {
+			switch f[1] {
+			case "read_queries":
 				rq += v
-			} else {
+			case "read_series":
 				rs += v
 			}
 		}

@@ -46,6 +46,7 @@ func run(t *testing.T, name string, args ...string) string {
 
 var packaged = []string{
 	"./usr/bin/otelcol-gpu",
+	"./usr/bin/otelcol-gpu-usage",
 	"./etc/otelcol-gpu/agent.yaml",
 	"./etc/otelcol-gpu/gateway.yaml",
 	"./etc/otelcol-gpu/usage.yaml",
@@ -92,6 +93,17 @@ func TestDebPackages(t *testing.T) {
 			require.NoError(t, err)
 			for _, v := range flags {
 				require.Zero(t, v&uint64(elf.DF_1_NOW), "never BIND_NOW: go-nvml resolves NVML symbols lazily")
+			}
+
+			// The usage report beside the job's unit, for the same machine.
+			u, err := elf.Open(filepath.Join(dir, "root", "usr", "bin", "otelcol-gpu-usage"))
+			require.NoError(t, err)
+			defer func() { _ = u.Close() }()
+			require.Equal(t, want, u.Machine)
+			if arch == "amd64" {
+				out, err := exec.Command(filepath.Join(dir, "root", "usr", "bin", "otelcol-gpu-usage")).CombinedOutput()
+				require.Error(t, err, "no command given")
+				require.Contains(t, string(out), "usage report -from HOUR -to HOUR")
 			}
 		})
 	}

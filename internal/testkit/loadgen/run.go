@@ -31,9 +31,17 @@ type Config struct {
 	// Token is the bearer token of tenant i's agents (default: DefaultToken);
 	// return "" to send none.
 	Token func(tenant string) string
+	// AgentToken, when set, is agent i's own token (one credential per VM,
+	// as the usage meters count VMs by it); it overrides Token.
+	AgentToken func(agent int) string
 	// Claim is the tenant.id the payload of an agent of tenant says (default:
 	// the tenant itself); a spoofing test claims another one.
 	Claim func(tenant string) string
+	// Mutate, when set, changes an agent's request once, when it is built
+	// (a hostile VM's payload: names, attributes). It must not add or
+	// remove data points: each send rewrites the same points' values and
+	// timestamps in place.
+	Mutate func(a Agent, md pmetric.Metrics)
 
 	// Concurrency is the requests each agent has in flight (default 1).
 	Concurrency int
@@ -210,6 +218,9 @@ func Run(ctx context.Context, c Config) (Report, error) {
 			token: c.Token(tenant), tenant: tenant, limit: int64(c.Requests),
 			since: c.Since, step: c.Step,
 		}
+		if c.AgentToken != nil {
+			ag.token = c.AgentToken(c.FirstAgent + a)
+		}
 		for w := 0; w < c.Concurrency; w++ {
 			wg.Add(1)
 			go func() {
@@ -274,6 +285,9 @@ func (a *agentState) work(sendCtx, ctx context.Context, c Config, tr Transport, 
 		start = a.since
 	}
 	req := newRequest(a.Agent, c.Shape, start.Add(-time.Hour))
+	if c.Mutate != nil {
+		c.Mutate(a.Agent, req.md)
+	}
 	var tick *time.Ticker
 	if interval > 0 {
 		// Spread the workers over the interval.
