@@ -57,7 +57,7 @@ func TestScenario11HostileVMBillsAsHonest(t *testing.T) {
 		}
 		res := md.ResourceMetrics().At(0).Resource().Attributes()
 		res.PutStr("host.name", "loadgen-vm-0") // acme's
-		res.PutStr("host.id", "i-acme-0")      // acme's VM identity
+		res.PutStr("host.id", "i-acme-0")       // acme's VM identity
 		metricwalk.NumberPoints(md, func(m pmetric.Metric, dp pmetric.NumberDataPoint) {
 			if _, gpu := dp.Attributes().Get("hw.id"); !gpu {
 				return
