@@ -291,7 +291,7 @@ $(BIN)/usage: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ ./cmd/usage
 
-## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes), the usage computation for 10/100/1,000 tenants and the Go micro-benchmarks (BENCHMARKS.md; ~35 min). BENCH_FLAGS=-quick for a look
+## bench: gateway pipelines a/b/c on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes), the usage computation (10/100/1,000 tenants of full agents; 1,000 and 10,000 tenants x 10 VMs x 8 GPUs at a 10 s interval) and the Go micro-benchmarks (BENCHMARKS.md; ~45 min). BENCH_FLAGS=-quick for a look
 BENCH_FLAGS ?=
 bench: $(OTELCOL) $(BUILD)/bench/otelcol-gpu.syms $(BIN)/gwbench $(BIN)/readbench $(BIN)/usagebench $(VM) nvmlsim
 	@mkdir -p $(BUILD)/bench
@@ -302,6 +302,7 @@ bench: $(OTELCOL) $(BUILD)/bench/otelcol-gpu.syms $(BIN)/gwbench $(BIN)/readbenc
 	$(BIN)/readbench -otelcol $(OTELCOL) -out $(BUILD)/bench/readpath.json | tee $(BUILD)/bench/readpath.txt
 	$(BIN)/usagebench -store $(VM) -out $(BUILD)/bench/usage.json | tee $(BUILD)/bench/usage.txt
 	$(BIN)/usagebench -store $(VM) -tenants 100 -step 1m -out $(BUILD)/bench/usage-dense.json | tee -a $(BUILD)/bench/usage.txt
+	$(BIN)/usagebench -store $(VM) -tenants 1000,10000 -gpu-metrics 1 -host-series 2 -step 10s -out $(BUILD)/bench/usage-10k.json | tee -a $(BUILD)/bench/usage.txt
 
 $(BIN)/usagebench: $(GO_SOURCES)
 	@mkdir -p $(BIN)

@@ -33,7 +33,6 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 )
 
-const hostSeries = 100
 
 type result struct {
 	Tenants        int     `json:"tenants"`
@@ -61,6 +60,8 @@ func main() {
 	gpus := flag.Int("gpus", 8, "GPUs per VM")
 	step := flag.Duration("step", 5*time.Minute, "sample interval of the generated data")
 	conc := flag.Int("concurrency", 2, "usage queries in flight (the receiver's default)")
+	gpuMetrics := flag.Int("gpu-metrics", len(loadgen.GPUMetrics), "metrics per GPU (hw.status first, then the agent's others in order)")
+	hostSeries := flag.Int("host-series", 100, "host series per VM")
 	out := flag.String("out", "", "write the results as JSON here")
 	flag.Parse()
 	if *storeBin == "" {
@@ -96,8 +97,17 @@ func main() {
 	}
 	defer func() { _ = store.Stop() }()
 
+	if *gpuMetrics < 1 || *gpuMetrics > len(loadgen.GPUMetrics) {
+		fail(fmt.Errorf("-gpu-metrics: 1 to %d", len(loadgen.GPUMetrics)))
+	}
+	metrics := []string{"hw.status"}
+	for _, m := range loadgen.GPUMetrics {
+		if len(metrics) < *gpuMetrics && m != "hw.status" {
+			metrics = append(metrics, m)
+		}
+	}
 	shape := loadgen.Shape{GPUs: *gpus}
-	perVM := *gpus*len(loadgen.GPUMetrics) + hostSeries
+	perVM := *gpus*len(metrics) + *hostSeries
 	samplesPerSeries := int(time.Hour / *step)
 	fmt.Printf("usage computation: %d VMs x %d GPUs per tenant, %d series a VM, a sample every %s (%d an hour), one hour per tenant count; concurrency %d\n",
 		*vms, shape.GPUs, perVM, *step, samplesPerSeries, *conc)
@@ -109,7 +119,7 @@ func main() {
 		hour := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -(len(counts) - i)).Add(10 * time.Hour)
 		prefix := fmt.Sprintf("b%d-", n)
 		t0 := time.Now()
-		samples, err := fill(ctx, store.URL, prefix, n, *vms, *gpus, hour, *step)
+		samples, err := fill(ctx, store.URL, prefix, n, *vms, *gpus, metrics, *hostSeries, hour, *step)
 		if err != nil {
 			fail(err)
 		}
@@ -141,7 +151,7 @@ func main() {
 			Tenants: n, VMs: *vms, Series: n * *vms * perVM, Samples: samples,
 			IngestSeconds: ingest.Seconds(), ComputeSeconds: time.Since(t1).Seconds(),
 			StoreCPU: (store.CPU() - cpu0).Seconds(), Queries: queries.Load(), Records: len(recs),
-			Exact: exact(recs, n, *vms, *gpus, perVM, samplesPerSeries), StorePeakMiB: store.PeakRSSMiB(),
+			Exact: exact(recs, n, *vms, *gpus, perVM, samplesPerSeries, minutesWithData(*step)), StorePeakMiB: store.PeakRSSMiB(),
 			ProbeIdleP50Ms: pct(idle, 0.5), ProbeIdleP99Ms: pct(idle, 0.99), ProbeBusyP50Ms: pct(busy, 0.5), ProbeBusyP99Ms: pct(busy, 0.99),
 		}
 		results = append(results, r)
@@ -161,14 +171,27 @@ func main() {
 	}
 }
 
+// minutesWithData is how many minutes of the hour hold a sample of a
+// series sampled every step from the hour's start.
+func minutesWithData(step time.Duration) int {
+	n := 0
+	for m := time.Duration(0); m < time.Hour; m += time.Minute {
+		first := (m + step - 1) / step * step // the first sample at or after m
+		if first < m+time.Minute {
+			n++
+		}
+	}
+	return n
+}
+
 // exact checks every record against what fill wrote.
-func exact(recs []usage.Record, tenants, vms, gpus, perVM, samples int) bool {
+func exact(recs []usage.Record, tenants, vms, gpus, perVM, samples, minutes int) bool {
 	want := map[usage.Meter]int64{
 		usage.DataPoints:   int64(vms * perVM * samples),
 		usage.ActiveSeries: int64(vms * perVM),
 		// Every series has a sample every step: each VM delivered data,
-		// and reported its GPUs, in one minute of each step.
-		usage.GPUMinutes: int64(vms * gpus * samples),
+		// and reported its GPUs, in the minutes that hold one.
+		usage.GPUMinutes: int64(vms * gpus * minutes),
 		usage.VMs:        int64(vms),
 	}
 	if len(recs) != tenants*len(usage.StoreMeters) {
@@ -228,7 +251,7 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // fill writes the hour's data of n tenants through the store's JSON-lines
 // import, two writers at once.
-func fill(ctx context.Context, storeURL, prefix string, n, vms, gpus int, hour time.Time, step time.Duration) (int64, error) {
+func fill(ctx context.Context, storeURL, prefix string, n, vms, gpus int, metrics []string, hostSeries int, hour time.Time, step time.Duration) (int64, error) {
 	var ts []int64
 	var vals []float64
 	for t := hour; t.Before(hour.Add(time.Hour)); t = t.Add(step) {
@@ -254,7 +277,7 @@ func fill(ctx context.Context, storeURL, prefix string, n, vms, gpus int, hour t
 				for v := 0; v < vms; v++ {
 					host := fmt.Sprintf("%s-vm-%d", name, v)
 					for g := 0; g < gpus; g++ {
-						for _, m := range loadgen.GPUMetrics {
+						for _, m := range metrics {
 							fmt.Fprintf(bw, `{"metric":{"__name__":%q,"tenant_id":%q,"host.name":%q,"host.id":%q,"hw.id":"GPU-%s-%d"}`, m, name, host, host, host, g)
 							_, _ = bw.Write(tail)
 						}
@@ -276,7 +299,7 @@ func fill(ctx context.Context, storeURL, prefix string, n, vms, gpus int, hour t
 					once.Do(func() { firstErr = err })
 					continue
 				}
-				samples.Add(int64(vms * (gpus*len(loadgen.GPUMetrics) + hostSeries) * len(ts)))
+				samples.Add(int64(vms * (gpus*len(metrics) + hostSeries) * len(ts)))
 			}
 		}()
 	}

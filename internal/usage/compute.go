@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,10 +76,10 @@ const DefaultVMLabel = "host.id"
 type meterValues map[Meter]int64
 
 // job is one query giving one or more meters, for every tenant at once
-// (tenant == "") or for one tenant.
+// (set == nil) or for the tenants in set.
 type job struct {
 	name string
-	run  func(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error)
+	run  func(ctx context.Context, hour time.Time, set []string) (map[string]meterValues, error)
 }
 
 // Compute is every tenant's usage in the hour starting at hour: revision 0
@@ -92,11 +94,16 @@ func (s *Source) Compute(ctx context.Context, hour time.Time) (*Hour, error) {
 	if err := s.check(hour); err != nil {
 		return nil, err
 	}
+	hour = hour.UTC()
 	tenants, err := s.storeTenants(ctx, hour)
 	if err != nil {
 		return nil, err
 	}
-	return s.compute(ctx, hour.UTC(), tenants, true)
+	p, err := s.runJobs(ctx, hour, tenants, s.jobs(), false)
+	if err != nil {
+		return nil, err
+	}
+	return s.records(hour, p), nil
 }
 
 // ComputeTenants is Compute for the named tenants only, one query per
@@ -105,7 +112,82 @@ func (s *Source) ComputeTenants(ctx context.Context, hour time.Time, tenants []s
 	if err := s.check(hour); err != nil {
 		return nil, err
 	}
-	return s.compute(ctx, hour.UTC(), tenants, false)
+	hour = hour.UTC()
+	p, err := s.runJobs(ctx, hour, tenants, s.jobs(), true)
+	if err != nil {
+		return nil, err
+	}
+	return s.records(hour, p), nil
+}
+
+// Recheck is Compute for an hour already billed (billed: each tenant's
+// totals so far), computing again in full only where late data arrived:
+// the data points of every tenant and the read meters are asked first
+// (a sample more or less changes the data points: any other store meter
+// can change only with them), then the other store meters for the
+// tenants whose data points changed, in one query per meter for all of
+// them. The others keep their billed store meters.
+func (s *Source) Recheck(ctx context.Context, hour time.Time, billed map[string]map[Meter]int64) (*Hour, error) {
+	if err := s.check(hour); err != nil {
+		return nil, err
+	}
+	hour = hour.UTC()
+	tenants, err := s.storeTenants(ctx, hour)
+	if err != nil {
+		return nil, err
+	}
+	for t := range billed {
+		if !slices.Contains(tenants, t) {
+			tenants = append(tenants, t)
+		}
+	}
+	sort.Strings(tenants)
+	var first, rest []job
+	for _, j := range s.jobs() {
+		if j.name == "data_points" || j.name == "read" {
+			first = append(first, j)
+		} else {
+			rest = append(rest, j)
+		}
+	}
+	p, err := s.runJobs(ctx, hour, tenants, first, false)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for _, t := range tenants {
+		if p.deferred[t] == nil && p.values[t][DataPoints] != billed[t][DataPoints] {
+			changed = append(changed, t)
+		}
+	}
+	for t, v := range p.values {
+		if p.deferred[t] != nil || slices.Contains(changed, t) {
+			continue
+		}
+		for _, m := range StoreMeters {
+			if m != DataPoints && billed[t][m] != 0 {
+				v[m] = billed[t][m]
+			}
+		}
+	}
+	if len(changed) > 0 {
+		q, err := s.runJobsFrom(ctx, hour, changed, rest, changed)
+		if err != nil {
+			return nil, err
+		}
+		for t, err := range q.deferred {
+			p.deferred[t] = err
+		}
+		for t, v := range q.values {
+			if p.values[t] == nil {
+				p.values[t] = meterValues{}
+			}
+			for m, x := range v {
+				p.values[t][m] = x
+			}
+		}
+	}
+	return s.records(hour, p), nil
 }
 
 func (s *Source) check(hour time.Time) error {
@@ -130,7 +212,26 @@ func (s *Source) jobs() []job {
 	return jobs
 }
 
-func (s *Source) compute(ctx context.Context, hour time.Time, tenants []string, grouped bool) (*Hour, error) {
+// pass is what a run of queries found: each tenant's meters, and the
+// tenants whose own queries failed.
+type pass struct {
+	values   map[string]meterValues
+	deferred map[string]error
+}
+
+// runJobs runs jobs for every tenant at once (perTenant: for each tenant
+// on its own).
+func (s *Source) runJobs(ctx context.Context, hour time.Time, tenants []string, jobs []job, perTenant bool) (*pass, error) {
+	return s.runJobsOver(ctx, hour, tenants, jobs, nil, perTenant)
+}
+
+// runJobsFrom runs jobs for the tenants in set, starting with one query
+// for all of them.
+func (s *Source) runJobsFrom(ctx context.Context, hour time.Time, tenants []string, jobs []job, set []string) (*pass, error) {
+	return s.runJobsOver(ctx, hour, tenants, jobs, set, false)
+}
+
+func (s *Source) runJobsOver(ctx context.Context, hour time.Time, tenants []string, jobs []job, start []string, perTenant bool) (*pass, error) {
 	known := make(map[string]bool, len(tenants))
 	for _, t := range tenants {
 		known[t] = true
@@ -138,17 +239,23 @@ func (s *Source) compute(ctx context.Context, hour time.Time, tenants []string, 
 	values := map[string]meterValues{}
 	deferred := map[string]error{}
 	var mu sync.Mutex
-	merge := func(got map[string]meterValues, only string) {
+	// merge takes a query's answer; set (nil: every tenant) is whom it
+	// asked about.
+	merge := func(got map[string]meterValues, set []string) {
+		only := map[string]bool{}
+		for _, t := range set {
+			only[t] = true
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		for t, mv := range got {
-			if (only != "" && t != only) || tenantid.Validate(t) != nil {
+			if (set != nil && !only[t]) || tenantid.Validate(t) != nil {
 				continue
 			}
 			if !known[t] {
 				// A tenant seen only by one meter's query (reads by a
 				// tenant that stored nothing in the hour): billed too.
-				if only != "" {
+				if set != nil {
 					continue
 				}
 				known[t] = true
@@ -161,11 +268,16 @@ func (s *Source) compute(ctx context.Context, hour time.Time, tenants []string, 
 			}
 		}
 	}
-	fail := func(tenant string, j job, err error) {
+	var groupedErrs []error
+	fail := func(set []string, j job, err error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if deferred[tenant] == nil {
-			deferred[tenant] = fmt.Errorf("usage: %s of tenant %s, hour %s: %w", j.name, tenant, hour.Format(HourLayout), err)
+		if set == nil || len(set) > 1 {
+			groupedErrs = append(groupedErrs, fmt.Errorf("%s: %w", j.name, err))
+			return
+		}
+		if deferred[set[0]] == nil {
+			deferred[set[0]] = fmt.Errorf("usage: %s of tenant %s, hour %s: %w", j.name, set[0], hour.Format(HourLayout), err)
 		}
 	}
 
@@ -175,48 +287,53 @@ func (s *Source) compute(ctx context.Context, hour time.Time, tenants []string, 
 	}
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
-	perTenant := func(j job) {
-		for _, t := range tenants {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				got, err := j.run(ctx, hour, t)
-				if err != nil {
-					fail(t, j, err)
-					return
-				}
-				merge(got, t)
-			}()
+	// run asks one meter's query for a set of tenants (nil: all of them
+	// at once). A store limit that some tenants' data exceeds fails the
+	// query for all it covers: the set is halved and each half asked
+	// again, down to single tenants, so the cost of one tenant beyond the
+	// store's limits is a few queries, and only that tenant is deferred.
+	var run func(j job, set []string)
+	run = func(j job, set []string) {
+		defer wg.Done()
+		sem <- struct{}{}
+		got, err := j.run(ctx, hour, set)
+		<-sem
+		if err == nil {
+			merge(got, set)
+			return
 		}
+		if ctx.Err() != nil {
+			return
+		}
+		fail(set, j, err)
+		if set == nil {
+			set = tenants
+		} else if len(set) <= 1 {
+			return
+		}
+		if len(set) == 0 {
+			return
+		}
+		if len(set) == 1 {
+			wg.Add(1)
+			go run(j, set)
+			return
+		}
+		half := len(set) / 2
+		wg.Add(2)
+		go run(j, set[:half:half])
+		go run(j, set[half:])
 	}
-	var groupedErrs []error
-	for _, j := range s.jobs() {
-		if !grouped {
-			perTenant(j)
+	for _, j := range jobs {
+		if perTenant {
+			for _, t := range tenants {
+				wg.Add(1)
+				go run(j, []string{t})
+			}
 			continue
 		}
 		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			got, err := j.run(ctx, hour, "")
-			<-sem
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				mu.Lock()
-				groupedErrs = append(groupedErrs, fmt.Errorf("%s: %w", j.name, err))
-				mu.Unlock()
-				// One tenant's data can fail a query of all (a store
-				// limit): ask each tenant on its own.
-				perTenant(j)
-				return
-			}
-			merge(got, "")
-		}()
+		go run(j, start)
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -226,7 +343,13 @@ func (s *Source) compute(ctx context.Context, hour time.Time, tenants []string, 
 		// Nobody could be computed: the store, not a tenant.
 		return nil, fmt.Errorf("usage: hour %s: %w", hour.Format(HourLayout), errors.Join(groupedErrs...))
 	}
+	return &pass{values: values, deferred: deferred}, nil
+}
 
+// records are the revision-0 records of a pass: a tenant appears when any
+// of its meters is not zero, with all of its meters.
+func (s *Source) records(hour time.Time, p *pass) *Hour {
+	values, deferred := p.values, p.deferred
 	out := &Hour{Hour: hour, Deferred: deferred}
 	meters := StoreMeters
 	if s.EventsURL != "" {
@@ -253,7 +376,7 @@ func (s *Source) compute(ctx context.Context, hour time.Time, tenants []string, 
 		}
 	}
 	Sort(out.Records)
-	return out, nil
+	return out
 }
 
 // The hour [H, H+1h) as the store's rollup windows see it: a window [d] at
@@ -261,12 +384,16 @@ func (s *Source) compute(ctx context.Context, hour time.Time, tenants []string, 
 // [1h] at H+1h-1ms covers exactly [H, H+1h).
 func hourEnd(hour time.Time) time.Time { return hour.Add(time.Hour - time.Millisecond) }
 
-// selector is the series a meter counts: every series of the tenant (or of
-// every tenant) but the usage job's own.
-func (s *Source) selector(tenant string, extra string) string {
+// selector is the series a meter counts: every series of the tenants in
+// set (nil: of every tenant) but the usage job's own.
+func (s *Source) selector(set []string, extra string) string {
 	t := s.TenantLabel + `!=""`
-	if tenant != "" {
-		t = s.TenantLabel + "=" + strconv.Quote(tenant)
+	switch {
+	case len(set) == 1:
+		t = s.TenantLabel + "=" + strconv.Quote(set[0])
+	case set != nil:
+		// The tenant grammar has no regexp metacharacter.
+		t = s.TenantLabel + "=~" + strconv.Quote(strings.Join(set, "|"))
 	}
 	if extra == "" {
 		extra = `__name__!~` + strconv.Quote(regexpQuote(MetricPrefix)+".*")
@@ -282,8 +409,8 @@ func (s *Source) vmLabel() string {
 }
 
 // dataPoints: the samples each tenant stored in the hour.
-func (s *Source) dataPoints(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error) {
-	q := fmt.Sprintf("sum(count_over_time(%s[1h])) by (%s)", s.selector(tenant, ""), s.TenantLabel)
+func (s *Source) dataPoints(ctx context.Context, hour time.Time, set []string) (map[string]meterValues, error) {
+	q := fmt.Sprintf("sum(count_over_time(%s[1h])) by (%s)", s.selector(set, ""), s.TenantLabel)
 	rows, err := s.instantRows(ctx, q, hourEnd(hour))
 	if err != nil {
 		return nil, err
@@ -296,8 +423,8 @@ func (s *Source) dataPoints(ctx context.Context, hour time.Time, tenant string) 
 }
 
 // seriesAndVMs: one row per tenant and VM with its number of series.
-func (s *Source) seriesAndVMs(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error) {
-	q := fmt.Sprintf("count(count_over_time(%s[1h])) by (%s, %s)", s.selector(tenant, ""), s.TenantLabel, s.vmLabel())
+func (s *Source) seriesAndVMs(ctx context.Context, hour time.Time, set []string) (map[string]meterValues, error) {
+	q := fmt.Sprintf("count(count_over_time(%s[1h])) by (%s, %s)", s.selector(set, ""), s.TenantLabel, s.vmLabel())
 	rows, err := s.instantRows(ctx, q, hourEnd(hour))
 	if err != nil {
 		return nil, err
@@ -324,16 +451,16 @@ func (s *Source) seriesAndVMs(ctx context.Context, hour time.Time, tenant string
 // points on multiples of its step (H, H+1m, ..., H+59m), and the inner
 // window shifted by a minute less a millisecond, (t-1ms, t+1m-1ms], is the
 // minute [t, t+1m) exactly. One value per VM comes back, not 60.
-func (s *Source) gpuMinutes(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error) {
+func (s *Source) gpuMinutes(ctx context.Context, hour time.Time, set []string) (map[string]meterValues, error) {
 	by := s.TenantLabel + ", " + s.vmLabel()
 	const minute = "[1m] offset -59999ms"
 	minutes, err := s.instantRows(ctx, fmt.Sprintf("count_over_time((count(count_over_time(%s%s)) by (%s))[1h:1m])",
-		s.selector(tenant, ""), minute, by), hourEnd(hour))
+		s.selector(set, ""), minute, by), hourEnd(hour))
 	if err != nil {
 		return nil, err
 	}
 	reported, err := s.instantRows(ctx, fmt.Sprintf("sum_over_time((count(count(count_over_time(%s%s)) by (%s, hw.id)) by (%s))[1h:1m])",
-		s.selector(tenant, `__name__="hw.status",hw.parent=""`), minute, by, by), hourEnd(hour))
+		s.selector(set, `__name__="hw.status",hw.parent=""`), minute, by, by), hourEnd(hour))
 	if err != nil {
 		return nil, err
 	}

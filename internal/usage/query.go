@@ -70,10 +70,14 @@ func (s *Source) labelValues(ctx context.Context, label string, start, end time.
 // readMeters is, per tenant, the queries answered and the series returned
 // in the hour. A record the read path sent twice (a retry whose first
 // attempt had landed) is counted once: each carries a unique query_id.
-func (s *Source) readMeters(ctx context.Context, hour time.Time, tenant string) (map[string]meterValues, error) {
+func (s *Source) readMeters(ctx context.Context, hour time.Time, set []string) (map[string]meterValues, error) {
 	filter := ""
-	if tenant != "" {
-		filter = " tenant_id:=" + strconv.Quote(tenant)
+	if set != nil {
+		quoted := make([]string, len(set))
+		for i, t := range set {
+			quoted[i] = strconv.Quote(t)
+		}
+		filter = " tenant_id:in(" + strings.Join(quoted, ", ") + ")"
 	}
 	query := fmt.Sprintf(`_time:[%s, %s) _stream:%s%s | uniq by (tenant_id, query_id, series, series_fetched, exec_ms) | stats by (tenant_id) count() queries, sum(series) series, sum(series_fetched) fetched, sum(exec_ms) exec_ms`,
 		hour.Format(time.RFC3339), hour.Add(time.Hour).Format(time.RFC3339), ReadEventsStream, filter)

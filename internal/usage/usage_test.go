@@ -285,3 +285,87 @@ func TestVerifyRefusesAStoreBillingCannotTrust(t *testing.T) {
 	srv.Config.Handler = http.NotFoundHandler()
 	assert.ErrorContains(t, src.Verify(context.Background(), time.Hour, now), "not a VictoriaMetrics node")
 }
+
+func TestATenantBeyondTheStoresLimitsCostsAFewQueries(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	tenants := []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		q := r.Form.Get("query")
+		if r.URL.Path == "/api/v1/label/tenant_id/values" {
+			_, _ = fmt.Fprintf(w, `{"status":"success","data":["%s"]}`, strings.Join(tenants, `","`))
+			return
+		}
+		if !strings.HasPrefix(q, "sum(count_over_time(") {
+			_, _ = fmt.Fprint(w, `{"status":"success","data":{"result":[]}}`)
+			return
+		}
+		mu.Lock()
+		asked++
+		mu.Unlock()
+		// The tenants the selector covers: all, one, or an alternation.
+		covered := tenants
+		if _, sel, ok := strings.Cut(q, `tenant_id=~"`); ok {
+			covered = strings.Split(sel[:strings.Index(sel, `"`)], "|")
+		} else if _, sel, ok := strings.Cut(q, `tenant_id="`); ok {
+			covered = []string{sel[:strings.Index(sel, `"`)]}
+		}
+		if slices.Contains(covered, "t3") {
+			http.Error(w, "cannot select more than -search.maxUniqueTimeseries", http.StatusUnprocessableEntity)
+			return
+		}
+		var rows []string
+		for _, tn := range covered {
+			rows = append(rows, fmt.Sprintf(`{"metric":{"tenant_id":%q},"value":[1,"10"]}`, tn))
+		}
+		_, _ = fmt.Fprintf(w, `{"status":"success","data":{"result":[%s]}}`, strings.Join(rows, ","))
+	}))
+	defer srv.Close()
+	hr, err := (&Source{StoreURL: srv.URL, TenantLabel: "tenant_id"}).Compute(context.Background(), h10)
+	require.NoError(t, err)
+	require.Len(t, hr.Deferred, 1)
+	assert.Contains(t, hr.Deferred, "t3")
+	billed := map[string]bool{}
+	for _, r := range hr.Records {
+		billed[r.Tenant] = true
+	}
+	assert.Len(t, billed, 7, "every other tenant is billed")
+	assert.Equal(t, 7, asked, "all, then halving down to t3: 1 + 2 + 2 + 2 queries, not one per tenant")
+}
+
+func TestARecheckComputesInFullOnlyWhereDataPointsChanged(t *testing.T) {
+	vm := &fakeVM{}
+	srv := httptest.NewServer(vm)
+	defer srv.Close()
+	src := &Source{StoreURL: srv.URL, TenantLabel: "tenant_id"}
+	first, err := src.Compute(context.Background(), h10)
+	require.NoError(t, err)
+	billed := map[string]map[Meter]int64{}
+	for _, r := range first.Records {
+		if billed[r.Tenant] == nil {
+			billed[r.Tenant] = map[Meter]int64{}
+		}
+		billed[r.Tenant][r.Meter] = r.Total
+	}
+	// acme's data points as billed are 40 short: late data arrived.
+	billed["acme"][DataPoints] -= 40
+	billed["globex"][GPUMinutes] = 999 // what globex was billed stands: unchanged data points
+	vm.queries = nil
+	hr, err := src.Recheck(context.Background(), h10, billed)
+	require.NoError(t, err)
+	assert.Empty(t, hr.Deferred)
+	got := map[string]int64{}
+	for _, r := range hr.Records {
+		got[r.Tenant+"/"+string(r.Meter)] = r.Total
+	}
+	assert.Equal(t, int64(720), got["acme/gpu_minutes"], "acme computed again")
+	assert.Equal(t, int64(999), got["globex/gpu_minutes"], "globex kept as billed")
+	for _, q := range vm.queries {
+		query := q.Get("query")
+		if strings.HasPrefix(query, "sum(count_over_time(") || query == "" {
+			continue
+		}
+		assert.Contains(t, query, `tenant_id="acme"`, "only the changed tenant's other meters: %s", query)
+	}
+}

@@ -156,7 +156,8 @@ func (r *usageReceiver) saveHour(ctx context.Context, hs *hourState, recs []usag
 	return nil
 }
 
-// recheck computes the closed hours again when a recheck is due; a meter
+// recheck computes the closed hours again when a recheck is due (in full
+// only for the tenants whose data points changed); a meter
 // whose value grew gets an adjustment record (the next revision, valued at
 // the change). A deferred tenant is left to retryDeferred; a tenant that
 // fails in a recheck keeps its totals until the next one.
@@ -171,7 +172,7 @@ func (r *usageReceiver) recheck(ctx context.Context, now time.Time) error {
 		if due == 0 {
 			continue
 		}
-		hr, err := r.src.Compute(ctx, h)
+		hr, err := r.src.Recheck(ctx, h, hs.Totals)
 		if err != nil {
 			return err
 		}

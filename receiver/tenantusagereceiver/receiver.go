@@ -60,6 +60,7 @@ type usageReceiver struct {
 type computer interface {
 	Compute(ctx context.Context, hour time.Time) (*usage.Hour, error)
 	ComputeTenants(ctx context.Context, hour time.Time, tenants []string) (*usage.Hour, error)
+	Recheck(ctx context.Context, hour time.Time, billed map[string]map[usage.Meter]int64) (*usage.Hour, error)
 }
 
 func newReceiver(cfg *Config, set receiver.Settings, next consumer.Metrics) (*usageReceiver, error) {
