@@ -33,7 +33,6 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 )
 
-
 type result struct {
 	Tenants        int     `json:"tenants"`
 	VMs            int     `json:"vms"`
