@@ -121,9 +121,13 @@ type UIConfig struct {
 	Enabled bool `mapstructure:"enabled"`
 	// SessionTTL is how long a browser login lasts.
 	SessionTTL time.Duration `mapstructure:"session_ttl"`
-	// MaxSessions bounds the browser sessions held in memory; past it the
-	// one closest to expiry is dropped.
+	// MaxSessions bounds the browser sessions held in memory; past it new
+	// logins are refused (503) until sessions expire: nobody's session is
+	// ended by another's login.
 	MaxSessions int `mapstructure:"max_sessions"`
+	// MaxSessionsPerTenant bounds one tenant's sessions; past it that
+	// tenant's own oldest session ends.
+	MaxSessionsPerTenant int `mapstructure:"max_sessions_per_tenant"`
 	// Timezone is what vmui shows times in (IANA name).
 	Timezone string `mapstructure:"timezone"`
 }
@@ -249,6 +253,9 @@ func (c *Config) Validate() error {
 		}
 		if c.UI.MaxSessions < 1 {
 			errs = append(errs, fmt.Errorf("ui.max_sessions: must be at least 1, got %d", c.UI.MaxSessions))
+		}
+		if c.UI.MaxSessionsPerTenant < 1 || c.UI.MaxSessionsPerTenant > c.UI.MaxSessions {
+			errs = append(errs, fmt.Errorf("ui.max_sessions_per_tenant: must be 1 to ui.max_sessions (%d), got %d", c.UI.MaxSessions, c.UI.MaxSessionsPerTenant))
 		}
 		if _, err := time.LoadLocation(c.UI.Timezone); err != nil || c.UI.Timezone == "" {
 			errs = append(errs, fmt.Errorf("ui.timezone: %q is not an IANA time zone", c.UI.Timezone))

@@ -74,6 +74,7 @@ func TestValidateNamesEveryField(t *testing.T) {
 		"limits.max_series: must be at least 1",
 		"ui.session_ttl: must be at least 1m",
 		"ui.max_sessions: must be at least 1",
+		"ui.max_sessions_per_tenant: must be 1 to ui.max_sessions",
 		`ui.timezone: "Mars/Olympus"`,
 	} {
 		require.ErrorContains(t, err, want)

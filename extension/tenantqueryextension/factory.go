@@ -32,8 +32,11 @@ const (
 	defaultMaxResponseBytes = 64 << 20
 	defaultSessionTTL       = 12 * time.Hour
 	defaultMaxSessions      = 10_000
-	defaultTimezone         = "UTC"
-	defaultStoreTimeout     = 60 * time.Second
+	// A team's browsers, and a few kept by a bot, fit; one tenant can
+	// hold 0.5% of the table.
+	defaultMaxSessionsPerTenant = 50
+	defaultTimezone             = "UTC"
+	defaultStoreTimeout         = 60 * time.Second
 	// A read event is about 250 bytes: 64 MiB holds some 250,000, over an
 	// hour of an event store outage at 50 answered queries a second.
 	defaultUsageMaxBytes      = 64 << 20
@@ -72,10 +75,11 @@ func createDefaultConfig() component.Config {
 			MaxSeries:        defaultMaxSeries,
 		},
 		UI: UIConfig{
-			Enabled:     true,
-			SessionTTL:  defaultSessionTTL,
-			MaxSessions: defaultMaxSessions,
-			Timezone:    defaultTimezone,
+			Enabled:              true,
+			SessionTTL:           defaultSessionTTL,
+			MaxSessions:          defaultMaxSessions,
+			MaxSessionsPerTenant: defaultMaxSessionsPerTenant,
+			Timezone:             defaultTimezone,
 		},
 		UsageEvents: UsageEventsConfig{
 			ClientConfig:  events,

@@ -63,7 +63,7 @@ func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer,
 	}
 	s.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, tel.reloaded)
 	if cfg.UI.Enabled {
-		s.sessions = newSessions(cfg.UI.SessionTTL, cfg.UI.MaxSessions)
+		s.sessions = newSessions(cfg.UI.SessionTTL, cfg.UI.MaxSessions, cfg.UI.MaxSessionsPerTenant)
 		if s.ui, err = newUIAssets(cfg.UI.Timezone); err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed" // the GPU dashboard
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -174,6 +175,12 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := s.sessions.create(cred)
+	if errors.Is(err, errSessionsFull) {
+		s.tel.refuse(r.Context(), cred.Tenant, "sessions_full")
+		w.Header().Set("Retry-After", "60")
+		s.renderLogin(w, http.StatusServiceUnavailable, "Too many browser sessions on this gateway; try again in a minute.")
+		return
+	}
 	if err != nil {
 		http.Error(w, "could not start a session", http.StatusInternalServerError)
 		return

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -86,7 +87,7 @@ func TestLoginSessionAndLogout(t *testing.T) {
 }
 
 func TestSessionsExpireAndAreBounded(t *testing.T) {
-	s := newSessions(time.Hour, 2)
+	s := newSessions(time.Hour, 3, 2)
 	now := time.Unix(1000, 0)
 	s.now = func() time.Time { return now }
 	creds := newTestServer(t, nil).creds.Set()
@@ -99,16 +100,52 @@ func TestSessionsExpireAndAreBounded(t *testing.T) {
 	got, ok := s.get(id1)
 	require.True(t, ok)
 	require.Equal(t, "acme", got.Tenant)
-	id3, _ := s.create(a) // full: the one closest to expiry (id1) goes
-	require.Equal(t, 2, s.len())
+	now = now.Add(time.Minute)
+	id3, _ := s.create(a)
+	// acme at its own bound: its own oldest (id1) goes, not globex's.
+	id4, err := s.create(a)
+	require.NoError(t, err)
+	require.Equal(t, 3, s.len())
 	_, ok = s.get(id1)
 	require.False(t, ok)
 	_, ok = s.get(id2)
+	require.True(t, ok, "another tenant's login never ends globex's session")
+	// A logged-out session no longer counts against its tenant.
+	s.drop(id3)
+	id5, err := s.create(a)
+	require.NoError(t, err)
+	_, ok = s.get(id4)
+	require.True(t, ok)
+	// The table is full (acme 2, globex 1): a third tenant's login is
+	// refused rather than ending anyone's session, until they expire.
+	h := *g
+	h.Tenant = "initech"
+	_, err = s.create(&h)
+	require.ErrorIs(t, err, errSessionsFull)
+	_, ok = s.get(id2)
 	require.True(t, ok)
 	now = now.Add(2 * time.Hour)
-	_, ok = s.get(id3)
+	_, err = s.create(&h)
+	require.NoError(t, err, "expired sessions make room")
+	_, ok = s.get(id5)
 	require.False(t, ok, "expired")
-	require.NotEqual(t, id2, id3)
+}
+
+// One tenant posting its own key again and again (ten thousand logins)
+// holds at most its own bound of sessions and never logs out another.
+func TestALoginFloodEndsNoOtherTenantsSession(t *testing.T) {
+	ts := newTestServer(t, nil)
+	login := func(key string) *httptest.ResponseRecorder {
+		return ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(key), nil)
+	}
+	rec := login(keyGlobex)
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	globex := http.Header{"Cookie": {sessionCookie + "=" + rec.Result().Cookies()[0].Value}}
+	for i := 0; i < 10_000; i++ {
+		require.Equal(t, http.StatusSeeOther, login(keyAcme).Code)
+	}
+	require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up", "", globex).Code, "globex is still logged in")
+	require.Equal(t, defaultMaxSessionsPerTenant+1, ts.sessions.len(), "acme holds its bound, globex its one")
 }
 
 // The UI's own files are served, what vmui asks the server for at its
