@@ -295,7 +295,6 @@ func run(ctx context.Context, o options) error {
 			"OTELCOL_GPU_STORE_URL=" + store.URL,
 			"OTELCOL_GPU_LOGS_STORE_URL=" + logStore.URL,
 			"OTELCOL_GPU_BILLING_URL=" + billing.url,
-			"OTELCOL_GPU_CREDENTIALS_FILE=" + credsPath,
 			// A demo that runs past the hour sees it billed a minute later.
 			"OTELCOL_GPU_USAGE_GRACE=1m",
 			"OTELCOL_GPU_GATEWAY_METRICS=[http://127.0.0.1:" + strconv.Itoa(ports["gw-metrics"]) + "/metrics]",
@@ -316,9 +315,6 @@ func run(ctx context.Context, o options) error {
 	}
 	usageSrc := &usage.Source{StoreURL: store.URL, EventsURL: logStore.URL, TenantLabel: "tenant_id",
 		EventsHeaders: map[string]string{"AccountID": "0", "ProjectID": "1"}}
-	if vms, err := usage.ReadProvisioning(credsPath); err == nil {
-		usageSrc.Provisioning = func() map[string]usage.VM { return vms }
-	}
 
 	type agentInfo struct{ grpc, http int }
 	agents := make([]agentInfo, o.agents)

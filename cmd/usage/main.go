@@ -4,7 +4,6 @@
 // values and ids for the same data. For people who want a file.
 //
 //	usage report -store http://localhost:8428 -events http://localhost:9428 \
-//	    -credentials /etc/otelcol-gpu/credentials.yaml \
 //	    -from 2026-12-01T00Z -to 2026-12-02T00Z [-tenant acme] > usage.csv
 //
 // -to is exclusive; an hour still open is reported as it stands.
@@ -36,7 +35,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "report" {
-		fmt.Fprintln(stderr, "usage: usage report -from HOUR -to HOUR [-store URL] [-events URL] [-credentials FILE] [-tenant-label L] [-tenant T]")
+		fmt.Fprintln(stderr, "usage: usage report -from HOUR -to HOUR [-store URL] [-events URL] [-tenant-label L] [-tenant T]")
 		return errors.New("the only command is report")
 	}
 	fs := flag.NewFlagSet("usage report", flag.ContinueOnError)
@@ -47,7 +46,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "", "first hour (2026-12-01T10Z)")
 	to := fs.String("to", "", "hour after the last (exclusive); default: -from plus one hour")
 	tenant := fs.String("tenant", "", "only this tenant")
-	creds := fs.String("credentials", "", "the gateways' credentials file: each VM's provisioned GPUs (as tenant_usage's credentials_file); empty: the GPUs VMs report")
 	eventsAccount := fs.String("events-account", "0", "the event-store account (AccountID) the read path writes its records to")
 	eventsProject := fs.String("events-project", "1", "... and its project (ProjectID)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "per store request")
@@ -82,13 +80,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 		StoreURL: strings.TrimRight(*store, "/"), EventsURL: strings.TrimRight(*events, "/"),
 		TenantLabel: *label, Client: &http.Client{Timeout: *timeout}, Concurrency: *concurrency,
 		EventsHeaders: map[string]string{"AccountID": *eventsAccount, "ProjectID": *eventsProject},
-	}
-	if *creds != "" {
-		vms, err := usage.ReadProvisioning(*creds)
-		if err != nil {
-			return fmt.Errorf("-credentials: %w", err)
-		}
-		src.Provisioning = func() map[string]usage.VM { return vms }
 	}
 	w := bufio.NewWriter(stdout)
 	fmt.Fprintln(w, usage.CSVHeader)

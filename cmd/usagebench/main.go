@@ -150,7 +150,7 @@ func main() {
 			Tenants: n, VMs: *vms, Series: n * *vms * perVM, Samples: samples,
 			IngestSeconds: ingest.Seconds(), ComputeSeconds: time.Since(t1).Seconds(),
 			StoreCPU: (store.CPU() - cpu0).Seconds(), Queries: queries.Load(), Records: len(recs),
-			Exact: exact(recs, n, *vms, *gpus, perVM, samplesPerSeries, minutesWithData(*step)), StorePeakMiB: store.PeakRSSMiB(),
+			Exact: exact(recs, n, *vms, *gpus, perVM, samplesPerSeries), StorePeakMiB: store.PeakRSSMiB(),
 			ProbeIdleP50Ms: pct(idle, 0.5), ProbeIdleP99Ms: pct(idle, 0.99), ProbeBusyP50Ms: pct(busy, 0.5), ProbeBusyP99Ms: pct(busy, 0.99),
 		}
 		results = append(results, r)
@@ -170,27 +170,13 @@ func main() {
 	}
 }
 
-// minutesWithData is how many minutes of the hour hold a sample of a
-// series sampled every step from the hour's start.
-func minutesWithData(step time.Duration) int {
-	n := 0
-	for m := time.Duration(0); m < time.Hour; m += time.Minute {
-		first := (m + step - 1) / step * step // the first sample at or after m
-		if first < m+time.Minute {
-			n++
-		}
-	}
-	return n
-}
-
 // exact checks every record against what fill wrote.
-func exact(recs []usage.Record, tenants, vms, gpus, perVM, samples, minutes int) bool {
+func exact(recs []usage.Record, tenants, vms, gpus, perVM, samples int) bool {
 	want := map[usage.Meter]int64{
 		usage.DataPoints:   int64(vms * perVM * samples),
 		usage.ActiveSeries: int64(vms * perVM),
-		// Every series has a sample every step: each VM delivered data,
-		// and reported its GPUs, in the minutes that hold one.
-		usage.GPUMinutes: int64(vms * gpus * minutes),
+		// The gateway saw every VM in every minute.
+		usage.GPUMinutes: int64(vms * gpus * 60),
 		usage.VMs:        int64(vms),
 	}
 	if len(recs) != tenants*len(usage.StoreMeters) {
@@ -260,6 +246,17 @@ func fill(ctx context.Context, storeURL, prefix string, n, vms, gpus int, metric
 	tsJSON, _ := json.Marshal(ts)
 	valsJSON, _ := json.Marshal(vals)
 	tail := []byte(`,"values":` + string(valsJSON) + `,"timestamps":` + string(tsJSON) + "}\n")
+	// What the gateway adds: one point per VM and minute it received
+	// data, valued at the VM's GPUs.
+	var minuteTS []int64
+	var minuteVals []int
+	for t := hour; t.Before(hour.Add(time.Hour)); t = t.Add(time.Minute) {
+		minuteTS = append(minuteTS, t.UnixMilli())
+		minuteVals = append(minuteVals, gpus)
+	}
+	mtsJSON, _ := json.Marshal(minuteTS)
+	mvalsJSON, _ := json.Marshal(minuteVals)
+	minutesTail := []byte(`,"values":` + string(mvalsJSON) + `,"timestamps":` + string(mtsJSON) + "}\n")
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	var firstErr error
@@ -281,6 +278,8 @@ func fill(ctx context.Context, storeURL, prefix string, n, vms, gpus int, metric
 							_, _ = bw.Write(tail)
 						}
 					}
+					fmt.Fprintf(bw, `{"metric":{"__name__":%q,"tenant_id":%q,"host.id":%q,%q:%q}`, usage.VMMinutesMetric, name, host, usage.GPUsFromAttribute, usage.GPUsFromProvisioning)
+					_, _ = bw.Write(minutesTail)
 					for h := 0; h < hostSeries; h++ {
 						fmt.Fprintf(bw, `{"metric":{"__name__":"system.bench","tenant_id":%q,"host.name":%q,"host.id":%q,"series":"%d"}`, name, host, host, h)
 						_, _ = bw.Write(tail)

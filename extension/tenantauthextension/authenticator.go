@@ -184,7 +184,7 @@ func (a *authenticator) Authenticate(ctx context.Context, headers map[string][]s
 		return ctx, err
 	}
 	a.requests.Add(ctx, 1, resultOK)
-	info.Auth = authData{tenant: cred.Tenant, credentialID: cred.ID, instance: cred.VM()}
+	info.Auth = authData{tenant: cred.Tenant, credentialID: cred.ID, instance: cred.VM(), gpus: cred.GPUs, gpusKnown: cred.GPUsKnown}
 	return client.NewContext(ctx, info), nil
 }
 
@@ -214,9 +214,11 @@ type authData struct {
 	tenant       string
 	credentialID string
 	instance     string
+	gpus         int
+	gpusKnown    bool
 }
 
-var authAttributeNames = []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential, tenantid.AuthAttributeInstance}
+var authAttributeNames = []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential, tenantid.AuthAttributeInstance, tenantid.AuthAttributeGPUs}
 
 func (d authData) GetAttribute(name string) any {
 	switch name {
@@ -226,6 +228,11 @@ func (d authData) GetAttribute(name string) any {
 		return d.credentialID
 	case tenantid.AuthAttributeInstance:
 		return d.instance
+	case tenantid.AuthAttributeGPUs:
+		if !d.gpusKnown {
+			return nil
+		}
+		return int64(d.gpus)
 	default:
 		return nil
 	}

@@ -85,7 +85,7 @@ func tenantOf(t *testing.T, auth extensionauth.Server, headers map[string][]stri
 	require.NotNil(t, info.Auth)
 	require.NotEmpty(t, info.Auth.GetAttribute(tenantid.AuthAttributeCredential))
 	require.NotEmpty(t, info.Auth.GetAttribute(tenantid.AuthAttributeInstance))
-	require.ElementsMatch(t, []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential, tenantid.AuthAttributeInstance},
+	require.ElementsMatch(t, []string{tenantid.AuthAttributeTenant, tenantid.AuthAttributeCredential, tenantid.AuthAttributeInstance, tenantid.AuthAttributeGPUs},
 		info.Auth.GetAttributeNames())
 	return info.Auth.GetAttribute(tenantid.AuthAttributeTenant).(string), nil
 }
@@ -139,7 +139,8 @@ func TestAuthenticateMapsTokensToTenants(t *testing.T) {
 }
 
 // The VM's identity comes from the credentials file: its instance_id, else
-// the credential's id; the tenant processor stamps it on the VM's data.
+// the credential's id; the tenant processor stamps it on the VM's data,
+// and its GPUs on the VM's minutes.
 func TestAuthDataCarriesTheVM(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "credentials.yaml")
 	writeFile(t, file, "credentials:\n"+
@@ -147,16 +148,20 @@ func TestAuthDataCarriesTheVM(t *testing.T) {
 		credLine("vm-1-next", "acme", "token-1b")+"    instance_id: i-0abc\n    gpus: 8\n"+
 		credLine("vm-2", "acme", "token-2"))
 	auth, _ := startAuth(t, file)
-	for token, want := range map[string][2]string{
-		"token-1":  {"vm-1", "i-0abc"},
-		"token-1b": {"vm-1-next", "i-0abc"}, // a rotated token, the same VM
-		"token-2":  {"vm-2", "vm-2"},
+	for token, want := range map[string]struct {
+		id, vm string
+		gpus   any
+	}{
+		"token-1":  {"vm-1", "i-0abc", int64(8)},
+		"token-1b": {"vm-1-next", "i-0abc", int64(8)}, // a rotated token, the same VM
+		"token-2":  {"vm-2", "vm-2", nil},             // the file does not say
 	} {
 		ctx, err := auth.Authenticate(context.Background(), bearer(token))
 		require.NoError(t, err)
 		data := client.FromContext(ctx).Auth
-		require.Equal(t, want[0], data.GetAttribute(tenantid.AuthAttributeCredential), token)
-		require.Equal(t, want[1], data.GetAttribute(tenantid.AuthAttributeInstance), token)
+		require.Equal(t, want.id, data.GetAttribute(tenantid.AuthAttributeCredential), token)
+		require.Equal(t, want.vm, data.GetAttribute(tenantid.AuthAttributeInstance), token)
+		require.Equal(t, want.gpus, data.GetAttribute(tenantid.AuthAttributeGPUs), token)
 	}
 }
 

@@ -24,6 +24,9 @@ const (
 	// credential (the credentials file's instance_id, else the credential
 	// id): what the gateway stamps on the VM's data and bills by.
 	AuthAttributeInstance = "instance_id"
+	// AuthAttributeGPUs is the VM's provisioned GPUs (an int64), absent
+	// where the credentials file does not say.
+	AuthAttributeGPUs = "gpus"
 )
 
 // Validate returns nil when id follows the grammar, else an error naming it.

@@ -39,16 +39,6 @@ type Source struct {
 	// Concurrency is the number of queries in flight at once (default 2):
 	// usage is hourly work and must not crowd the store.
 	Concurrency int
-	// Provisioning returns the VMs the provider provisioned, by the
-	// identity the gateway stamps: their tenant and GPUs. nil, or a VM
-	// missing from it: the GPUs the VM reported itself.
-	Provisioning func() map[string]VM
-}
-
-// VM is what the provider's provisioning record says of one VM.
-type VM struct {
-	Tenant string
-	GPUs   int
 }
 
 // Hour is one hour's computation: the records of the tenants whose meters
@@ -339,8 +329,9 @@ func (s *Source) runJobsOver(ctx context.Context, hour time.Time, tenants []stri
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if len(tenants) > 0 && len(deferred) == len(tenants) && len(groupedErrs) > 0 {
-		// Nobody could be computed: the store, not a tenant.
+	if start == nil && len(tenants) > 0 && len(deferred) == len(tenants) && len(groupedErrs) > 0 {
+		// Nobody could be computed: the store, not a tenant. (A run over
+		// a chosen set, a recheck's changed tenants, defers them instead.)
 		return nil, fmt.Errorf("usage: hour %s: %w", hour.Format(HourLayout), errors.Join(groupedErrs...))
 	}
 	return &pass{values: values, deferred: deferred}, nil
@@ -443,47 +434,55 @@ func (s *Source) seriesAndVMs(ctx context.Context, hour time.Time, set []string)
 	return out, nil
 }
 
-// gpuMinutes: per VM, the minutes of the hour in which it delivered data
-// times its provisioned GPUs; for a VM the provisioning record does not
-// name for this tenant, the GPUs it reported in each minute (hw.status
-// series without hw.parent, one per GPU). Each is one instant query with a
-// subquery over the hour's 60 minutes: the store places a subquery's
-// points on multiples of its step (H, H+1m, ..., H+59m), and the inner
-// window shifted by a minute less a millisecond, (t-1ms, t+1m-1ms], is the
-// minute [t, t+1m) exactly. One value per VM comes back, not 60.
+// gpuMinutes: per VM, the GPUs the gateway stamped on each minute in which
+// it received the VM's data (VMMinutesMetric: the provisioned GPUs, never
+// the payload's word, on the gateway's clock, never the data's), summed
+// over the hour. A VM the gateway did not receive data from in the hour
+// has none, whatever its data's timestamps say. For a VM whose credential
+// says nothing of its GPUs (its points say gpus_from=agent), the GPUs it
+// reported in each minute of the hour instead (hw.status series without
+// hw.parent, one per GPU, by their timestamps): customer-reported. That is
+// an instant query with a subquery over the hour's 60 minutes: the store
+// places a subquery's points on multiples of its step (H, H+1m, ...,
+// H+59m), and the inner window shifted by a minute less a millisecond,
+// (t-1ms, t+1m-1ms], is the minute [t, t+1m) exactly.
 func (s *Source) gpuMinutes(ctx context.Context, hour time.Time, set []string) (map[string]meterValues, error) {
 	by := s.TenantLabel + ", " + s.vmLabel()
-	const minute = "[1m] offset -59999ms"
-	minutes, err := s.instantRows(ctx, fmt.Sprintf("count_over_time((count(count_over_time(%s%s)) by (%s))[1h:1m])",
-		s.selector(set, ""), minute, by), hourEnd(hour))
+	seen, err := s.instantRows(ctx, fmt.Sprintf("sum(sum_over_time(%s[1h])) by (%s, %s)",
+		s.selector(set, `__name__=`+strconv.Quote(VMMinutesMetric)), by, GPUsFromAttribute), hourEnd(hour))
 	if err != nil {
 		return nil, err
-	}
-	reported, err := s.instantRows(ctx, fmt.Sprintf("sum_over_time((count(count(count_over_time(%s%s)) by (%s, hw.id)) by (%s))[1h:1m])",
-		s.selector(set, `__name__="hw.status",hw.parent=""`), minute, by, by), hourEnd(hour))
-	if err != nil {
-		return nil, err
-	}
-	var prov map[string]VM
-	if s.Provisioning != nil {
-		prov = s.Provisioning()
 	}
 	type key struct{ tenant, vm string }
-	reportedBy := map[key]int64{}
-	for _, r := range reported {
-		reportedBy[key{r.labels[s.TenantLabel], r.labels[s.vmLabel()]}] += int64(r.value)
-	}
 	out := map[string]meterValues{}
-	for _, r := range minutes {
-		k := key{r.labels[s.TenantLabel], r.labels[s.vmLabel()]}
+	add := func(k key, v int64) {
 		if out[k.tenant] == nil {
 			out[k.tenant] = meterValues{}
 		}
-		if vm, ok := prov[k.vm]; ok && k.vm != "" && vm.Tenant == k.tenant {
-			out[k.tenant][GPUMinutes] += int64(vm.GPUs) * int64(r.value)
-			continue
+		out[k.tenant][GPUMinutes] += v
+	}
+	provisioned, agent := map[key]bool{}, map[key]bool{}
+	for _, r := range seen {
+		k := key{r.labels[s.TenantLabel], r.labels[s.vmLabel()]}
+		if r.labels[GPUsFromAttribute] == GPUsFromProvisioning {
+			provisioned[k] = true
+			add(k, int64(r.value))
+		} else {
+			agent[k] = true
 		}
-		out[k.tenant][GPUMinutes] += reportedBy[k]
+	}
+	if len(agent) == 0 {
+		return out, nil
+	}
+	reported, err := s.instantRows(ctx, fmt.Sprintf("sum_over_time((count(count(count_over_time(%s[1m] offset -59999ms)) by (%s, hw.id)) by (%s))[1h:1m])",
+		s.selector(set, `__name__="hw.status",hw.parent=""`), by, by), hourEnd(hour))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reported {
+		if k := (key{r.labels[s.TenantLabel], r.labels[s.vmLabel()]}); agent[k] && !provisioned[k] {
+			add(k, int64(r.value))
+		}
 	}
 	return out, nil
 }

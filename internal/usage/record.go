@@ -26,10 +26,10 @@ const (
 	// sample in the hour.
 	ActiveSeries Meter = "active_series"
 	// GPUMinutes is GPU time monitored, in whole GPU-minutes: per VM, its
-	// GPUs times the minutes of the hour in which it delivered data. A VM's
-	// GPUs come from the provisioning record (the credentials file's gpus);
-	// for a VM the record says nothing of, the GPUs it reported itself
-	// (hw.status series without hw.parent, per minute).
+	// GPUs times the minutes of the hour in which the gateway received its
+	// data (VMMinutesMetric: the credential's gpus, on the gateway's clock);
+	// for a VM whose credential says nothing of its GPUs, the GPUs it
+	// reported itself (hw.status series without hw.parent, per minute).
 	GPUMinutes Meter = "gpu_minutes"
 	// VMs is the number of distinct VMs delivering data in the hour, by the
 	// identity the gateway stamps from the credential (host.id).
@@ -59,6 +59,19 @@ var (
 // reserves it: a customer's metric under it is renamed (the tenant
 // processor's reserved_prefixes), so only the usage job writes here.
 const MetricPrefix = "usage."
+
+// VMMinutesMetric is the metric the gateway adds for each VM, once per
+// minute in which it received the VM's data (the tenant processor's
+// vm_minutes_metric), valued at the VM's provisioned GPUs; GPU-minutes are
+// billed from it. GPUsFromAttribute says where the value comes from:
+// GPUsFromProvisioning (the credential's gpus) or GPUsFromAgent (the
+// credential says nothing; the VM's reported GPUs are billed instead).
+const (
+	VMMinutesMetric      = MetricPrefix + "vm_minutes"
+	GPUsFromAttribute    = "gpus_from"
+	GPUsFromProvisioning = "provisioning"
+	GPUsFromAgent        = "agent"
+)
 
 // MetricName is the meter's metric in the store.
 func (m Meter) MetricName() string { return MetricPrefix + string(m) }

@@ -66,10 +66,11 @@ type fakeVM struct {
 }
 
 // fleet: per tenant, per VM (host.id), series and minutes of data; per VM
-// the GPUs it reports in each minute.
-var fleet = map[string]map[string]struct{ series, minutes, reported int }{
-	"acme":   {"vm-a1": {380, 60, 8}, "vm-a2": {380, 30, 8}, "": {4, 60, 0}},
-	"globex": {"vm-g1": {100, 60, 2}},
+// the GPUs it reports in each minute, and the GPUs the gateway stamped on
+// each of its minutes from its credential (-1: the credential says nothing).
+var fleet = map[string]map[string]struct{ series, minutes, reported, provisioned int }{
+	"acme":   {"vm-a1": {380, 60, 8, 8}, "vm-a2": {380, 30, 8, -1}, "": {4, 60, 0, -1}},
+	"globex": {"vm-g1": {100, 60, 2, 4}},
 }
 
 func (f *fakeVM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -112,10 +113,17 @@ func (f *fakeVM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				rows = append(rows, fmt.Sprintf(`{"metric":{"tenant_id":%q,"host.id":%q},"value":[1,"%d"]}`, t, id, vm.series))
 			}
 		}
-	case strings.HasPrefix(q, "count_over_time((count(count_over_time("):
+	case strings.HasPrefix(q, "sum(sum_over_time("):
+		// The gateway saw every VM in each of its minutes.
 		for _, t := range tenants {
 			for id, vm := range fleet[t] {
-				rows = append(rows, fmt.Sprintf(`{"metric":{"tenant_id":%q,"host.id":%q},"value":[1,"%d"]}`, t, id, vm.minutes))
+				from, v := "provisioning", vm.provisioned*vm.minutes
+				if vm.provisioned < 0 {
+					from, v = "agent", 0
+				}
+				if id != "" {
+					rows = append(rows, fmt.Sprintf(`{"metric":{"tenant_id":%q,"host.id":%q,"gpus_from":%q},"value":[1,"%d"]}`, t, id, from, v))
+				}
 			}
 		}
 	case strings.HasPrefix(q, "sum_over_time((count(count(count_over_time("):
@@ -150,11 +158,9 @@ func TestComputeBillsEveryTenantWithOneQueryPerMeter(t *testing.T) {
 	vm := &fakeVM{}
 	srv := httptest.NewServer(vm)
 	defer srv.Close()
-	// vm-a1 is provisioned with 8 GPUs, vm-g1 with 4 (it reports 2: the
-	// record wins); vm-a2 is not in the record: its own 8 count.
-	src := &Source{StoreURL: srv.URL, EventsURL: srv.URL, TenantLabel: "tenant_id", Provisioning: func() map[string]VM {
-		return map[string]VM{"vm-a1": {Tenant: "acme", GPUs: 8}, "vm-g1": {Tenant: "globex", GPUs: 4}, "vm-x": {Tenant: "acme", GPUs: 99}}
-	}}
+	// vm-a1's credential says 8 GPUs, vm-g1's 4 (it reports 2: the
+	// credential wins); vm-a2's says nothing: its own 8 count.
+	src := &Source{StoreURL: srv.URL, EventsURL: srv.URL, TenantLabel: "tenant_id"}
 	hr, err := src.Compute(context.Background(), h10)
 	require.NoError(t, err)
 	assert.Empty(t, hr.Deferred)
@@ -194,6 +200,10 @@ func TestComputeBillsEveryTenantWithOneQueryPerMeter(t *testing.T) {
 			assert.Contains(t, query, `[1m] offset -59999ms`, "each minute [t, t+1m) of the hour")
 			assert.Contains(t, query, `tenant_id!=""`)
 			assert.Contains(t, query, `by (tenant_id, host.id)`)
+		case strings.HasPrefix(query, "sum(sum_over_time("):
+			assert.Equal(t, end, q.Get("time"), query)
+			assert.Contains(t, query, `__name__="usage.vm_minutes"}[1h]`, "the gateway's minutes of each VM")
+			assert.Contains(t, query, `by (tenant_id, host.id, gpus_from)`)
 		default:
 			assert.Equal(t, end, q.Get("time"), query)
 			assert.Equal(t, "1", q.Get("nocache"))

@@ -66,6 +66,14 @@ type Config struct {
 	// payload said; the usage meters count VMs and bill GPUs by it. Empty:
 	// off.
 	VMAttribute string `mapstructure:"vm_attribute"`
+	// VMMinutesMetric is the metric the gateway adds to every metrics
+	// request it accepts: one point per VM, stamped with the minute the
+	// gateway received it and valued at the VM's provisioned GPUs (label
+	// gpus_from: provisioning; agent where the credential does not say).
+	// The usage job bills GPU-minutes from it: the minutes the gateway saw
+	// the VM deliver data, whatever the data's own timestamps say. It must
+	// be under a reserved prefix (a customer cannot write it); empty: none.
+	VMMinutesMetric string `mapstructure:"vm_minutes_metric"`
 	// ReservedPrefixes are metric name prefixes only the provider writes
 	// (the usage series). A customer metric named so is renamed.
 	ReservedPrefixes []string `mapstructure:"reserved_prefixes"`
@@ -146,6 +154,14 @@ func (c *Config) validateGateway() []error {
 		errs = append(errs, fmt.Errorf("vm_attribute: %q is named like attribute %q (the same label in the store)", c.VMAttribute, c.Attribute))
 	}
 	errs = append(errs, c.validateReserved()...)
+	if c.VMMinutesMetric != "" {
+		if c.VMAttribute == "" {
+			errs = append(errs, errors.New("vm_minutes_metric: needs vm_attribute (the VM it counts)"))
+		}
+		if !c.reservedName(c.VMMinutesMetric) {
+			errs = append(errs, fmt.Errorf("vm_minutes_metric: %q is under no reserved prefix, so a customer could write it too", c.VMMinutesMetric))
+		}
+	}
 	if c.Timestamps.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("timestamps.max_age: must not be negative (0 turns it off), got %s", c.Timestamps.MaxAge))
 	}
@@ -153,6 +169,17 @@ func (c *Config) validateGateway() []error {
 		errs = append(errs, fmt.Errorf("timestamps.max_future: must not be negative (0 turns it off), got %s", c.Timestamps.MaxFuture))
 	}
 	return errs
+}
+
+// reservedName tells whether name is under one of the reserved prefixes.
+func (c *Config) reservedName(name string) bool {
+	for _, prefix := range c.ReservedPrefixes {
+		p := newLikeName(prefix)
+		if prefix != "" && len(name) >= len(p) && p.matches(name[:len(p)]) {
+			return true
+		}
+	}
+	return false
 }
 
 // validateReserved makes sure a renamed metric can never be reserved

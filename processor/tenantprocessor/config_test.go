@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/configtest"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 )
 
 func defaultSource() SourceConfig {
@@ -20,6 +21,7 @@ func defaultSource() SourceConfig {
 // on_mismatch).
 func withGatewayDefaults(c *Config) *Config {
 	c.VMAttribute = defaultVMAttribute
+	c.VMMinutesMetric = usage.VMMinutesMetric
 	c.ReservedPrefixes = []string{defaultReservedPrefix}
 	c.ReservedRenamePrefix = defaultRenamePrefix
 	c.Timestamps = TimestampsConfig{MaxAge: defaultMaxAge, MaxFuture: defaultMaxFuture}
@@ -64,7 +66,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	valid["gateway_rules"] = &Config{
 		Mode: ModeGateway, Attribute: "tenant.id", OnMismatch: OnMismatchOverride, Source: defaultSource(),
-		VMAttribute: "host.name", ReservedPrefixes: []string{"usage.", "billing."}, ReservedRenamePrefix: "tenant_data.",
+		VMAttribute: "host.name", VMMinutesMetric: usage.VMMinutesMetric, ReservedPrefixes: []string{"usage.", "billing."}, ReservedRenamePrefix: "tenant_data.",
 		Timestamps: TimestampsConfig{MaxAge: 12 * time.Hour, MaxFuture: time.Minute},
 	}
 	valid["gateway_rules_off"] = &Config{

@@ -16,6 +16,7 @@ import (
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/sharedcomponent"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
 )
 
@@ -52,6 +53,7 @@ func createDefaultConfig() component.Config {
 			RefreshInterval: defaultRefreshInterval,
 		},
 		VMAttribute:          defaultVMAttribute,
+		VMMinutesMetric:      usage.VMMinutesMetric,
 		ReservedPrefixes:     []string{defaultReservedPrefix},
 		ReservedRenamePrefix: defaultRenamePrefix,
 		Timestamps:           TimestampsConfig{MaxAge: defaultMaxAge, MaxFuture: defaultMaxFuture},

@@ -14,10 +14,13 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// gatewayConfig is the default gateway without the VM-minute stamp (its
+// extra resource is tested on its own, TestGatewayStampsTheMinuteItSawTheVM).
 func gatewayConfig(onMismatch string) *Config {
 	cfg := createDefaultConfig().(*Config)
 	cfg.Mode = ModeGateway
 	cfg.OnMismatch = onMismatch
+	cfg.VMMinutesMetric = ""
 	return cfg
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
 )
 
@@ -63,6 +64,12 @@ type sender struct {
 	info   client.Info
 	tenant string
 	vm     string
+}
+
+// gpus is the VM's provisioned GPUs, when its credential says.
+func (s sender) gpus() (int64, bool) {
+	n, ok := s.info.Auth.GetAttribute(tenantid.AuthAttributeGPUs).(int64)
+	return n, ok
 }
 
 // credentialID is the credential that authenticated the request, for logs.
@@ -224,7 +231,42 @@ func (p *tenantProcessor) applyMetrics(ctx context.Context, md pmetric.Metrics) 
 	if err != nil {
 		return err
 	}
-	return p.settleMetrics(ctx, from, md, &tally.metrics)
+	if err := p.settleMetrics(ctx, from, md, &tally.metrics); err != nil {
+		return err
+	}
+	p.stampVMMinute(from, md)
+	return nil
+}
+
+// stampVMMinute adds the VM's minute to a request that holds data: one
+// point of vm_minutes_metric in a resource of its own (only the tenant and
+// VM attributes, so every VM has one series), stamped with the minute the
+// gateway received it and valued at the VM's provisioned GPUs. Requests in
+// the same minute, or the same request retried, give the same point: the
+// store keeps one.
+func (p *tenantProcessor) stampVMMinute(from sender, md pmetric.Metrics) {
+	if p.cfg.VMMinutesMetric == "" || from.vm == "" || md.DataPointCount() == 0 {
+		return
+	}
+	rm := md.ResourceMetrics().AppendEmpty()
+	attrs := rm.Resource().Attributes()
+	attrs.PutStr(p.cfg.Attribute, from.tenant)
+	attrs.PutStr(p.cfg.VMAttribute, from.vm)
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName(metadata.ScopeName)
+	m := sm.Metrics().AppendEmpty()
+	m.SetName(p.cfg.VMMinutesMetric)
+	m.SetUnit("{gpu}")
+	m.SetDescription("The VM's provisioned GPUs, once per minute in which the gateway received its data.")
+	dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(p.now().UTC().Truncate(time.Minute)))
+	if n, ok := from.gpus(); ok {
+		dp.SetIntValue(n)
+		dp.Attributes().PutStr(usage.GPUsFromAttribute, usage.GPUsFromProvisioning)
+	} else {
+		dp.SetIntValue(0)
+		dp.Attributes().PutStr(usage.GPUsFromAttribute, usage.GPUsFromAgent)
+	}
 }
 
 // stamp (agent mode) sets the known identity on every resource. It never

@@ -16,7 +16,12 @@ import (
 // into one, for the meters that count VMs and GPUs. In gateway mode every
 // attribute whose name normalises like the tenant attribute or the VM
 // attribute is removed below the resource, and on the resource every one
-// but the authenticated attributes themselves.
+// but the authenticated attributes themselves. So is every attribute
+// named like __name__ (the store takes the last __name__ label as the
+// metric's name: a point could rename itself past the reserved prefix and
+// the meters), and every map-valued attribute that the store would flatten
+// into such a name (VictoriaMetrics writes {"host": {"id": "x"}} as the
+// label host.id="x").
 
 // likeName matches attribute names that normalise to the same label as the
 // tenant attribute: letters lower-cased, anything but a letter or digit '_'.
@@ -62,23 +67,27 @@ type lookalikes struct {
 	tenant     likeName
 	vmAttr     string
 	vm         likeName // empty: vm_attribute is off
+	name       likeName // __name__, the metric name label
 	// lengths has bit n set when a name above is n bytes long (n < 64):
 	// most keys are told apart by their length alone, in one test.
 	lengths uint64
 }
 
 func newLookalikes(cfg *Config) *lookalikes {
-	l := &lookalikes{tenantAttr: cfg.Attribute, tenant: newLikeName(cfg.Attribute), vmAttr: cfg.VMAttribute}
+	l := &lookalikes{tenantAttr: cfg.Attribute, tenant: newLikeName(cfg.Attribute), vmAttr: cfg.VMAttribute, name: newLikeName(metricNameLabel)}
 	if cfg.VMAttribute != "" {
 		l.vm = newLikeName(cfg.VMAttribute)
 	}
-	for _, n := range []likeName{l.tenant, l.vm} {
+	for _, n := range []likeName{l.tenant, l.vm, l.name} {
 		if n != "" {
 			l.lengths |= lengthBit(len(n))
 		}
 	}
 	return l
 }
+
+// metricNameLabel is the label the store keeps a metric's name in.
+const metricNameLabel = "__name__"
 
 // lengthBit is n's bit in lookalikes.lengths; names of 64 bytes or more
 // all share the top one.
@@ -96,10 +105,17 @@ type scrubTally struct {
 // attributes themselves (the gateway overwrites them).
 func (l *lookalikes) remove(m pcommon.Map, onResource bool, tenant string, t *scrubTally) {
 	m.RemoveIf(func(k string, v pcommon.Value) bool {
+		if v.Type() == pcommon.ValueTypeMap && l.flattensLike(k, v.Map()) {
+			t.removed++
+			return true
+		}
 		if l.lengths&lengthBit(len(k)) == 0 {
 			return false
 		}
 		switch {
+		case l.name.matches(k):
+			t.removed++
+			return true
 		case l.tenant.matches(k):
 			if onResource && k == l.tenantAttr {
 				return false
@@ -118,6 +134,23 @@ func (l *lookalikes) remove(m pcommon.Map, onResource bool, tenant string, t *sc
 		}
 		return false
 	})
+}
+
+// flattensLike tells whether the store would turn the map attribute named
+// prefix into a label named like one the gateway owns: each entry is
+// written as prefix.key, nested maps the same way down.
+func (l *lookalikes) flattensLike(prefix string, m pcommon.Map) bool {
+	found := false
+	m.Range(func(k string, v pcommon.Value) bool {
+		name := prefix + "." + k
+		if v.Type() == pcommon.ValueTypeMap {
+			found = l.flattensLike(name, v.Map())
+		} else {
+			found = l.name.matches(name) || l.tenant.matches(name) || (l.vm != "" && l.vm.matches(name))
+		}
+		return !found
+	})
+	return found
 }
 
 // The per-signal walks below a resource: scopes and items, and for spans

@@ -37,10 +37,6 @@ type Config struct {
 	Concurrency int `mapstructure:"concurrency"`
 	// Crosscheck compares each closed hour with the gateways' own counters.
 	Crosscheck CrosscheckConfig `mapstructure:"crosscheck"`
-	// CredentialsFile is the gateways' credentials file: the provisioning
-	// record of each VM (its identity, tenant and GPUs) that GPU-minutes
-	// are billed by. Empty: every VM's GPUs are the ones it reports.
-	CredentialsFile string `mapstructure:"credentials_file"`
 	// Decreases is what a recheck that finds less than was billed does:
 	// hold (log it, count it, keep it in the ledger for review; the bill
 	// stands) or credit (send a negative adjustment).

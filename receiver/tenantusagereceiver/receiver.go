@@ -83,13 +83,6 @@ func (r *usageReceiver) Start(ctx context.Context, host component.Host) error {
 		Client:      storeClient,
 		Concurrency: r.cfg.Concurrency,
 	}
-	if r.cfg.CredentialsFile != "" {
-		prov := &provisioning{path: r.cfg.CredentialsFile, logger: r.logger}
-		if _, err := prov.read(); err != nil {
-			return fmt.Errorf("tenant_usage: credentials_file: %w", err)
-		}
-		src.Provisioning = prov.vms
-	}
 	if r.cfg.Events.Endpoint != "" {
 		eventsClient, err := r.cfg.Events.ToClient(ctx, host.GetExtensions(), r.set.TelemetrySettings)
 		if err != nil {

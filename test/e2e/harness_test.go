@@ -156,10 +156,6 @@ func (e *env) addVM(id, tenant, token string, vm vmRecord) {
 	e.addCredential(id, tenant, token)
 }
 
-// credentialsFile is the gateways' credentials file (the usage job reads
-// the VMs' GPUs from it).
-func (e *env) credentialsFile() string { return filepath.Join(e.dir, "credentials.yaml") }
-
 // revoke removes a credential (the gateway notices within reload_interval).
 func (e *env) revoke(id string) {
 	delete(e.creds, id)
