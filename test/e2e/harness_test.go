@@ -49,6 +49,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vlstore"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 )
 
 const (
@@ -403,9 +404,11 @@ func (e *env) stored(tenant, selector string) int64 {
 	e.t.Helper()
 	ctx := context.Background()
 	require.NoError(e.t, e.store.Flush(ctx))
-	sel := fmt.Sprintf(`{tenant_id=%q}`, tenant)
+	// The tenant's data, not the usage series the gateway and the usage
+	// job write beside it.
+	sel := fmt.Sprintf(`{tenant_id=%q,__name__!~"usage\\..*"}`, tenant)
 	if selector != "" {
-		sel = strings.TrimSuffix(selector, "}") + fmt.Sprintf(`,tenant_id=%q}`, tenant)
+		sel = strings.TrimSuffix(selector, "}") + fmt.Sprintf(`,tenant_id=%q,__name__!~"usage\\..*"}`, tenant)
 	}
 	n, err := e.store.CountSamples(ctx, sel, "", window)
 	require.NoError(e.t, err)
@@ -541,13 +544,21 @@ func inspect(encoding string, body []byte) (int, time.Time) {
 	if err != nil {
 		return 0, time.Time{}
 	}
+	// The agents' points: the gateway's own (usage.vm_minutes, one per VM
+	// and minute, the same point again in every request of a minute) are
+	// not what the scenarios send.
 	var newest time.Time
-	metricwalk.NumberPoints(md, func(_ pmetric.Metric, dp pmetric.NumberDataPoint) {
+	points := 0
+	metricwalk.NumberPoints(md, func(m pmetric.Metric, dp pmetric.NumberDataPoint) {
+		if strings.HasPrefix(m.Name(), usage.MetricPrefix) {
+			return
+		}
+		points++
 		if ts := dp.Timestamp().AsTime(); ts.After(newest) {
 			newest = ts
 		}
 	})
-	return md.DataPointCount(), newest
+	return points, newest
 }
 
 // fail makes the proxy answer code for the tenant's writes (0: forward again).
