@@ -69,7 +69,7 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 		t.Helper()
 		pts := find(md, name, at)
 		require.Len(t, pts, 1, "%s %v", name, at)
-		require.InEpsilon(t, want, value(pts[0]), 1e-6, "%s %v", name, at)
+		require.InEpsilon(t, want, value(pts[0]), 1e-5, "%s %v", name, at)
 	}
 	absent := func(name string, at map[string]any) {
 		t.Helper()
@@ -127,7 +127,10 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 			exact("nvidia.gpu.clock.throttle.duration", 0, gpu(g, "nvidia.gpu.violation.policy", p))
 		}
 		// A rate of the PCIe byte counters between two scrapes, over the
-		// driver's timestamps of the two reads: exact to a byte a second.
+		// driver's timestamps of the two reads. The timestamps are whole
+		// microseconds and the simulator advances its counters by its own
+		// clock read, so the rate is exact to a few parts in a million
+		// (1.005e-6 off in one make test run), not to the byte.
 		near("nvidia.gpu.pcie.throughput", 50*2000*1024, gpu(g, "network.io.direction", "transmit"))
 		near("nvidia.gpu.pcie.throughput", 50*3000*1024, gpu(g, "network.io.direction", "receive"))
 		exact("nvidia.gpu.pcie.replays", 0, gpu(g))
