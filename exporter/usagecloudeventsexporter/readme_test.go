@@ -8,14 +8,13 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/readmetable"
 )
 
 var update = flag.Bool("update", false, "rewrite README.md's metric table from telemetry.go")
 
-const (
-	tableStart = "<!-- metrics:start (generated from telemetry.go by `go test -run TestReadme -update`) -->"
-	tableEnd   = "<!-- metrics:end -->"
-)
+const tableStart = "<!-- metrics:start (generated from telemetry.go by `go test -run TestReadme -update`) -->"
 
 func metricTable() string {
 	var b strings.Builder
@@ -31,20 +30,7 @@ func metricTable() string {
 }
 
 func TestReadmeMetricTableMatchesTheCode(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
-	require.NoError(t, err)
-	readme := string(raw)
-	start := strings.Index(readme, tableStart)
-	end := strings.Index(readme, tableEnd)
-	require.True(t, start >= 0 && end > start, "README.md lacks the metric table markers")
-	body := readme[start+len(tableStart)+1 : end]
-	want := metricTable()
-	if *update {
-		readme = readme[:start+len(tableStart)+1] + want + readme[end:]
-		require.NoError(t, os.WriteFile("README.md", []byte(readme), 0o644))
-		return
-	}
-	require.Equal(t, want, body, "README.md's metric table differs from telemetry.go: run go test -run TestReadme -update")
+	readmetable.Check(t, "README.md", tableStart, metricTable(), "telemetry.go", *update)
 }
 
 // Every key of this exporter's own settings has a row in the README's

@@ -89,7 +89,7 @@ func (s *Source) Compute(ctx context.Context, hour time.Time) (*Hour, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.runJobs(ctx, hour, tenants, s.jobs(), false)
+	p, err := s.runJobs(ctx, hour, tenants, s.jobs(), nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (s *Source) ComputeTenants(ctx context.Context, hour time.Time, tenants []s
 		return nil, err
 	}
 	hour = hour.UTC()
-	p, err := s.runJobs(ctx, hour, tenants, s.jobs(), true)
+	p, err := s.runJobs(ctx, hour, tenants, s.jobs(), nil, true)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func (s *Source) Recheck(ctx context.Context, hour time.Time, billed map[string]
 			rest = append(rest, j)
 		}
 	}
-	p, err := s.runJobs(ctx, hour, tenants, first, false)
+	p, err := s.runJobs(ctx, hour, tenants, first, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func (s *Source) Recheck(ctx context.Context, hour time.Time, billed map[string]
 		}
 	}
 	if len(changed) > 0 {
-		q, err := s.runJobsFrom(ctx, hour, changed, rest, changed)
+		q, err := s.runJobs(ctx, hour, changed, rest, changed, false)
 		if err != nil {
 			return nil, err
 		}
@@ -209,19 +209,9 @@ type pass struct {
 	deferred map[string]error
 }
 
-// runJobs runs jobs for every tenant at once (perTenant: for each tenant
-// on its own).
-func (s *Source) runJobs(ctx context.Context, hour time.Time, tenants []string, jobs []job, perTenant bool) (*pass, error) {
-	return s.runJobsOver(ctx, hour, tenants, jobs, nil, perTenant)
-}
-
-// runJobsFrom runs jobs for the tenants in set, starting with one query
-// for all of them.
-func (s *Source) runJobsFrom(ctx context.Context, hour time.Time, tenants []string, jobs []job, set []string) (*pass, error) {
-	return s.runJobsOver(ctx, hour, tenants, jobs, set, false)
-}
-
-func (s *Source) runJobsOver(ctx context.Context, hour time.Time, tenants []string, jobs []job, start []string, perTenant bool) (*pass, error) {
+// runJobs runs jobs for the tenants, each job starting with one query for
+// start (nil: every tenant at once), or with perTenant one query for each.
+func (s *Source) runJobs(ctx context.Context, hour time.Time, tenants []string, jobs []job, start []string, perTenant bool) (*pass, error) {
 	known := make(map[string]bool, len(tenants))
 	for _, t := range tenants {
 		known[t] = true
@@ -296,18 +286,16 @@ func (s *Source) runJobsOver(ctx context.Context, hour time.Time, tenants []stri
 			return
 		}
 		fail(set, j, err)
-		if set == nil {
-			set = tenants
-		} else if len(set) <= 1 {
+		switch {
+		case set != nil && len(set) <= 1, set == nil && len(tenants) == 0:
 			return
-		}
-		if len(set) == 0 {
-			return
-		}
-		if len(set) == 1 {
+		case set == nil && len(tenants) == 1:
+			// All at once failed, and there is one tenant: ask for it.
 			wg.Add(1)
-			go run(j, set)
+			go run(j, tenants)
 			return
+		case set == nil:
+			set = tenants
 		}
 		half := len(set) / 2
 		wg.Add(2)

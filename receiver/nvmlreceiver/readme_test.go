@@ -1,17 +1,13 @@
 package nvmlreceiver
 
 import (
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/stretchr/testify/require"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/readmetable"
 )
 
-const (
-	tableStart = "<!-- metrics:start (generated from metrics.go by `go test -run TestReadme -update`) -->"
-	tableEnd   = "<!-- metrics:end -->"
-)
+const tableStart = "<!-- metrics:start (generated from metrics.go by `go test -run TestReadme -update`) -->"
 
 // metricTable renders the metric table from metricDefs.
 func metricTable() string {
@@ -33,18 +29,5 @@ func metricTable() string {
 }
 
 func TestReadmeMetricTableMatchesTheCode(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
-	require.NoError(t, err)
-	readme := string(raw)
-	start := strings.Index(readme, tableStart)
-	end := strings.Index(readme, tableEnd)
-	require.True(t, start >= 0 && end > start, "README.md lacks the metric table markers")
-	body := readme[start+len(tableStart)+1 : end]
-	want := metricTable()
-	if *update {
-		readme = readme[:start+len(tableStart)+1] + want + readme[end:]
-		require.NoError(t, os.WriteFile("README.md", []byte(readme), 0o644))
-		return
-	}
-	require.Equal(t, want, body, "README.md's metric table differs from metrics.go: run go test -run TestReadme -update")
+	readmetable.Check(t, "README.md", tableStart, metricTable(), "metrics.go", *update)
 }
