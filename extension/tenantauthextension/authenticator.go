@@ -19,6 +19,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/credentials"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/failthrottle"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 )
 
@@ -63,7 +64,7 @@ type authenticator struct {
 	reloads  metric.Int64Counter
 	refused  metric.Int64Counter
 
-	throttle *failureThrottle
+	throttle *failthrottle.Throttle
 	guard    payloadGuard
 	limiter  *admission.Limiter
 }
@@ -89,7 +90,7 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 	}
 	a := &authenticator{
 		refused:         refused,
-		throttle:        newFailureThrottle(cfg.FailureLimit.PerMinute, cfg.FailureLimit.TrackedSources),
+		throttle:        failthrottle.New(cfg.FailureLimit.PerMinute, cfg.FailureLimit.TrackedSources),
 		cfg:             cfg,
 		logger:          set.Logger,
 		headerCanonical: http.CanonicalHeaderKey(cfg.Header),
@@ -146,11 +147,11 @@ func (a *authenticator) check(ctx context.Context, headers map[string][]string, 
 			wrongScope = true
 		}
 	}
-	if retry, blocked := a.throttle.blocked(source); blocked {
+	if retry, blocked := a.throttle.Blocked(source); blocked {
 		a.requests.Add(ctx, 1, resultBlocked)
 		return nil, throttledError{retryAfter: retry}
 	}
-	a.throttle.fail(source)
+	a.throttle.Fail(source)
 	switch {
 	case !ok:
 		a.requests.Add(ctx, 1, resultMissing)

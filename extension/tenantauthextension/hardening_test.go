@@ -93,7 +93,7 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	g.auth = ext.(*authenticator)
 	if o.clock != nil && g.auth.throttle != nil {
 		// Set before anything serves, so every request handler sees it.
-		g.auth.throttle.now = o.clock
+		g.auth.throttle.Now = o.clock
 	}
 	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
