@@ -141,11 +141,12 @@ func TestKeysAndScopes(t *testing.T) {
 	} {
 		rec := ts.do(http.MethodGet, "/api/v1/query?query=up", "", h)
 		require.Equal(t, http.StatusUnauthorized, rec.Code, name)
-		require.Contains(t, rec.Header().Get("WWW-Authenticate"), "Basic")
+		require.Equal(t, `Bearer realm="otelcol-gpu"`, rec.Header().Get("WWW-Authenticate"),
+			"never a Basic challenge: a browser would keep the key and send it like a cookie without SameSite")
 	}
-	rec = ts.do(http.MethodGet, "/api/v1/query?query=up", "", http.Header{"Sec-Fetch-Mode": {"cors"}})
+	rec = ts.do(http.MethodGet, "/api/v1/query?query=up", "", http.Header{"Sec-Fetch-Mode": {"navigate"}})
 	require.Equal(t, http.StatusUnauthorized, rec.Code)
-	require.Empty(t, rec.Header().Get("WWW-Authenticate"), "no password dialog over the UI's own requests")
+	require.NotContains(t, rec.Header().Get("WWW-Authenticate"), "Basic", "no password dialog on a navigation either")
 	for _, inURL := range []string{"?query=up&key=" + keyAcme, "?query=up&api_key=" + keyAcme, "?query=up&access_token=" + keyAcme} {
 		require.Equal(t, http.StatusUnauthorized, ts.do(http.MethodGet, "/api/v1/query"+inURL, "", nil).Code, "keys are never taken from a URL")
 	}

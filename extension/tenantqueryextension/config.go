@@ -34,6 +34,40 @@ type Config struct {
 	// UsageEvents records every answered query in the event store, for the
 	// tenant_usage receiver's read meters.
 	UsageEvents UsageEventsConfig `mapstructure:"usage_events"`
+	// Events serves the customers' GPU events (XID records) from the event
+	// store's LogsQL API, each tenant held to its own records by the store.
+	Events EventsConfig `mapstructure:"events"`
+	// FailureLimit refuses, for the rest of the minute, the failing keys and
+	// logins of a source address that failed this often in it; valid keys
+	// from the same address (a team behind one NAT) still pass.
+	FailureLimit FailureLimit `mapstructure:"failure_limit"`
+}
+
+// FailureLimit is the per-address budget of failed keys and logins.
+type FailureLimit struct {
+	// PerMinute failures per source address; 0 turns the limit off.
+	PerMinute int `mapstructure:"per_minute"`
+	// TrackedSources is the size of the table that counts them (memory is
+	// bounded by it, whatever the number of sources).
+	TrackedSources int `mapstructure:"tracked_sources"`
+}
+
+// EventsConfig is the way to the event store (VictoriaLogs) for the
+// customers' GPU events: its LogsQL read endpoints, allowlisted like the
+// metrics ones, with the tenant added as extra_filters={"<tenant_field>":
+// "<tenant>"}, which the store ANDs with every query and subquery.
+type EventsConfig struct {
+	// ClientConfig's endpoint is the event store's base URL
+	// (http://localhost:9428); empty: no events endpoints. Its headers name
+	// the store's tenant (AccountID, ProjectID) that holds the customers'
+	// events: never the one usage_events writes to.
+	ClientConfig confighttp.ClientConfig `mapstructure:",squash"`
+	// TenantField is the record field the gateway's exporter sets to the
+	// tenant on write (extra_fields=tenant_id={tenant}).
+	TenantField string `mapstructure:"tenant_field"`
+	// MaxRecords caps the limit parameter of /select/logsql/query (and is
+	// its value when none is sent).
+	MaxRecords int `mapstructure:"max_records"`
 }
 
 // UsageEventsConfig records one event per query answered (tenant, key id,
@@ -113,6 +147,19 @@ type LimitsConfig struct {
 	// MaxSeries caps the limit parameter of the series, labels and label
 	// values endpoints (the store's own cost limit for them).
 	MaxSeries int `mapstructure:"max_series"`
+	// Replicas is how many gateway replicas serve reads behind the
+	// balancer. The limits above are each tenant's for the whole tier: a
+	// replica enforces its share (max_concurrent, queries_per_second and
+	// burst divided by replicas, rounded up), so a tenant spreading its
+	// queries over every replica still gets no more than its limits.
+	Replicas int `mapstructure:"replicas"`
+	// MaxAnswerBytes bounds the store answers one tenant's queries hold in
+	// this process at once; a query whose answer would go over it is
+	// refused (503) and the others' answers are untouched.
+	MaxAnswerBytes int64 `mapstructure:"max_answer_bytes"`
+	// MaxAnswerBytesTotal bounds all tenants' answers held at once: with
+	// max_answer_bytes it sets what reads can add to the process's memory.
+	MaxAnswerBytesTotal int64 `mapstructure:"max_answer_bytes_total"`
 }
 
 // UIConfig configures the browser side.
@@ -247,6 +294,20 @@ func (c *Config) Validate() error {
 	if l.MaxSeries < 1 {
 		errs = append(errs, fmt.Errorf("limits.max_series: must be at least 1, got %d", l.MaxSeries))
 	}
+	if l.Replicas < 1 {
+		errs = append(errs, fmt.Errorf("limits.replicas: must be at least 1, got %d", l.Replicas))
+	}
+	if l.MaxAnswerBytes < c.Store.MaxResponseBytes {
+		errs = append(errs, fmt.Errorf("limits.max_answer_bytes: must be at least store.max_response_bytes (%d), got %d", c.Store.MaxResponseBytes, l.MaxAnswerBytes))
+	}
+	if l.MaxAnswerBytesTotal < l.MaxAnswerBytes {
+		errs = append(errs, fmt.Errorf("limits.max_answer_bytes_total: must be at least limits.max_answer_bytes (%d), got %d", l.MaxAnswerBytes, l.MaxAnswerBytesTotal))
+	}
+	errs = append(errs, c.validateTimeouts()...)
+	if f := c.FailureLimit; f.PerMinute < 0 || (f.PerMinute > 0 && f.TrackedSources < 1) {
+		errs = append(errs, fmt.Errorf("failure_limit: per_minute must not be negative and tracked_sources at least 1, got %d, %d", f.PerMinute, f.TrackedSources))
+	}
+	errs = append(errs, c.Events.validate()...)
 	if c.UI.Enabled {
 		if c.UI.SessionTTL < time.Minute {
 			errs = append(errs, fmt.Errorf("ui.session_ttl: must be at least 1m, got %s", c.UI.SessionTTL))
@@ -270,4 +331,48 @@ func (t storeTemplates) all() []tenanttemplate.Template {
 		out = append(out, h)
 	}
 	return out
+}
+
+// writeMargin is what the write timeout keeps, after the longest a query may
+// wait and run, for the answer to be written.
+const writeMargin = 5 * time.Second
+
+// validateTimeouts holds the listener's timeouts to the limits: a request's
+// headers and body must arrive within bounds (a half-sent request holds
+// nothing for longer), and a query that waits its longest and runs its
+// longest still gets its answer (or its 504) before the write timeout cuts
+// the connection.
+func (c *Config) validateTimeouts() []error {
+	var errs []error
+	sc := c.ServerConfig
+	if sc.ReadHeaderTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("read_header_timeout: must be positive (an idle or half-sent request would hold its connection forever), got %s", sc.ReadHeaderTimeout))
+	}
+	if sc.ReadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("read_timeout: must be positive (a half-sent body would hold its query slot forever), got %s", sc.ReadTimeout))
+	}
+	need := c.Limits.QueueWait + c.Limits.QueryTimeout + queryTimeoutGrace + writeMargin
+	if sc.WriteTimeout <= 0 || sc.WriteTimeout < need {
+		errs = append(errs, fmt.Errorf("write_timeout: must be at least limits.queue_wait + limits.query_timeout + %s (%s), so a slow query ends in a 504, not a cut connection; got %s",
+			queryTimeoutGrace+writeMargin, need, sc.WriteTimeout))
+	}
+	return errs
+}
+
+func (e *EventsConfig) validate() []error {
+	ep := e.ClientConfig.Endpoint
+	if ep == "" {
+		return nil
+	}
+	var errs []error
+	if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		errs = append(errs, fmt.Errorf("events.endpoint: %q is not an http(s) base URL", ep))
+	}
+	if !labelName.MatchString(e.TenantField) {
+		errs = append(errs, fmt.Errorf("events.tenant_field: %q is not a field name", e.TenantField))
+	}
+	if e.MaxRecords < 1 {
+		errs = append(errs, fmt.Errorf("events.max_records: must be at least 1, got %d", e.MaxRecords))
+	}
+	return errs
 }

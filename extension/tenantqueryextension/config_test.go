@@ -21,6 +21,10 @@ func TestLoadConfig(t *testing.T) {
 	want := createDefaultConfig().(*Config)
 	want.CredentialsFile = "/etc/otelcol-gpu/credentials.yaml"
 	require.Equal(t, want, def)
+	require.Equal(t, 10*time.Second, def.ServerConfig.ReadHeaderTimeout)
+	require.Equal(t, 20*time.Second, def.ServerConfig.ReadTimeout)
+	require.Equal(t, time.Minute, def.ServerConfig.WriteTimeout)
+	require.Empty(t, def.Events.ClientConfig.Endpoint, "no events unless configured")
 	require.Equal(t, "localhost:9090", def.ServerConfig.NetAddr.Endpoint)
 	require.Equal(t, "tenant_id", def.Store.TenantLabel, "the label the gateway's exporter writes")
 	require.True(t, def.UI.Enabled)
@@ -35,7 +39,13 @@ func TestLoadConfig(t *testing.T) {
 	require.Empty(t, c.Store.TenantLabel)
 	require.Equal(t, map[string]map[string]string{"acme": {"account": "12"}, "globex": {"account": "13"}}, c.Store.Tenants)
 	require.Equal(t, int64(1<<20), c.Store.MaxResponseBytes)
-	require.Equal(t, LimitsConfig{MaxConcurrent: 2, MaxQueued: 4, QueueWait: time.Second, QueriesPerSecond: 5, Burst: 10, QueryTimeout: 10 * time.Second, MaxSeries: 500}, c.Limits)
+	require.Equal(t, LimitsConfig{MaxConcurrent: 2, MaxQueued: 4, QueueWait: time.Second, QueriesPerSecond: 5, Burst: 10, QueryTimeout: 10 * time.Second, MaxSeries: 500,
+		Replicas: 3, MaxAnswerBytes: 8 << 20, MaxAnswerBytesTotal: 64 << 20}, c.Limits)
+	require.Equal(t, FailureLimit{PerMinute: 10, TrackedSources: 1024}, c.FailureLimit)
+	require.Equal(t, "http://vlogs:9428", c.Events.ClientConfig.Endpoint)
+	require.Equal(t, configopaque.MapList{{Name: "AccountID", Value: "0"}, {Name: "ProjectID", Value: "0"}}, c.Events.ClientConfig.Headers)
+	require.Equal(t, 200, c.Events.MaxRecords)
+	require.Equal(t, "tenant_id", c.Events.TenantField)
 	require.False(t, c.UI.Enabled)
 	require.Equal(t, 30*time.Second, c.ReloadInterval)
 	ue := c.UsageEvents
@@ -76,6 +86,15 @@ func TestValidateNamesEveryField(t *testing.T) {
 		"ui.max_sessions: must be at least 1",
 		"ui.max_sessions_per_tenant: must be 1 to ui.max_sessions",
 		`ui.timezone: "Mars/Olympus"`,
+		"limits.replicas: must be at least 1, got 0",
+		"limits.max_answer_bytes_total: must be at least limits.max_answer_bytes",
+		"read_header_timeout: must be positive",
+		"read_timeout: must be positive",
+		"write_timeout: must be at least limits.queue_wait + limits.query_timeout",
+		"failure_limit: per_minute must not be negative",
+		`events.endpoint: "vlogs:9428" is not an http(s) base URL`,
+		`events.tenant_field: "tenant id" is not a field name`,
+		"events.max_records: must be at least 1, got 0",
 	} {
 		require.ErrorContains(t, err, want)
 	}

@@ -22,6 +22,16 @@ type endpoint struct {
 	// result says where the series are in the answer: data.result
 	// (query, query_range) or data itself (series, labels, values).
 	result bool
+	// events endpoints go to the event store (VictoriaLogs LogsQL API),
+	// scoped by extra_filters; the others to the metrics store.
+	events bool
+	// count says how to count an events answer for the usage meters:
+	// "lines" (JSON lines, one per record), or the key of the root
+	// object's array ("values", "hits"); "" counts data.result.
+	count string
+	// matchScoped endpoints (labels, label values) get the tenant's own
+	// match[] when the client sends none.
+	matchScoped bool
 }
 
 func paramSet(names ...string) map[string]bool {
@@ -40,9 +50,9 @@ var (
 	epQuery  = &endpoint{name: "query", path: "/api/v1/query", params: queryParams, result: true}
 	epRange  = &endpoint{name: "query_range", path: "/api/v1/query_range", params: rangeParams, result: true}
 	epSeries = &endpoint{name: "series", path: "/api/v1/series", params: matchParams, limited: true}
-	epLabels = &endpoint{name: "labels", path: "/api/v1/labels", params: matchParams, limited: true}
+	epLabels = &endpoint{name: "labels", path: "/api/v1/labels", params: matchParams, limited: true, matchScoped: true}
 	// epValues's path is completed with the label name per request.
-	epValues = &endpoint{name: "label_values", params: matchParams, limited: true}
+	epValues = &endpoint{name: "label_values", params: matchParams, limited: true, matchScoped: true}
 
 	fixedEndpoints = map[string]*endpoint{
 		epQuery.path:  epQuery,
@@ -50,7 +60,26 @@ var (
 		epSeries.path: epSeries,
 		epLabels.path: epLabels,
 	}
+
+	// The event store's LogsQL read endpoints that its UI and Grafana's
+	// VictoriaLogs data source use. Not among them: tail (a stream held
+	// open), facets and query_time_range (not needed), tenant_ids (names
+	// the store's tenants), and every insert, delete and internal path.
+	logsParams      = paramSet("query", "start", "end", "time", "limit", "step", "offset", "field")
+	eventsPrefix    = "/select/logsql/"
+	eventsEndpoints = map[string]*endpoint{}
 )
+
+func init() {
+	for _, e := range []struct{ name, count string }{
+		{"query", "lines"}, {"hits", "hits"}, {"stats_query", ""}, {"stats_query_range", ""},
+		{"field_names", "values"}, {"field_values", "values"}, {"streams", "values"},
+		{"stream_field_names", "values"}, {"stream_field_values", "values"},
+	} {
+		path := eventsPrefix + e.name
+		eventsEndpoints[path] = &endpoint{name: "logsql_" + e.name, path: path, params: logsParams, events: true, count: e.count, limited: e.name != "hits" && e.count != ""}
+	}
+}
 
 // uiAPIPrefix is where vmui sends its queries: it takes the page's origin
 // and appends /prometheus. Requests there reach exactly the same endpoints
@@ -63,6 +92,9 @@ const uiAPIPrefix = "/prometheus"
 // a trailing slash, percent-encoding and case variants do not, so no
 // spelling reaches a store path that is not on the list.
 func matchEndpoint(escapedPath string) (*endpoint, string, bool) {
+	if ep, ok := eventsEndpoints[escapedPath]; ok {
+		return ep, ep.path, true
+	}
 	p := strings.TrimPrefix(escapedPath, uiAPIPrefix)
 	if ep, ok := fixedEndpoints[p]; ok {
 		return ep, ep.path, true

@@ -37,6 +37,23 @@ const (
 	defaultMaxSessionsPerTenant = 50
 	defaultTimezone             = "UTC"
 	defaultStoreTimeout         = 60 * time.Second
+	// One tenant holds at most 64 MiB of answers here (one answer of the
+	// largest size, or many dashboard panels); all tenants at most 512 MiB.
+	defaultMaxAnswerBytes      = 64 << 20
+	defaultMaxAnswerBytesTotal = 512 << 20
+	// A request's headers within 10 s and its whole body within 20 s of
+	// its start; a query's answer within a minute (queue_wait +
+	// query_timeout + margins: validateTimeouts).
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultReadTimeout       = 20 * time.Second
+	defaultWriteTimeout      = 60 * time.Second
+	// As tenant_auth's on ingest.
+	defaultFailuresPerMinute = 30
+	defaultTrackedSources    = 65536
+	// An events page shows a few hundred records; a query asks for more
+	// with limit, up to this.
+	defaultMaxEventRecords = 1000
+	defaultEventsTimeout   = 30 * time.Second
 	// A read event is about 250 bytes: 64 MiB holds some 250,000, over an
 	// hour of an event store outage at 50 answered queries a second.
 	defaultUsageMaxBytes      = 64 << 20
@@ -52,11 +69,16 @@ func NewFactory() extension.Factory {
 func createDefaultConfig() component.Config {
 	server := confighttp.NewDefaultServerConfig()
 	server.NetAddr.Endpoint = defaultEndpoint
+	server.ReadHeaderTimeout = defaultReadHeaderTimeout
+	server.ReadTimeout = defaultReadTimeout
+	server.WriteTimeout = defaultWriteTimeout
 	client := confighttp.NewDefaultClientConfig()
 	client.Endpoint = defaultStoreEndpoint
 	client.Timeout = defaultStoreTimeout
 	events := confighttp.NewDefaultClientConfig()
 	events.Timeout = defaultUsageTimeout
+	logs := confighttp.NewDefaultClientConfig()
+	logs.Timeout = defaultEventsTimeout
 	return &Config{
 		ServerConfig:   server,
 		ReloadInterval: defaultReloadInterval,
@@ -66,13 +88,22 @@ func createDefaultConfig() component.Config {
 			MaxResponseBytes: defaultMaxResponseBytes,
 		},
 		Limits: LimitsConfig{
-			MaxConcurrent:    defaultMaxConcurrent,
-			MaxQueued:        defaultMaxQueued,
-			QueueWait:        defaultQueueWait,
-			QueriesPerSecond: defaultQueriesPerSecond,
-			Burst:            defaultBurst,
-			QueryTimeout:     defaultQueryTimeout,
-			MaxSeries:        defaultMaxSeries,
+			MaxConcurrent:       defaultMaxConcurrent,
+			MaxQueued:           defaultMaxQueued,
+			QueueWait:           defaultQueueWait,
+			QueriesPerSecond:    defaultQueriesPerSecond,
+			Burst:               defaultBurst,
+			QueryTimeout:        defaultQueryTimeout,
+			MaxSeries:           defaultMaxSeries,
+			Replicas:            1,
+			MaxAnswerBytes:      defaultMaxAnswerBytes,
+			MaxAnswerBytesTotal: defaultMaxAnswerBytesTotal,
+		},
+		FailureLimit: FailureLimit{PerMinute: defaultFailuresPerMinute, TrackedSources: defaultTrackedSources},
+		Events: EventsConfig{
+			ClientConfig: logs,
+			TenantField:  defaultTenantLabel,
+			MaxRecords:   defaultMaxEventRecords,
 		},
 		UI: UIConfig{
 			Enabled:              true,

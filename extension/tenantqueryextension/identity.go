@@ -8,8 +8,10 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/credentials"
 )
 
-// sessionCookie carries a browser's session id (never the key).
-const sessionCookie = "otelcol_gpu_session"
+// sessionCookie carries a browser's session id (never the key). The
+// __Host- prefix has browsers take it only with Secure, Path=/ and no
+// Domain, from this host: a sibling subdomain cannot plant one that wins.
+const sessionCookie = "__Host-otelcol_gpu_session"
 
 // authResult is why a request was or was not identified.
 type authResult string

@@ -26,8 +26,25 @@ type tenantLimit struct {
 	waiting atomic.Int32
 }
 
+// newTenantLimits holds each tenant to this replica's share of its limits:
+// max_concurrent, queries_per_second and burst divided by limits.replicas,
+// rounded up (at least one query at once and one in the burst), so that a
+// tenant spreading its queries over every replica of the tier gets at most
+// its limits plus the rounding.
 func newTenantLimits(cfg LimitsConfig) *tenantLimits {
-	return &tenantLimits{cfg: cfg, m: map[string]*tenantLimit{}}
+	n := max(cfg.Replicas, 1)
+	share := cfg
+	share.MaxConcurrent = ceilDiv(cfg.MaxConcurrent, n)
+	share.QueriesPerSecond = cfg.QueriesPerSecond / float64(n)
+	share.Burst = ceilDiv(cfg.Burst, n)
+	return &tenantLimits{cfg: share, m: map[string]*tenantLimit{}}
+}
+
+func ceilDiv(a, b int) int {
+	if a <= 0 {
+		return a
+	}
+	return (a + b - 1) / b
 }
 
 func (l *tenantLimits) of(tenant string) *tenantLimit {

@@ -29,6 +29,7 @@ func TestRateLimitIsPerTenant(t *testing.T) {
 func TestConcurrencyIsPerTenant(t *testing.T) {
 	ts := newTestServer(t, func(c *Config) {
 		c.Limits.MaxConcurrent, c.Limits.MaxQueued, c.Limits.QueueWait = 2, 1, time.Minute
+		c.ServerConfig.WriteTimeout = 2 * time.Minute
 	})
 	release := make(chan struct{})
 	ts.store.answer = func(c storeCall) (int, string) {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/credentials"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/failthrottle"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
 )
 
@@ -31,10 +32,13 @@ type queryServer struct {
 	sessions *sessions // nil without the UI
 	ui       *uiAssets // nil without the UI
 
-	client *http.Client
-	usage  *usageRecorder // nil without usage_events
-	server *http.Server
-	served chan struct{}
+	client       *http.Client
+	eventsClient *http.Client // nil without events
+	answers      *answerBudget
+	failures     *failthrottle.Throttle // nil: failures are not throttled
+	usage        *usageRecorder         // nil without usage_events
+	server       *http.Server
+	served       chan struct{}
 
 	// refusals of requests without a valid key are logged at most this
 	// often: anyone can send them.
@@ -53,13 +57,15 @@ func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer,
 		return nil, errors.Join(errs...)
 	}
 	s := &queryServer{
-		cfg:     cfg,
-		set:     set,
-		logger:  set.Logger,
-		tel:     tel,
-		tmpl:    tmpl,
-		limits:  newTenantLimits(cfg.Limits),
-		anonLog: periodic.Every{Interval: 10 * time.Second},
+		cfg:      cfg,
+		set:      set,
+		logger:   set.Logger,
+		tel:      tel,
+		tmpl:     tmpl,
+		limits:   newTenantLimits(cfg.Limits),
+		answers:  newAnswerBudget(cfg.Limits.MaxAnswerBytes, cfg.Limits.MaxAnswerBytesTotal),
+		failures: failthrottle.New(cfg.FailureLimit.PerMinute, cfg.FailureLimit.TrackedSources),
+		anonLog:  periodic.Every{Interval: 10 * time.Second},
 	}
 	s.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, tel.reloaded)
 	if cfg.UI.Enabled {
@@ -67,6 +73,9 @@ func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer,
 		if s.ui, err = newUIAssets(cfg.UI.Timezone); err != nil {
 			return nil, err
 		}
+	}
+	if err := tel.gauges(set, s.answers, s.sessions); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -86,6 +95,15 @@ func (s *queryServer) Start(ctx context.Context, host component.Host) error {
 	// one asked for must not be fetched on a tenant's behalf.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	s.client = client
+	if s.cfg.Events.ClientConfig.Endpoint != "" {
+		events, err := s.cfg.Events.ClientConfig.ToClient(ctx, host.GetExtensions(), s.set)
+		if err != nil {
+			s.creds.Stop()
+			return fmt.Errorf("tenant_query: events client: %w", err)
+		}
+		events.CheckRedirect = client.CheckRedirect
+		s.eventsClient = events
+	}
 	var usage *usageRecorder
 	if s.cfg.UsageEvents.ClientConfig.Endpoint != "" {
 		if usage, err = s.newUsage(ctx, host); err != nil {
@@ -147,6 +165,7 @@ func (s *queryServer) Shutdown(ctx context.Context) error {
 func (s *queryServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", uiCSP)
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	path := r.URL.EscapedPath()
@@ -183,4 +202,9 @@ func sourceOf(r *http.Request) string {
 		return host
 	}
 	return r.RemoteAddr
+}
+
+// keyUsed notes a read key's use (the key_last_used gauge).
+func (s *queryServer) keyUsed(cred *credentials.Credential, at time.Time) {
+	s.tel.keyUsed(cred.Tenant, cred.ID, at)
 }

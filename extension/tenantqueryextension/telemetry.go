@@ -2,6 +2,9 @@ package tenantqueryextension
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/otel/attribute"
@@ -20,6 +23,58 @@ type telemetry struct {
 	reloads  metric.Int64Counter
 
 	usageSent, usageDropped metric.Int64Counter
+
+	// keysUsed is each read key's last use (unix seconds), by tenant and
+	// key id: bounded by the keys the credentials file has held.
+	keysUsed sync.Map // keyUse -> *atomic.Int64
+}
+
+type keyUse struct{ tenant, id string }
+
+// gauges registers the observed instruments: each key's last use, the
+// answer memory held, and the browser sessions.
+func (t *telemetry) gauges(set component.TelemetrySettings, answers *answerBudget, sessions *sessions) error {
+	meter := set.MeterProvider.Meter(metadata.ScopeName)
+	lastUsed, err := meter.Int64ObservableGauge("otelcol_tenant_query_key_last_used",
+		metric.WithDescription("When each read key was last used (unix seconds), by tenant and key_id: keys no one uses any more are candidates for revocation."), metric.WithUnit("s"))
+	if err != nil {
+		return err
+	}
+	held, err := meter.Int64ObservableGauge("otelcol_tenant_query_answer_bytes",
+		metric.WithDescription("Bytes of store answers held in memory now, all tenants (limits.max_answer_bytes_total bounds it)."), metric.WithUnit("By"))
+	if err != nil {
+		return err
+	}
+	live, err := meter.Int64ObservableGauge("otelcol_tenant_query_sessions",
+		metric.WithDescription("Browser sessions held (ui.max_sessions bounds them)."), metric.WithUnit("{session}"))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		t.keysUsed.Range(func(k, v any) bool {
+			ku := k.(keyUse)
+			o.ObserveInt64(lastUsed, v.(*atomic.Int64).Load(), metric.WithAttributeSet(attribute.NewSet(
+				attribute.String("tenant", ku.tenant), attribute.String("key_id", ku.id))))
+			return true
+		})
+		_, total := answers.inUse("")
+		o.ObserveInt64(held, total)
+		if sessions != nil {
+			o.ObserveInt64(live, int64(sessions.len()))
+		}
+		return nil
+	}, lastUsed, held, live)
+	return err
+}
+
+// keyUsed records a read key's use.
+func (t *telemetry) keyUsed(tenant, id string, at time.Time) {
+	k := keyUse{tenant, id}
+	v, ok := t.keysUsed.Load(k)
+	if !ok {
+		v, _ = t.keysUsed.LoadOrStore(k, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Store(at.Unix())
 }
 
 func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,6 +68,9 @@ func newUIAssets(timezone string) (*uiAssets, error) {
 
 // serveUI answers the UI's paths; false when path is not one of them.
 func (s *queryServer) serveUI(w http.ResponseWriter, r *http.Request, p string) bool {
+	if p == eventsUIPath || strings.HasPrefix(p, eventsUIPath+"/") {
+		return s.serveEventsUI(w, r, p)
+	}
 	switch p {
 	case "/":
 		http.Redirect(w, r, "/vmui/", http.StatusSeeOther)
@@ -150,9 +155,7 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if !sameOrigin(r) {
-		s.tel.refuse(r.Context(), "", "cross_origin")
-		http.Error(w, "login from another origin refused", http.StatusForbidden)
+	if s.crossOrigin(w, r, "login") {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
@@ -163,17 +166,26 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimSpace(r.PostForm.Get("key"))
 	cred, found := s.creds.Set().Lookup(key)
 	if key == "" || !found || cred.Scope != credentials.ScopeRead {
+		source := sourceOf(r)
+		if retry, blocked := s.failures.Blocked(source); blocked {
+			s.tel.refuse(r.Context(), "", "throttled")
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+			s.renderLogin(w, http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again in a minute.")
+			return
+		}
+		s.failures.Fail(source)
 		reason := "invalid"
 		if found {
 			reason = "wrong_scope"
 		}
 		s.tel.refuse(r.Context(), "", reason)
 		if s.anonLog.Allow() {
-			s.logger.Info("login refused", zap.String("reason", reason), zap.String("source", sourceOf(r)))
+			s.logger.Info("login refused", zap.String("reason", reason), zap.String("source", source))
 		}
 		s.renderLogin(w, http.StatusUnauthorized, "That is not a read API key.")
 		return
 	}
+	s.keyUsed(cred, time.Now())
 	id, err := s.sessions.create(cred)
 	if errors.Is(err, errSessionsFull) {
 		s.tel.refuse(r.Context(), cred.Tenant, "sessions_full")
@@ -191,6 +203,17 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	})
 	s.logger.Info("login", zap.String("tenant", cred.Tenant), zap.String("key_id", cred.ID), zap.String("source", sourceOf(r)))
 	http.Redirect(w, r, "/vmui/#/dashboards", http.StatusSeeOther)
+}
+
+// crossOrigin refuses (403) what another site's page posted; true when it
+// did.
+func (s *queryServer) crossOrigin(w http.ResponseWriter, r *http.Request, what string) bool {
+	if sameOrigin(r) {
+		return false
+	}
+	s.tel.refuse(r.Context(), "", "cross_origin")
+	http.Error(w, what+" from another origin refused", http.StatusForbidden)
+	return true
 }
 
 // sameOrigin refuses a login posted by another site's page (login CSRF):
@@ -212,7 +235,19 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host == r.Host
 }
 
+// serveLogout ends the browser's session: a POST from this origin only
+// (a link or a form on another site cannot log a customer out), answered
+// with the cookie's removal and the login page.
 func (s *queryServer) serveLogout(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "sign out with a POST from this site's pages", http.StatusMethodNotAllowed)
+		return
+	}
+	if s.crossOrigin(w, r, "sign-out") {
+		return
+	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		s.sessions.drop(c.Value)
 	}

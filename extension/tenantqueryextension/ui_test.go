@@ -51,7 +51,9 @@ func TestLoginSessionAndLogout(t *testing.T) {
 	cookies := rec.Result().Cookies()
 	require.Len(t, cookies, 1)
 	c := cookies[0]
-	require.Equal(t, sessionCookie, c.Name)
+	require.Equal(t, "__Host-otelcol_gpu_session", c.Name, "a sibling subdomain cannot plant a __Host- cookie")
+	require.Equal(t, "/", c.Path)
+	require.Empty(t, c.Domain)
 	require.True(t, c.HttpOnly)
 	require.True(t, c.Secure)
 	require.Equal(t, http.SameSiteStrictMode, c.SameSite)
@@ -80,7 +82,15 @@ func TestLoginSessionAndLogout(t *testing.T) {
 	rec = ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme2), nil)
 	withCookie = http.Header{"Cookie": {sessionCookie + "=" + rec.Result().Cookies()[0].Value}}
 	require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up", "", withCookie).Code)
-	rec = ts.do(http.MethodPost, "/logout", "", withCookie)
+	// Not by a link or another site's form: GET, and a POST from another
+	// origin, leave the session alone.
+	require.Equal(t, http.StatusMethodNotAllowed, ts.do(http.MethodGet, "/logout", "", withCookie).Code)
+	crossSite := http.Header{"Cookie": withCookie["Cookie"], "Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}}
+	require.Equal(t, http.StatusForbidden, ts.do(http.MethodPost, "/logout", "", crossSite).Code)
+	crossOrigin := http.Header{"Cookie": withCookie["Cookie"], "Origin": {"https://evil.example"}}
+	require.Equal(t, http.StatusForbidden, ts.do(http.MethodPost, "/logout", "", crossOrigin).Code)
+	require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up", "", withCookie).Code, "still signed in")
+	rec = ts.do(http.MethodPost, "/logout", "", http.Header{"Cookie": withCookie["Cookie"], "Sec-Fetch-Site": {"same-origin"}})
 	require.Equal(t, http.StatusSeeOther, rec.Code)
 	require.Equal(t, -1, rec.Result().Cookies()[0].MaxAge)
 	require.Equal(t, http.StatusUnauthorized, ts.do(http.MethodGet, "/api/v1/query?query=up", "", withCookie).Code)

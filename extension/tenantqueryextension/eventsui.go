@@ -1,0 +1,140 @@
+package tenantqueryextension
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+)
+
+// eventsUIPath is where the customers' GPU events page is served.
+const eventsUIPath = "/events"
+
+// eventsUIFiles is the events page: its HTML, script and style sheet, all
+// served from this origin (the UI's CSP allows no inline script). The
+// script reads the tenant's XID records from /select/logsql/query with the
+// browser's session, like vmui reads metrics from /prometheus/api/v1.
+//
+//go:embed eventsui
+var eventsUIFiles embed.FS
+
+// eventsAsset is one file of the page, ready to serve.
+type eventsAsset struct {
+	contentType string
+	etag        string
+	data        []byte
+}
+
+// eventsAssets are the files under /events/ by name; index.html is the
+// page itself (at /events/).
+var eventsAssets = func() map[string]eventsAsset {
+	out := map[string]eventsAsset{}
+	err := fs.WalkDir(eventsUIFiles, "eventsui", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := eventsUIFiles.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		ct := mime.TypeByExtension(path.Ext(p))
+		if ct == "" {
+			return errors.New(p + ": no content type")
+		}
+		sum := sha256.Sum256(data)
+		out[strings.TrimPrefix(p, "eventsui/")] = eventsAsset{contentType: ct, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, data: data}
+		return nil
+	})
+	if err != nil {
+		panic("tenant_query: the events page's files: " + err.Error())
+	}
+	return out
+}()
+
+// serveEventsUI answers the events page's paths; false when p is not one.
+// The page needs a session (else: the login page, as /vmui/ does); its
+// script and style sheet are the same for everyone and need none. p is the
+// path as sent (escaped): only the exact spellings below are served.
+func (s *queryServer) serveEventsUI(w http.ResponseWriter, r *http.Request, p string) bool {
+	name, ok := strings.CutPrefix(p, eventsUIPath+"/")
+	switch {
+	case p == eventsUIPath:
+		if !getOrHead(w, r) {
+			return true
+		}
+		// The filters (?host=&gpu=&xid=&start=&end=) go along.
+		target := eventsUIPath + "/"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, target, http.StatusMovedPermanently)
+		return true
+	case !ok:
+		return false
+	case name == "" || name == "index.html":
+		if !getOrHead(w, r) {
+			return true
+		}
+		if _, _, res := s.identify(r); res != authOK {
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return true
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeStatic(w, r, eventsAssets["index.html"].contentType, eventsAssets["index.html"].data)
+		return true
+	}
+	a, found := eventsAssets[name]
+	if !found {
+		return false
+	}
+	// Not content-hashed names: the browser asks again, and gets a 304
+	// while the file is the same.
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("ETag", a.etag)
+	writeStatic(w, r, a.contentType, a.data)
+	return true
+}
+
+// getOrHead refuses (405) any other method.
+func getOrHead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return false
+}
+
+// vmuiEventsNav is what withEventsNav puts into vmui's page: a link to the
+// events page, which vmui itself has no way to show (its panels render
+// links only in a hover tooltip that closes before the pointer reaches
+// them), styled by /events/nav.css.
+const vmuiEventsNav = `<nav id="otelcol-gpu-nav" class="otelcol-gpu-nav" aria-label="GPU events">` +
+	`<a id="otelcol-gpu-nav-events" href="/events/">GPU events (XID errors)</a></nav>`
+
+// withEventsNav returns vmui's index.html with a link to the GPU events
+// page (and its style sheet) added: for ui.go to serve at /vmui/ instead of
+// the file as shipped. An index.html without <head> or <body> (a vmui
+// release of another shape) is an error, not a page without the link.
+func withEventsNav(index []byte) ([]byte, error) {
+	const css = `<link rel="stylesheet" href="/events/nav.css">`
+	head := bytes.Index(index, []byte("</head>"))
+	body := bytes.Index(index, []byte("<body>"))
+	if head < 0 || body < head {
+		return nil, errors.New("vmui's index.html has no </head> followed by <body>")
+	}
+	body += len("<body>")
+	out := make([]byte, 0, len(index)+len(css)+len(vmuiEventsNav))
+	out = append(out, index[:head]...)
+	out = append(out, css...)
+	out = append(out, index[head:body]...)
+	out = append(out, vmuiEventsNav...)
+	out = append(out, index[body:]...)
+	return out, nil
+}
