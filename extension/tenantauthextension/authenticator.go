@@ -7,14 +7,18 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/extension/extensionauth"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
@@ -40,14 +44,36 @@ func (e throttledError) Error() string {
 	return fmt.Sprintf("too many failed authentication attempts from this address; try again in %s", e.retryAfter)
 }
 
+// unavailableError refuses every credential while the gateway does not know
+// which are valid: its credentials file has failed to load for longer than
+// credentials_max_stale. It is retryable (gRPC Unavailable with RetryInfo;
+// HTTP 503 with Retry-After where tenant_auth is also the receiver's
+// middleware): the token presented may well be good, and its agent must
+// keep its data. The message says nothing of the file.
+type unavailableError struct{ retryAfter time.Duration }
+
+func (unavailableError) Error() string {
+	return "unavailable: the gateway cannot check credentials now; try again later"
+}
+
+// GRPCStatus is Unavailable with RetryInfo. The collector's gRPC auth
+// interceptor keeps the status an authenticator's error carries, so a
+// receiver without tenant_auth as middleware answers it too.
+func (e unavailableError) GRPCStatus() *status.Status {
+	return statusWithRetry(codes.Unavailable, e.Error(), e.retryAfter)
+}
+
 var (
 	resultOK      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
 	resultMissing = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "missing")))
 	resultInvalid = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "invalid")))
 	resultBlocked = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "throttled")))
 	resultScope   = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "wrong_scope")))
-	reloadOK      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
-	reloadFailed  = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "failed")))
+	// resultUnavailable: refused, retryably, because the credentials file
+	// has failed to load for longer than credentials_max_stale.
+	resultUnavailable = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "credentials_unavailable")))
+	reloadOK          = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "ok")))
+	reloadFailed      = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", "failed")))
 )
 
 type authenticator struct {
@@ -59,6 +85,15 @@ type authenticator struct {
 	scheme          string
 
 	creds *credentials.File
+	// host receives the component status the credentials file's health
+	// gives (set at Start, before the file is polled).
+	host component.Host
+	// unavailable is the refusal while the credentials are unavailable,
+	// retryable after one reload_interval: no sooner can the gateway know more.
+	unavailable unavailableError
+	// httpGuarded holds the HTTP servers (*http.Server) that run tenant_auth's
+	// middleware, as its handler learnt from the requests it saw.
+	httpGuarded sync.Map
 
 	requests metric.Int64Counter
 	reloads  metric.Int64Counter
@@ -74,7 +109,7 @@ var _ extensionauth.Server = (*authenticator)(nil)
 func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authenticator, error) {
 	meter := set.MeterProvider.Meter(metadata.ScopeName)
 	requests, err := meter.Int64Counter("otelcol_tenant_auth_requests",
-		metric.WithDescription("Authentication attempts by result (ok, missing, invalid, wrong_scope, throttled)."), metric.WithUnit("{request}"))
+		metric.WithDescription("Authentication attempts by result (ok, missing, invalid, wrong_scope, throttled, credentials_unavailable)."), metric.WithUnit("{request}"))
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +134,7 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 		requests:        requests,
 		reloads:         reloads,
 		limiter:         admission.NewLimiter(cfg.Admission.RequestLimitMiB<<20, cfg.Admission.WaitingLimitMiB<<20),
+		unavailable:     unavailableError{retryAfter: max(cfg.ReloadInterval.Round(time.Second), time.Second)},
 	}
 	a.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, func(ok bool) {
 		if ok {
@@ -106,13 +142,41 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 		} else {
 			a.reloads.Add(context.Background(), 1, reloadFailed)
 		}
-	})
+	}).WithMaxStale(cfg.CredentialsMaxStale).WithHealth(a.reportHealth)
+	_, err = meter.Int64ObservableGauge("otelcol_tenant_auth_credentials_stale",
+		metric.WithDescription("How long the credentials file has failed to load (0 while it loads); past credentials_max_stale every request is refused, retryably."),
+		metric.WithUnit("s"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(a.creds.FailingFor() / time.Second))
+			return nil
+		}))
+	if err != nil {
+		return nil, err
+	}
 	return a, nil
+}
+
+// reportHealth turns the credentials file's failures into component status:
+// a recoverable error while it fails to load, OK once it loads again. Where
+// the health_check extension reflects component status, the gateway then
+// reports itself unhealthy.
+func (a *authenticator) reportHealth(err error) {
+	if err == nil {
+		componentstatus.ReportStatus(a.host, componentstatus.NewEvent(componentstatus.StatusOK))
+		return
+	}
+	kept := "until it loads again"
+	if a.cfg.CredentialsMaxStale > 0 {
+		kept = fmt.Sprintf("for at most %s (credentials_max_stale), then every request is refused", a.cfg.CredentialsMaxStale)
+	}
+	componentstatus.ReportStatus(a.host, componentstatus.NewRecoverableErrorEvent(
+		fmt.Errorf("tenant_auth: the credentials file fails to load; the last good credentials are kept %s: %w", kept, err)))
 }
 
 // Start loads the credentials file (a gateway that cannot read it must not
 // start) and begins polling it for changes.
-func (a *authenticator) Start(_ context.Context, _ component.Host) error {
+func (a *authenticator) Start(_ context.Context, host component.Host) error {
+	a.host = host
 	if err := a.creds.Start(); err != nil {
 		return fmt.Errorf("tenant_auth: %w", err)
 	}
@@ -135,12 +199,20 @@ func (a *authenticator) Shutdown(context.Context) error {
 // budget they are refused retryably, without a verdict on the credential.
 // The lookup before the throttle costs one SHA-256 of the header value.
 // A customer's read key is not an ingest token: it fails like an unknown
-// one, counted apart so an operator sees a key pasted into a VM.
+// one, counted apart so an operator sees a key pasted into a VM. An expired
+// token is an invalid one. While the credentials are unavailable (the file
+// past credentials_max_stale) a token is refused retryably, without a
+// verdict, and is no failure of its address.
 func (a *authenticator) check(ctx context.Context, headers map[string][]string, source string) (*credentials.Credential, error) {
 	token, ok := a.token(headers)
 	wrongScope := false
 	if ok {
-		if cred, found := a.creds.Set().Lookup(token); found {
+		set := a.creds.Set()
+		if set.Unavailable() != nil {
+			a.requests.Add(ctx, 1, resultUnavailable)
+			return nil, a.unavailable
+		}
+		if cred, found := set.Lookup(token); found {
 			if cred.Scope == credentials.ScopeIngest {
 				return cred, nil
 			}
@@ -178,10 +250,21 @@ func sourceOf(addr net.Addr) string {
 
 // Authenticate maps the request's bearer token to its tenant and puts the
 // tenant, the credential id and the VM's identity into the request's auth data.
+//
+// The collector's HTTP server answers every authenticator error with 401,
+// on which an OTLP/HTTP exporter drops its data. So while the credentials
+// are unavailable, a request to an HTTP server whose chain runs
+// tenant_auth's middleware passes here without auth data, marked, and the
+// middleware, which it must reach before anything reads it, answers 503
+// with Retry-After. Anywhere else it is refused here.
 func (a *authenticator) Authenticate(ctx context.Context, headers map[string][]string) (context.Context, error) {
 	info := client.FromContext(ctx)
 	cred, err := a.check(ctx, headers, sourceOf(info.Addr))
 	if err != nil {
+		var unavailable unavailableError
+		if errors.As(err, &unavailable) && a.guardsHTTP(ctx) {
+			return context.WithValue(ctx, unavailableKey{}, unavailable), nil
+		}
 		return ctx, err
 	}
 	a.requests.Add(ctx, 1, resultOK)

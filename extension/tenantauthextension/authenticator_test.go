@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/client"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/extension/extensionauth"
 	"go.opentelemetry.io/collector/extension/extensiontest"
@@ -198,24 +201,116 @@ func TestBrokenFileKeepsTheLastGoodCredentials(t *testing.T) {
 	failedReloads := func() int64 {
 		return telemetrytest.Int64(tel, "otelcol_tenant_auth_reloads", map[string]string{"result": "failed"})
 	}
+	const failing = "cannot load the credentials file; keeping the last good credentials"
 
 	writeFile(t, file, "credentials:\n"+credLine("vm-1", "Not A Tenant", "token-a"))
 	require.Eventually(t, func() bool {
-		return logs.FilterMessage("keeping the last good credentials").Len() > 0
+		return logs.FilterMessage(failing).Len() > 0
 	}, 5*time.Second, pollEvery)
 	got, err := tenantOf(t, auth, bearer("token-a"))
 	require.NoError(t, err)
 	require.Equal(t, "acme", got)
-	require.Contains(t, logs.FilterMessage("keeping the last good credentials").All()[0].ContextMap()["error"], `tenant id "Not A Tenant"`)
+	line := logs.FilterMessage(failing).All()[0]
+	require.Equal(t, zap.ErrorLevel, line.Level, "a credentials file that fails to load is loud")
+	require.Contains(t, line.ContextMap()["error"], `tenant id "Not A Tenant"`)
 
-	// A vanished file (mid-deploy) keeps them too, and is logged once, not
-	// per poll: ten polls fail, one more line.
+	// A vanished file (mid-deploy) keeps them too, and the failure is logged
+	// again after a minute, not per poll: ten more polls fail, no more lines.
 	before := failedReloads()
 	require.NoError(t, os.Remove(file))
 	require.Eventually(t, func() bool { return failedReloads() >= before+10 }, 10*time.Second, pollEvery)
 	_, err = tenantOf(t, auth, bearer("token-a"))
 	require.NoError(t, err)
-	require.Equal(t, 2, logs.FilterMessage("keeping the last good credentials").Len())
+	require.Equal(t, 1, logs.FilterMessage(failing).Len())
+	require.Equal(t, int64(0), telemetrytest.Int64(tel, "otelcol_tenant_auth_requests", map[string]string{"result": "credentials_unavailable"}))
+
+	// Back: said once, at Info level.
+	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a"))
+	require.Eventually(t, func() bool { return logs.FilterMessage("the credentials file loads again").Len() == 1 }, 5*time.Second, pollEvery)
+	require.Equal(t, zap.InfoLevel, logs.FilterMessage("the credentials file loads again").All()[0].Level)
+}
+
+// An expired token is refused like an unknown one, as soon as its expiry
+// comes, without a reload.
+func TestExpiredTokenIsRefused(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "credentials.yaml")
+	soon := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
+	writeFile(t, file, "credentials:\n"+
+		credLine("vm-old", "acme", "expired")+"    expires: 2020-01-01T00:00:00Z\n"+
+		credLine("vm-soon", "acme", "soon")+"    expires: "+soon+"\n"+
+		credLine("vm-new", "acme", "valid")+"    expires: 2999-01-01T00:00:00+01:00\n")
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	auth, logs := startAuthWith(t, file, tel)
+
+	_, err := auth.Authenticate(context.Background(), bearer("expired"))
+	require.ErrorIs(t, err, errInvalidToken)
+	got, err := tenantOf(t, auth, bearer("valid"))
+	require.NoError(t, err)
+	require.Equal(t, "acme", got)
+	_, err = tenantOf(t, auth, bearer("soon"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := auth.Authenticate(context.Background(), bearer("soon"))
+		return err != nil
+	}, 5*time.Second, pollEvery)
+	_, err = auth.Authenticate(context.Background(), bearer("soon"))
+	require.ErrorIs(t, err, errInvalidToken)
+	require.GreaterOrEqual(t, telemetrytest.Int64(tel, "otelcol_tenant_auth_requests", map[string]string{"result": "invalid"}), int64(2))
+	require.Zero(t, logs.FilterLevelExact(zap.ErrorLevel).Len(), "an expired token is no failure of the file")
+}
+
+// statusHost is a host that records the component status reported to it.
+type statusHost struct {
+	component.Host
+	mu     sync.Mutex
+	events []*componentstatus.Event
+}
+
+func (h *statusHost) Report(ev *componentstatus.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, ev)
+}
+
+func (h *statusHost) statuses() []componentstatus.Status {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []componentstatus.Status
+	for _, ev := range h.events {
+		out = append(out, ev.Status())
+	}
+	return out
+}
+
+// A failing credentials file is a recoverable error of the component while
+// it lasts (the health_check extension can show it), OK again after.
+func TestCredentialsFailureIsComponentStatus(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "credentials.yaml")
+	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a"))
+	cfg := createDefaultConfig().(*Config)
+	cfg.CredentialsFile, cfg.ReloadInterval = file, pollEvery
+	ext, err := NewFactory().Create(context.Background(), extensiontest.NewNopSettings(metadata.Type), cfg)
+	require.NoError(t, err)
+	host := &statusHost{Host: componenttest.NewNopHost()}
+	require.NoError(t, ext.Start(context.Background(), host))
+	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
+	require.Empty(t, host.statuses(), "the collector reports the start itself")
+
+	require.NoError(t, os.Remove(file))
+	require.Eventually(t, func() bool { return len(host.statuses()) == 1 }, 5*time.Second, pollEvery)
+	time.Sleep(10 * pollEvery)
+	require.Equal(t, []componentstatus.Status{componentstatus.StatusRecoverableError}, host.statuses(), "once a failure")
+	host.mu.Lock()
+	reported := host.events[0].Err()
+	host.mu.Unlock()
+	require.ErrorContains(t, reported, "credentials file fails to load")
+	require.ErrorContains(t, reported, "for at most 10m0s (credentials_max_stale)")
+	require.ErrorContains(t, reported, file)
+
+	writeFile(t, file, "credentials:\n"+credLine("vm-1", "acme", "token-a"))
+	require.Eventually(t, func() bool { return len(host.statuses()) == 2 }, 5*time.Second, pollEvery)
+	require.Equal(t, []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusOK}, host.statuses())
 }
 
 func TestKubernetesSecretSymlinkSwapIsSeen(t *testing.T) {

@@ -18,6 +18,13 @@ type Config struct {
 	// Polling the content (not watching the file) also sees a Kubernetes
 	// Secret update, which swaps a symlink.
 	ReloadInterval time.Duration `mapstructure:"reload_interval"`
+	// CredentialsMaxStale bounds how long the last good credentials stay in
+	// force while the file fails to load (unreadable, or not parsing): a
+	// token revoked by the edit that broke the file must not work until
+	// someone notices. Past it every request is refused retryably (the
+	// gateway no longer knows which tokens are valid) until the file loads
+	// again. 0 keeps the last good credentials however long it fails.
+	CredentialsMaxStale time.Duration `mapstructure:"credentials_max_stale"`
 	// Header carries the credential ("Authorization"; gRPC metadata is matched
 	// case-insensitively).
 	Header string `mapstructure:"header"`
@@ -76,6 +83,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReloadInterval <= 0 {
 		errs = append(errs, fmt.Errorf("reload_interval: must be positive, got %s", c.ReloadInterval))
+	}
+	if c.CredentialsMaxStale < 0 {
+		errs = append(errs, fmt.Errorf("credentials_max_stale: must not be negative (0 keeps the last good credentials however long the file fails), got %s", c.CredentialsMaxStale))
 	}
 	if strings.TrimSpace(c.Header) == "" {
 		errs = append(errs, errors.New("header: must not be empty"))

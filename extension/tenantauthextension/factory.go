@@ -12,8 +12,12 @@ import (
 
 const (
 	defaultReloadInterval = 5 * time.Second
-	defaultHeader         = "Authorization"
-	defaultScheme         = "Bearer"
+	// Long enough to repair a broken file (or see a Secret update through)
+	// before agents are turned away; short enough that a token revoked by
+	// the broken edit stops working soon.
+	defaultCredentialsMaxStale = 10 * time.Minute
+	defaultHeader              = "Authorization"
+	defaultScheme              = "Bearer"
 	// An agent's request nests attribute values 1 deep; 16 leaves room for
 	// any real customer payload and keeps decoding far from the stack limit.
 	defaultMaxNestingDepth = 16
@@ -38,12 +42,13 @@ func NewFactory() extension.Factory {
 
 func createDefaultConfig() component.Config {
 	return &Config{
-		ReloadInterval: defaultReloadInterval,
-		Header:         defaultHeader,
-		Scheme:         defaultScheme,
-		DecodeLimits:   DecodeLimits{MaxNestingDepth: defaultMaxNestingDepth, MaxValues: defaultMaxValues},
-		FailureLimit:   FailureLimit{PerMinute: defaultFailuresPerMinute, TrackedSources: defaultTrackedSources},
-		Admission:      Admission{RequestLimitMiB: defaultRequestLimitMiB, WaitingLimitMiB: defaultWaitingLimitMiB},
+		ReloadInterval:      defaultReloadInterval,
+		CredentialsMaxStale: defaultCredentialsMaxStale,
+		Header:              defaultHeader,
+		Scheme:              defaultScheme,
+		DecodeLimits:        DecodeLimits{MaxNestingDepth: defaultMaxNestingDepth, MaxValues: defaultMaxValues},
+		FailureLimit:        FailureLimit{PerMinute: defaultFailuresPerMinute, TrackedSources: defaultTrackedSources},
+		Admission:           Admission{RequestLimitMiB: defaultRequestLimitMiB, WaitingLimitMiB: defaultWaitingLimitMiB},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,6 +60,7 @@ type gateway struct {
 	auth               *authenticator
 	tel                *componenttest.Telemetry
 	certs              string
+	credentials        string // the credentials file
 }
 
 type gatewayOpts struct {
@@ -69,6 +71,8 @@ type gatewayOpts struct {
 	admission  *Admission       // default: the factory's
 	next       consumer.Metrics // default: the sink
 	clock      func() time.Time // default: the wall clock (the failure throttle's minutes)
+	reload     time.Duration    // default: the factory's reload_interval
+	maxStale   time.Duration    // default: the factory's credentials_max_stale
 }
 
 func startGateway(t *testing.T, o gatewayOpts) *gateway {
@@ -77,6 +81,7 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "credentials.yaml")
 	writeFile(t, creds, "credentials:\n"+credLine("vm-1", "acme", goodToken))
+	g.credentials = creds
 
 	g.tel = componenttest.NewTelemetry()
 	t.Cleanup(func() { require.NoError(t, g.tel.Shutdown(context.Background())) })
@@ -87,6 +92,12 @@ func startGateway(t *testing.T, o gatewayOpts) *gateway {
 	cfg.FailureLimit.PerMinute = o.perMinute
 	if o.admission != nil {
 		cfg.Admission = *o.admission
+	}
+	if o.reload != 0 {
+		cfg.ReloadInterval = o.reload
+	}
+	if o.maxStale != 0 {
+		cfg.CredentialsMaxStale = o.maxStale
 	}
 	ext, err := NewFactory().Create(context.Background(), set, cfg)
 	require.NoError(t, err)
@@ -170,7 +181,15 @@ func (g *gateway) sendHTTPHeader(t *testing.T, token string, body []byte) (int, 
 
 func (g *gateway) sendHTTPWith(t *testing.T, token string, body []byte, encoding string) (int, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+g.httpAddr+"/v1/metrics", bytes.NewReader(body))
+	code, header, _ := g.sendHTTPTo(t, "/v1/metrics", token, body, encoding)
+	return code, header
+}
+
+// sendHTTPTo posts body to path and returns the answer's status, headers
+// and body.
+func (g *gateway) sendHTTPTo(t *testing.T, path, token string, body []byte, encoding string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+g.httpAddr+path, bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	if encoding != "" {
@@ -181,8 +200,10 @@ func (g *gateway) sendHTTPWith(t *testing.T, token string, body []byte, encoding
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
+	answer, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
 	_ = resp.Body.Close()
-	return resp.StatusCode, resp.Header
+	return resp.StatusCode, resp.Header, string(answer)
 }
 
 // heapAllocated is the total bytes the process has allocated so far.
@@ -382,6 +403,79 @@ func TestAuthFailuresThrottleTheFailingNotTheAddress(t *testing.T) {
 	// Over HTTP the collector's auth layer answers every refusal with 401.
 	require.Equal(t, http.StatusUnauthorized, g.sendHTTP(t, "wrong-token", nested(2), ""))
 	require.Equal(t, int64(21), counterOf(t, g.tel, "otelcol_tenant_auth_requests", "result", "throttled"))
+}
+
+// A credentials file that fails to load for longer than
+// credentials_max_stale leaves the gateway not knowing which tokens are
+// valid: every request is refused, retryably on both transports (an
+// agent keeps its data), until the file loads again.
+func TestCredentialsUnavailablePastMaxStaleAreRetryable(t *testing.T) {
+	const maxStale = 1500 * time.Millisecond
+	g := startGateway(t, gatewayOpts{reload: 20 * time.Millisecond, maxStale: maxStale})
+	require.NoError(t, g.sendGRPC(t, goodToken, nested(2)))
+	// The HTTP server's middleware learns its server from a request.
+	require.Equal(t, http.StatusOK, g.sendHTTP(t, goodToken, nested(2), ""))
+	stored := len(g.sink.AllMetrics())
+	stale := func() int64 { return telemetrytest.Int64(g.tel, "otelcol_tenant_auth_credentials_stale", nil) }
+	require.Zero(t, stale())
+
+	// Broken: within the bound the last good credentials hold.
+	writeFile(t, g.credentials, "credentials: [\n")
+	require.Eventually(t, func() bool { return g.auth.creds.Err() != nil }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, g.sendGRPC(t, goodToken, nested(2)))
+	stored++
+
+	// Past it: refused, retryably, on both transports.
+	require.Eventually(t, func() bool { return g.auth.creds.Set().Unavailable() != nil }, 10*time.Second, 10*time.Millisecond)
+	st := status.Convert(g.sendGRPC(t, goodToken, nested(2)))
+	require.Equal(t, codes.Unavailable, st.Code(), "retryable: the token may well be good")
+	require.Equal(t, "unavailable: the gateway cannot check credentials now; try again later", st.Message(), "nothing about the file")
+	retry := retryInfo(st)
+	require.NotNil(t, retry)
+	require.Equal(t, time.Second, retry.GetRetryDelay().AsDuration(), "a reload_interval, at least a second")
+	code, header, body := g.sendHTTPTo(t, "/v1/metrics", goodToken, nested(2), "")
+	require.Equal(t, http.StatusServiceUnavailable, code, "retryable: an OTLP/HTTP exporter drops its data on a 401")
+	require.Equal(t, "1", header.Get("Retry-After"))
+	require.Contains(t, body, "unavailable: the gateway cannot check credentials now")
+	code, header, _ = g.sendHTTPTo(t, "/anything", goodToken, nil, "")
+	require.Equal(t, http.StatusServiceUnavailable, code, "on every path of the server")
+	require.Equal(t, "1", header.Get("Retry-After"))
+	// An unknown token is no better: the gateway cannot tell it from a good one now.
+	require.Equal(t, codes.Unavailable, status.Code(g.sendGRPC(t, "token-x", nested(2))))
+	require.Equal(t, http.StatusServiceUnavailable, g.sendHTTP(t, "token-x", nested(2), ""))
+	// A request without a token is refused for good, as ever.
+	require.Equal(t, codes.Unauthenticated, status.Code(g.sendGRPC(t, "", nested(2))))
+	require.Equal(t, http.StatusUnauthorized, g.sendHTTP(t, "", nested(2), ""))
+
+	require.Len(t, g.sink.AllMetrics(), stored, "nothing refused reached the pipeline")
+	require.Equal(t, int64(5), counterOf(t, g.tel, "otelcol_tenant_auth_requests", "result", "credentials_unavailable"))
+	require.GreaterOrEqual(t, stale(), int64(maxStale/time.Second))
+
+	// Repaired: valid again, on both transports.
+	writeFile(t, g.credentials, "credentials:\n"+credLine("vm-1", "acme", goodToken))
+	require.Eventually(t, func() bool { return g.auth.creds.Set().Unavailable() == nil }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, g.sendGRPC(t, goodToken, nested(2)))
+	require.Equal(t, http.StatusOK, g.sendHTTP(t, goodToken, nested(2), ""))
+	require.Equal(t, codes.Unauthenticated, status.Code(g.sendGRPC(t, "token-x", nested(2))))
+	require.Len(t, g.sink.AllMetrics(), stored+2)
+	require.Zero(t, stale())
+}
+
+// Without tenant_auth as middleware the collector's own auth layers answer:
+// gRPC keeps the authenticator's Unavailable; HTTP answers every refusal
+// with 401.
+func TestCredentialsUnavailableWithoutMiddleware(t *testing.T) {
+	g := startGateway(t, gatewayOpts{unguarded: true, reload: 20 * time.Millisecond, maxStale: 100 * time.Millisecond})
+	require.Equal(t, http.StatusOK, g.sendHTTP(t, goodToken, nested(2), ""))
+	require.NoError(t, os.Remove(g.credentials))
+	require.Eventually(t, func() bool { return g.auth.creds.Set().Unavailable() != nil }, 10*time.Second, 10*time.Millisecond)
+	st := status.Convert(g.sendGRPC(t, goodToken, nested(2)))
+	require.Equal(t, codes.Unavailable, st.Code())
+	require.NotNil(t, retryInfo(st))
+	code, _, body := g.sendHTTPTo(t, "/v1/metrics", goodToken, nested(2), "")
+	require.Equal(t, http.StatusUnauthorized, code)
+	require.Contains(t, body, "unavailable: the gateway cannot check credentials now")
+	require.Len(t, g.sink.AllMetrics(), 1)
 }
 
 func TestMutualTLSAndCertificateReload(t *testing.T) {

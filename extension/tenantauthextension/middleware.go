@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/extension/extensionmiddleware"
@@ -92,23 +93,34 @@ var (
 // retryableStatus is ResourceExhausted with RetryInfo: the collector's otlp
 // exporter (and any client following the OTLP spec) retries after the delay.
 func retryableStatus(err error, after time.Duration) error {
-	st, derr := status.New(codes.ResourceExhausted, err.Error()).
-		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(after)})
-	if derr != nil {
-		return status.Error(codes.ResourceExhausted, err.Error())
+	return statusWithRetry(codes.ResourceExhausted, err.Error(), after).Err()
+}
+
+// statusWithRetry is a status of code with RetryInfo: the delay after which
+// the client should try again.
+func statusWithRetry(code codes.Code, msg string, after time.Duration) *status.Status {
+	st, err := status.New(code, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(after)})
+	if err != nil {
+		return status.New(code, msg)
 	}
-	return st.Err()
+	return st
 }
 
 // grpcStatus is the status a refused credential gets: Unauthenticated, which
-// an exporter does not retry, or for a throttled one ResourceExhausted with
-// RetryInfo, which the collector's otlp exporter retries after the delay.
+// an exporter does not retry; for a throttled one ResourceExhausted with
+// RetryInfo, and while the credentials are unavailable Unavailable with
+// RetryInfo, both of which the collector's otlp exporter retries after the
+// delay.
 func grpcStatus(err error) error {
 	var throttled throttledError
-	if !errors.As(err, &throttled) {
-		return status.Error(codes.Unauthenticated, err.Error())
+	var unavailable unavailableError
+	switch {
+	case errors.As(err, &throttled):
+		return retryableStatus(err, throttled.retryAfter)
+	case errors.As(err, &unavailable):
+		return unavailable.GRPCStatus().Err()
 	}
-	return retryableStatus(err, throttled.retryAfter)
+	return status.Error(codes.Unauthenticated, err.Error())
 }
 
 // payloadGuard hands a codec's verdict to the interceptor that runs right
@@ -299,12 +311,44 @@ func (a *authenticator) checkPayload(ctx context.Context, b []byte, sig otlpguar
 	return err
 }
 
+// unavailableKey marks a request's context that Authenticate let through
+// to the middleware to be refused retryably (unavailableError).
+type unavailableKey struct{}
+
+// guardsHTTP reports whether the HTTP server of a request runs tenant_auth's
+// middleware: then a request it lets through is sure to meet it.
+func (a *authenticator) guardsHTTP(ctx context.Context) bool {
+	srv, ok := ctx.Value(http.ServerContextKey).(*http.Server)
+	if !ok {
+		return false
+	}
+	_, guarded := a.httpGuarded.Load(srv)
+	return guarded
+}
+
 // GetHTTPHandler checks OTLP/HTTP bodies on the wire. The collector's HTTP
 // server runs it after the authenticator (so a stranger's body is never
 // read) and after decompression, bounded by max_request_body_size.
+//
+// It also answers 503 with Retry-After to the requests Authenticate let
+// through while the credentials are unavailable, before anything else, on
+// every path. Which server it serves, it learns from its first request
+// (one handler is built per server); until then Authenticate refuses such
+// requests itself, with the 401 the collector gives every refusal.
 func (a *authenticator) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPHandlerFunc, error) {
 	return func(_ context.Context, next http.Handler) (http.Handler, error) {
+		var learned atomic.Bool
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !learned.Load() {
+				if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+					a.httpGuarded.Store(srv, struct{}{})
+					learned.Store(true)
+				}
+			}
+			if unavailable, ok := r.Context().Value(unavailableKey{}).(unavailableError); ok {
+				refuseRetryableAfter(w, unavailable, unavailable.retryAfter)
+				return
+			}
 			sig, ok := signalOfPath(r.URL.Path)
 			if !ok || r.Method != http.MethodPost {
 				next.ServeHTTP(w, r)
@@ -352,7 +396,13 @@ func (a *authenticator) GetHTTPHandler(context.Context) (extensionmiddleware.Wra
 // refuseRetryable answers 503 with Retry-After, which OTLP/HTTP clients
 // (the collector's otlphttp exporter among them) retry.
 func refuseRetryable(w http.ResponseWriter, err error) {
-	w.Header().Set("Retry-After", strconv.Itoa(int(admissionRetry/time.Second)))
+	refuseRetryableAfter(w, err, admissionRetry)
+}
+
+// refuseRetryableAfter answers 503 with Retry-After: after, in whole
+// seconds, at least 1.
+func refuseRetryableAfter(w http.ResponseWriter, err error, after time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(int((after+time.Second-1)/time.Second), 1)))
 	http.Error(w, err.Error(), http.StatusServiceUnavailable)
 }
 

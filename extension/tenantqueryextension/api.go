@@ -192,6 +192,12 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 func (s *queryServer) refuseUnidentified(w http.ResponseWriter, r *http.Request, what, via string, result authResult) {
 	ctx := r.Context()
 	source := sourceOf(r)
+	if result == authUnavailable {
+		s.tel.refuse(ctx, "", string(result))
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.cfg.ReloadInterval.Seconds()))))
+		writeAPIError(w, http.StatusServiceUnavailable, "unavailable", "the gateway cannot check keys now; retry later")
+		return
+	}
 	if result != authMissing {
 		if retry, blocked := s.failures.Blocked(source); blocked {
 			s.tel.refuse(ctx, "", "throttled")

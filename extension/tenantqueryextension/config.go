@@ -25,6 +25,11 @@ type Config struct {
 	// ReloadInterval is how often the file's content is checked: a revoked
 	// key stops working (and its browser sessions end) within it.
 	ReloadInterval time.Duration `mapstructure:"reload_interval"`
+	// CredentialsMaxStale is how long the last good credentials stay in
+	// force while the file fails to load (a key removed in the broken
+	// edit works that long at most); past it every request is answered
+	// 503 until the file loads again. 0 keeps them until it does.
+	CredentialsMaxStale time.Duration `mapstructure:"credentials_max_stale"`
 	// Store is where queries go, and how it is told the tenant.
 	Store StoreConfig `mapstructure:"store"`
 	// Limits bound each tenant's queries.
@@ -232,6 +237,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReloadInterval <= 0 {
 		errs = append(errs, fmt.Errorf("reload_interval: must be positive, got %s", c.ReloadInterval))
+	}
+	if c.CredentialsMaxStale < 0 {
+		errs = append(errs, fmt.Errorf("credentials_max_stale: must not be negative, got %s", c.CredentialsMaxStale))
 	}
 	if ep := c.UsageEvents.ClientConfig.Endpoint; ep != "" {
 		if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {

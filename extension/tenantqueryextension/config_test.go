@@ -87,6 +87,7 @@ func TestValidateNamesEveryField(t *testing.T) {
 		"ui.max_sessions_per_tenant: must be 1 to ui.max_sessions",
 		`ui.timezone: "Mars/Olympus"`,
 		"limits.replicas: must be at least 1, got 0",
+		"credentials_max_stale: must not be negative, got -1s",
 		"limits.max_answer_bytes_total: must be at least limits.max_answer_bytes",
 		"read_header_timeout: must be positive",
 		"read_timeout: must be positive",

@@ -19,6 +19,9 @@ const (
 	// (config/gateway.yaml: extra_label=tenant_id={tenant}).
 	defaultTenantLabel    = "tenant_id"
 	defaultReloadInterval = 5 * time.Second
+	// As tenant_auth's: a broken credentials file keeps the last good keys
+	// this long at most.
+	defaultCredentialsMaxStale = 10 * time.Minute
 	// A dashboard refresh sends one query per panel (about ten at once);
 	// eight at the store with a short queue serves it without letting one
 	// tenant hold more than a few of the store's cores.
@@ -80,8 +83,9 @@ func createDefaultConfig() component.Config {
 	logs := confighttp.NewDefaultClientConfig()
 	logs.Timeout = defaultEventsTimeout
 	return &Config{
-		ServerConfig:   server,
-		ReloadInterval: defaultReloadInterval,
+		ServerConfig:        server,
+		ReloadInterval:      defaultReloadInterval,
+		CredentialsMaxStale: defaultCredentialsMaxStale,
 		Store: StoreConfig{
 			ClientConfig:     client,
 			TenantLabel:      defaultTenantLabel,

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/telemetrytest"
 )
@@ -400,4 +402,32 @@ func TestKeyLastUseIsRecorded(t *testing.T) {
 		}
 	}
 	require.True(t, logged, "the audit line names the key")
+}
+
+// A credentials file that stops loading keeps the last good keys for
+// credentials_max_stale at most; then every request is answered 503
+// (retryable, no verdict on the key), logins too, and browser sessions are
+// kept for when the file loads again.
+func TestABrokenCredentialsFileIsBoundedAndLoud(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.CredentialsMaxStale = 200 * time.Millisecond })
+	rec := ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyAcme), nil)
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	session := http.Header{"Cookie": {sessionCookie + "=" + rec.Result().Cookies()[0].Value}}
+
+	require.NoError(t, os.WriteFile(ts.credFile, []byte("credentials: [oops"), 0o600))
+	require.Eventually(t, func() bool {
+		return ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme)).Code == http.StatusServiceUnavailable
+	}, 5*time.Second, 10*time.Millisecond)
+	rec = ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme))
+	require.NotEmpty(t, rec.Header().Get("Retry-After"))
+	require.Equal(t, http.StatusServiceUnavailable, ts.do(http.MethodGet, "/api/v1/query?query=up", "", session).Code)
+	require.Equal(t, http.StatusServiceUnavailable, ts.do(http.MethodPost, "/login", "key="+url.QueryEscape(keyGlobex), nil).Code)
+	require.Error(t, ts.creds.Err())
+	require.NotEmpty(t, ts.logs.FilterLevelExact(zap.ErrorLevel).All(), "the failure is logged at error level")
+	assert.Positive(t, telemetrytest.Int64(ts.metrics, "otelcol_tenant_query_refused", map[string]string{"reason": "credentials_unavailable"}))
+
+	require.NoError(t, os.WriteFile(ts.credFile, []byte(credentialsYAML()), 0o600))
+	require.Eventually(t, func() bool {
+		return ts.do(http.MethodGet, "/api/v1/query?query=up", "", session).Code == http.StatusOK
+	}, 5*time.Second, 10*time.Millisecond, "the session outlives the outage")
 }

@@ -21,6 +21,10 @@ const (
 	authMissing    authResult = "missing"
 	authInvalid    authResult = "invalid"
 	authWrongScope authResult = "wrong_scope"
+	// authUnavailable: the credentials file has failed to load for longer
+	// than credentials_max_stale, so no key can be checked (503, retryable;
+	// browser sessions are kept).
+	authUnavailable authResult = "credentials_unavailable"
 )
 
 // identify finds the read key behind a request: an Authorization header
@@ -30,6 +34,9 @@ const (
 // refused like an unknown key, counted apart.
 func (s *queryServer) identify(r *http.Request) (*credentials.Credential, string, authResult) {
 	set := s.creds.Set()
+	if set.Unavailable() != nil {
+		return nil, "", authUnavailable
+	}
 	if values := r.Header.Values("Authorization"); len(values) > 0 {
 		if len(values) != 1 {
 			return nil, "", authInvalid

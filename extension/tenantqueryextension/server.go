@@ -40,6 +40,9 @@ type queryServer struct {
 	server       *http.Server
 	served       chan struct{}
 
+	// host receives the credentials file's health (set at Start).
+	host component.Host
+
 	// refusals of requests without a valid key are logged at most this
 	// often: anyone can send them.
 	anonLog periodic.Every
@@ -67,7 +70,8 @@ func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer,
 		failures: failthrottle.New(cfg.FailureLimit.PerMinute, cfg.FailureLimit.TrackedSources),
 		anonLog:  periodic.Every{Interval: 10 * time.Second},
 	}
-	s.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, tel.reloaded)
+	s.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, tel.reloaded).
+		WithMaxStale(cfg.CredentialsMaxStale).WithHealth(s.reportCredentialsHealth)
 	if cfg.UI.Enabled {
 		s.sessions = newSessions(cfg.UI.SessionTTL, cfg.UI.MaxSessions, cfg.UI.MaxSessionsPerTenant)
 		if s.ui, err = newUIAssets(cfg.UI.Timezone); err != nil {
@@ -83,6 +87,7 @@ func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer,
 // Start loads the credentials (the component must not serve without them),
 // opens the store client and the listener, and serves.
 func (s *queryServer) Start(ctx context.Context, host component.Host) error {
+	s.host = host
 	if err := s.creds.Start(); err != nil {
 		return fmt.Errorf("tenant_query: %w", err)
 	}
@@ -207,4 +212,20 @@ func sourceOf(r *http.Request) string {
 // keyUsed notes a read key's use (the key_last_used gauge).
 func (s *queryServer) keyUsed(cred *credentials.Credential, at time.Time) {
 	s.tel.keyUsed(cred.Tenant, cred.ID, at)
+}
+
+// reportCredentialsHealth turns the credentials file's failures into
+// component status: a recoverable error while it fails to load, OK once it
+// loads again.
+func (s *queryServer) reportCredentialsHealth(err error) {
+	if s.host == nil {
+		return
+	}
+	if err == nil {
+		componentstatus.ReportStatus(s.host, componentstatus.NewEvent(componentstatus.StatusOK))
+		return
+	}
+	componentstatus.ReportStatus(s.host, componentstatus.NewRecoverableErrorEvent(fmt.Errorf(
+		"tenant_query: the credentials file fails to load; the last good keys are kept for at most credentials_max_stale (%s): %w",
+		s.cfg.CredentialsMaxStale, err)))
 }

@@ -164,7 +164,14 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := strings.TrimSpace(r.PostForm.Get("key"))
-	cred, found := s.creds.Set().Lookup(key)
+	set := s.creds.Set()
+	if set.Unavailable() != nil {
+		s.tel.refuse(r.Context(), "", string(authUnavailable))
+		w.Header().Set("Retry-After", "60")
+		s.renderLogin(w, http.StatusServiceUnavailable, "Sign-in is unavailable right now; try again in a minute.")
+		return
+	}
+	cred, found := set.Lookup(key)
 	if key == "" || !found || cred.Scope != credentials.ScopeRead {
 		source := sourceOf(r)
 		if retry, blocked := s.failures.Blocked(source); blocked {

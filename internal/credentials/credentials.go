@@ -1,7 +1,7 @@
 // Package credentials reads the gateway's credentials file: SHA-256 hashes
 // of the tokens VMs send and the API keys customers read with, each mapped
-// to its tenant and a scope, and for a VM's token what the provider knows
-// of that VM (its instance id, its GPUs). tenant_auth (writing) and
+// to its tenant and a scope, optionally until an expiry, and for a VM's
+// token what the provider knows of that VM (its instance id, its GPUs). tenant_auth (writing) and
 // tenant_query (reading) share it, so one file, one hashing rule and one
 // revocation path serve both ways in; the usage job reads the VMs from it.
 package credentials
@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -44,6 +45,7 @@ type entry struct {
 	SHA256     string  `yaml:"sha256"`
 	Scope      string  `yaml:"scope"`
 	InstanceID *string `yaml:"instance_id"`
+	Expires    *string `yaml:"expires"`
 	// GPUs is decoded loosely so that a wrong value is reported with its
 	// entry rather than as a bare YAML type error.
 	GPUs any `yaml:"gpus"`
@@ -63,6 +65,10 @@ type Credential struct {
 	// GPUs is how many GPUs the provider gave that VM, when GPUsKnown.
 	GPUs      int
 	GPUsKnown bool
+	// Expires is the instant from which the credential is refused like an
+	// unknown one; zero for one that never expires. It is held in UTC, so
+	// the same file read twice gives equal Credentials.
+	Expires time.Time
 }
 
 // Set is an immutable snapshot of the credentials file, swapped whole on
@@ -71,6 +77,12 @@ type Set struct {
 	byHash    map[[sha256.Size]byte]*Credential
 	tenants   int
 	instances map[string]Instance
+	// now is the clock expiry is judged by, at every lookup (a credential
+	// expires while its file stays the same).
+	now func() time.Time
+	// unavailable says why the set holds no credential at all (File's
+	// max-stale bound passed); nil for a set read from the file.
+	unavailable error
 }
 
 // Parse reads and checks a credentials file. Every problem is reported with
@@ -82,7 +94,7 @@ func Parse(data []byte) (*Set, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("credentials file: %w", err)
 	}
-	set := &Set{byHash: make(map[[sha256.Size]byte]*Credential, len(f.Credentials))}
+	set := &Set{byHash: make(map[[sha256.Size]byte]*Credential, len(f.Credentials)), now: time.Now}
 	ids := make(map[string]int, len(f.Credentials))
 	tenants := map[string]struct{}{}
 	vms := vmTable{}
@@ -113,12 +125,16 @@ func Parse(data []byte) (*Set, error) {
 		}
 		vm, vmErrs := parseVM(e, scope)
 		entryErrs = append(entryErrs, vmErrs...)
+		expires, err := parseExpires(e.Expires)
+		if err != nil {
+			entryErrs = append(entryErrs, err)
+		}
 		if len(entryErrs) > 0 {
 			errs = append(errs, fmt.Errorf("%s: %w", where, errors.Join(entryErrs...)))
 			continue
 		}
 		c := &Credential{ID: e.ID, Tenant: e.Tenant, Scope: scope, Hash: hash,
-			InstanceID: vm.instanceID, GPUs: vm.gpus, GPUsKnown: vm.gpusKnown}
+			InstanceID: vm.instanceID, GPUs: vm.gpus, GPUsKnown: vm.gpusKnown, Expires: expires}
 		if scope == ScopeIngest {
 			if err := vms.add(c); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
@@ -148,6 +164,20 @@ func parseScope(s string) (Scope, error) {
 	}
 }
 
+// parseExpires reads an entry's expires: an RFC 3339 instant with its zone
+// (2027-01-31T00:00:00Z), so that no gateway reads it in its own local
+// time; absent, the credential never expires.
+func parseExpires(s *string) (time.Time, error) {
+	if s == nil {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(*s))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("expires: want an RFC 3339 time such as 2027-01-31T00:00:00Z, got %q", *s)
+	}
+	return t.UTC(), nil
+}
+
 func decodeHash(s string) ([sha256.Size]byte, error) {
 	var h [sha256.Size]byte
 	s = strings.TrimSpace(s)
@@ -161,9 +191,10 @@ func decodeHash(s string) ([sha256.Size]byte, error) {
 }
 
 // Lookup finds the credential of a presented token, whatever its scope:
-// the caller checks the scope it needs. The map is keyed by the token's
-// SHA-256, so its timing can only tell an attacker about a digest they
-// cannot invert; the final check is constant-time all the same.
+// the caller checks the scope it needs. An expired credential is not found,
+// exactly like an unknown one. The map is keyed by the token's SHA-256, so
+// its timing can only tell an attacker about a digest they cannot invert;
+// the final check is constant-time all the same.
 func (s *Set) Lookup(token string) (*Credential, bool) {
 	sum := sha256.Sum256([]byte(token))
 	return s.byDigest(sum)
@@ -171,20 +202,35 @@ func (s *Set) Lookup(token string) (*Credential, bool) {
 
 func (s *Set) byDigest(sum [sha256.Size]byte) (*Credential, bool) {
 	c, ok := s.byHash[sum]
-	if !ok || subtle.ConstantTimeCompare(c.Hash[:], sum[:]) != 1 {
+	if !ok || subtle.ConstantTimeCompare(c.Hash[:], sum[:]) != 1 || s.expired(c) {
 		return nil, false
 	}
 	return c, true
 }
 
-// Current is c as this snapshot has it: the same entry (hash, id, tenant
-// and scope), or false once it was removed or changed. Something derived
-// from a credential earlier (a browser session) asks this on every use, so
-// revoking the credential ends it too.
-func (s *Set) Current(c *Credential) bool {
-	now, ok := s.byDigest(c.Hash)
-	return ok && *now == *c
+// expired: c's expiry has come. The clock is read only for a credential
+// that has one.
+func (s *Set) expired(c *Credential) bool {
+	return !c.Expires.IsZero() && !s.now().Before(c.Expires)
 }
+
+// Current is c as this snapshot has it: the same entry (hash, id, tenant,
+// scope, VM and expiry), not expired, or false once it was removed, changed
+// or expired. Something derived from a credential earlier (a browser
+// session) asks this on every use, so revoking the credential, or its
+// expiry, ends it too.
+func (s *Set) Current(c *Credential) bool {
+	cur, ok := s.byDigest(c.Hash)
+	return ok && *cur == *c
+}
+
+// Unavailable says why the set finds no credential at all: the credentials
+// file has failed to load for longer than its max-stale bound (File), so
+// the gateway no longer knows which credentials are valid, and none is
+// taken. It names the file and its error. A caller refuses retryably: the
+// credentials presented are not known to be invalid. Nil for a set read
+// from the file.
+func (s *Set) Unavailable() error { return s.unavailable }
 
 // Len is the number of credentials.
 func (s *Set) Len() int { return len(s.byHash) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -85,6 +86,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("{credentials: [{id: a, tenant: b, sha256: " + hashOf("x") + "}]}"))
 	f.Add([]byte("credentials:\n  - &a {id: a}\n  - *a\n"))
 	f.Add([]byte("credentials:\n" + credLine("a", "acme", "t1") + "    instance_id: i-1\n    gpus: 8\n" + credLine("b", "acme", "t2") + "    instance_id: i-1\n    gpus: 8\n"))
+	f.Add([]byte("credentials:\n" + credLine("a", "acme", "t1") + "    expires: 2027-01-31T00:00:00+02:00\n" + credLine("b", "acme", "t2") + "    expires: 2027-01-31\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		set, err := Parse(data)
 		if err != nil {
@@ -100,6 +102,7 @@ func FuzzParse(f *testing.F) {
 			ids[c.ID] = true
 			require.NotEmpty(t, c.Tenant)
 			require.Contains(t, []Scope{ScopeIngest, ScopeRead}, c.Scope)
+			require.Equal(t, time.UTC, c.Expires.Location(), "an expiry is held in UTC: Current compares whole values")
 			if c.Scope == ScopeIngest {
 				vm, ok := set.Instances()[c.VM()]
 				require.True(t, ok, "every VM token's VM is an instance")
@@ -242,4 +245,85 @@ func TestCurrentFollowsTheVMFields(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, after.Current(c), name)
 	}
+}
+
+// at is a Set's clock held still at t.
+func at(s *Set, t time.Time) { s.now = func() time.Time { return t } }
+
+func TestExpiresIsJudgedAtLookup(t *testing.T) {
+	data := "credentials:\n" +
+		credLine("vm-1", "acme", "t1") + "    expires: 2027-01-31T00:00:00Z\n" +
+		credLine("key-1", "acme", "k1") + "    scope: read\n    expires: \"2027-01-31T02:00:00+02:00\"\n" + // the same instant
+		credLine("vm-2", "acme", "t2") // never expires
+	set, err := Parse([]byte(data))
+	require.NoError(t, err)
+	expiry := time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)
+
+	at(set, expiry.Add(-time.Nanosecond))
+	c1, ok := set.Lookup("t1")
+	require.True(t, ok, "before its expiry a credential works")
+	require.Equal(t, expiry, c1.Expires)
+	k1, ok := set.Lookup("k1")
+	require.True(t, ok)
+	require.Equal(t, c1.Expires, k1.Expires, "an offset is the same instant, held in UTC")
+	require.True(t, set.Current(c1))
+	require.True(t, set.Current(k1))
+	c2, ok := set.Lookup("t2")
+	require.True(t, ok)
+	require.True(t, c2.Expires.IsZero())
+
+	for _, now := range []time.Time{expiry, expiry.Add(time.Hour), expiry.AddDate(10, 0, 0)} {
+		at(set, now)
+		for _, token := range []string{"t1", "k1"} {
+			c, ok := set.Lookup(token)
+			require.False(t, ok, "%s at %s: from its expiry on a credential is refused like an unknown one", token, now)
+			require.Nil(t, c)
+		}
+		require.False(t, set.Current(c1), "a session of an expired key ends")
+		require.False(t, set.Current(k1))
+		_, ok = set.Lookup("t2")
+		require.True(t, ok, "a credential without expires never expires")
+		require.True(t, set.Current(c2))
+	}
+	require.Equal(t, 3, set.Len(), "an expired credential is still the file's")
+
+	// The same file read again gives the same credential: sessions survive
+	// a reload that changed nothing, whatever zone the expiry was written in.
+	again, err := Parse([]byte(data))
+	require.NoError(t, err)
+	at(again, expiry.Add(-time.Hour))
+	require.True(t, again.Current(c1))
+	require.True(t, again.Current(k1))
+
+	// An expiry moved is a changed credential.
+	moved, err := Parse([]byte(strings.Replace(data, "2027-01-31T00:00:00Z", "2027-02-28T00:00:00Z", 1)))
+	require.NoError(t, err)
+	at(moved, expiry.Add(-time.Hour))
+	require.False(t, moved.Current(c1))
+}
+
+func TestExpiresErrorsNameTheEntry(t *testing.T) {
+	for value, want := range map[string]string{
+		"2027-01-31":            `credentials[0] (id "a"): expires: want an RFC 3339 time such as 2027-01-31T00:00:00Z, got "2027-01-31"`,
+		"2027-01-31T00:00:00":   `credentials[0] (id "a"): expires: want an RFC 3339 time such as 2027-01-31T00:00:00Z, got "2027-01-31T00:00:00"`,
+		"\"\"":                  `credentials[0] (id "a"): expires: want an RFC 3339 time`,
+		"tomorrow":              `(id "a"): expires: want an RFC 3339 time such as 2027-01-31T00:00:00Z, got "tomorrow"`,
+		"1800000000":            `(id "a"): expires: want an RFC 3339 time such as 2027-01-31T00:00:00Z, got "1800000000"`,
+		"2027-02-30T00:00:00Z":  `(id "a"): expires: want an RFC 3339 time`,
+		"2027-01-31 00:00:00Z":  `(id "a"): expires: want an RFC 3339 time`,
+		"2027-01-31T00:00:00+2": `(id "a"): expires: want an RFC 3339 time`,
+	} {
+		_, err := Parse([]byte("credentials:\n" + credLine("a", "acme", "t1") + "    expires: " + value + "\n"))
+		require.ErrorContains(t, err, want, value)
+	}
+	// Every problem of the entry is reported together.
+	_, err := Parse([]byte("credentials:\n" + credLine("a", "Acme", "t1") + "    expires: soon\n"))
+	require.ErrorContains(t, err, `tenant id "Acme"`)
+	require.ErrorContains(t, err, `expires: want an RFC 3339 time such as 2027-01-31T00:00:00Z, got "soon"`)
+}
+
+func TestASetFromTheFileIsAvailable(t *testing.T) {
+	set, err := Parse([]byte("credentials:\n" + credLine("a", "acme", "t1")))
+	require.NoError(t, err)
+	require.NoError(t, set.Unavailable())
 }
