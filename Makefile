@@ -74,7 +74,7 @@ GO_BUILD_FLAGS = -trimpath -tags $(GO_TAGS) \
 # package of the root module (the custom components).
 # Files embedded into the binary (the UI, its dashboard) count as sources too.
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum \
-	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
+	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/eventsui extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
 
 .PHONY: all build gpu-check loadgen store logstore e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint vet golangci tools demo bench clean
 
@@ -151,7 +151,7 @@ $(call GLIBC_STUBS,arm64)/start.o: $(GLIBC_BASELINE_SRC)
 	scripts/glibc-stubs.sh aarch64-linux-gnu-gcc arm64 $(@D)
 
 ## packaging-test: build the packages and check them (contents, glibc baseline, the arm64 binary under qemu, an install run as the unit's user, units, configs, deploy manifests)
-packaging-test: package
+packaging-test: package $(VM) $(VL)
 	@command -v qemu-aarch64 >/dev/null || { apt-get update -qq && apt-get install -y -qq qemu-user; }
 	OTELCOL_GPU_DIST=$(DISTDIR) VERSION=$(VERSION) go test -count=1 -tags $(GO_TAGS),system ./test/packaging/...
 

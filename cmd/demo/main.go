@@ -379,9 +379,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Println(`    hw.status{hw.state!="ok"} == 1                                  GPUs not ok`)
 	fmt.Println(`    count by (tenant_id) ({__name__!=""})                           series per tenant`)
 	printReadPath(o, readKeys)
-	fmt.Printf("  GPU events (XID errors; each VM has one about 20 s in) in the event store, held to one tenant the way its read is:\n")
-	fmt.Printf("    curl -s '%s/select/logsql/query' --data-urlencode 'query=nvidia.xid.code:*' --data-urlencode 'extra_filters=tenant_id:%s'\n", logStore.URL, tenantNames[0])
-	fmt.Printf("    the event store's UI: %s/select/vmui/\n", logStore.URL)
+	fmt.Printf("  the event store (GPU events of every tenant, the provider's view): its UI %s/select/vmui/\n", logStore.URL)
 	fmt.Printf("  gateway: OTLP/gRPC+TLS 127.0.0.1:%d, own metrics http://127.0.0.1:%d/metrics\n", ports["gw-grpc"], ports["gw-metrics"])
 	for i, a := range agents {
 		fmt.Printf("  agent %d (tenant %s): local OTLP grpc 127.0.0.1:%d, http 127.0.0.1:%d\n", i+1, tenantNames[i%o.tenants], a.grpc, a.http)
@@ -434,11 +432,13 @@ func printReadPath(o options, keys []string) {
 	}
 	fmt.Printf("  customers read their own data at %s (TLS from the development CA %s: import it, or accept the browser's warning):\n", base, ca)
 	for t, key := range keys {
-		fmt.Printf("    %s: UI %s/vmui/ -> log in with the read key %s -> Dashboards shows %s's GPUs only\n", tenantNames[t], base, key, tenantNames[t])
+		fmt.Printf("    %s: UI %s/vmui/ -> log in with the read key %s -> Dashboards shows %s's GPUs only; its GPU events at %s/events/\n", tenantNames[t], base, key, tenantNames[t], base)
 		fmt.Printf("      curl --cacert %s -H 'Authorization: Bearer %s' %s/api/v1/query --data-urlencode 'query=avg by (host.name) (hw.gpu.utilization{hw.gpu.task=\"general\"})'\n",
 			ca, key, base)
+		fmt.Printf("      events (XID errors; each VM has one about 20 s in): curl --cacert %s -H 'Authorization: Bearer %s' %s/select/logsql/query --data-urlencode 'query=nvidia.xid.code:*'\n",
+			ca, key, base)
 	}
-	fmt.Printf("    Grafana: Prometheus data source, URL %s, basic auth with any user and the key as password (README: \"Customers reading their data\")\n", base)
+	fmt.Printf("    Grafana: Prometheus data source, URL %s, basic auth with any user and the key as password; the same for a VictoriaLogs data source (GPU events) (README: \"Customers reading their data\")\n", base)
 }
 
 // summary prints, per tenant, what the store holds: series, GPUs seen and

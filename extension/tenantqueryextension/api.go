@@ -72,13 +72,13 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 	deadline := start.Add(s.cfg.ServerConfig.WriteTimeout - writeMargin)
 	ctx, cancelAll := context.WithDeadline(ctx, deadline)
 	defer cancelAll()
-	release, refused := s.limits.admit(ctx, tenant)
+	release, stopClock, refused := s.limits.admit(ctx, tenant)
 	if refused != nil {
 		s.tel.refuse(ctx, tenant, refused.reason)
 		audit(http.StatusTooManyRequests, 0, 0, refused.reason)
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(refused.retryAfter.Seconds()))))
 		writeAPIError(w, http.StatusTooManyRequests, "too_many_requests", "over this tenant's query "+
-			map[string]string{"rate_limited": "rate", "concurrency": "concurrency"}[refused.reason]+" limit; retry later")
+			map[string]string{"rate_limited": "rate", "concurrency": "concurrency", "store_time": "store time"}[refused.reason]+" limit; retry later")
 		return
 	}
 	defer release()
@@ -128,6 +128,7 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 	qctx, cancel := context.WithTimeout(ctx, timeout+queryTimeoutGrace)
 	defer cancel()
 	ans, err := s.forward(qctx, ep, r.Method, storePath, tenant, params)
+	stopClock()
 	epAttr := metric.WithAttributeSet(attribute.NewSet(attribute.String("tenant", tenant), attribute.String("endpoint", ep.name)))
 	s.tel.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributeSet(attribute.NewSet(attribute.String("endpoint", ep.name))))
 	if err != nil {
@@ -161,7 +162,7 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 	}
 	counts := answerCounts{}
 	if ans.status == http.StatusOK {
-		counts = scanAnswer(ep, ans.body)
+		counts = ans.counts
 		// The event is kept before the answer goes out: no read is served
 		// that a crash could leave unbilled.
 		if s.usage != nil {
@@ -178,7 +179,7 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 		w.Header().Set("Content-Type", ans.contentType)
 	}
 	w.WriteHeader(ans.status)
-	_, _ = w.Write(ans.body)
+	ans.body.writeTo(w)
 	audit(ans.status, counts.series, dropped, "")
 }
 

@@ -355,6 +355,12 @@ func FuzzScanAnswer(f *testing.F) {
 			}
 			got := scanAnswer(ep, []byte(body))
 			require.Equal(t, len(elems), got.series, "%s", body)
+			// Read in pieces (as answers arrive), the same counts.
+			sc := newAnswerScanner(ep)
+			for i := 0; i < len(body); i += 5 {
+				sc.feed([]byte(body[i:min(i+5, len(body))]))
+			}
+			require.Equal(t, got, sc.counts(), "in pieces: %s", body)
 			if strings.Contains(body, `\`) {
 				continue // an escaped stat is not one the store writes
 			}

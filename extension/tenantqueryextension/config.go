@@ -152,11 +152,22 @@ type LimitsConfig struct {
 	// MaxSeries caps the limit parameter of the series, labels and label
 	// values endpoints (the store's own cost limit for them).
 	MaxSeries int `mapstructure:"max_series"`
+	// StoreTimePerSecond is the store time (seconds the stores spend
+	// answering a tenant's queries, the ones running counted as they run)
+	// a tenant gets per second on average: 1 is one query running all the
+	// time. Past its burst the tenant's queries are refused (429) until it
+	// has earned time back. Query counts do not bound cost (one query can
+	// hold the store's cores for seconds); this does. 0 turns it off.
+	StoreTimePerSecond float64 `mapstructure:"store_time_per_second"`
+	// StoreTimeBurst is the store time a tenant may spend above the rate
+	// (a dashboard of heavy panels at once).
+	StoreTimeBurst time.Duration `mapstructure:"store_time_burst"`
 	// Replicas is how many gateway replicas serve reads behind the
 	// balancer. The limits above are each tenant's for the whole tier: a
-	// replica enforces its share (max_concurrent, queries_per_second and
-	// burst divided by replicas, rounded up), so a tenant spreading its
-	// queries over every replica still gets no more than its limits.
+	// replica enforces its share (max_concurrent, burst and
+	// store_time_burst divided by replicas, rounded down but at least one
+	// query; the rates divided), so a tenant spreading its queries over
+	// every replica still gets no more than its limits.
 	Replicas int `mapstructure:"replicas"`
 	// MaxAnswerBytes bounds the store answers one tenant's queries hold in
 	// this process at once; a query whose answer would go over it is
@@ -301,6 +312,9 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxSeries < 1 {
 		errs = append(errs, fmt.Errorf("limits.max_series: must be at least 1, got %d", l.MaxSeries))
+	}
+	if l.StoreTimePerSecond < 0 || (l.StoreTimePerSecond > 0 && l.StoreTimeBurst <= 0) {
+		errs = append(errs, fmt.Errorf("limits: store_time_per_second must not be negative and store_time_burst positive, got %g, %s", l.StoreTimePerSecond, l.StoreTimeBurst))
 	}
 	if l.Replicas < 1 {
 		errs = append(errs, fmt.Errorf("limits.replicas: must be at least 1, got %d", l.Replicas))

@@ -40,6 +40,7 @@ func TestLoadConfig(t *testing.T) {
 	require.Equal(t, map[string]map[string]string{"acme": {"account": "12"}, "globex": {"account": "13"}}, c.Store.Tenants)
 	require.Equal(t, int64(1<<20), c.Store.MaxResponseBytes)
 	require.Equal(t, LimitsConfig{MaxConcurrent: 2, MaxQueued: 4, QueueWait: time.Second, QueriesPerSecond: 5, Burst: 10, QueryTimeout: 10 * time.Second, MaxSeries: 500,
+		StoreTimePerSecond: 1, StoreTimeBurst: 30 * time.Second,
 		Replicas: 3, MaxAnswerBytes: 8 << 20, MaxAnswerBytesTotal: 64 << 20}, c.Limits)
 	require.Equal(t, FailureLimit{PerMinute: 10, TrackedSources: 1024}, c.FailureLimit)
 	require.Equal(t, "http://vlogs:9428", c.Events.ClientConfig.Endpoint)

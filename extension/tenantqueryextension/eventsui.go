@@ -62,6 +62,9 @@ var eventsAssets = func() map[string]eventsAsset {
 // script and style sheet are the same for everyone and need none. p is the
 // path as sent (escaped): only the exact spellings below are served.
 func (s *queryServer) serveEventsUI(w http.ResponseWriter, r *http.Request, p string) bool {
+	if s.cfg.Events.ClientConfig.Endpoint == "" {
+		return false // no events endpoints: no page that would read them
+	}
 	name, ok := strings.CutPrefix(p, eventsUIPath+"/")
 	switch {
 	case p == eventsUIPath:
@@ -82,7 +85,7 @@ func (s *queryServer) serveEventsUI(w http.ResponseWriter, r *http.Request, p st
 			return true
 		}
 		if _, _, res := s.identify(r); res != authOK {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			loginRedirect(w, r)
 			return true
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -111,30 +114,40 @@ func getOrHead(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// vmuiEventsNav is what withEventsNav puts into vmui's page: a link to the
-// events page, which vmui itself has no way to show (its panels render
-// links only in a hover tooltip that closes before the pointer reaches
-// them), styled by /events/nav.css.
-const vmuiEventsNav = `<nav id="otelcol-gpu-nav" class="otelcol-gpu-nav" aria-label="GPU events">` +
-	`<a id="otelcol-gpu-nav-events" href="/events/">GPU events (XID errors)</a></nav>`
+// vmuiNavEvents and vmuiNavSignOut are what vmuiIndexWithNav puts into
+// vmui's page: a link to the events page, which vmui itself has no way to
+// show (its panels render links only in a hover tooltip that closes before
+// the pointer reaches them), and a sign-out button (logout is a
+// same-origin POST, and vmui has none). Styled by /events/nav.css; no
+// script.
+const (
+	vmuiNavEvents  = `<a id="otelcol-gpu-nav-events" href="/events/">GPU events (XID errors)</a>`
+	vmuiNavSignOut = `<form method="post" action="/logout"><button id="otelcol-gpu-nav-signout" type="submit">Sign out</button></form>`
+	vmuiNavCSS     = `<link rel="stylesheet" href="/events/nav.css">`
+)
 
-// withEventsNav returns vmui's index.html with a link to the GPU events
-// page (and its style sheet) added: for ui.go to serve at /vmui/ instead of
-// the file as shipped. An index.html without <head> or <body> (a vmui
-// release of another shape) is an error, not a page without the link.
-func withEventsNav(index []byte) ([]byte, error) {
-	const css = `<link rel="stylesheet" href="/events/nav.css">`
+// vmuiIndexWithNav returns vmui's index.html with the nav (the events link
+// when events are served, and the sign-out button) and its style sheet
+// added: for ui.go to serve at /vmui/ instead of the file as shipped. An
+// index.html without </head> followed by <body> (a vmui release of
+// another shape) is an error, not a page without the nav.
+func vmuiIndexWithNav(index []byte, events bool) ([]byte, error) {
 	head := bytes.Index(index, []byte("</head>"))
 	body := bytes.Index(index, []byte("<body>"))
 	if head < 0 || body < head {
 		return nil, errors.New("vmui's index.html has no </head> followed by <body>")
 	}
 	body += len("<body>")
-	out := make([]byte, 0, len(index)+len(css)+len(vmuiEventsNav))
+	nav := `<nav id="otelcol-gpu-nav" class="otelcol-gpu-nav" aria-label="GPU events and sign-out">`
+	if events {
+		nav += vmuiNavEvents
+	}
+	nav += vmuiNavSignOut + `</nav>`
+	out := make([]byte, 0, len(index)+len(vmuiNavCSS)+len(nav))
 	out = append(out, index[:head]...)
-	out = append(out, css...)
+	out = append(out, vmuiNavCSS...)
 	out = append(out, index[head:body]...)
-	out = append(out, vmuiEventsNav...)
+	out = append(out, nav...)
 	out = append(out, index[body:]...)
 	return out, nil
 }

@@ -12,6 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// withEvents serves the events endpoints (and so the events page).
+func withEvents(c *Config) { c.Events.ClientConfig.Endpoint = "http://vlogs.example:9428" }
+
 // loginCookie signs key in through the login form and returns the session
 // cookie as a request header.
 func loginCookie(t *testing.T, ts *testServer, key string) http.Header {
@@ -24,7 +27,7 @@ func loginCookie(t *testing.T, ts *testServer, key string) http.Header {
 }
 
 func TestEventsPage(t *testing.T) {
-	ts := newTestServer(t, nil)
+	ts := newTestServer(t, withEvents)
 
 	// /events keeps the page's filters on its way to /events/.
 	for target, want := range map[string]string{
@@ -46,7 +49,7 @@ func TestEventsPage(t *testing.T) {
 		for _, p := range []string{"/events/", "/events/?xid=79", "/events/index.html"} {
 			rec := ts.do(http.MethodGet, p, "", h)
 			require.Equal(t, http.StatusSeeOther, rec.Code, "%s %s", name, p)
-			require.Equal(t, "/login", rec.Header().Get("Location"), "%s %s", name, p)
+			require.Equal(t, "/login?"+url.Values{"next": {p}}.Encode(), rec.Header().Get("Location"), "%s %s", name, p)
 			require.NotContains(t, rec.Body.String(), "events.js", "%s %s", name, p)
 		}
 	}
@@ -95,10 +98,16 @@ func TestEventsPage(t *testing.T) {
 	require.Empty(t, ts.store.taken(), "the page's files never touch the store")
 }
 
-func TestEventsPageOffWithoutTheUI(t *testing.T) {
-	ts := newTestServer(t, func(c *Config) { c.UI.Enabled = false })
-	for _, p := range []string{"/events", "/events/", "/events/events.js"} {
-		require.Equal(t, http.StatusNotFound, ts.do(http.MethodGet, p, "", bearer(keyAcme)).Code, p)
+// No page without the UI, nor without the events endpoints it reads.
+func TestEventsPageOff(t *testing.T) {
+	for name, mutate := range map[string]func(*Config){
+		"no UI":     func(c *Config) { withEvents(c); c.UI.Enabled = false },
+		"no events": nil,
+	} {
+		ts := newTestServer(t, mutate)
+		for _, p := range []string{"/events", "/events/", "/events/events.js", "/events/nav.css"} {
+			require.Equal(t, http.StatusNotFound, ts.do(http.MethodGet, p, "", bearer(keyAcme)).Code, "%s: %s", name, p)
+		}
 	}
 }
 
@@ -106,7 +115,7 @@ func TestEventsPageOffWithoutTheUI(t *testing.T) {
 // script, no inline handlers), every file it names is served, and its
 // script never writes records into the page as HTML.
 func TestEventsPageKeepsToItsCSP(t *testing.T) {
-	ts := newTestServer(t, nil)
+	ts := newTestServer(t, withEvents)
 	index := string(eventsAssets["index.html"].data)
 	require.NotRegexp(t, `(?i)<script(?:\s+[^>]*)?>\s*[^<\s]`, index, "inline script")
 	require.NotRegexp(t, `(?i)\son[a-z]+\s*=`, index, "inline event handler")
@@ -130,24 +139,31 @@ func TestEventsPageKeepsToItsCSP(t *testing.T) {
 
 // vmui has no way to show a link from a panel (descriptions are markdown,
 // but in a tooltip that closes when the pointer leaves the panel's info
-// icon): withEventsNav adds one to vmui's own page.
-func TestWithEventsNav(t *testing.T) {
+// icon), nor a sign-out button: vmuiIndexWithNav adds both to vmui's page.
+func TestVMUIIndexWithNav(t *testing.T) {
 	ts := newTestServer(t, nil)
 	index, err := fs.ReadFile(ts.ui.files, "index.html")
 	require.NoError(t, err)
-	got, err := withEventsNav(index)
-	require.NoError(t, err)
-	page := string(got)
-	require.Equal(t, 1, strings.Count(page, `href="/events/nav.css"`))
-	require.Less(t, strings.Index(page, `href="/events/nav.css"`), strings.Index(page, "</head>"))
-	require.Contains(t, page, "<body>"+vmuiEventsNav)
-	require.Less(t, strings.Index(page, vmuiEventsNav), strings.Index(page, `<div id="root">`))
-	require.Equal(t, string(index), strings.Replace(strings.Replace(page, vmuiEventsNav, "", 1), `<link rel="stylesheet" href="/events/nav.css">`, "", 1),
-		"nothing else of vmui's page changes")
-	require.NotRegexp(t, `(?i)\son[a-z]+\s*=|<script>`, vmuiEventsNav)
+	for _, events := range []bool{true, false} {
+		got, err := vmuiIndexWithNav(index, events)
+		require.NoError(t, err)
+		page := string(got)
+		require.Equal(t, 1, strings.Count(page, vmuiNavCSS))
+		require.Less(t, strings.Index(page, vmuiNavCSS), strings.Index(page, "</head>"))
+		navStart, navEnd := strings.Index(page, `<nav id="otelcol-gpu-nav"`), strings.Index(page, "</nav>")+len("</nav>")
+		require.Equal(t, strings.Index(page, "<body>")+len("<body>"), navStart, "right after <body>")
+		require.Less(t, navEnd, strings.Index(page, `<div id="root">`))
+		nav := page[navStart:navEnd]
+		require.Equal(t, string(index), strings.Replace(strings.Replace(page, nav, "", 1), vmuiNavCSS, "", 1),
+			"nothing else of vmui's page changes")
+		require.Equal(t, events, strings.Contains(nav, `<a id="otelcol-gpu-nav-events" href="/events/">`))
+		require.Contains(t, nav, `<form method="post" action="/logout">`)
+		require.NotRegexp(t, `(?i)\son[a-z]+\s*=|<script|\sstyle\s*=`, nav+vmuiNavCSS)
+	}
+	require.Equal(t, http.StatusOK, newTestServer(t, withEvents).do(http.MethodGet, "/events/nav.css", "", nil).Code)
 
 	for _, bad := range []string{"", "<html><body></body></html>", "<body></body><head></head>"} {
-		_, err := withEventsNav([]byte(bad))
+		_, err := vmuiIndexWithNav([]byte(bad), true)
 		require.Error(t, err, bad)
 	}
 }

@@ -32,9 +32,15 @@ const (
 	defaultBurst            = 40
 	defaultQueryTimeout     = 30 * time.Second
 	defaultMaxSeries        = 10_000
-	defaultMaxResponseBytes = 64 << 20
-	defaultSessionTTL       = 12 * time.Hour
-	defaultMaxSessions      = 10_000
+	// A tenant keeps one query running at the store on average, and may
+	// spend 30 s of store time at once (ten heavy panels of 3 s): enough
+	// for any dashboard, and a flood of heavy queries holds the store for
+	// seconds, not for as long as it lasts.
+	defaultStoreTimePerSecond = 1.0
+	defaultStoreTimeBurst     = 30 * time.Second
+	defaultMaxResponseBytes   = 64 << 20
+	defaultSessionTTL         = 12 * time.Hour
+	defaultMaxSessions        = 10_000
 	// A team's browsers, and a few kept by a bot, fit; one tenant can
 	// hold 0.5% of the table.
 	defaultMaxSessionsPerTenant = 50
@@ -99,6 +105,8 @@ func createDefaultConfig() component.Config {
 			Burst:               defaultBurst,
 			QueryTimeout:        defaultQueryTimeout,
 			MaxSeries:           defaultMaxSeries,
+			StoreTimePerSecond:  defaultStoreTimePerSecond,
+			StoreTimeBurst:      defaultStoreTimeBurst,
 			Replicas:            1,
 			MaxAnswerBytes:      defaultMaxAnswerBytes,
 			MaxAnswerBytesTotal: defaultMaxAnswerBytesTotal,

@@ -113,17 +113,17 @@ func TestAnswerBudgetBounds(t *testing.T) {
 // tenant's total over the tier is its limit (rounded up per replica).
 func TestReplicasShareTheTenantsLimits(t *testing.T) {
 	l := newTenantLimits(LimitsConfig{MaxConcurrent: 8, MaxQueued: 4, QueueWait: time.Millisecond, QueriesPerSecond: 30, Burst: 40, Replicas: 3})
-	require.Equal(t, 3, l.cfg.MaxConcurrent)
-	require.Equal(t, 14, l.cfg.Burst)
+	require.Equal(t, 2, l.cfg.MaxConcurrent, "8/3 rounded down: the tier holds 6 of the tenant's 8")
+	require.Equal(t, 13, l.cfg.Burst)
 	require.InDelta(t, 10, l.cfg.QueriesPerSecond, 1e-9)
 	var releases []func()
-	for range 3 {
-		release, refused := l.admit(context.Background(), "acme")
+	for range 2 {
+		release, _, refused := l.admit(context.Background(), "acme")
 		require.Nil(t, refused)
 		releases = append(releases, release)
 	}
-	_, refused := l.admit(context.Background(), "acme")
-	require.NotNil(t, refused, "a fourth query at once on this replica waits its queue_wait and is refused")
+	_, _, refused := l.admit(context.Background(), "acme")
+	require.NotNil(t, refused, "a third query at once on this replica waits its queue_wait and is refused")
 	require.Equal(t, "concurrency", refused.reason)
 	for _, r := range releases {
 		r()
@@ -431,3 +431,77 @@ func TestABrokenCredentialsFileIsBoundedAndLoud(t *testing.T) {
 		return ts.do(http.MethodGet, "/api/v1/query?query=up", "", session).Code == http.StatusOK
 	}, 5*time.Second, 10*time.Millisecond, "the session outlives the outage")
 }
+
+// A tenant's store time: its running queries count as they run, a costly
+// query leaves it in debt until it has earned the time back, and another
+// tenant's time is its own.
+func TestStoreTimeIsBudgetedPerTenant(t *testing.T) {
+	now := time.Unix(1000, 0)
+	at := func(sec float64) { now = time.Unix(1000, 0).Add(time.Duration(sec * float64(time.Second))) }
+	b := newTimeBucket(1, 2*time.Second)
+	b.now = func() time.Time { return now }
+	b.last = now
+	endA, _ := b.start()
+	require.NotNil(t, endA)
+	at(1.5)
+	endB, _ := b.start()
+	require.NotNil(t, endB, "1.5 s of the 2 s spent by the running query")
+	at(2.5)
+	end, wait := b.start()
+	require.Nil(t, end, "the two running queries have spent 3.5 s")
+	require.Positive(t, wait)
+	endA()
+	endB()
+	at(3.5)
+	end, wait = b.start()
+	require.Nil(t, end, "in debt: 2 - 2.5 - 1 + 1 earned")
+	require.InDelta(t, 1.5, wait.Seconds(), 0.01, "until the debt is earned back, and a second")
+	at(5)
+	end, _ = b.start()
+	require.NotNil(t, end)
+	end()
+
+	l := newTenantLimits(LimitsConfig{MaxConcurrent: 4, MaxQueued: 0, StoreTimePerSecond: 0.001, StoreTimeBurst: time.Millisecond, Replicas: 1})
+	release, stop, refused := l.admit(context.Background(), "acme")
+	require.Nil(t, refused)
+	time.Sleep(5 * time.Millisecond)
+	stop()
+	release()
+	_, _, refused = l.admit(context.Background(), "acme")
+	require.NotNil(t, refused)
+	require.Equal(t, "store_time", refused.reason)
+	require.GreaterOrEqual(t, refused.retryAfter, time.Second)
+	release, _, refused = l.admit(context.Background(), "globex")
+	require.Nil(t, refused, "globex's time is its own")
+	release()
+}
+
+// An answer is held in pooled chunks and scanned as it arrives: the counts
+// match the whole answer's, a piece boundary anywhere (inside a string, an
+// escape, a key, a stat) changes nothing, and a body cut short is an
+// error, never a shorter answer passed on.
+func TestAnswersAreScannedInPieces(t *testing.T) {
+	body := []byte(`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"x\"]}"},"values":[[1,"2"]]},{},{"metric":{"b":"\\"}}]},"stats":{"seriesFetched":"1234","executionTimeMsec":56}}`)
+	whole := scanAnswer(epRange, body)
+	require.Equal(t, answerCounts{series: 3, seriesFetched: 1234, execMS: 56}, whole)
+	for cut := 1; cut < len(body); cut++ {
+		for step := 1; step <= 3; step++ {
+			sc := newAnswerScanner(epRange)
+			sc.feed(body[:cut])
+			for i := cut; i < len(body); i += step {
+				sc.feed(body[i:min(i+step, len(body))])
+			}
+			require.Equal(t, whole, sc.counts(), "cut at %d, then pieces of %d", cut, step)
+		}
+	}
+	ts := newTestServer(t, nil)
+	_, _, err := ts.readAnswer(&http.Response{Body: io.NopCloser(io.MultiReader(strings.NewReader(`{"data":[`), errReader{io.ErrUnexpectedEOF})), ContentLength: -1},
+		"acme", newAnswerScanner(epLabels))
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	held, _ := ts.answers.inUse("acme")
+	require.Zero(t, held)
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }

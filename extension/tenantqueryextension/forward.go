@@ -1,7 +1,6 @@
 package tenantqueryextension
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
 )
@@ -20,7 +19,8 @@ import (
 type storeAnswer struct {
 	status      int
 	contentType string
-	body        []byte
+	body        answerBody
+	counts      answerCounts // what the body says, when status is 200
 	release     func()
 }
 
@@ -61,11 +61,12 @@ func (s *queryServer) forward(ctx context.Context, ep *endpoint, method, path, t
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	data, release, err := s.readAnswer(resp, tenant)
+	sc := newAnswerScanner(ep)
+	body, release, err := s.readAnswer(resp, tenant, sc)
 	if err != nil {
 		return nil, err
 	}
-	return &storeAnswer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: data, release: release}, nil
+	return &storeAnswer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: body, counts: sc.counts(), release: release}, nil
 }
 
 // metricsRequest is a request to the metrics store, scoped by its
@@ -127,53 +128,65 @@ func (s *queryServer) eventsRequest(ctx context.Context, method, path, tenant st
 	return http.NewRequestWithContext(ctx, method, target+scopeQ, http.NoBody)
 }
 
-// readAnswer reads an answer into memory under store.max_response_bytes
-// and the answer budget, taking the budget's bytes as the answer grows.
-// release gives them back; it is set whenever err is nil.
-func (s *queryServer) readAnswer(resp *http.Response, tenant string) ([]byte, func(), error) {
+// answerBody is an answer held in pooled chunks: no answer is copied or
+// grown, so what an answer holds is its chunks and nothing left behind
+// for the collector.
+type answerBody [][]byte
+
+// answerChunkSize is one chunk of an answer. A dashboard panel's answer
+// (a few KiB) takes one; a 40 MB answer 640.
+const answerChunkSize = 64 << 10
+
+var answerChunks = sync.Pool{New: func() any { return new([answerChunkSize]byte) }}
+
+// writeTo writes the answer to w.
+func (b answerBody) writeTo(w io.Writer) {
+	for _, c := range b {
+		if _, err := w.Write(c); err != nil {
+			return
+		}
+	}
+}
+
+// free gives the chunks back to the pool.
+func (b answerBody) free() {
+	for _, c := range b {
+		answerChunks.Put((*[answerChunkSize]byte)(c[:answerChunkSize]))
+	}
+}
+
+// readAnswer reads an answer into pooled chunks under
+// store.max_response_bytes and the answer budget, taking a chunk's bytes
+// from the budget before it is filled, and feeds each piece to sc as it
+// arrives. release gives the chunks and their bytes back; it is set
+// whenever err is nil.
+func (s *queryServer) readAnswer(resp *http.Response, tenant string, sc *answerScanner) (answerBody, func(), error) {
 	maxBytes := s.cfg.Store.MaxResponseBytes
-	var held int64
-	release := func() { s.answers.give(tenant, held) }
-	grow := func(n int64) error {
-		if ok, tenantFull := s.answers.take(tenant, n); !ok {
-			return errAnswerMemory{tenantFull: tenantFull}
-		}
-		held += n
-		return nil
-	}
-	size := int64(answerChunk)
-	if cl := resp.ContentLength; cl > maxBytes {
+	if resp.ContentLength > maxBytes {
 		return nil, nil, errTooLarge
-	} else if cl >= 0 {
-		size = cl + 1 // the +1 reads the EOF without growing
 	}
-	if err := grow(size); err != nil {
-		return nil, nil, err
+	var body answerBody
+	var size int64
+	release := func() {
+		body.free()
+		s.answers.give(tenant, int64(len(body))*answerChunkSize)
 	}
-	buf := make([]byte, 0, size)
 	for {
-		if len(buf) == cap(buf) {
-			next := min(int64(cap(buf))*2, maxBytes+1)
-			if int64(cap(buf)) >= next {
-				release()
-				return nil, nil, errTooLarge
-			}
-			if err := grow(next - int64(cap(buf))); err != nil {
-				release()
-				return nil, nil, err
-			}
-			nb := make([]byte, len(buf), next)
-			copy(nb, buf)
-			buf = nb
+		if ok, tenantFull := s.answers.take(tenant, answerChunkSize); !ok {
+			release()
+			return nil, nil, errAnswerMemory{tenantFull: tenantFull}
 		}
-		n, err := resp.Body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > maxBytes {
+		chunk := answerChunks.Get().(*[answerChunkSize]byte)[:]
+		n, err := fill(resp.Body, chunk)
+		body = append(body, chunk[:n])
+		size += int64(n)
+		sc.feed(chunk[:n])
+		if size > maxBytes {
 			release()
 			return nil, nil, errTooLarge
 		}
 		if errors.Is(err, io.EOF) {
-			return buf, release, nil
+			return body, release, nil
 		}
 		if err != nil {
 			release()
@@ -182,171 +195,16 @@ func (s *queryServer) readAnswer(resp *http.Response, tenant string) ([]byte, fu
 	}
 }
 
-// answerChunk is the first buffer of an answer of unknown length.
-const answerChunk = 32 << 10
-
-// answerCounts is what a successful answer says about its query's size.
-type answerCounts struct {
-	// series counts the series (or names, or values) in the answer; -1
-	// when the answer is not shaped like the API's JSON.
-	series int
-	// seriesFetched and execMS are VictoriaMetrics' stats on query and
-	// query_range ("stats":{"seriesFetched":"N","executionTimeMsec":M}):
-	// the series the store read and the milliseconds it worked. 0 when
-	// absent (other endpoints, other stores).
-	seriesFetched, execMS int64
+// fill reads into p until it is full or the reader ends: io.EOF only at
+// the answer's end (a body cut short is io.ErrUnexpectedEOF, an error).
+func fill(r io.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := r.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
-
-// scanAnswer reads a successful answer's counts: the elements of
-// data.result for queries, of data for the rest, the records of an events
-// query, the values or hits of the other events endpoints, and the stats. It scans
-// the answer once without decoding or keeping anything (encoding/json took
-// ~130 us for a dashboard panel's answer).
-func scanAnswer(ep *endpoint, body []byte) answerCounts {
-	switch {
-	case ep.count == "lines":
-		n := bytes.Count(body, []byte{'\n'})
-		if len(body) > 0 && body[len(body)-1] != '\n' {
-			n++
-		}
-		return answerCounts{series: n}
-	case ep.count != "":
-		return scanCounts(body, ep.count)
-	case ep.result || ep.events:
-		return scanCounts(body, "data", "result")
-	}
-	return scanCounts(body, "data")
-}
-
-// scanCounts counts the elements of the array at path (object keys from the
-// root object) and reads the root's stats. It assumes well-formed JSON (the
-// store's answer) and only tracks nesting, strings and keys.
-func scanCounts(body []byte, path ...string) answerCounts {
-	type frame struct {
-		obj   bool
-		match bool // the keys from the root down to this container are path's
-		stats bool // the root's "stats" object
-	}
-	var stack [16]frame
-	var out answerCounts
-	bad := answerCounts{series: -1}
-	depth := 0 // containers open
-	expectKey := false
-	key := []byte(nil)
-	found := false
-	inTarget := func() bool {
-		return depth == len(path)+1 && !stack[depth-1].obj && stack[depth-1].match
-	}
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		switch c {
-		case ' ', '\t', '\n', '\r', ':':
-			continue
-		case ',':
-			if depth > 0 && stack[depth-1].obj {
-				expectKey = true
-			}
-			continue
-		case '}', ']':
-			if depth == 0 {
-				return bad
-			}
-			depth--
-			expectKey = false
-			continue
-		}
-		if expectKey {
-			if c != '"' {
-				return bad
-			}
-			end := stringEnd(body, i)
-			if end < 0 {
-				return bad
-			}
-			key, i, expectKey = body[i+1:end], end, false
-			continue
-		}
-		// A value starts here.
-		if inTarget() {
-			out.series++
-		}
-		var stat *int64
-		if depth == 2 && stack[1].stats {
-			switch string(key) {
-			case "seriesFetched":
-				stat = &out.seriesFetched
-			case "executionTimeMsec":
-				stat = &out.execMS
-			}
-		}
-		switch c {
-		case '{', '[':
-			if depth == len(stack) {
-				return bad
-			}
-			match := depth == 0 || (stack[depth-1].match && stack[depth-1].obj && depth <= len(path) && string(key) == path[depth-1])
-			stats := c == '{' && depth == 1 && stack[0].obj && string(key) == "stats"
-			stack[depth] = frame{obj: c == '{', match: match, stats: stats}
-			depth++
-			expectKey = c == '{'
-			if inTarget() {
-				found = true
-			}
-		case '"':
-			end := stringEnd(body, i)
-			if end < 0 {
-				return bad
-			}
-			if stat != nil { // seriesFetched is a string
-				*stat = parseCount(body[i+1 : end])
-			}
-			i = end
-		default: // a number, true, false, null: up to the next delimiter
-			start := i
-			for i+1 < len(body) && !delimiter[body[i+1]] {
-				i++
-			}
-			if stat != nil {
-				*stat = parseCount(body[start : i+1])
-			}
-		}
-	}
-	if !found || depth != 0 {
-		return bad
-	}
-	return out
-}
-
-// parseCount reads a stat: a non-negative integer, else 0.
-func parseCount(b []byte) int64 {
-	n, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil || n < 0 {
-		return 0
-	}
-	return n
-}
-
-// stringEnd is the index of the quote closing the string opening at i.
-func stringEnd(b []byte, i int) int {
-	j := i + 1
-	for j < len(b) {
-		k := bytes.IndexAny(b[j:], `"\`)
-		if k < 0 {
-			return -1
-		}
-		j += k
-		if b[j] == '"' {
-			return j
-		}
-		j += 2 // an escaped character
-	}
-	return -1
-}
-
-// delimiter marks the bytes that end a number or literal.
-var delimiter = func() (d [256]bool) {
-	for _, c := range []byte(",]} \t\n\r") {
-		d[c] = true
-	}
-	return d
-}()

@@ -74,7 +74,7 @@ func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer,
 		WithMaxStale(cfg.CredentialsMaxStale).WithHealth(s.reportCredentialsHealth)
 	if cfg.UI.Enabled {
 		s.sessions = newSessions(cfg.UI.SessionTTL, cfg.UI.MaxSessions, cfg.UI.MaxSessionsPerTenant)
-		if s.ui, err = newUIAssets(cfg.UI.Timezone); err != nil {
+		if s.ui, err = newUIAssets(cfg.UI.Timezone, cfg.Events.ClientConfig.Endpoint != ""); err != nil {
 			return nil, err
 		}
 	}

@@ -41,10 +41,11 @@ type uiAssets struct {
 	dashboardsIndex  []byte // /vmui/dashboards/index.js
 	customDashboards []byte // /prometheus/vmui/custom-dashboards
 	timezone         []byte // /prometheus/vmui/timezone
+	vmuiIndex        []byte // /vmui/: vmui's index.html with the nav (events, sign-out)
 	login            *template.Template
 }
 
-func newUIAssets(timezone string) (*uiAssets, error) {
+func newUIAssets(timezone string, events bool) (*uiAssets, error) {
 	var dash json.RawMessage
 	if err := json.Unmarshal(gpuDashboard, &dash); err != nil {
 		return nil, fmt.Errorf("dashboards/gpu.json: %w", err)
@@ -57,7 +58,16 @@ func newUIAssets(timezone string) (*uiAssets, error) {
 	if err != nil {
 		return nil, err
 	}
+	index, err := fs.ReadFile(vmui.FS(), "index.html")
+	if err != nil {
+		return nil, err
+	}
+	vmuiIndex, err := vmuiIndexWithNav(index, events)
+	if err != nil {
+		return nil, err
+	}
 	return &uiAssets{
+		vmuiIndex:        vmuiIndex,
 		files:            vmui.FS(),
 		dashboardsIndex:  []byte("window.__VMUI_PREDEFINED_DASHBOARDS__ = [\"gpu.json\"];\n"),
 		customDashboards: custom,
@@ -82,11 +92,11 @@ func (s *queryServer) serveUI(w http.ResponseWriter, r *http.Request, p string) 
 		s.serveLogout(w, r)
 	case "/vmui/", "/vmui/index.html":
 		if _, _, res := s.identify(r); res != authOK {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			loginRedirect(w, r)
 			return true
 		}
 		w.Header().Set("Cache-Control", "no-store")
-		s.serveFile(w, r, "index.html")
+		writeStatic(w, r, "text/html; charset=utf-8", s.ui.vmuiIndex)
 	case "/vmui/dashboards/index.js":
 		writeStatic(w, r, "text/javascript; charset=utf-8", s.ui.dashboardsIndex)
 	case "/vmui/dashboards/gpu.json":
@@ -147,7 +157,7 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", uiCSP)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		s.renderLogin(w, http.StatusOK, "")
+		s.renderLogin(w, r, http.StatusOK, "")
 		return
 	case http.MethodPost:
 	default:
@@ -160,7 +170,7 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil {
-		s.renderLogin(w, http.StatusBadRequest, "The form could not be read.")
+		s.renderLogin(w, r, http.StatusBadRequest, "The form could not be read.")
 		return
 	}
 	key := strings.TrimSpace(r.PostForm.Get("key"))
@@ -168,7 +178,7 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if set.Unavailable() != nil {
 		s.tel.refuse(r.Context(), "", string(authUnavailable))
 		w.Header().Set("Retry-After", "60")
-		s.renderLogin(w, http.StatusServiceUnavailable, "Sign-in is unavailable right now; try again in a minute.")
+		s.renderLogin(w, r, http.StatusServiceUnavailable, "Sign-in is unavailable right now; try again in a minute.")
 		return
 	}
 	cred, found := set.Lookup(key)
@@ -177,7 +187,7 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		if retry, blocked := s.failures.Blocked(source); blocked {
 			s.tel.refuse(r.Context(), "", "throttled")
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
-			s.renderLogin(w, http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again in a minute.")
+			s.renderLogin(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again in a minute.")
 			return
 		}
 		s.failures.Fail(source)
@@ -189,7 +199,7 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		if s.anonLog.Allow() {
 			s.logger.Info("login refused", zap.String("reason", reason), zap.String("source", source))
 		}
-		s.renderLogin(w, http.StatusUnauthorized, "That is not a read API key.")
+		s.renderLogin(w, r, http.StatusUnauthorized, "That is not a read API key.")
 		return
 	}
 	s.keyUsed(cred, time.Now())
@@ -197,7 +207,7 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, errSessionsFull) {
 		s.tel.refuse(r.Context(), cred.Tenant, "sessions_full")
 		w.Header().Set("Retry-After", "60")
-		s.renderLogin(w, http.StatusServiceUnavailable, "Too many browser sessions on this gateway; try again in a minute.")
+		s.renderLogin(w, r, http.StatusServiceUnavailable, "Too many browser sessions on this gateway; try again in a minute.")
 		return
 	}
 	if err != nil {
@@ -209,7 +219,11 @@ func (s *queryServer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
 	})
 	s.logger.Info("login", zap.String("tenant", cred.Tenant), zap.String("key_id", cred.ID), zap.String("source", sourceOf(r)))
-	http.Redirect(w, r, "/vmui/#/dashboards", http.StatusSeeOther)
+	target := safeNext(r.PostForm.Get("next"))
+	if target == "" {
+		target = "/vmui/#/dashboards"
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // crossOrigin refuses (403) what another site's page posted; true when it
@@ -262,10 +276,34 @@ func (s *queryServer) serveLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-func (s *queryServer) renderLogin(w http.ResponseWriter, status int, problem string) {
+func (s *queryServer) renderLogin(w http.ResponseWriter, r *http.Request, status int, problem string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	_ = s.ui.login.Execute(w, struct{ Problem string }{problem})
+	_ = s.ui.login.Execute(w, struct{ Problem, Next string }{problem, safeNext(r.FormValue("next"))})
+}
+
+// loginRedirect sends a browser without a session to the login page, which
+// brings it back to what it asked for once signed in.
+func loginRedirect(w http.ResponseWriter, r *http.Request) {
+	target := "/login"
+	if next := safeNext(r.URL.RequestURI()); next != "" && next != "/vmui/" && next != "/vmui/index.html" {
+		target += "?" + url.Values{"next": {next}}.Encode()
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// safeNext is where a login may send the browser: a page of this UI
+// (/vmui/ or /events/, with its query), never another host or scheme;
+// "" for anything else.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/vmui/") && !strings.HasPrefix(next, eventsUIPath+"/") {
+		return ""
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.ContainsAny(next, "\\\r\n") || strings.Contains(next, "//") {
+		return ""
+	}
+	return next
 }
 
 const loginPage = `<!DOCTYPE html>
@@ -287,6 +325,7 @@ button { padding: .5rem 1.2rem; font-size: 1rem; }
 </head>
 <body>
 <form method="post" action="/login" autocomplete="off">
+{{if .Next}}<input type="hidden" name="next" value="{{.Next}}">{{end}}
 <h1>Your GPU metrics</h1>
 {{if .Problem}}<div class="problem" id="problem">{{.Problem}}</div>{{end}}
 <label for="key">Read API key</label>

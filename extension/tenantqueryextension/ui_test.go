@@ -20,7 +20,7 @@ func TestLoginSessionAndLogout(t *testing.T) {
 	ts := newTestServer(t, nil)
 	rec := ts.do(http.MethodGet, "/vmui/", "", nil)
 	require.Equal(t, http.StatusSeeOther, rec.Code)
-	require.Equal(t, "/login", rec.Header().Get("Location"))
+	require.Equal(t, "/login", rec.Header().Get("Location"), "vmui's own start: the login lands on the dashboard")
 
 	rec = ts.do(http.MethodGet, "/login", "", nil)
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -233,4 +233,24 @@ func TestGrafanaDashboardMatchesTheUIs(t *testing.T) {
 		got[p.Title] = p.Targets[0].Expr
 	}
 	require.Equal(t, want, got)
+}
+
+// A browser sent to the login page comes back to the page it asked for,
+// and only to a page of this UI.
+func TestLoginReturnsToThePageAsked(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.Events.ClientConfig.Endpoint = "http://vlogs.example:9428" })
+	rec := ts.do(http.MethodGet, "/events/?xid=79&host=acme-vm-1", "", nil)
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	loc := rec.Header().Get("Location")
+	require.Equal(t, "/login?next="+url.QueryEscape("/events/?xid=79&host=acme-vm-1"), loc)
+	page := ts.do(http.MethodGet, loc, "", nil).Body.String()
+	require.Contains(t, page, `name="next" value="/events/?xid=79&amp;host=acme-vm-1"`)
+	rec = ts.do(http.MethodPost, "/login", url.Values{"key": {keyAcme}, "next": {"/events/?xid=79&host=acme-vm-1"}}.Encode(), nil)
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	require.Equal(t, "/events/?xid=79&host=acme-vm-1", rec.Header().Get("Location"))
+	for _, evil := range []string{"https://evil.example/", "//evil.example/vmui/", "/vmui//evil.example", "/\\evil.example", "/api/v1/query?query=up", "javascript:alert(1)", "/vmui/\r\nSet-Cookie: x=y"} {
+		rec = ts.do(http.MethodPost, "/login", url.Values{"key": {keyAcme}, "next": {evil}}.Encode(), nil)
+		require.Equal(t, "/vmui/#/dashboards", rec.Header().Get("Location"), evil)
+		require.NotContains(t, ts.do(http.MethodGet, "/login?"+url.Values{"next": {evil}}.Encode(), "", nil).Body.String(), `name="next"`, evil)
+	}
 }

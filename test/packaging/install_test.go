@@ -6,7 +6,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -114,6 +119,49 @@ func TestInstalledPackageServesAsTheUnitsUser(t *testing.T) {
 		return len(entries) > 0 && !strings.Contains(gw.Output(), "Unauthenticated") && !strings.Contains(ag.Output(), "Unauthenticated")
 	}, 30*time.Second, 200*time.Millisecond, "agent -> gateway as installed")
 	require.NotContains(t, gw.Output()+ag.Output(), "permission denied")
+
+	// The read tier on the same host: a customer's read key answered with
+	// the packaged certificate and credentials, and the answered query's
+	// record written to the unit's own StateDirectory before the answer.
+	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	}))
+	t.Cleanup(store.Close)
+	readKey := "install-test-read-key"
+	sum = sha256.Sum256([]byte(readKey))
+	require.NoError(t, os.WriteFile(creds, []byte(string(must(os.ReadFile(creds)))+
+		"  - id: acme-grafana\n    tenant: acme\n    scope: read\n    sha256: "+hex.EncodeToString(sum[:])+"\n"), 0o600))
+	place(creds, "/etc/otelcol-gpu/credentials.yaml", 0o640, 0)
+	qHealth, qListen := proc.Port(t), proc.Port(t)
+	q := startAsUnit(t, root, uid, gid, "otelcol-gpu-query", "/etc/otelcol-gpu/query.yaml", map[string]string{
+		"OTELCOL_GPU_QUERY_ENDPOINT":  proc.Addr(qListen),
+		"OTELCOL_GPU_HEALTH_ENDPOINT": proc.Addr(qHealth),
+		"OTELCOL_GPU_METRICS_PORT":    strconv.Itoa(proc.Port(t)),
+		"OTELCOL_GPU_STORE_URL":       store.URL,
+		"OTELCOL_GPU_LOGS_STORE_URL":  "http://" + proc.Addr(proc.Port(t)),
+	})
+	require.NoError(t, q.WaitHTTPOK(context.Background(), "http://"+proc.Addr(qHealth)+"/", 30*time.Second),
+		"the read tier, as otelcol-gpu with the packaged placement, must start")
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(must(os.ReadFile(filepath.Join(certs, devcerts.CAFile)))))
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	require.Eventually(t, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+proc.Addr(qListen)+"/api/v1/query?query=up", http.NoBody)
+		req.Header.Set("Authorization", "Bearer "+readKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 15*time.Second, 200*time.Millisecond, "a read key answered by the installed read tier")
+	entries, err := os.ReadDir(at("/var/lib/otelcol-gpu-query/read-events"))
+	require.NoError(t, err, "the read records' log in the unit's StateDirectory")
+	require.NotEmpty(t, entries)
+	require.NotContains(t, q.Output(), "permission denied")
+
+	require.NoError(t, q.Stop(30*time.Second))
 	require.NoError(t, ag.Stop(30*time.Second))
 	require.NoError(t, gw.Stop(30*time.Second))
 }
@@ -130,8 +178,8 @@ func statOf(t *testing.T, path string) fileStat {
 	return fileStat{mode: fi.Mode() & (os.ModeDir | os.ModePerm), uid: int(sys.Uid), gid: int(sys.Gid)}
 }
 
-// startAsUnit runs the role the way its systemd unit does: ExecStart from
-// the unit, its EnvironmentFile (paths moved under root, listeners on
+// startAsUnit runs the role the way its systemd unit does: ExecStart's
+// arguments from the unit (paths moved under root), its EnvironmentFile (paths moved under root, listeners on
 // loopback ports from override), as User/Group with no new privileges and
 // no capabilities, and the StateDirectory systemd would create.
 func startAsUnit(t *testing.T, root string, uid, gid int, unit, config string, override map[string]string) *proc.Proc {
@@ -139,7 +187,8 @@ func startAsUnit(t *testing.T, root string, uid, gid int, unit, config string, o
 	unitText, err := os.ReadFile(filepath.Join(root, "usr/lib/systemd/system", unit+".service"))
 	require.NoError(t, err)
 	require.Contains(t, string(unitText), "User=otelcol-gpu\n")
-	require.Contains(t, string(unitText), "ExecStart=/usr/bin/otelcol-gpu --config "+config+"\n")
+	unitArgs := unitArgs(t, string(unitText))
+	require.Equal(t, []string{"--config", config}, unitArgs[:2])
 	require.Contains(t, string(unitText), "StateDirectory="+unit+"\n")
 	state := filepath.Join(root, "var/lib", unit)
 	require.NoError(t, os.MkdirAll(filepath.Dir(state), 0o755)) // as /var/lib is
@@ -169,11 +218,11 @@ func startAsUnit(t *testing.T, root string, uid, gid int, unit, config string, o
 	for k, v := range override {
 		env = append(env, k+"="+v)
 	}
-	args := []string{
+	args := append([]string{
 		"--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(gid), "--init-groups",
 		"--no-new-privs", "--bounding-set=-all", "--inh-caps=-all",
-		filepath.Join(root, "usr/bin/otelcol-gpu"), "--config", filepath.Join(root, config),
-	}
+		filepath.Join(root, "usr/bin/otelcol-gpu"),
+	}, underRoot(root, unitArgs)...)
 	// Only the unit's environment: a service sees nothing of the shell's.
 	cmdline := append(append([]string{"-i", "PATH=/usr/bin:/bin"}, env...), append([]string{"setpriv"}, args...)...)
 	return proc.StartTest(t, unit, "env", cmdline)

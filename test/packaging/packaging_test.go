@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,13 +51,22 @@ var packaged = []string{
 	"./etc/otelcol-gpu/agent.yaml",
 	"./etc/otelcol-gpu/gateway.yaml",
 	"./etc/otelcol-gpu/usage.yaml",
+	"./etc/otelcol-gpu/query.yaml",
 	"./etc/default/otelcol-gpu-agent",
 	"./etc/default/otelcol-gpu-gateway",
 	"./etc/default/otelcol-gpu-usage",
+	"./etc/default/otelcol-gpu-query",
 	"./usr/lib/systemd/system/otelcol-gpu-agent.service",
 	"./usr/lib/systemd/system/otelcol-gpu-gateway.service",
 	"./usr/lib/systemd/system/otelcol-gpu-usage.service",
+	"./usr/lib/systemd/system/otelcol-gpu-query.service",
+	"./usr/share/otelcol-gpu/store/victoria-metrics.flags",
+	"./usr/share/otelcol-gpu/store/victoria-logs.flags",
 }
+
+// roles are the packaged units: otelcol-gpu-<role>.service runs
+// /etc/otelcol-gpu/<role>.yaml with /etc/default/otelcol-gpu-<role>.
+var roles = []string{"agent", "gateway", "usage", "query"}
 
 func TestDebPackages(t *testing.T) {
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -75,9 +85,10 @@ func TestDebPackages(t *testing.T) {
 			run(t, "dpkg-deb", "-e", deb, filepath.Join(dir, "DEBIAN"))
 			cf, err := os.ReadFile(filepath.Join(dir, "DEBIAN", "conffiles"))
 			require.NoError(t, err)
-			for _, f := range []string{"/etc/otelcol-gpu/agent.yaml", "/etc/otelcol-gpu/gateway.yaml", "/etc/otelcol-gpu/usage.yaml",
-				"/etc/default/otelcol-gpu-agent", "/etc/default/otelcol-gpu-gateway", "/etc/default/otelcol-gpu-usage"} {
-				require.Contains(t, string(cf), f, "config files survive upgrades")
+			for _, role := range roles {
+				for _, f := range []string{"/etc/otelcol-gpu/" + role + ".yaml", "/etc/default/otelcol-gpu-" + role} {
+					require.Contains(t, string(cf), f, "config files survive upgrades")
+				}
 			}
 			postrm, err := os.ReadFile(filepath.Join(dir, "DEBIAN", "postrm"))
 			require.NoError(t, err)
@@ -119,12 +130,13 @@ func TestRpmPackagesBuild(t *testing.T) {
 	}
 }
 
-// The packaged configs validate with the packaged (amd64) binary.
+// The packaged configs validate with the packaged (amd64) binary, run with
+// the arguments of the packaged unit and its environment file.
 func TestPackagedConfigsValidate(t *testing.T) {
 	dir := t.TempDir()
 	run(t, "dpkg-deb", "-x", pkg(t, "otelcol-gpu_*_amd64.deb"), dir)
 	bin := filepath.Join(dir, "usr", "bin", "otelcol-gpu")
-	for _, role := range []string{"agent", "gateway", "usage"} {
+	for _, role := range roles {
 		env := os.Environ()
 		if role == "usage" {
 			// The one setting the operator must make.
@@ -135,11 +147,61 @@ func TestPackagedConfigsValidate(t *testing.T) {
 				env = append(env, line)
 			}
 		}
-		cmd := exec.Command(bin, "validate", "--config", filepath.Join(dir, "etc", "otelcol-gpu", role+".yaml"))
+		args := unitArgs(t, string(must(os.ReadFile(filepath.Join(dir, "usr", "lib", "systemd", "system", "otelcol-gpu-"+role+".service")))))
+		require.Equal(t, []string{"--config", "/etc/otelcol-gpu/" + role + ".yaml"}, args[:2], role)
+		cmd := exec.Command(bin, append([]string{"validate"}, underRoot(dir, args)...)...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s:\n%s", role, out)
 	}
+
+	// The read tier runs no pipeline, which the collector refuses unless
+	// the unit turns the gate on.
+	out, err := exec.Command(bin, "validate", "--config", filepath.Join(dir, "etc", "otelcol-gpu", "query.yaml")).CombinedOutput()
+	require.Error(t, err, "query.yaml without --feature-gates=service.AllowNoPipelines:\n%s", out)
+	require.Contains(t, string(out), "at least one pipeline")
+}
+
+// The read tier runs the gateway's read path, setting for setting, and
+// nothing else: a change to one config's tenant_query block is made to both.
+func TestQueryConfigIsTheGatewaysReadPath(t *testing.T) {
+	root := proc.RepoRoot(t)
+	gateway := decodeAll(t, filepath.Join(root, "config", "gateway.yaml"))[0]
+	query := decodeAll(t, filepath.Join(root, "config", "query.yaml"))[0]
+	require.Equal(t, dig(gateway, "extensions", "tenant_query"), dig(query, "extensions", "tenant_query"))
+	require.Equal(t, dig(gateway, "extensions", "health_check"), dig(query, "extensions", "health_check"))
+	require.Equal(t, dig(gateway, "service", "telemetry"), dig(query, "service", "telemetry"))
+	require.Equal(t, []any{"health_check", "tenant_query"}, dig(query, "service", "extensions"))
+	for _, k := range []string{"receivers", "processors", "exporters", "connectors"} {
+		require.Nil(t, query[k], "no %s in the read tier", k)
+	}
+	require.Nil(t, dig(query, "service", "pipelines"))
+}
+
+// unitArgs are the arguments of a unit's ExecStart after the binary.
+func unitArgs(t *testing.T, unit string) []string {
+	t.Helper()
+	for _, line := range strings.Split(unit, "\n") {
+		if rest, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			f := strings.Fields(rest)
+			require.Equal(t, "/usr/bin/otelcol-gpu", f[0])
+			return f[1:]
+		}
+	}
+	t.Fatalf("no ExecStart in\n%s", unit)
+	return nil
+}
+
+// underRoot moves the absolute paths among args under root.
+func underRoot(root string, args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.HasPrefix(a, "/") {
+			a = filepath.Join(root, a)
+		}
+		out[i] = a
+	}
+	return out
 }
 
 func must(b []byte, err error) []byte {
@@ -158,7 +220,8 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	root := proc.RepoRoot(t)
 	bin := filepath.Join(root, "bin", "otelcol-gpu")
 	dir := t.TempDir()
-	for _, unit := range []string{"otelcol-gpu-agent.service", "otelcol-gpu-gateway.service", "otelcol-gpu-usage.service"} {
+	for _, role := range roles {
+		unit := "otelcol-gpu-" + role + ".service"
 		src := string(must(os.ReadFile(filepath.Join(root, "packaging", "systemd", unit))))
 		for _, want := range []string{"NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
 			"CapabilityBoundingSet=\n", "Restart=on-failure", "StateDirectory=", "User=otelcol-gpu"} {
@@ -199,42 +262,146 @@ func dig(m any, path ...string) any {
 	return m
 }
 
-func TestKubernetesManifests(t *testing.T) {
-	docs := decodeAll(t, filepath.Join(proc.RepoRoot(t), "deploy", "kubernetes", "gateway.yaml"))
+// manifest decodes deploy/kubernetes/<name> into its objects by kind/name.
+func manifest(t *testing.T, name string) map[string]map[string]any {
+	t.Helper()
 	kinds := map[string]map[string]any{}
-	for _, d := range docs {
+	for _, d := range decodeAll(t, filepath.Join(proc.RepoRoot(t), "deploy", "kubernetes", name)) {
 		require.NotEmpty(t, d["apiVersion"])
 		kinds[d["kind"].(string)+"/"+dig(d, "metadata", "name").(string)] = d
 	}
+	return kinds
+}
+
+// firstContainer is a workload's first container.
+func firstContainer(workload map[string]any) map[string]any {
+	return dig(workload, "spec", "template", "spec", "containers").([]any)[0].(map[string]any)
+}
+
+// keys collects the values of key in a list of objects (a container's
+// ports by name, its mounts by mountPath).
+func keys(list any, key string) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range list.([]any) {
+		out[v.(map[string]any)[key].(string)] = true
+	}
+	return out
+}
+
+// secrets are the Secrets a workload's pods mount.
+func secrets(workload map[string]any) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range dig(workload, "spec", "template", "spec", "volumes").([]any) {
+		if s := dig(v, "secret", "secretName"); s != nil {
+			out[s.(string)] = true
+		}
+	}
+	return out
+}
+
+// envValues are a container's literal environment values.
+func envValues(c map[string]any) map[string]string {
+	out := map[string]string{}
+	for _, e := range c["env"].([]any) {
+		if v, ok := e.(map[string]any)["value"].(string); ok {
+			out[e.(map[string]any)["name"].(string)] = v
+		}
+	}
+	return out
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	kinds := manifest(t, "gateway.yaml")
 	sts := kinds["StatefulSet/otelcol-gpu-gateway"]
 	require.NotNil(t, sts)
 	require.NotEmpty(t, dig(sts, "spec", "volumeClaimTemplates"), "a volume per replica for the queues")
-	containers := dig(sts, "spec", "template", "spec", "containers").([]any)
-	c := containers[0].(map[string]any)
+	c := firstContainer(sts)
 	require.NotNil(t, dig(c, "lifecycle", "preStop"), "preStop drain")
-	mounts := map[string]bool{}
-	for _, m := range c["volumeMounts"].([]any) {
-		mounts[m.(map[string]any)["mountPath"].(string)] = true
-	}
-	require.True(t, mounts["/var/lib/otelcol-gpu"])
-	secrets := map[string]bool{}
-	for _, v := range dig(sts, "spec", "template", "spec", "volumes").([]any) {
-		if s := dig(v, "secret", "secretName"); s != nil {
-			secrets[s.(string)] = true
-		}
-	}
-	require.True(t, secrets["otelcol-gpu-credentials"] && secrets["otelcol-gpu-tls"], "credentials and certificates from Secrets")
+	require.True(t, keys(c["volumeMounts"], "mountPath")["/var/lib/otelcol-gpu"])
+	sec := secrets(sts)
+	require.True(t, sec["otelcol-gpu-credentials"] && sec["otelcol-gpu-tls"], "credentials and certificates from Secrets")
 	require.NotNil(t, kinds["Service/otelcol-gpu-gateway"])
-	query := kinds["Service/otelcol-gpu-query"]
-	require.NotNil(t, query, "the customers' read API")
-	require.Equal(t, "ClientIP", dig(query, "spec", "sessionAffinity"), "browser sessions live in one replica")
-	ports := map[string]bool{}
-	for _, p := range c["ports"].([]any) {
-		ports[p.(map[string]any)["name"].(string)] = true
-	}
-	require.True(t, ports["query"], "the read listener is a container port")
 	require.Equal(t, "StatefulSet", dig(kinds["HorizontalPodAutoscaler/otelcol-gpu-gateway"], "spec", "scaleTargetRef", "kind"))
 	require.NotNil(t, kinds["PodDisruptionBudget/otelcol-gpu-gateway"])
+
+	// Ingest only: the read tier is query.yaml's. The gateways' own read
+	// listener is off, as the collector reads their arguments.
+	require.Nil(t, kinds["Service/otelcol-gpu-query"], "the read Service selects the read tier (query.yaml)")
+	require.False(t, keys(c["ports"], "name")["query"], "no read listener in the gateways")
+	extensions := dig(effectiveConfig(t, c), "service", "extensions").([]any)
+	require.Contains(t, extensions, "tenant_auth")
+	require.NotContains(t, extensions, "tenant_query")
+}
+
+// The read tier: its own pods behind the read Service (browser affinity),
+// each tenant's limits divided by a replica count equal to the
+// StatefulSet's, the read records' log on a volume that outlives the pod,
+// and arguments the collector accepts for config/query.yaml.
+func TestKubernetesQueryManifest(t *testing.T) {
+	kinds := manifest(t, "query.yaml")
+	for k := range kinds {
+		require.False(t, strings.HasPrefix(k, "HorizontalPodAutoscaler/"), "limits.replicas is fixed: no autoscaler")
+	}
+	sts := kinds["StatefulSet/otelcol-gpu-query"]
+	require.NotNil(t, sts)
+	svc := kinds["Service/otelcol-gpu-query"]
+	require.NotNil(t, svc, "the customers' read API")
+	require.Equal(t, "ClientIP", dig(svc, "spec", "sessionAffinity"), "browser sessions live in one replica")
+	podLabels := dig(sts, "spec", "template", "metadata", "labels").(map[string]any)
+	for k, v := range dig(svc, "spec", "selector").(map[string]any) {
+		require.Equal(t, v, podLabels[k], "the read Service selects the read tier's pods")
+	}
+	require.NotEmpty(t, dig(sts, "spec", "volumeClaimTemplates"), "the read records' log outlives the pod")
+	require.NotNil(t, kinds["PodDisruptionBudget/otelcol-gpu-query"])
+
+	c := firstContainer(sts)
+	env := envValues(c)
+	require.Equal(t, strconv.Itoa(dig(sts, "spec", "replicas").(int)), env["OTELCOL_GPU_QUERY_REPLICAS"],
+		"each replica enforces its share of the tier's limits: replicas as many as there are")
+	require.Equal(t, "/var/lib/otelcol-gpu", env["OTELCOL_GPU_STATE_DIR"])
+	mounts := keys(c["volumeMounts"], "mountPath")
+	require.True(t, mounts["/var/lib/otelcol-gpu"] && mounts["/etc/otelcol-gpu/query.yaml"])
+	sec := secrets(sts)
+	require.True(t, sec["otelcol-gpu-credentials"] && sec["otelcol-gpu-tls"], "credentials and certificates from Secrets")
+	ports := keys(c["ports"], "name")
+	require.True(t, ports["query"] && ports["health"])
+
+	cfg := effectiveConfig(t, c)
+	require.Equal(t, []any{"health_check", "tenant_query"}, dig(cfg, "service", "extensions"))
+	require.Empty(t, dig(cfg, "service", "pipelines"), "nothing of the data path")
+	require.Equal(t, dig(sts, "spec", "replicas"), dig(cfg, "extensions", "tenant_query", "limits", "replicas"))
+}
+
+// effectiveConfig validates a manifest container's arguments, with its
+// environment, against the repository's config files with the built binary,
+// and returns the configuration the collector resolves from them.
+func effectiveConfig(t *testing.T, c map[string]any) map[string]any {
+	t.Helper()
+	root := proc.RepoRoot(t)
+	var args []string
+	for _, a := range c["args"].([]any) {
+		if s := a.(string); strings.HasPrefix(s, "/etc/otelcol-gpu/") && strings.HasSuffix(s, ".yaml") {
+			args = append(args, filepath.Join(root, "config", filepath.Base(s)))
+		} else {
+			args = append(args, s)
+		}
+	}
+	env := os.Environ()
+	for k, v := range envValues(c) {
+		env = append(env, k+"="+v)
+	}
+	bin := proc.Binary(t)
+	cmd := exec.Command(bin, append([]string{"validate"}, args...)...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "validate %v:\n%s", args, out)
+	cmd = exec.Command(bin, append([]string{"print-config"}, args...)...)
+	cmd.Env = env
+	out, err = cmd.Output()
+	require.NoError(t, err, "print-config %v", args)
+	var cfg map[string]any
+	require.NoError(t, yaml.Unmarshal(out, &cfg), "%s", out)
+	return cfg
 }
 
 // The usage job: exactly one replica, its state on its own volume, the
@@ -246,7 +413,7 @@ func TestKubernetesUsageManifest(t *testing.T) {
 	require.Equal(t, "StatefulSet", sts["kind"])
 	require.Equal(t, 1, dig(sts, "spec", "replicas"), "one usage job per store")
 	require.NotEmpty(t, dig(sts, "spec", "volumeClaimTemplates"), "the cursor survives a reschedule")
-	c := dig(sts, "spec", "template", "spec", "containers").([]any)[0].(map[string]any)
+	c := firstContainer(sts)
 	require.Equal(t, []any{"--config", "/etc/otelcol-gpu/usage.yaml"}, c["args"])
 	env := map[string]any{}
 	for _, e := range c["env"].([]any) {
@@ -254,10 +421,7 @@ func TestKubernetesUsageManifest(t *testing.T) {
 	}
 	require.Equal(t, "otelcol-gpu-billing", dig(env["OTELCOL_GPU_BILLING_URL"], "valueFrom", "secretKeyRef", "name"))
 	require.Equal(t, "/var/lib/otelcol-gpu", dig(env["OTELCOL_GPU_STATE_DIR"], "value"))
-	mounts := map[string]bool{}
-	for _, m := range c["volumeMounts"].([]any) {
-		mounts[m.(map[string]any)["mountPath"].(string)] = true
-	}
+	mounts := keys(c["volumeMounts"], "mountPath")
 	require.True(t, mounts["/var/lib/otelcol-gpu"] && mounts["/etc/otelcol-gpu/usage.yaml"])
 }
 

@@ -4,9 +4,14 @@ package readpath
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +51,7 @@ func testBrowser(t *testing.T, e *env) {
 	_, err := chromedp.Run(ctx, chromedp.Title())
 	require.NoError(t, err)
 	text := func() string {
-		v, err := within(ctx, 20*time.Second, chromedp.Evaluate[string](`document.body.innerText`))
+		v, err := within(ctx, 20*time.Second, chromedp.Evaluate[string](`document.body ? document.body.innerText : ''`))
 		require.NoError(t, err)
 		return v
 	}
@@ -102,7 +107,9 @@ func testBrowser(t *testing.T, e *env) {
 	}
 
 	// The session cookie: HttpOnly (the page's scripts cannot read it),
-	// Secure, SameSite=Strict, and not the key.
+	// Secure, SameSite=Strict, host-only on path / (the __Host- prefix,
+	// which browsers take only so: no sibling host can plant or shadow
+	// it), and not the key.
 	cookies, err := within(ctx, 20*time.Second, func(ctx context.Context, tg *chromedp.Target) ([]*network.Cookie, error) {
 		res, err := cdp.Call(ctx, tg, network.GetCookies, network.GetCookiesParams{})
 		return res.Cookies, err
@@ -110,10 +117,22 @@ func testBrowser(t *testing.T, e *env) {
 	require.NoError(t, err)
 	require.Len(t, cookies, 1)
 	c := cookies[0]
+	require.Equal(t, "__Host-otelcol_gpu_session", c.Name)
 	require.True(t, c.HTTPOnly)
 	require.True(t, c.Secure)
 	require.Equal(t, network.CookieSameSiteStrict, c.SameSite)
+	require.Equal(t, "/", c.Path)
+	readHost, err := url.Parse(e.readURL)
+	require.NoError(t, err)
+	require.Equal(t, readHost.Hostname(), c.Domain, "a host-only cookie")
+	require.False(t, c.Session, "the session lasts ui.session_ttl, not the browser's life")
 	require.NotContains(t, c.Value, e.secrets["acme-key"])
+	setCookie := e.read(request{method: http.MethodPost, target: "/login", form: "key=" + url.QueryEscape(e.secrets["acme-key-2"]), noRedirect: true}).header.Values("Set-Cookie")
+	require.Len(t, setCookie, 1)
+	for _, attr := range []string{"Path=/", "HttpOnly", "Secure", "SameSite=Strict"} {
+		require.Contains(t, setCookie[0], attr)
+	}
+	require.NotContains(t, strings.ToLower(setCookie[0]), "domain=", "no Domain: a __Host- cookie")
 	jsCookies, err := within(ctx, 20*time.Second, chromedp.Evaluate[string](`document.cookie`))
 	require.NoError(t, err)
 	require.Empty(t, jsCookies)
@@ -132,6 +151,229 @@ func testBrowser(t *testing.T, e *env) {
 		require.NoError(t, os.WriteFile(out, png, 0o644))
 		t.Logf("screenshot: %s", out)
 	}
+
+	b := &browser{t: t, ctx: ctx, e: e, do: do, text: text, location: location}
+	b.events()
+	b.crossOriginLogout()
+	b.signOut()
+	b.dashboardNav()
+}
+
+// browser is one logged-in Chromium and the steps testBrowser shares.
+type browser struct {
+	t        *testing.T
+	ctx      context.Context
+	e        *env
+	do       func(step string, steps ...chromedp.Action[chromedp.Void])
+	text     func() string
+	location func() string
+}
+
+// eval runs a script in the page and returns its value.
+func eval[T any](b *browser, js string) T {
+	b.t.Helper()
+	v, err := within(b.ctx, 20*time.Second, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	require.NoError(b.t, err, js)
+	return v
+}
+
+// rowsJS is the text of the events table's rows, one string (cells joined
+// by " | ") a row; null while the table is not shown.
+const rowsJS = `(() => {
+	const s = document.getElementById('records-section');
+	if (!s || s.hidden) return null;
+	return [...document.querySelectorAll('#records tbody tr')].map(tr => [...tr.cells].map(td => td.innerText.replace(/\s+/g, ' ').trim()).join(' | '));
+})()`
+
+// rows is the events table's rows (rowsJS); none while a page loads.
+func (b *browser) rows() []string {
+	v, err := within(b.ctx, 5*time.Second, chromedp.Evaluate[[]string](rowsJS))
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// waitRows waits for the events table to show n records.
+func (b *browser) waitRows(n int) []string {
+	b.t.Helper()
+	var rows []string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if rows = b.rows(); len(rows) == n {
+			return rows
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	b.t.Fatalf("the events table with %d records; it has %q; the page at %s says:\n%s", n, rows, b.location(), b.text())
+	return nil
+}
+
+// events follows the GPU dashboard's XID panel to the events page and
+// checks it shows acme's XID records, and nothing of globex's.
+func (b *browser) events() {
+	t, e := b.t, b.e
+	// The XID panel's description (markdown in a tooltip on its info icon,
+	// shown while the pointer is over the icon) links to the events page.
+	icon := eval[[2]float64](b, `(() => {
+		const panel = [...document.querySelectorAll('.vm-predefined-panel')].find(p => p.querySelector('h3').textContent.startsWith('XID errors'));
+		const icon = panel.querySelector('.vm-predefined-panel-header__info');
+		icon.scrollIntoView({block: 'center'});
+		const r = icon.getBoundingClientRect();
+		return [r.left + r.width / 2, r.top + r.height / 2];
+	})()`)
+	b.do("point at the XID panel's info icon", chromedp.MouseEvent(chromedp.MouseMoved, icon[0], icon[1]), chromedp.WaitVisible(chromedp.CSS(`.vm-tooltip a[href^="/events/"]`)))
+	link := eval[string](b, `document.querySelector('.vm-tooltip a[href^="/events/"]').getAttribute('href')`)
+	require.True(t, strings.HasPrefix(link, "/events/"), link)
+	// vmui closes that tooltip as soon as the pointer leaves the icon, so
+	// no pointer reaches the link: the test goes where it points (the link
+	// on every vmui page is checked in dashboardNav).
+	b.do("follow the XID panel's link", chromedp.Navigate(e.readURL+link), chromedp.WaitVisible(chromedp.ID("records-section")))
+	require.Equal(t, e.readURL+link, b.location())
+
+	rows := b.waitRows(len(xidEvents["acme"]))
+	page := b.text()
+	for _, x := range xidEvents["acme"] {
+		want := []string{x.vm, gpuName(x.gpu), gpuID(x.vm, x.gpu), strconv.Itoa(x.code), x.desc, x.severity()}
+		found := false
+		for _, r := range rows {
+			has := true
+			for _, w := range want {
+				has = has && strings.Contains(r, w)
+			}
+			found = found || has
+		}
+		require.True(t, found, "a row with %q in %q", want, rows)
+	}
+	require.NotContains(t, page, "globex", "another tenant's events on acme's page")
+	require.NotContains(t, page, "Contained ECC error")
+	// The records are customer data: markup in them is shown, not run.
+	require.Contains(t, page, `<img id="xss"`)
+	require.False(t, eval[bool](b, `document.getElementById('xss') !== null`), "markup from a record became an element")
+	require.Equal(t, "acme-vm-1 3\nacme-vm-2 2", eval[string](b,
+		`[...document.querySelectorAll('#by-vm tr')].map(tr => tr.cells[0].innerText + ' ' + tr.cells[1].innerText).join('\n')`))
+
+	// A count is a link to the records it counts.
+	b.do("follow the count of XID 13", chromedp.Click(chromedp.CSS(`#by-xid a.count[href*="xid=13"]`)), chromedp.WaitVisible(chromedp.CSS(".chip")))
+	require.Contains(t, b.location(), "xid=13")
+	rows = b.waitRows(2)
+	for _, r := range rows {
+		require.Contains(t, r, "acme-vm-1")
+		require.Contains(t, r, "Graphics Engine Exception")
+	}
+	require.Equal(t, int64(1), eval[int64](b, `document.querySelectorAll('#by-vm tbody tr').length`))
+	b.do("follow the count of a GPU", chromedp.Click(chromedp.CSS(`#by-gpu a.count`)))
+	require.Eventually(t, func() bool { return strings.Contains(b.location(), "gpu=GPU-acme-vm-1-1") }, 10*time.Second, 100*time.Millisecond)
+	b.waitRows(2)
+	b.do("remove the XID filter", chromedp.Click(chromedp.CSS(`.chip a.remove[href$="gpu=GPU-acme-vm-1-1"]`)))
+	require.Eventually(t, func() bool { return !strings.Contains(b.location(), "xid=") }, 10*time.Second, 100*time.Millisecond)
+	b.waitRows(2) // GPU-acme-vm-1-1 has XID 13 twice and nothing else
+	b.do("follow a VM", chromedp.Navigate(e.readURL+"/events/?start=1h"), chromedp.WaitVisible(chromedp.ID("records-section")))
+	b.waitRows(len(xidEvents["acme"]))
+	b.do("follow the count of acme-vm-2", chromedp.Click(chromedp.CSS(`#by-vm a.count[href*="host=acme-vm-2"]`)))
+	rows = b.waitRows(2)
+	for _, r := range rows {
+		require.Contains(t, r, "acme-vm-2")
+	}
+
+	// Filters from the URL stay values: none names another tenant.
+	for _, hostile := range []string{
+		`acme-vm-1" or tenant_id:* or "`,
+		`x" or host.name:="globex-vm-1`,
+		`") | union (tenant_id:globex`,
+		`acme-vm-1\" or tenant_id:globex or \"`,
+	} {
+		target := e.readURL + "/events/?start=1h&host=" + url.QueryEscape(hostile)
+		b.do("open the page with the filter "+hostile, chromedp.Navigate(target))
+		require.Eventually(t, func() bool {
+			return eval[string](b, `document.getElementById('status').textContent`) != "Loading..."
+		}, 30*time.Second, 250*time.Millisecond)
+		page := b.text()
+		require.Contains(t, page, "No XID errors", "%s: %s", hostile, page)
+		require.Empty(t, b.rows(), hostile)
+		// The filter itself is shown (in its chip); no record or count is.
+		shown := eval[string](b, `document.getElementById('summary').innerText + document.getElementById('records').innerText`)
+		require.NotContains(t, shown, "globex", hostile)
+		require.False(t, eval[bool](b, `!document.getElementById('summary').hidden || !document.getElementById('records-section').hidden`), hostile)
+	}
+
+	// A script on the page asking the events API for globex gets acme's.
+	body := eval[string](b, `fetch('/select/logsql/query?query=*&extra_filters=' + encodeURIComponent('{"tenant_id":"globex"}')).then(r => r.text())`)
+	require.Contains(t, body, "acme-vm-1")
+	require.NotContains(t, body, "globex")
+
+	if out := os.Getenv("READPATH_EVENTS_SCREENSHOT"); out != "" {
+		b.do("open the events page", chromedp.Navigate(e.readURL+"/events/"), chromedp.WaitVisible(chromedp.ID("records-section")))
+		b.waitRows(len(xidEvents["acme"]))
+		png, err := within(b.ctx, 30*time.Second, chromedp.CaptureScreenshot())
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(out, png, 0o644))
+	}
+}
+
+// crossOriginLogout: a page on another origin, or a plain link, cannot
+// sign the customer out (logout is a same-origin POST).
+func (b *browser) crossOriginLogout() {
+	t, e := b.t, b.e
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		switch r.URL.Path {
+		case "/form":
+			fmt.Fprintf(w, `<!DOCTYPE html><title>evil</title><form id="f" method="post" action="%s/logout"><input name="x" value="1"></form>`+
+				`<script>document.getElementById('f').submit()</script>`, e.readURL)
+		case "/link":
+			fmt.Fprintf(w, `<!DOCTYPE html><title>evil</title><a id="go" href="%s/logout">go</a><img src="%s/logout" alt="">`, e.readURL, e.readURL)
+		}
+	}))
+	defer evil.Close()
+	signedIn := func(step string) {
+		t.Helper()
+		b.do(step, chromedp.Navigate(e.readURL+"/events/"), chromedp.WaitVisible(chromedp.ID("records-section")))
+		require.Equal(t, e.readURL+"/events/", b.location(), "%s: still signed in", step)
+		b.waitRows(len(xidEvents["acme"]))
+	}
+	b.do("a page on another origin posts a form to /logout", chromedp.Navigate(evil.URL+"/form"))
+	require.Eventually(t, func() bool { return strings.HasPrefix(b.location(), e.readURL) }, 20*time.Second, 100*time.Millisecond, "the form was submitted")
+	signedIn("after another origin's logout form")
+	b.do("a page on another origin links and embeds /logout", chromedp.Navigate(evil.URL+"/link"), chromedp.Click(chromedp.ID("go")))
+	require.Eventually(t, func() bool { return strings.HasPrefix(b.location(), e.readURL) }, 20*time.Second, 100*time.Millisecond, "the link was followed")
+	signedIn("after another origin's logout link")
+	b.do("open /logout", chromedp.Navigate(e.readURL+"/logout"))
+	signedIn("after a GET of /logout")
+}
+
+// signOut: the events page's own sign-out button ends the session.
+func (b *browser) signOut() {
+	t, e := b.t, b.e
+	b.do("sign out from the events page", chromedp.Navigate(e.readURL+"/events/"), chromedp.WaitVisible(chromedp.ID("records-section")), chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("key")))
+	require.Equal(t, e.readURL+"/login", b.location())
+	require.Equal(t, 401, fetchStatus(t, b.ctx, "/select/logsql/query?query=*"), "no events after signing out")
+	b.do("open the events page signed out", chromedp.Navigate(e.readURL+"/events/?xid=79"), chromedp.WaitVisible(chromedp.ID("key")))
+	require.Equal(t, e.readURL+"/login?next=%2Fevents%2F%3Fxid%3D79", b.location(), "the login page brings the browser back")
+}
+
+// dashboardNav: every vmui page links to the events page, and the link
+// works (vmui itself cannot show a followable link: see b.events).
+func (b *browser) dashboardNav() {
+	t, e := b.t, b.e
+	b.do("sign in as globex", chromedp.SendKeys(chromedp.ID("key"), e.secrets["globex-key"]), chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("records-section")))
+	require.Equal(t, e.readURL+"/events/?xid=79", b.location(), "back to the page asked for before signing in")
+	b.do("open the dashboards", chromedp.Navigate(e.readURL+"/vmui/#/dashboards"), chromedp.WaitVisible(chromedp.ID("root")))
+	require.Eventually(t, func() bool { return strings.Contains(b.text(), "globex-vm-1") }, 60*time.Second, 500*time.Millisecond, "globex's dashboard")
+	_, err := within(b.ctx, 10*time.Second, chromedp.WaitVisible(chromedp.ID("otelcol-gpu-nav-events")))
+	require.NoError(t, err, "vmui's page has no link to the events page: ui.go must serve /vmui/ as vmuiIndexWithNav(index.html, events) (eventsui.go)")
+	b.do("follow the link to the events page", chromedp.Click(chromedp.ID("otelcol-gpu-nav-events")), chromedp.WaitVisible(chromedp.ID("records-section")))
+	require.True(t, strings.HasPrefix(b.location(), e.readURL+"/events/"), b.location())
+	b.waitRows(len(xidEvents["globex"]))
+	page := b.text()
+	require.Contains(t, page, "globex-vm-1")
+	require.NotContains(t, page, "acme")
+
+	// vmui's pages sign out too (the same nav).
+	b.do("back to the dashboard", chromedp.Click(chromedp.ID("to-metrics")), chromedp.WaitVisible(chromedp.ID("otelcol-gpu-nav-signout")))
+	b.do("sign out from vmui", chromedp.Click(chromedp.ID("otelcol-gpu-nav-signout")), chromedp.WaitVisible(chromedp.ID("key")))
+	require.Equal(t, e.readURL+"/login", b.location())
+	require.Equal(t, 401, fetchStatus(t, b.ctx, "/prometheus/api/v1/query?query=hw.power"), "no data after signing out")
 }
 
 func fetchStatus(t *testing.T, ctx context.Context, path string) int {

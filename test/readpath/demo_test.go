@@ -79,16 +79,22 @@ func TestDemoPrintsWorkingReadPath(t *testing.T) {
 		require.Contains(t, string(got), `"tenant_id":"`+tenant+`"`)
 	}
 
-	// The events line, pasted: acme's XID (the demo's VMs each have one
-	// 20 s in), and only acme's.
-	events := regexp.MustCompile(`(?m)^\s+(curl -s '\S+/select/logsql/query' .*)$`).FindStringSubmatch(out)
-	require.NotNil(t, events, "the events line:\n%s", out)
-	var records string
-	require.Eventually(t, func() bool {
-		got, err := exec.Command("bash", "-c", events[1]+" --show-error --fail").Output()
-		records = string(got)
-		return err == nil && strings.Contains(records, `"nvidia.xid.code":"13"`)
-	}, time.Minute, time.Second, "acme's XID through the printed line: %s", records)
-	require.NotContains(t, records, "globex")
-	require.NotContains(t, records, `"nvidia.xid.code":"31"`, "globex's XID")
+	// The events lines, pasted: each tenant's XID (the demo's VMs each
+	// have one 20 s in) through the gateway with its key, and only its own.
+	events := regexp.MustCompile(`(?m)^\s+events \(.*\): (curl --cacert .*)$`).FindAllStringSubmatch(out, -1)
+	require.Len(t, events, 2, "an events line per tenant:\n%s", out)
+	for i, ev := range events {
+		own, other, otherXID := "acme", "globex", `"nvidia.xid.code":"31"`
+		if i == 1 {
+			own, other, otherXID = "globex", "acme", `"nvidia.xid.code":"13"`
+		}
+		var records string
+		require.Eventually(t, func() bool {
+			got, err := exec.Command("bash", "-c", ev[1]+" --silent --show-error --fail").Output()
+			records = string(got)
+			return err == nil && strings.Contains(records, `"tenant_id":"`+own+`"`)
+		}, time.Minute, time.Second, "%s's XID through the printed line: %s", own, records)
+		require.NotContains(t, records, `"tenant_id":"`+other+`"`)
+		require.NotContains(t, records, otherXID, "%s's XID", other)
+	}
 }

@@ -30,11 +30,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vlstore"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vmstore"
 )
 
@@ -52,18 +55,21 @@ var fleets = map[string]struct {
 
 func gpusOf(tenant string) int { return len(fleets[tenant].vms) * fleets[tenant].gpus }
 
-// env is one store, one gateway with tenant_query, and the credentials.
+// env is the two stores (metrics: VictoriaMetrics; events: VictoriaLogs),
+// one gateway with tenant_query, and the credentials.
 type env struct {
-	t       *testing.T
-	root    string
-	dir     string
-	certs   string
-	store   *vmstore.Store
-	gw      *proc.Proc
-	client  *http.Client // trusts the development CA
-	readURL string       // https://127.0.0.1:<query port>
-	otlpURL string       // https://127.0.0.1:<otlp http port>/v1/metrics
-	metrics string       // the gateway's own Prometheus metrics
+	t           *testing.T
+	root        string
+	dir         string
+	certs       string
+	store       *vmstore.Store
+	logs        *vlstore.Store
+	gw          *proc.Proc
+	client      *http.Client // trusts the development CA
+	readURL     string       // https://127.0.0.1:<query port>
+	otlpURL     string       // https://127.0.0.1:<otlp http port>/v1/metrics
+	otlpLogsURL string       // https://127.0.0.1:<otlp http port>/v1/logs
+	metrics     string       // the gateway's own Prometheus metrics
 
 	// secrets by name: "acme-key", "acme-key-2", "globex-key", "acme-token", "globex-token"
 	secrets map[string]string
@@ -94,6 +100,17 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.store.Stop() })
 
+	vlBin, err := vlstore.FindBinary(e.root)
+	require.NoError(t, err)
+	logsLog, err := os.Create(filepath.Join(e.dir, "logstore.log"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = logsLog.Close() })
+	e.logs, err = proc.RetryBind(bindAttempts, t.Logf, func() (*vlstore.Store, error) {
+		return vlstore.Start(context.Background(), vlBin, filepath.Join(e.dir, "logstore-data"), proc.Addr(proc.Port(t)), logsLog)
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.logs.Stop() })
+
 	var creds strings.Builder
 	creds.WriteString("credentials:\n")
 	for _, c := range []struct{ name, tenant, scope string }{
@@ -114,6 +131,7 @@ func newEnv(t *testing.T) *env {
 		health, httpPort, query, metrics := proc.Port(t), proc.Port(t), proc.Port(t), proc.Port(t)
 		e.readURL = "https://" + proc.Addr(query)
 		e.otlpURL = "https://" + proc.Addr(httpPort) + "/v1/metrics"
+		e.otlpLogsURL = "https://" + proc.Addr(httpPort) + "/v1/logs"
 		e.metrics = "http://" + proc.Addr(metrics) + "/metrics"
 		gw := proc.StartTest(t, "gateway", proc.Binary(t), []string{"--config", filepath.Join(e.root, "config", "gateway.yaml")},
 			"OTELCOL_GPU_GRPC_ENDPOINT="+proc.Addr(proc.Port(t)),
@@ -123,6 +141,7 @@ func newEnv(t *testing.T) *env {
 			"OTELCOL_GPU_TLS_KEY_FILE="+filepath.Join(e.certs, devcerts.ServerKeyFile),
 			"OTELCOL_GPU_CREDENTIALS_FILE="+credFile,
 			"OTELCOL_GPU_STORE_URL="+e.store.URL,
+			"OTELCOL_GPU_LOGS_STORE_URL="+e.logs.URL,
 			"OTELCOL_GPU_STATE_DIR="+filepath.Join(e.dir, "gateway-state"),
 			"OTELCOL_GPU_HEALTH_ENDPOINT="+proc.Addr(health),
 			"OTELCOL_GPU_METRICS_PORT="+strconv.Itoa(metrics),
@@ -187,7 +206,13 @@ func (e *env) write(token string, md pmetric.Metrics) int {
 	e.t.Helper()
 	body, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
 	require.NoError(e.t, err)
-	req, err := http.NewRequest(http.MethodPost, e.otlpURL, bytes.NewReader(body))
+	return e.postOTLP(e.otlpURL, token, body)
+}
+
+// postOTLP posts an OTLP protobuf body to the gateway with token.
+func (e *env) postOTLP(target, token string, body []byte) int {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
 	require.NoError(e.t, err)
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -199,12 +224,14 @@ func (e *env) write(token string, md pmetric.Metrics) int {
 }
 
 // seed writes both tenants' fleets (globex's claiming to be acme) and
-// waits until the store has every series.
+// their XID records (seedEvents), and waits until the stores have every
+// series and record.
 func (e *env) seed() {
 	e.t.Helper()
 	e.sent = time.Now().Truncate(time.Second)
 	require.Equal(e.t, http.StatusOK, e.write(e.secrets["acme-token"], fleetMetrics("acme", "", e.sent, 30)))
 	require.Equal(e.t, http.StatusOK, e.write(e.secrets["globex-token"], fleetMetrics("globex", "acme", e.sent, 30)))
+	e.seedEvents()
 	require.Eventually(e.t, func() bool {
 		_ = e.store.Flush(context.Background())
 		for tenant := range fleets {
@@ -223,6 +250,8 @@ type request struct {
 	target string // path and query, byte for byte
 	form   string // POST body
 	header http.Header
+	// noRedirect answers a redirect as it is, instead of following it.
+	noRedirect bool
 }
 
 type answer struct {
@@ -256,7 +285,13 @@ func (e *env) read(r request) answer {
 	for k, v := range r.header {
 		req.Header[k] = v
 	}
-	resp, err := e.client.Do(req)
+	client := e.client
+	if r.noRedirect {
+		c := *e.client
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		client = &c
+	}
+	resp, err := client.Do(req)
 	require.NoError(e.t, err)
 	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(resp.Body)
@@ -318,4 +353,115 @@ func (e *env) storeDirect(method, path string, params url.Values, tenant string)
 	data, err := io.ReadAll(resp.Body)
 	require.NoError(e.t, err)
 	return answer{status: resp.StatusCode, body: data}
+}
+
+// xidEvent is one XID error an agent reports (receiver/nvmlreceiver/xid.go):
+// on GPU gpu of VM vm, ago before the newest metric point.
+type xidEvent struct {
+	vm    string
+	gpu   int
+	code  int
+	fatal bool
+	desc  string
+	ago   time.Duration
+	claim string // a tenant the record claims to be (resource and record attributes)
+}
+
+// xidEvents are each tenant's XID records: counts per VM, GPU and code
+// differ between the tenants, so a count that leaked across shows. One of
+// acme's descriptions is markup (the records are customer data: a page must
+// show it as text), and records of both tenants claim the other tenant.
+var xidEvents = map[string][]xidEvent{
+	"acme": {
+		{vm: "acme-vm-1", gpu: 0, code: 79, fatal: true, desc: "GPU has fallen off the bus", ago: 50 * time.Minute},
+		{vm: "acme-vm-1", gpu: 1, code: 13, desc: "Graphics Engine Exception", ago: 40 * time.Minute},
+		{vm: "acme-vm-1", gpu: 1, code: 13, desc: "Graphics Engine Exception", ago: 30 * time.Minute},
+		{vm: "acme-vm-2", gpu: 0, code: 48, fatal: true, desc: "Double Bit ECC Error", ago: 20 * time.Minute},
+		{vm: "acme-vm-2", gpu: 1, code: 31, desc: xssDescription, ago: 10 * time.Minute, claim: "globex"},
+	},
+	"globex": {
+		{vm: "globex-vm-1", gpu: 0, code: 79, fatal: true, desc: "GPU has fallen off the bus", ago: 45 * time.Minute, claim: "acme"},
+		{vm: "globex-vm-1", gpu: 2, code: 94, desc: "Contained ECC error", ago: 35 * time.Minute, claim: "acme"},
+		{vm: "globex-vm-1", gpu: 2, code: 94, desc: "Contained ECC error", ago: 25 * time.Minute},
+		{vm: "globex-vm-1", gpu: 1, code: 63, desc: "ECC page retirement or row remapping recording event", ago: 15 * time.Minute, claim: "acme"},
+	},
+}
+
+// xssDescription is customer data shaped like markup and like a LogsQL
+// string's end.
+const xssDescription = `GPU memory page fault <img id="xss" src="/x"> " or tenant_id:*`
+
+func gpuID(vm string, gpu int) string          { return fmt.Sprintf("GPU-%s-%d", vm, gpu) }
+func gpuName(gpu int) string                   { return fmt.Sprintf("nvidia%d", gpu) }
+func (x xidEvent) severity() string            { return map[bool]string{true: "FATAL", false: "ERROR"}[x.fatal] }
+func (x xidEvent) at(sent time.Time) time.Time { return sent.Add(-x.ago) }
+
+// xidLogs is what tenant's agents send for its XID events: the records of
+// receiver/nvmlreceiver/xid.go, one resource per VM.
+func xidLogs(tenant string, sent time.Time) plog.Logs {
+	ld := plog.NewLogs()
+	for _, x := range xidEvents[tenant] {
+		rl := ld.ResourceLogs().AppendEmpty()
+		rl.Resource().Attributes().PutStr("host.name", x.vm)
+		if x.claim != "" {
+			rl.Resource().Attributes().PutStr("tenant_id", x.claim)
+			rl.Resource().Attributes().PutStr("tenant.id", x.claim)
+		}
+		sl := rl.ScopeLogs().AppendEmpty()
+		sl.Scope().SetName("github.com/otelcol-gpu/otelcol-gpu/receiver/nvmlreceiver")
+		lr := sl.LogRecords().AppendEmpty()
+		ts := pcommon.NewTimestampFromTime(x.at(sent))
+		lr.SetTimestamp(ts)
+		lr.SetObservedTimestamp(ts)
+		lr.SetEventName("nvidia.gpu.xid")
+		lr.SetSeverityNumber(plog.SeverityNumberError)
+		if x.fatal {
+			lr.SetSeverityNumber(plog.SeverityNumberFatal)
+		}
+		lr.SetSeverityText(x.severity())
+		lr.Body().SetStr(fmt.Sprintf("XID %d on %s (%s): %s", x.code, gpuName(x.gpu), gpuID(x.vm, x.gpu), x.desc))
+		a := lr.Attributes()
+		a.PutStr("hw.id", gpuID(x.vm, x.gpu))
+		a.PutStr("hw.name", gpuName(x.gpu))
+		a.PutInt("nvidia.xid.code", int64(x.code))
+		a.PutStr("nvidia.xid.description", x.desc)
+		if x.claim != "" {
+			a.PutStr("tenant_id", x.claim)
+		}
+	}
+	return ld
+}
+
+// writeLogs sends ld through the gateway's OTLP/HTTP receiver with token.
+func (e *env) writeLogs(token string, ld plog.Logs) int {
+	e.t.Helper()
+	body, err := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
+	require.NoError(e.t, err)
+	return e.postOTLP(e.otlpLogsURL, token, body)
+}
+
+// seedEvents writes both tenants' XID records with their own ingest tokens
+// (some claiming the other tenant) and waits until the event store holds
+// each tenant's, filed under the tenant of the token.
+func (e *env) seedEvents() {
+	e.t.Helper()
+	if e.sent.IsZero() {
+		e.sent = time.Now().Truncate(time.Second)
+	}
+	for tenant := range xidEvents {
+		require.Equal(e.t, http.StatusOK, e.writeLogs(e.secrets[tenant+"-token"], xidLogs(tenant, e.sent)), tenant)
+	}
+	var got map[string]int
+	require.Eventually(e.t, func() bool {
+		got = map[string]int{}
+		recs, err := e.logs.Query(context.Background(), "*", "")
+		if err != nil {
+			return false
+		}
+		for _, r := range recs {
+			got[r["tenant_id"]]++
+		}
+		return got["acme"] == len(xidEvents["acme"]) && got["globex"] == len(xidEvents["globex"])
+	}, 60*time.Second, 250*time.Millisecond, "the event store must hold both tenants' XID records")
+	require.Len(e.t, got, 2, "records under a tenant other than acme and globex: %v", got)
 }

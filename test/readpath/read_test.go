@@ -15,14 +15,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestReadPath runs one store and one gateway for every part: each tenant
-// reading its own data, the attacks, the limits and the browser.
+// TestReadPath runs one store of each kind and one gateway for every part:
+// each tenant reading its own data and events, the attacks, the limits and
+// the browser.
 func TestReadPath(t *testing.T) {
 	e := newEnv(t)
 	e.seed()
 	t.Run("each tenant reads its own series", func(t *testing.T) { testOwnData(t, e) })
 	t.Run("attacks", func(t *testing.T) { testAttacks(t, e) })
+	// Before the events' reads: it checks no globex read was ever refused,
+	// and testOwnEvents reads faster than a tenant's rate (and retries).
 	t.Run("one tenant's heavy queries do not take another's", func(t *testing.T) { testLimits(t, e) })
+	t.Run("each tenant reads its own events", func(t *testing.T) { testOwnEvents(t, e) })
+	t.Run("events attacks", func(t *testing.T) { testEventsAttacks(t, e) })
+	t.Run("events page", func(t *testing.T) { testEventsPageServed(t, e) })
 	t.Run("browser", func(t *testing.T) { testBrowser(t, e) })
 }
 
