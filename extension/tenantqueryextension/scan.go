@@ -38,7 +38,7 @@ type answerScanner struct {
 	stack     [16]scanFrame
 	depth     int // containers open
 	expectKey bool
-	key       []byte // the last key read, up to maxKeyBytes+1 bytes
+	key       keyBuf // the last key read
 	found     bool
 	bad       bool
 	out       answerCounts
@@ -47,9 +47,19 @@ type answerScanner struct {
 	inString, escaped, stringIsKey bool
 	inLiteral                      bool
 	stat                           *int64 // the stat the string or literal is the value of
-	token                          []byte // the key, or the stat's value, so far
+	token                          keyBuf // the key, or the stat's value, so far
 	lastByte                       byte   // for lines: whether the answer ends in a newline
 }
+
+// keyBuf holds a key or a stat's value, up to maxKeyBytes+1 bytes.
+type keyBuf struct {
+	b [maxKeyBytes + 1]byte
+	n int
+}
+
+func (k *keyBuf) bytes() []byte { return k.b[:k.n] }
+
+func (k *keyBuf) add(p []byte) { k.n += copy(k.b[k.n:], p) }
 
 type scanFrame struct {
 	obj   bool
@@ -63,7 +73,7 @@ type scanFrame struct {
 const maxKeyBytes = 32
 
 func newAnswerScanner(ep *endpoint) *answerScanner {
-	sc := &answerScanner{key: make([]byte, 0, maxKeyBytes+1), token: make([]byte, 0, maxKeyBytes+1)}
+	sc := &answerScanner{}
 	switch {
 	case ep.count == "lines":
 		sc.lines = true
@@ -92,14 +102,12 @@ func (sc *answerScanner) feed(b []byte) {
 			i = sc.continueString(b, i)
 			continue
 		}
-		c := b[i]
 		if sc.inLiteral {
-			if !delimiter[c] {
-				sc.capture(b[i : i+1])
+			if i = sc.continueLiteral(b, i); sc.inLiteral {
 				continue
 			}
-			sc.endLiteral()
 		}
+		c := b[i]
 		switch c {
 		case ' ', '\t', '\n', '\r', ':':
 			continue
@@ -123,7 +131,7 @@ func (sc *answerScanner) feed(b []byte) {
 				return
 			}
 			sc.inString, sc.stringIsKey, sc.expectKey = true, true, false
-			sc.token = sc.token[:0]
+			sc.token.n = 0
 			continue
 		}
 		// A value starts here.
@@ -132,14 +140,14 @@ func (sc *answerScanner) feed(b []byte) {
 		}
 		sc.stat = nil
 		if sc.depth == 2 && sc.stack[1].stats {
-			switch string(sc.key) {
+			switch string(sc.key.bytes()) {
 			case "seriesFetched":
 				sc.stat = &sc.out.seriesFetched
 			case "executionTimeMsec":
 				sc.stat = &sc.out.execMS
 			}
 		}
-		sc.token = sc.token[:0]
+		sc.token.n = 0
 		switch c {
 		case '{', '[':
 			if sc.depth == len(sc.stack) {
@@ -147,8 +155,9 @@ func (sc *answerScanner) feed(b []byte) {
 				return
 			}
 			d := sc.depth
-			match := d == 0 || (sc.stack[d-1].match && sc.stack[d-1].obj && d <= len(sc.path) && string(sc.key) == sc.path[d-1])
-			stats := c == '{' && d == 1 && sc.stack[0].obj && string(sc.key) == "stats"
+			key := sc.key.bytes()
+			match := d == 0 || (sc.stack[d-1].match && sc.stack[d-1].obj && d <= len(sc.path) && string(key) == sc.path[d-1])
+			stats := c == '{' && d == 1 && sc.stack[0].obj && string(key) == "stats"
 			sc.stack[d] = scanFrame{obj: c == '{', match: match, stats: stats}
 			sc.depth++
 			sc.expectKey = c == '{'
@@ -159,7 +168,9 @@ func (sc *answerScanner) feed(b []byte) {
 			sc.inString, sc.stringIsKey = true, false
 		default:
 			sc.inLiteral = true
-			sc.capture(b[i : i+1])
+			if i = sc.continueLiteral(b, i); !sc.inLiteral {
+				i-- // the delimiter that ended it is read next
+			}
 		}
 	}
 }
@@ -174,19 +185,23 @@ func (sc *answerScanner) continueString(b []byte, i int) int {
 			i++
 			continue
 		}
-		k := bytes.IndexAny(b[i:], `"\`)
-		if k < 0 {
-			sc.capture(b[i:])
+		// The strings of an answer are short (names, values): a loop
+		// beats bytes.IndexAny's set-up.
+		k := i
+		for k < len(b) && b[k] != '"' && b[k] != '\\' {
+			k++
+		}
+		sc.capture(b[i:k])
+		if k == len(b) {
 			return len(b)
 		}
-		sc.capture(b[i : i+k])
-		i += k
+		i = k
 		if b[i] == '"' {
 			sc.inString = false
 			if sc.stringIsKey {
-				sc.key = append(sc.key[:0], sc.token...)
+				sc.key = sc.token
 			} else if sc.stat != nil { // seriesFetched is a string
-				*sc.stat = parseCount(sc.token)
+				*sc.stat = parseCount(sc.token.bytes())
 			}
 			return i
 		}
@@ -197,19 +212,35 @@ func (sc *answerScanner) continueString(b []byte, i int) int {
 	return i
 }
 
+// continueLiteral reads a literal from b[i] on: to the delimiter after it,
+// whose index it returns, the literal ended; or to the end of b, returning
+// the last index, the literal going on in the next piece.
+func (sc *answerScanner) continueLiteral(b []byte, i int) int {
+	j := i
+	for j < len(b) && !delimiter[b[j]] {
+		j++
+	}
+	if sc.stat != nil {
+		sc.token.add(b[i:j])
+	}
+	if j == len(b) {
+		return j - 1
+	}
+	sc.endLiteral()
+	return j
+}
+
 func (sc *answerScanner) endLiteral() {
 	sc.inLiteral = false
 	if sc.stat != nil {
-		*sc.stat = parseCount(sc.token)
+		*sc.stat = parseCount(sc.token.bytes())
 	}
 }
 
 // capture keeps a key's or a stat's bytes, up to maxKeyBytes+1.
 func (sc *answerScanner) capture(p []byte) {
 	if (sc.stringIsKey && sc.inString) || sc.stat != nil {
-		if room := maxKeyBytes + 1 - len(sc.token); room > 0 {
-			sc.token = append(sc.token, p[:min(room, len(p))]...)
-		}
+		sc.token.add(p)
 	}
 }
 
