@@ -45,7 +45,7 @@ NVMLSIM_CFLAGS := -std=gnu2x -shared -fPIC -O2 -Wall -Wextra -Werror -Wno-deprec
 export CGO_ENABLED := 1
 # go-nvml declares every NVML function, deprecated ones too; their warnings are noise.
 export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
-# The glibc baseline (README: "Supported distributions"): every binary needs
+# The glibc baseline (docs/packaging.md, "Supported distributions"): every binary needs
 # no symbol version newer than GLIBC_2.17, on amd64 and arm64, though linked
 # here against a current glibc. netgo and osusergo drop the cgo resolver and
 # user lookups; the stubs in $(BUILD)/glibc-baseline/<arch> (built by
@@ -286,7 +286,7 @@ $(BIN)/demo: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ ./cmd/demo
 
-# The usage report (CSV of an hour range; README, "Usage and billing").
+# The usage report (CSV of an hour range; docs/billing.md, "A CSV export").
 $(BIN)/usage: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ ./cmd/usage

@@ -438,7 +438,7 @@ func printReadPath(o options, keys []string) {
 		fmt.Printf("      events (XID errors; each VM has one about 20 s in): curl --cacert %s -H 'Authorization: Bearer %s' %s/select/logsql/query --data-urlencode 'query=nvidia.xid.code:*'\n",
 			ca, key, base)
 	}
-	fmt.Printf("    Grafana: Prometheus data source, URL %s, basic auth with any user and the key as password; the same for a VictoriaLogs data source (GPU events) (README: \"Customers reading their data\")\n", base)
+	fmt.Printf("    Grafana: Prometheus data source, URL %s, basic auth with any user and the key as password; the same for a VictoriaLogs data source (GPU events) (docs/read-path.md, \"Grafana\")\n", base)
 }
 
 // summary prints, per tenant, what the store holds: series, GPUs seen and

@@ -1,7 +1,7 @@
 // Package usage computes the billable usage of each tenant, per hour, from
 // the store after deduplication (the source of truth for what was stored)
 // and from the read path's query records in the event store: the meters of
-// ../../README.md, "Usage and billing". The tenant_usage receiver runs it on
+// ../../docs/billing.md, "Meters". The tenant_usage receiver runs it on
 // a schedule and cmd/usage prints it as CSV; both get the same records, with
 // the same ids, from the same data.
 package usage

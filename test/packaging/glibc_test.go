@@ -22,7 +22,7 @@ import (
 )
 
 // baseline is the newest glibc symbol version a shipped binary may need:
-// arm64's first glibc, older than every distribution in the README's list.
+// arm64's first glibc, older than every distribution in docs/packaging.md's list.
 var baseline = [2]int{2, 17}
 
 // glibcVersion parses "GLIBC_2.34" (false for other version names).

@@ -28,9 +28,9 @@ import (
 )
 
 // The class of bug that `systemd-analyze verify` cannot see: a unit that is
-// well-formed but whose user cannot read what the README tells the operator
+// well-formed but whose user cannot read what docs/packaging.md tells the operator
 // to put where. The .deb is unpacked into a root of its own, the operator's
-// files placed and owned as the README says, and each role started as the
+// files placed and owned as docs/packaging.md says, and each role started as the
 // unit's user and group, with the unit's environment file and the part of
 // its sandbox that runs without systemd (no new privileges, no
 // capabilities, the StateDirectory systemd would create). Paths in the
@@ -65,7 +65,7 @@ func TestInstalledPackageServesAsTheUnitsUser(t *testing.T) {
 	require.Equal(t, os.ModeDir|0o750, st.mode, "/etc/otelcol-gpu/tls")
 	require.Equal(t, [2]int{0, gid}, [2]int{st.uid, st.gid}, "/etc/otelcol-gpu/tls is root:otelcol-gpu")
 
-	// The operator's files, owned as the README's table says.
+	// The operator's files, owned as docs/packaging.md's table says.
 	certs := t.TempDir()
 	require.NoError(t, devcerts.Write(devcerts.Options{Dir: certs}))
 	place := func(src, dst string, mode os.FileMode, owner int) {

@@ -4,7 +4,7 @@
 //
 // It exists so that nothing in the build depends on openssl being installed.
 // The keys it writes are for loopback use only: production deployments bring
-// certificates from their own PKI (see README.md, "Deploying the gateway").
+// certificates from their own PKI (see docs/gateway.md).
 package devcerts
 
 import (
