@@ -10,8 +10,8 @@ import (
 )
 
 // Request bodies of more than one part are built in buffers from
-// internal/bufpool: a fresh buffer per request was 14-16% of everything the
-// gateway allocated (and, for a queue on disk, read into untouched pages).
+// internal/bufpool: a fresh buffer per request is 14-16% of everything the
+// gateway allocates (and, for a queue on disk, is read into untouched pages).
 var bodies = bufpool.Large
 
 // body is one request's payload. A pooled one goes back to the pool once

@@ -164,7 +164,7 @@ func (h *holding) ConsumeMetrics(_ context.Context, md pmetric.Metrics) error {
 // A call whose data the pipeline is done with (its parts are bytes in a
 // queue, waiting for their sync) must not keep the decoded request alive
 // through the gateway's own bookkeeping: with the queue on disk every call
-// waits so, and the decoded requests of all of them were marked by the
+// waits so, and the decoded requests of all of them would be marked by the
 // collector at every cycle. The same calls are held twice, once with the
 // pipeline holding their data (the decoded size) and once without.
 func TestAWaitingCallDoesNotHoldItsDecodedRequest(t *testing.T) {

@@ -28,8 +28,8 @@ func scanAnswer(ep *endpoint, body []byte) answerCounts {
 // elements of data.result for queries, of data for the rest, the records
 // (lines) of an events query, the values or hits of the other events
 // endpoints, and the stats. It keeps nothing of the answer but the last
-// key (encoding/json took ~130 us for a dashboard panel's answer, and would
-// need the answer whole). It assumes well-formed JSON (the store's answer)
+// key (encoding/json takes ~130 us for a dashboard panel's answer, and needs
+// the answer whole). It assumes well-formed JSON (the store's answer)
 // and only tracks nesting, strings and keys.
 type answerScanner struct {
 	lines bool     // count lines, not elements
