@@ -618,6 +618,9 @@ func (d *device) collectErrors(now pcommon.Timestamp, xids xidInterval, f *field
 				if d.health.havePrevUnc && n > d.health.prevUncorr {
 					d.health.newUncorrected = true
 				}
+				if d.health.havePrevUnc && n < d.health.prevUncorr {
+					d.health.eccWentBack = true
+				}
 				d.health.prevUncorr, d.health.havePrevUnc = n, true
 			}
 		}
@@ -653,10 +656,10 @@ func (d *device) collectECC(now pcommon.Timestamp, f *fieldRead) {
 func (d *device) collectMisc() {
 	h := d.handle()
 	on := &d.drv.enabled
-	d.health.remapBad = false
+	d.health.remapPending, d.health.remapFailed = false, false
 	if (on[mRemappedRows] || on[mStatus]) && d.can("nvmlDeviceGetRemappedRows", "") {
 		if corr, unc, pending, failed, ret := h.GetRemappedRows(); d.ok("nvmlDeviceGetRemappedRows", "", ret) {
-			d.health.remapBad = pending || failed
+			d.health.remapPending, d.health.remapFailed = pending, failed
 			d.emitInt(mRemappedRows, d.ent, int64(corr), 0, str("nvidia.gpu.remap.cause", "correctable"))
 			d.emitInt(mRemappedRows, d.ent, int64(unc), 0, str("nvidia.gpu.remap.cause", "uncorrectable"))
 			d.emitInt(mRemapState, d.ent, int64(b2f(pending)), 0, str("nvidia.gpu.remap.state", "pending"))

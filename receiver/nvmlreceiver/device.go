@@ -47,6 +47,19 @@ type device struct {
 	jobs      chan job
 	busy      atomic.Bool
 	hungSince atomic.Int64
+	// silentRuns counts the scrapes in a row in which the GPU answered
+	// nothing (its worker, on all-error answers; the scrape, on no answer);
+	// verdict is the verdict last reported (status.go). Atomic: a hung
+	// GPU's worker and the scrape both write them.
+	silentRuns atomic.Int32
+	verdict    atomic.Pointer[verdict]
+	// decided is the verdict of the last collect (hasVerdict: there is
+	// one), and changes the verdict changes of this scrape, owned like buf;
+	// standFor is the GPU a scrape's stand-in reports for.
+	decided    verdict
+	hasVerdict bool
+	changes    []healthChange
+	standFor   *device
 
 	// onlyMIG, when set, are the MIG instances the config selects on this
 	// GPU (by UUID); the others are not reported. Read-only.
@@ -150,6 +163,7 @@ func (d *device) can(fn, variant string) bool {
 // remembered (and logged once at debug), a lost GPU is marked lost, other
 // errors are counted.
 func (d *device) ok(fn, variant string, ret nvml.Return) bool {
+	d.health.countReturn(ret)
 	switch ret {
 	case nvml.SUCCESS:
 		return true
@@ -195,12 +209,16 @@ func (d *device) tryRecover(now pcommon.Timestamp) bool {
 	// What a reset invalidates: every subsystem starts over, and what
 	// the GPU refused before is asked again.
 	d.health = healthState{}
+	d.silentRuns.Store(0)
 	d.calls = newCallMemo()
 	d.util = newUtilCursors()
 	d.procs = processCursor{}
 	d.nvlink = nvlinkState{}
 	d.pcie = pcieCounters{}
 	d.limits = limitState{}
+	if d.gpm != nil && d.gpm.supported {
+		d.gpm.pair.free()
+	}
 	d.gpm = nil
 	for _, g := range d.gis {
 		g.gpm.free()
@@ -247,8 +265,9 @@ func (d *device) resetBuffers() {
 // collect reads everything enabled from the GPU into d.buf.
 func (d *device) collect(now pcommon.Timestamp) {
 	d.resetBuffers()
+	d.hasVerdict = false
 	if d.health.lost && !d.tryRecover(now) {
-		d.emitStatus(stateFailed)
+		d.report(d.decide(xidInterval{}))
 		return
 	}
 	xids := d.xid.take()
@@ -258,6 +277,7 @@ func (d *device) collect(now pcommon.Timestamp) {
 		links = d.activeLinks(d.handle())
 	}
 	f := d.readFields(d.handle(), links)
+	d.readRecoveryAction(&f)
 	d.collectUtilization()
 	d.collectMemory(d.handle(), d.ent, "")
 	d.collectPower(now, &f)
@@ -272,5 +292,5 @@ func (d *device) collect(now pcommon.Timestamp) {
 	d.collectGPM()
 	d.collectMIG()
 	d.collectProcesses()
-	d.emitStatus(d.state(xids))
+	d.report(d.decide(xids))
 }

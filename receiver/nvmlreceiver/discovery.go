@@ -30,14 +30,15 @@ type discovery struct {
 }
 
 // enumerate lists the GPUs NVML counts and the config selects, opening the
-// ones whose index is not in known. prev carries the GPUs that failed
-// before, so one that still fails keeps its series' start. It makes NVML
-// calls only, so it may run outside the scrape.
-func (s *session) enumerate(now pcommon.Timestamp, known map[int]bool, prev map[int]*pendingGPU) discovery {
-	if !s.has("nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetUUID") {
+// ones whose index is not in known, under the initialisation drv. prev
+// carries the GPUs that failed before, so one that still fails keeps its
+// series' start. It reads only drv and the config, so it may run outside
+// the scrape.
+func (s *session) enumerate(drv *driver, now pcommon.Timestamp, known map[int]bool, prev map[int]*pendingGPU) discovery {
+	if !drv.has("nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetUUID") {
 		return discovery{err: fmt.Errorf("the NVML library lacks device enumeration")}
 	}
-	n, ret := s.lib.DeviceGetCount()
+	n, ret := drv.lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
 		return discovery{err: fmt.Errorf("nvmlDeviceGetCount: %s", returnName(ret))}
 	}
@@ -68,17 +69,17 @@ func (s *session) enumerate(now pcommon.Timestamp, known map[int]bool, prev map[
 			p.ent = &entity{hwID: id, hwName: "nvidia" + idx}
 			out.pending = append(out.pending, p)
 		}
-		h, ret := s.lib.DeviceGetHandleByIndex(i)
+		h, ret := drv.lib.DeviceGetHandleByIndex(i)
 		if ret != nvml.SUCCESS {
-			s.tel.nvmlError("nvmlDeviceGetHandleByIndex", ret)
+			drv.tel.nvmlError("nvmlDeviceGetHandleByIndex", ret)
 			failed("nvmlDeviceGetHandleByIndex: "+returnName(ret), "")
 			continue
 		}
 		uuid, ret := h.GetUUID()
 		if ret != nvml.SUCCESS {
-			s.tel.nvmlError("nvmlDeviceGetUUID", ret)
+			drv.tel.nvmlError("nvmlDeviceGetUUID", ret)
 			busID := ""
-			if s.has("nvmlDeviceGetPciInfo") {
+			if drv.has("nvmlDeviceGetPciInfo") {
 				if pci, ret := h.GetPciInfo(); ret == nvml.SUCCESS {
 					busID = pciBusID(pci)
 				}
@@ -90,23 +91,23 @@ func (s *session) enumerate(now pcommon.Timestamp, known map[int]bool, prev map[
 		if len(want) > 0 && !want[idx] && !want[uuid] {
 			// A MIG instance's UUID selects its parent GPU and, of its
 			// instances, the ones listed.
-			if onlyMIG = s.selectedMIGs(h, want); len(onlyMIG) == 0 {
+			if onlyMIG = drv.selectedMIGs(h, want); len(onlyMIG) == 0 {
 				continue
 			}
 		}
-		d := newDevice(&s.driver, i, h, uuid, now)
+		d := newDevice(drv, i, h, uuid, now)
 		d.onlyMIG = onlyMIG
 		out.devices = append(out.devices, d)
 	}
 	if len(want) > 0 && len(known) == 0 && len(out.devices) == 0 && len(out.pending) == 0 {
-		s.logger.Warn("none of the configured devices exist", zap.Strings("devices", s.cfg.Devices), zap.Int("gpus", n))
+		drv.logger.Warn("none of the configured devices exist", zap.Strings("devices", s.cfg.Devices), zap.Int("gpus", n))
 	}
 	return out
 }
 
 // selectedMIGs lists the MIG instances of GPU h whose UUIDs devices names.
-func (s *session) selectedMIGs(h nvml.Device, want map[string]bool) map[string]bool {
-	if !s.has("nvmlDeviceGetMigMode", "nvmlDeviceGetMaxMigDeviceCount", "nvmlDeviceGetMigDeviceHandleByIndex") {
+func (d *driver) selectedMIGs(h nvml.Device, want map[string]bool) map[string]bool {
+	if !d.has("nvmlDeviceGetMigMode", "nvmlDeviceGetMaxMigDeviceCount", "nvmlDeviceGetMigDeviceHandleByIndex") {
 		return nil
 	}
 	if mode, _, ret := h.GetMigMode(); ret != nvml.SUCCESS || mode != nvml.DEVICE_MIG_ENABLE {
@@ -152,7 +153,8 @@ func (s *session) setPending(pending []*pendingGPU) {
 // startDiscovery enumerates the GPUs again every rediscover_interval: GPUs
 // added to the VM, and the ones that could not be opened. It runs beside
 // the scrape (a hung driver must not stop the scrape from reporting), one
-// at a time; mergeDiscovery takes its result at a later scrape.
+// at a time; mergeDiscovery takes its result at a later scrape. Its NVML
+// calls count as the initialisation's (NVML is not shut down under them).
 func (s *session) startDiscovery(at time.Time, now pcommon.Timestamp) {
 	if s.discovering || at.Sub(s.lastDiscovery) < s.cfg.RediscoverInterval {
 		return
@@ -166,8 +168,8 @@ func (s *session) startDiscovery(at time.Time, now pcommon.Timestamp) {
 	for _, p := range s.pending {
 		prev[p.index] = p
 	}
-	results := s.discoveries
-	go func() { results <- s.enumerate(now, known, prev) }()
+	results, ref := s.discoveries, s.ref
+	ref.goCall(func() { results <- s.enumerate(ref.drv, now, known, prev) })
 }
 
 // mergeDiscovery takes a finished enumeration's result, if there is one:
@@ -186,7 +188,7 @@ func (s *session) mergeDiscovery() {
 	}
 	for _, d := range r.devices {
 		s.devices = append(s.devices, d)
-		go d.run()
+		s.ref.goCall(d.run)
 		s.logger.Info("GPU found", zap.Int("index", d.index), zap.String("hw.id", d.ent.hwID), zap.String("hw.name", d.ent.hwName))
 	}
 	sort.Slice(s.devices, func(i, j int) bool { return s.devices[i].index < s.devices[j].index })

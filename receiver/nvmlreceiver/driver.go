@@ -7,10 +7,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// driver is what every GPU of a session shares and only reads: the library,
-// the functions the installed driver has, its versions, which metrics are
-// on, and where to log and count. The session embeds it; devices hold a
-// pointer to it and nothing else of the session.
+// driver is what every GPU of one NVML initialisation shares and only
+// reads: the library, the functions the installed driver has, its
+// versions, which metrics are on, and where to log and count. Each
+// initialisation has its own, which its devices point to; the session
+// embeds a copy for its own use, under its scrapeMu.
 type driver struct {
 	lib     nvml.Interface
 	logger  *zap.Logger
@@ -22,8 +23,10 @@ type driver struct {
 	// listed again: rediscover_interval.
 	relistEvery time.Duration
 
-	// Written by init (under the session's scrapeMu) before any worker or
-	// the watcher starts; read-only afterwards.
+	// What the initialisation found, written by it before any worker or
+	// the watcher starts and never after. A worker of an earlier
+	// initialisation whose call returns late (a release came while it was
+	// hung) goes on reading its own while NVML is initialised again.
 	symbols       map[string]bool
 	driverVersion string
 	cudaVersion   string

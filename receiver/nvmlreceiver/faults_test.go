@@ -206,13 +206,16 @@ func TestFaultHungCallIsBoundedAndDoesNotPileUp(t *testing.T) {
 	require.Less(t, time.Since(start), time.Second, "a scrape is bounded by call_timeout")
 	require.Empty(t, points(md, "nvidia.gpu.info", map[string]any{"hw.id": fixedUUID(1)}), "the hung GPU is left out")
 	require.Len(t, points(md, "nvidia.gpu.info", nil), 7, "the others report")
-	requireFailedStatus(t, md, fixedUUID(1))
+	state, _ := statusOf(t, md, fixedUUID(1))
+	require.Equal(t, "ok", state, "one scrape over call_timeout is not a failure")
 
 	goroutines := runtime.NumGoroutine()
 	for i := 0; i < 5; i++ {
 		md = h.scrape(t)
 		require.Len(t, points(md, "nvidia.gpu.info", nil), 7)
-		requireFailedStatus(t, md, fixedUUID(1)) // on every scrape, while its call hangs
+		requireFailedStatus(t, md, fixedUUID(1)) // from the second scrape, on every scrape while its call hangs
+		_, reason := statusOf(t, md, fixedUUID(1))
+		require.Equal(t, "unanswered", reason)
 	}
 	require.LessOrEqual(t, runtime.NumGoroutine(), goroutines+1, "no goroutine per scrape piles up behind the hung call")
 	require.Len(t, entered, 1, "the hung GPU is not asked again while its call is in flight")
@@ -226,6 +229,28 @@ func TestFaultHungCallIsBoundedAndDoesNotPileUp(t *testing.T) {
 	ok := points(md, "hw.status", map[string]any{"hw.id": fixedUUID(1), "hw.state": "ok"})
 	require.Len(t, ok, 1)
 	require.Equal(t, int64(1), ok[0].IntValue())
+	closed := points(md, "hw.status", map[string]any{"hw.id": fixedUUID(1), "hw.state": "failed", "nvidia.gpu.health.reason": "unanswered"})
+	require.Len(t, closed, 1, "the failed verdict's series is closed with a 0")
+	require.Equal(t, int64(0), closed[0].IntValue())
+}
+
+// statusOf is a GPU's hw.status verdict: the state whose point is 1, and
+// its reason ("none" without one).
+func statusOf(t *testing.T, md pmetric.Metrics, uuid string) (state, reason string) {
+	t.Helper()
+	for _, p := range points(md, "hw.status", map[string]any{"hw.id": uuid}) {
+		if p.IntValue() != 1 {
+			continue
+		}
+		require.Empty(t, state, "one current state")
+		st, _ := p.Attributes().Get("hw.state")
+		state, reason = st.Str(), "none"
+		if r, ok := p.Attributes().Get("nvidia.gpu.health.reason"); ok {
+			reason = r.Str()
+		}
+	}
+	require.NotEmpty(t, state, "hw.status of %s", uuid)
+	return state, reason
 }
 
 // requireFailedStatus checks a GPU's hw.status says failed, and only that.
@@ -243,8 +268,8 @@ func requireFailedStatus(t *testing.T, md pmetric.Metrics, uuid string) {
 }
 
 // A hang of the whole driver (a lock held through a GSP timeout) silences
-// every worker at once: each GPU is still reported, failed, on every
-// scrape, under its own identity.
+// every worker at once: each GPU is still reported on every scrape, under
+// its own identity, failed from the second silent scrape.
 func TestFaultWholeDriverHangStillReportsEveryGPU(t *testing.T) {
 	f := newH100Fleet()
 	release := make(chan struct{})
@@ -258,11 +283,16 @@ func TestFaultWholeDriverHangStillReportsEveryGPU(t *testing.T) {
 	cfg.CallTimeout = 50 * time.Millisecond
 	h := startHarness(t, f, cfg)
 	defer close(release)
-	for range 3 {
+	for n := range 3 {
 		md := h.scrape(t)
 		require.Len(t, points(md, "hw.status", nil), 8*3, "every GPU's status, and nothing else")
 		require.Equal(t, 1, md.MetricCount())
 		for i := range 8 {
+			if n == 0 {
+				state, _ := statusOf(t, md, fixedUUID(i))
+				require.Equal(t, "ok", state, "not failed after one silent scrape")
+				continue
+			}
 			requireFailedStatus(t, md, fixedUUID(i))
 			require.Len(t, points(md, "hw.status", map[string]any{"hw.id": fixedUUID(i), "hw.name": fmt.Sprintf("nvidia%d", i), "hw.state": "failed"}), 1)
 		}
@@ -335,10 +365,16 @@ func TestFaultXIDCountsAndStatus(t *testing.T) {
 	require.True(t, degraded, "XID 48 degrades the GPU in the interval it is counted in")
 	require.True(t, failed, "XID 79 fails the GPU in the interval it is counted in")
 	require.InDelta(t, 1, state(0, "ok"), 0)
-	// The interval has passed: status recovers, the count stays.
-	md = h.scrape(t)
-	require.InDelta(t, 1, value(points(md, "hw.status", map[string]any{"hw.id": fixedUUID(3), "hw.state": "ok"})[0]), 0)
-	require.Len(t, points(md, "hw.errors", map[string]any{"hw.id": fixedUUID(3), "nvidia.xid.code": int64(48)}), 1)
+	// The interval has passed: the verdicts hold (nothing reset the GPUs),
+	// the counts stay.
+	for range 3 {
+		md = h.scrape(t)
+		st, reason := statusOf(t, md, fixedUUID(3))
+		require.Equal(t, [2]string{"degraded", "xid_48"}, [2]string{st, reason})
+		st, reason = statusOf(t, md, fixedUUID(5))
+		require.Equal(t, [2]string{"failed", "xid_79"}, [2]string{st, reason})
+		require.Len(t, points(md, "hw.errors", map[string]any{"hw.id": fixedUUID(3), "nvidia.xid.code": int64(48)}), 1)
+	}
 }
 
 func TestFaultEveryCaseKeepsTheSessionUsable(t *testing.T) {

@@ -32,7 +32,22 @@ type fieldRead struct {
 
 const fieldsFn = "nvmlDeviceGetFieldValues"
 
-func fieldVariant(id uint32) string { return "field:" + strconv.FormatUint(uint64(id), 10) }
+// fieldVariant names a field in the call memory. The names of nvml.h's
+// field ids (under 512) are made once: the scrape asks for each field's
+// name every time.
+func fieldVariant(id uint32) string {
+	if int(id) < len(fieldVariants) {
+		return fieldVariants[id]
+	}
+	return "field:" + strconv.FormatUint(uint64(id), 10)
+}
+
+var fieldVariants = func() (v [512]string) {
+	for i := range v {
+		v[i] = "field:" + strconv.Itoa(i)
+	}
+	return v
+}()
 
 // Violation policies as fields, in violationPolicies' order.
 var violationFields = []uint32{
@@ -99,6 +114,9 @@ func (d *device) wantFields(links []int) []nvml.FieldValue {
 	if on[mPCIeThroughput] {
 		add(nvml.FI_DEV_PCIE_COUNT_TX_BYTES, 0)
 		add(nvml.FI_DEV_PCIE_COUNT_RX_BYTES, 0)
+	}
+	if on[mStatus] {
+		add(nvml.FI_DEV_GET_GPU_RECOVERY_ACTION, 0)
 	}
 	if on[mErrors] || on[mStatus] {
 		for _, id := range eccFields {
@@ -173,4 +191,12 @@ func (r *fieldRead) scoped(id, scope uint32) (float64, bool) {
 	}
 	v, ok := r.vals[fieldKey{id, scope}]
 	return v, ok
+}
+
+// readRecoveryAction takes the driver's GPU recovery action
+// (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION: none, GPU reset, node reboot, drain
+// P2P, drain and reset) from the scrape's field values, for the verdict.
+func (d *device) readRecoveryAction(f *fieldRead) {
+	v, ok := f.field(nvml.FI_DEV_GET_GPU_RECOVERY_ACTION)
+	d.health.action, d.health.haveAction = uint64(v), ok
 }

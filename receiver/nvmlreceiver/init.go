@@ -12,19 +12,24 @@ import (
 )
 
 // initResult is what one initialisation found: NVML's answer, and on
-// success the GPUs.
+// success the driver and the GPUs.
 type initResult struct {
 	ret   nvml.Return
+	drv   *driver
 	found discovery
 }
 
 // Start begins initialising NVML and waits for it at most call_timeout: a
 // driver whose nvmlInit hangs must not stop the collector from starting.
 // Failing or unfinished, the receiver still starts; the scrape loop takes
-// the result, or tries again every init_retry_interval.
+// the result, or tries again every init_retry_interval. While the release
+// file exists NVML is not initialised at all.
 func (s *session) Start(context.Context, component.Host) error {
 	s.scrapeMu.Lock()
 	defer s.scrapeMu.Unlock()
+	if s.releaseRequested() {
+		return nil
+	}
 	s.ensureInit(time.Now())
 	if s.initDone != nil {
 		select {
@@ -64,31 +69,33 @@ func (s *session) ensureInit(now time.Time) bool {
 	done := make(chan initResult, 1)
 	s.initDone = done
 	start := pcommon.NewTimestampFromTime(now)
-	go func() { done <- s.initialise(start) }()
+	drv := s.driver
+	drv.symbols, drv.driverVersion, drv.cudaVersion = nil, "", ""
+	go func() { done <- s.initialise(&drv, start) }()
 	return false
 }
 
 // initialise runs nvmlInit and finds the GPUs. It runs on its own
-// goroutine, before any worker or watcher exists, so it may write the
-// driver's read-only fields.
-func (s *session) initialise(now pcommon.Timestamp) initResult {
-	if ret := s.lib.Init(); ret != nvml.SUCCESS {
+// goroutine and fills drv, its own until it returns: no worker or watcher
+// reads it before.
+func (s *session) initialise(drv *driver, now pcommon.Timestamp) initResult {
+	if ret := drv.lib.Init(); ret != nvml.SUCCESS {
 		return initResult{ret: ret}
 	}
-	s.lookupSymbols()
-	if v, ret := s.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
-		s.driverVersion = v
+	drv.lookupSymbols()
+	if v, ret := drv.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
+		drv.driverVersion = v
 	}
-	if s.has("nvmlSystemGetCudaDriverVersion") {
-		if v, ret := s.lib.SystemGetCudaDriverVersion(); ret == nvml.SUCCESS {
-			s.cudaVersion = fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
+	if drv.has("nvmlSystemGetCudaDriverVersion") {
+		if v, ret := drv.lib.SystemGetCudaDriverVersion(); ret == nvml.SUCCESS {
+			drv.cudaVersion = fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
 		}
 	}
-	found := s.enumerate(now, nil, nil)
+	found := s.enumerate(drv, now, nil, nil)
 	if found.err != nil {
-		_ = s.lib.Shutdown()
+		_ = drv.lib.Shutdown()
 	}
-	return initResult{ret: nvml.SUCCESS, found: found}
+	return initResult{ret: nvml.SUCCESS, drv: drv, found: found}
 }
 
 // applyInit takes an initialisation's result: the workers start, or the
@@ -112,14 +119,17 @@ func (s *session) applyInit(r initResult, now time.Time) bool {
 		s.logger.Warn("cannot list GPUs; retrying", zap.Error(r.found.err))
 		return false
 	}
+	s.ref = &nvmlRef{drv: r.drv}
+	s.symbols, s.driverVersion, s.cudaVersion = r.drv.symbols, r.drv.driverVersion, r.drv.cudaVersion
 	s.devices = r.found.devices
 	s.initialized = true
 	s.lastDiscovery = now
+	s.discovering = false
 	s.discoveries = make(chan discovery, 1)
 	uuids := make([]string, len(s.devices))
 	for i, d := range s.devices {
 		uuids[i] = d.ent.hwID
-		go d.run()
+		s.ref.goCall(d.run)
 	}
 	s.logger.Info("initialised", zap.String("driver_version", s.driverVersion),
 		zap.String("cuda_driver_version", s.cudaVersion), zap.Strings("gpus", uuids))
@@ -129,45 +139,30 @@ func (s *session) applyInit(r initResult, now time.Time) bool {
 }
 
 // Shutdown stops the watcher and the workers and closes NVML, waiting for
-// each at most call_timeout: a hung event wait, a slow logs pipeline or a
-// hung nvmlShutdown delays it, never blocks it. NVML stays open when a
-// call is still inside it (closing the library under it could crash).
+// all of it at most call_timeout: a hung event wait, a slow logs pipeline
+// or a hung nvmlShutdown delays it, never blocks it. NVML is not closed
+// under a call still inside it (closing the library under it could crash):
+// it is closed when that call returns (release.go).
 func (s *session) Shutdown(context.Context) error {
 	s.scrapeMu.Lock()
 	defer s.scrapeMu.Unlock()
 	s.closed = true
-	bound := s.cfg.callTimeout()
-	if !s.initialized {
-		if done := s.initDone; done != nil {
-			// An initialisation in flight: if it succeeds after all,
-			// close what it opened.
-			go func() {
-				if r := <-done; r.ret == nvml.SUCCESS && r.found.err == nil {
-					_ = s.lib.Shutdown()
-				}
-			}()
+	deadline := time.Now().Add(s.cfg.callTimeout())
+	// An initialisation in flight: if it succeeds after all, what it
+	// opened is closed.
+	s.abandonInit()
+	if s.initialized {
+		switch out, ret := s.letGo(deadline); out {
+		case letGoShutdown:
+			if ret != nvml.SUCCESS {
+				s.logger.Debug("shutdown", zap.String("code", returnName(ret)))
+			}
+		case letGoCallsOut:
+			s.logger.Warn("leaving NVML open at shutdown: a call on a GPU, or the XID watcher, has not returned; NVML is closed when it does")
+		case letGoShutdownHung:
+			s.logger.Warn("nvmlShutdown has not returned; shutting down without it", zap.Duration("waited", s.cfg.callTimeout()))
 		}
-		return nil
 	}
-	open := !s.watcher.stopWithin(bound)
-	for _, d := range s.devices {
-		close(d.jobs)
-		open = open || d.busy.Load()
-	}
-	s.initialized = false
-	if open {
-		s.logger.Warn("leaving NVML open at shutdown: a call on a GPU, or the XID watcher, has not returned")
-		return nil
-	}
-	closed := make(chan nvml.Return, 1)
-	go func() { closed <- s.lib.Shutdown() }()
-	select {
-	case ret := <-closed:
-		if ret != nvml.SUCCESS {
-			s.logger.Debug("shutdown", zap.String("code", returnName(ret)))
-		}
-	case <-time.After(bound):
-		s.logger.Warn("nvmlShutdown has not returned; shutting down without it", zap.Duration("waited", bound))
-	}
+	s.waitClosers(deadline)
 	return nil
 }

@@ -2,6 +2,8 @@ package nvmlreceiver
 
 import (
 	"context"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,3 +131,90 @@ func (b blockingLogs) ConsumeLogs(context.Context, plog.Logs) error {
 }
 
 func (blockingLogs) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+
+// goroutineIDs lists the goroutines running this package's code, by id.
+func goroutineIDs() map[string]string {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	out := map[string]string{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if id, _, ok := strings.Cut(strings.TrimPrefix(g, "goroutine "), " "); ok && strings.Contains(g, "nvmlreceiver.") {
+			out[id] = g
+		}
+	}
+	return out
+}
+
+// requireNoneStarted fails on a goroutine of this package that was not
+// there before (the test's own excepted). It allows the ones that are done
+// the few microseconds they take to exit, not a call's time.
+func requireNoneStarted(t *testing.T, before map[string]string) {
+	t.Helper()
+	var left []string
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; time.Sleep(time.Millisecond) {
+		left = left[:0]
+		for id, g := range goroutineIDs() {
+			if _, old := before[id]; !old && !strings.Contains(g, "testing.tRunner") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+	}
+	t.Errorf("goroutines still running after Shutdown:\n%s", strings.Join(left, "\n\n"))
+}
+
+// Shutdown waits, within call_timeout, for the goroutines the session
+// started (a worker still in a slow call, an enumeration, the watcher),
+// and closes NVML once they have returned.
+func TestShutdownWaitsForItsGoroutines(t *testing.T) {
+	f := newH100Fleet()
+	var slow atomic.Bool
+	orig := f.device(0).GetFieldValuesFunc
+	f.device(0).GetFieldValuesFunc = func(fvs []nvml.FieldValue) nvml.Return {
+		if slow.Load() {
+			time.Sleep(300 * time.Millisecond)
+		}
+		return orig(fvs)
+	}
+	cfg := testConfig()
+	cfg.RediscoverInterval = time.Millisecond
+	before := goroutineIDs()
+	s, _ := startBare(t, f, cfg)
+	require.Eventually(t, func() bool {
+		md, err := s.scrape(context.Background())
+		require.NoError(t, err)
+		return len(points(md, "nvidia.gpu.info", nil)) == 8
+	}, 5*time.Second, time.Millisecond)
+	slow.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := s.scrape(ctx) // returns while GPU 0's worker is in its call
+	require.NoError(t, err)
+	require.True(t, s.devices[0].busy.Load())
+	require.NoError(t, s.Shutdown(context.Background()))
+	require.Len(t, f.ShutdownCalls(), 1, "NVML closed once the worker returned")
+	requireNoneStarted(t, before)
+}
+
+// Shutdown waits, within call_timeout, for an initialisation in flight,
+// and closes what it opened.
+func TestShutdownWaitsForAnInitialisationInFlight(t *testing.T) {
+	f := newH100Fleet()
+	unblock := make(chan struct{})
+	init := f.InitFunc
+	f.InitFunc = func() nvml.Return {
+		<-unblock
+		return init()
+	}
+	cfg := testConfig()
+	cfg.CallTimeout = 500 * time.Millisecond
+	before := goroutineIDs()
+	s, _ := startBare(t, f, cfg) // returns after call_timeout, without NVML
+	time.AfterFunc(20*time.Millisecond, func() { close(unblock) })
+	require.NoError(t, s.Shutdown(context.Background()))
+	require.EqualValues(t, 1, f.inits.Load())
+	require.Len(t, f.ShutdownCalls(), 1, "the initialisation that returned during Shutdown is closed")
+	requireNoneStarted(t, before)
+}

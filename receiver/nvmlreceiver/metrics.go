@@ -229,10 +229,11 @@ var metricDefs = [numMetrics]metricDef{
 		symbols: []string{"nvmlDeviceGetRetiredPages"},
 	},
 	mStatus: {
-		name: "hw.status", unit: "1", kind: kindUpDown, isInt: true, attrs: []string{"hw.type", "hw.state"}, enabled: true,
-		description: "1 for the GPU's current state (ok, degraded, failed), 0 for the others.",
-		source:      "derived: lost/reset required/XID 79/calls not returning -> failed; remap pending or failed, new uncorrected ECC, XID 48/63/64/74/92/94/95/119/120 -> degraded",
+		name: "hw.status", unit: "1", kind: kindUpDown, isInt: true, attrs: []string{"hw.type", "hw.state", "nvidia.gpu.health.reason"}, enabled: true,
+		description: "1 for the GPU's current state (ok, degraded, failed), 0 for the others; the current state's point says why (nvidia.gpu.health.reason) unless it is ok.",
+		source:      "derived (README \"GPU health\"): lost, reset required, XID 79, answering nothing (ERROR_UNKNOWN/TIMEOUT or no return) 2 scrapes in a row, recovery action reset/reboot -> failed; XID 46/48/62/63/64/74/92/94/95/119/120/154, uncorrected ECC, remap pending/failed, recovery action drain -> degraded; held until a reset clears it; field GET_GPU_RECOVERY_ACTION (230)",
 	},
+
 	mPerfState: {
 		name: "nvidia.gpu.performance_state", unit: "{state}", kind: kindGauge, isInt: true, enabled: true,
 		description: "Performance state (P0 = 0, maximum performance, to P15).", source: "GetPerformanceState",
@@ -277,12 +278,12 @@ var metricDefs = [numMetrics]metricDef{
 		symbols:     []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
 	},
 	mProcMemory: {
-		name: "nvidia.gpu.process.memory.usage", unit: "By", kind: kindUpDown, isInt: true, attrs: []string{"process.pid", "process.executable.name"},
+		name: "nvidia.gpu.process.memory.usage", unit: "By", kind: kindUpDown, isInt: true, attrs: []string{"process.pid", "process.executable.name", "container.id", "k8s.pod.uid", "slurm.job.id"},
 		description: "Device memory used by each process.", source: "Get{Compute,Graphics,MPSCompute}RunningProcesses",
 		symbols: []string{"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses", "nvmlDeviceGetMPSComputeRunningProcesses"},
 	},
 	mProcUtil: {
-		name: "nvidia.gpu.process.utilization", unit: "1", kind: kindGauge, attrs: []string{"process.pid", "hw.gpu.task"},
+		name: "nvidia.gpu.process.utilization", unit: "1", kind: kindGauge, attrs: []string{"process.pid", "process.executable.name", "container.id", "k8s.pod.uid", "slurm.job.id", "hw.gpu.task"},
 		description: "Each process's SM (general), encoder and decoder utilization, averaged over the interval.",
 		source:      "GetProcessUtilization(last seen), once per device per scrape",
 		symbols:     []string{"nvmlDeviceGetProcessUtilization"},

@@ -1,6 +1,7 @@
 package nvmlreceiver
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,8 +188,10 @@ func (d *device) newMIG(mh nvml.Device, uuid string) *migInstance {
 	return m
 }
 
-// dropMIG keeps live and frees the GPM samples of GPU instances that went
-// away.
+// dropMIG keeps live, frees the GPM samples of GPU instances that went
+// away, and forgets what the GPU remembered of their calls (refusals and
+// counters are kept per MIG UUID and GPU instance: a repartitioned GPU
+// would otherwise grow the memory by every instance it ever had).
 func (d *device) dropMIG(live []*migInstance) {
 	keep := make(map[int]bool, len(live))
 	for _, m := range live {
@@ -200,5 +203,39 @@ func (d *device) dropMIG(live []*migInstance) {
 			delete(d.gis, gi)
 		}
 	}
+	if migGone(d.migs, live) {
+		d.pruneMIGCalls(live)
+	}
 	d.migs = live
+}
+
+// migGone says whether an instance of old is not in live.
+func migGone(old, live []*migInstance) bool {
+	for _, o := range old {
+		if !slices.ContainsFunc(live, func(m *migInstance) bool { return m.ent.hwID == o.ent.hwID && m.gi == o.gi }) {
+			return true
+		}
+	}
+	return false
+}
+
+// pruneMIGCalls drops the call memory of MIG instances not in live: keys
+// "mig:<MIG UUID>" and "mig:gi<G>".
+func (d *device) pruneMIGCalls(live []*migInstance) {
+	keep := make(map[string]bool, 2*len(live))
+	for _, m := range live {
+		keep["mig:"+m.ent.hwID] = true
+		keep["mig:gi"+strconv.Itoa(m.gi)] = true
+	}
+	stale := func(variant string) bool { return strings.HasPrefix(variant, "mig:") && !keep[variant] }
+	for k := range d.calls.refused {
+		if stale(k.variant) {
+			delete(d.calls.refused, k)
+		}
+	}
+	for k := range d.calls.counters {
+		if stale(k.variant) {
+			delete(d.calls.counters, k)
+		}
+	}
 }

@@ -35,6 +35,9 @@ type point struct {
 	start pcommon.Timestamp
 	attrs [3]kv
 	n     int
+	// more holds the attributes past the third: only per-process points
+	// have them (a process's container, pod and job).
+	more []kv
 }
 
 // emit adds a point for metric m if it is enabled. value is stored as the
@@ -43,14 +46,23 @@ func (d *device) emit(m int, ent *entity, value float64, start pcommon.Timestamp
 	if !d.drv.enabled[m] {
 		return
 	}
-	p := point{ent: ent, start: start, n: len(attrs)}
+	p := point{ent: ent, start: start}
 	if metricDefs[m].isInt {
 		p.i = int64(value)
 	} else {
 		p.dbl = value
 	}
-	copy(p.attrs[:], attrs)
+	p.setAttrs(attrs)
 	d.buf[m] = append(d.buf[m], p)
+}
+
+// setAttrs keeps the point's attributes: up to three in place, the rest
+// in more.
+func (p *point) setAttrs(attrs []kv) {
+	p.n = copy(p.attrs[:], attrs)
+	if len(attrs) > len(p.attrs) {
+		p.more = attrs[len(p.attrs):]
+	}
 }
 
 // emitInt is emit for integer values too large for a float64 to hold exactly.
@@ -58,8 +70,8 @@ func (d *device) emitInt(m int, ent *entity, value int64, start pcommon.Timestam
 	if !d.drv.enabled[m] {
 		return
 	}
-	p := point{ent: ent, i: value, start: start, n: len(attrs)}
-	copy(p.attrs[:], attrs)
+	p := point{ent: ent, i: value, start: start}
+	p.setAttrs(attrs)
 	d.buf[m] = append(d.buf[m], p)
 }
 
@@ -77,6 +89,7 @@ func (s *session) assemble(md pmetric.Metrics, devices []*device, now pcommon.Ti
 	if len(devices) == 0 {
 		return
 	}
+	s.sendHealthEvents(devices)
 	sm := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName(metadata.ScopeName)
 	ms := sm.Metrics()
@@ -119,7 +132,7 @@ func (s *session) assemble(md pmetric.Metrics, devices []*device, now pcommon.Ti
 					dp.SetDoubleValue(p.dbl)
 				}
 				attrs := dp.Attributes()
-				attrs.EnsureCapacity(2 + len(p.ent.mig) + p.n + len(p.ent.info))
+				attrs.EnsureCapacity(2 + len(p.ent.mig) + p.n + len(p.more) + len(p.ent.info))
 				attrs.PutStr("hw.id", p.ent.hwID)
 				attrs.PutStr("hw.name", p.ent.hwName)
 				if p.ent.parent != "" {
@@ -129,6 +142,9 @@ func (s *session) assemble(md pmetric.Metrics, devices []*device, now pcommon.Ti
 					}
 				}
 				for _, a := range p.attrs[:p.n] {
+					putKV(attrs, a)
+				}
+				for _, a := range p.more {
 					putKV(attrs, a)
 				}
 				if m == mInfo {

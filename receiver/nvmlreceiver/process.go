@@ -1,9 +1,12 @@
 package nvmlreceiver
 
 import (
+	"bufio"
+	"bytes"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +46,57 @@ func processName(pid uint32) (string, bool) {
 	return strings.TrimSpace(string(b)), true
 }
 
+// workload is what runs a process, from its cgroup: the container
+// (container.id), the Kubernetes pod (k8s.pod.uid) and the Slurm job
+// (slurm.job.id), each "" when the process is not in one.
+type workload struct {
+	container, pod, slurmJob string
+}
+
+var (
+	// A container runtime's cgroup ends in the container's 64-hex id:
+	// docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope,
+	// libpod-<id>.scope (systemd driver), or /docker/<id>, /<pod>/<id>
+	// (cgroupfs driver).
+	cgroupContainer = regexp.MustCompile(`(?:^|[/-])([0-9a-f]{64})(?:\.scope)?$`)
+	// The kubelet names a pod's cgroup pod<uid>; the systemd driver writes
+	// the uid's dashes as underscores.
+	cgroupPod = regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?(?:/|$)`)
+	// slurmd puts a job's steps under job_<id> (cgroup v1
+	// /slurm/uid_<uid>/job_<id>/..., v2 .../slurmstepd.scope/job_<id>/...).
+	cgroupSlurmJob = regexp.MustCompile(`/job_([0-9]+)(?:/|$)`)
+)
+
+// processWorkload reads /proc/<pid>/cgroup. Every line's path is looked
+// at (cgroup v1 has one per hierarchy, v2 one), the first match of each
+// kind wins.
+func processWorkload(pid uint32) workload {
+	var w workload
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "cgroup"))
+	if err != nil {
+		return w
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		// hierarchy-ID:controllers:path
+		_, rest, _ := strings.Cut(sc.Text(), ":")
+		_, path, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		if m := cgroupContainer.FindStringSubmatch(path); m != nil && w.container == "" {
+			w.container = m[1]
+		}
+		if m := cgroupPod.FindStringSubmatch(path); m != nil && w.pod == "" {
+			w.pod = strings.ReplaceAll(m[1], "_", "-")
+		}
+		if m := cgroupSlurmJob.FindStringSubmatch(path); m != nil && w.slurmJob == "" && strings.Contains(path, "slurm") {
+			w.slurmJob = m[1]
+		}
+	}
+	return w
+}
+
 // collectProcesses reports per-process memory and utilization (both off by
 // default). Each NVML process query runs once per GPU per scrape.
 func (d *device) collectProcesses() {
@@ -55,22 +109,35 @@ func (d *device) collectProcesses() {
 	type known struct {
 		name string
 		ok   bool
+		w    workload
 	}
 	names := map[uint32]known{}
 	// attrs are a process's attributes: its PID (the host's, as NVML gives
-	// it) and, where known, its executable's name.
-	attrs := func(pid uint32) []kv {
+	// it) and, where known, its executable's name and the container, pod
+	// and Slurm job it runs in.
+	attrs := func(pid uint32, more ...kv) []kv {
 		k, seen := names[pid]
 		if !seen {
 			if host {
 				k.name, k.ok = processName(pid)
+				k.w = processWorkload(pid)
 			}
 			names[pid] = k
 		}
-		if !k.ok {
-			return []kv{num("process.pid", int64(pid))}
+		out := append(make([]kv, 0, 5+len(more)), num("process.pid", int64(pid)))
+		if k.ok {
+			out = append(out, str("process.executable.name", k.name))
 		}
-		return []kv{num("process.pid", int64(pid)), str("process.executable.name", k.name)}
+		if k.w.container != "" {
+			out = append(out, str("container.id", k.w.container))
+		}
+		if k.w.pod != "" {
+			out = append(out, str("k8s.pod.uid", k.w.pod))
+		}
+		if k.w.slurmJob != "" {
+			out = append(out, str("slurm.job.id", k.w.slurmJob))
+		}
+		return append(out, more...)
 	}
 	if on[mProcMemory] {
 		// A process on a MIG instance is reported on that instance (the
@@ -151,10 +218,9 @@ func (d *device) collectProcesses() {
 		d.procs.lastSeen = newest
 		for _, pid := range sortedPIDs(per) {
 			a := per[pid]
-			p := num("process.pid", int64(pid))
-			d.emit(mProcUtil, d.ent, a.sm/a.n/100, 0, p, str("hw.gpu.task", "general"))
-			d.emit(mProcUtil, d.ent, a.enc/a.n/100, 0, p, str("hw.gpu.task", "encoder"))
-			d.emit(mProcUtil, d.ent, a.dec/a.n/100, 0, p, str("hw.gpu.task", "decoder"))
+			d.emit(mProcUtil, d.ent, a.sm/a.n/100, 0, attrs(pid, str("hw.gpu.task", "general"))...)
+			d.emit(mProcUtil, d.ent, a.enc/a.n/100, 0, attrs(pid, str("hw.gpu.task", "encoder"))...)
+			d.emit(mProcUtil, d.ent, a.dec/a.n/100, 0, attrs(pid, str("hw.gpu.task", "decoder"))...)
 		}
 	}
 }

@@ -41,6 +41,15 @@ func TestMain(m *testing.M) {
 		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(pid), "comm"), []byte("python3\n"), 0o644); err != nil {
 			panic(err)
 		}
+		// Even pids run in a Kubernetes pod's container, odd ones in a
+		// Slurm job: the golden files show both workloads.
+		cgroup := fmt.Sprintf("0::/system.slice/slurmstepd.scope/job_%d/step_0/user/task_0\n", 4700+pid%1000)
+		if pid%2 == 0 {
+			cgroup = fmt.Sprintf("0::/kubepods.slice/kubepods-pod7c1b9f2e_5a4d_4e3f_9b8a_0c1d2e3f%04d.slice/cri-containerd-%064d.scope\n", pid, pid)
+		}
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(pid), "cgroup"), []byte(cgroup), 0o644); err != nil {
+			panic(err)
+		}
 	}
 	// The host's PID namespace, as the agent in a VM sees it.
 	if err := os.MkdirAll(filepath.Join(dir, "self", "ns"), 0o755); err != nil {

@@ -33,6 +33,7 @@ type session struct {
 	initFailure periodic.ErrorLatch
 	initDone    chan initResult // an initialisation in flight (init.go); nil when none
 	initHung    bool            // its warning was logged
+	ref         *nvmlRef        // the current initialisation's; nil when not initialised
 	devices     []*device
 
 	// Rediscovery (discovery.go), owned by the scrape.
@@ -45,6 +46,33 @@ type session struct {
 	watcher *xidWatcher
 
 	released bool // release_file exists: NVML let go (release.go)
+
+	// reported is the verdict last delivered per GPU UUID (status.go),
+	// owned by the scrape; it outlives the devices, which a release or
+	// reinitialisation makes anew.
+	reported map[string]verdict
+	// closers are the goroutines that give an initialisation's reference
+	// back once its calls have returned (release.go); Shutdown waits for
+	// them, bounded.
+	closers sync.WaitGroup
+}
+
+// nvmlRef is one successful nvmlInit: the driver it found, and the
+// goroutines started under it that call into NVML (the GPUs' workers, an
+// enumeration), counted so that its nvmlShutdown comes only once they have
+// all returned.
+type nvmlRef struct {
+	drv   *driver
+	calls sync.WaitGroup
+}
+
+// goCall runs f on a goroutine counted in the reference's calls.
+func (r *nvmlRef) goCall(f func()) {
+	r.calls.Add(1)
+	go func() {
+		defer r.calls.Done()
+		f()
+	}()
 }
 
 func newSession(cfg *Config, lib nvml.Interface, set component.TelemetrySettings) (*session, error) {
@@ -105,22 +133,24 @@ var goNVMLVersioned = map[string]bool{
 	"nvmlDeviceGetMPSComputeRunningProcesses": true, "nvmlDeviceGetGridLicensableFeatures": true,
 }
 
-func (s *session) lookupSymbols() {
-	ext := s.lib.Extensions()
-	s.symbols = make(map[string]bool, len(allSymbols))
+// lookupSymbols fills the driver's symbol table, before it is shared.
+func (d *driver) lookupSymbols() {
+	ext := d.lib.Extensions()
+	symbols := make(map[string]bool, len(allSymbols))
 	var missing []string
 	for _, sym := range allSymbols {
 		ok := ext.LookupSymbol(sym) == nil
 		if goNVMLVersioned[sym] {
 			ok = ok || ext.LookupSymbol(sym+"_v2") == nil || ext.LookupSymbol(sym+"_v3") == nil
 		}
-		s.symbols[sym] = ok
+		symbols[sym] = ok
 		if !ok {
 			missing = append(missing, sym)
 		}
 	}
+	d.symbols = symbols
 	if len(missing) > 0 {
-		s.logger.Info("the installed driver lacks some NVML functions; the metrics that need only those are not collected",
+		d.logger.Info("the installed driver lacks some NVML functions; the metrics that need only those are not collected",
 			zap.Strings("missing", missing))
 	}
 }
@@ -193,9 +223,9 @@ wait:
 // unanswered reports, from the scrape itself, every GPU whose worker did
 // not answer this time (a call hung since an earlier scrape, or one that
 // did not return within call_timeout; a hang of the whole driver silences
-// them all): hw.status failed, with the identity discovery read. The
-// workers own their GPUs' state, so each silent GPU gets a stand-in that
-// holds only that status.
+// them all): its verdict, failed from the second silent scrape in a row
+// (status.go), with the identity discovery read. The workers own their
+// GPUs' state, so each silent GPU gets a stand-in that holds only that.
 func (s *session) unanswered(ready []*device) []*device {
 	answered := make(map[*device]bool, len(ready))
 	for _, d := range ready {
@@ -208,7 +238,7 @@ func (s *session) unanswered(ready []*device) []*device {
 			continue
 		}
 		stand := &device{drv: d.drv, index: d.index, ent: d.ent, discovered: d.statusStart}
-		stand.emitStatus(stateFailed)
+		d.reportUnanswered(stand)
 		out = append(out, stand)
 	}
 	return out

@@ -18,12 +18,13 @@ type receiverTelemetry struct {
 	scrapeDuration metric.Float64Histogram
 	nvmlErrors     metric.Int64Counter
 	devices        metric.Int64Gauge
+	xidDropped     metric.Int64Counter
 }
 
 func newReceiverTelemetry(set component.TelemetrySettings) (*receiverTelemetry, error) {
 	meter := set.MeterProvider.Meter(metadata.ScopeName)
 	var t receiverTelemetry
-	var errs [3]error
+	var errs [4]error
 	t.scrapeDuration, errs[0] = meter.Float64Histogram("otelcol_receiver_nvml_scrape_duration",
 		metric.WithDescription("Wall time of one scrape of every GPU."), metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
@@ -32,6 +33,9 @@ func newReceiverTelemetry(set component.TelemetrySettings) (*receiverTelemetry, 
 	t.devices, errs[2] = meter.Int64Gauge("otelcol_receiver_nvml_devices",
 		metric.WithDescription("GPUs seen, by state: reporting, lost (fell off the bus, awaiting reset) or hung (NVML call did not return)."),
 		metric.WithUnit("{device}"))
+	t.xidDropped, errs[3] = meter.Int64Counter("otelcol_receiver_nvml_xid_records_dropped",
+		metric.WithDescription("XID events not sent as log records because of the per-interval bound (they are still counted in hw.errors)."),
+		metric.WithUnit("{record}"))
 	return &t, errors.Join(errs[:]...)
 }
 

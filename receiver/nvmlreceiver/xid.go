@@ -39,11 +39,12 @@ var xidRetryEvery = 30 * time.Second
 // xidCounts is one GPU's XID tally, written by the watcher and read by the
 // GPU's worker.
 type xidCounts struct {
-	mu       sync.Mutex
-	start    pcommon.Timestamp
-	counts   map[uint64]uint64
-	failed   bool // an XID that fails the GPU arrived since the last status
-	degraded bool
+	mu     sync.Mutex
+	start  pcommon.Timestamp
+	counts map[uint64]uint64
+	// code is the XID with the worst verdict that arrived since the last
+	// status (0: none).
+	code uint64
 }
 
 type xidCount struct{ code, count uint64 }
@@ -55,41 +56,41 @@ func (x *xidCounts) record(code uint64) {
 		x.counts = map[uint64]uint64{}
 	}
 	x.counts[code]++
-	x.failed = x.failed || xidFailed[code]
-	x.degraded = x.degraded || xidDegraded[code]
+	if v, ok := xidVerdicts[code]; ok && (x.code == 0 || v.rank() > xidVerdicts[x.code].rank()) {
+		x.code = code
+	}
 }
 
 // xidInterval is what one scrape learns from the XID tally.
 type xidInterval struct {
-	start            pcommon.Timestamp
-	counts           []xidCount
-	failed, degraded bool // an XID of that class arrived since the last scrape
+	start  pcommon.Timestamp
+	counts []xidCount
+	code   uint64 // the XID with the worst verdict since the last scrape (0: none)
 }
 
-// take snapshots the counts and clears the interval's flags in one step, so
-// a count and the status it implies always land in the same scrape.
+// take snapshots the counts and clears the interval's XID in one step, so
+// a count and the verdict it implies always land in the same scrape.
 func (x *xidCounts) take() xidInterval {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	out := xidInterval{start: x.start, counts: make([]xidCount, 0, len(x.counts)), failed: x.failed, degraded: x.degraded}
+	out := xidInterval{start: x.start, counts: make([]xidCount, 0, len(x.counts)), code: x.code}
 	for code, n := range x.counts {
 		out.counts = append(out.counts, xidCount{code, n})
 	}
 	sort.Slice(out.counts, func(i, j int) bool { return out.counts[i].code < out.counts[j].code })
-	x.failed, x.degraded = false, false
+	x.code = 0
 	return out
 }
 
 // recovered is the tally when the GPU comes back from a reset. The counts
 // are the receiver's own, not a driver counter that a reset clears, so
 // they go on, XIDs seen while the GPU was lost included; the interval's
-// failed and degraded flags are dropped, since the lost GPU was reported
-// failed meanwhile and must not be reported failed again for an interval
-// after it is back.
+// XID is dropped, since the lost GPU was reported failed meanwhile and the
+// reset that brought it back cleared what the XID asked for.
 func (x *xidCounts) recovered() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.failed, x.degraded = false, false
+	x.code = 0
 }
 
 // xidDescriptions are the XIDs an operator meets most, from NVIDIA's XID catalogue.
@@ -127,6 +128,11 @@ type xidWatcher struct {
 	// xidRetryEvery; owned like devices.
 	failed    []*device
 	lastRetry time.Time
+	// The XID record budget (emitLogs), owned like devices.
+	batch        []xidEvent
+	windowStart  time.Time
+	sentInWindow int
+	dropped      map[*device]int
 	// queued are GPUs found after the watcher started, registered by its
 	// goroutine between two waits.
 	mu     sync.Mutex
@@ -148,7 +154,7 @@ func startXIDWatcher(s *session) *xidWatcher {
 		s.logger.Warn("cannot create an NVML event set; XID errors are not reported", zap.String("code", returnName(ret)))
 		return nil
 	}
-	w := &xidWatcher{s: s, set: set, done: make(chan struct{}), gens: map[*device]int64{}, lastRetry: time.Now()}
+	w := &xidWatcher{s: s, set: set, done: make(chan struct{}), gens: map[*device]int64{}, lastRetry: time.Now(), windowStart: time.Now()}
 	w.register(s.devices)
 	if len(w.devices) == 0 && len(w.failed) == 0 {
 		_ = set.Free()
@@ -269,6 +275,7 @@ func (w *xidWatcher) run() {
 		case nvml.SUCCESS:
 			failure.Changed(nil)
 		case nvml.ERROR_TIMEOUT:
+			w.emitLogs(nil) // a window that ended sends its dropped count
 			continue
 		default:
 			w.s.tel.nvmlError("nvmlEventSetWait", ret)
@@ -282,28 +289,128 @@ func (w *xidWatcher) run() {
 			}
 			continue
 		}
-		if data.EventType&nvml.EventTypeXidCriticalError == 0 {
-			continue
+		// The events already queued are taken with this one (waits of 0
+		// ms, at most xidBatchMax) and sent as one batch.
+		batch := w.batch[:0]
+		for {
+			if data.EventType&nvml.EventTypeXidCriticalError != 0 {
+				if d := w.deviceByHandle(data.Device); d != nil {
+					d.xid.record(data.EventData)
+					batch = append(batch, xidEvent{d, data})
+				}
+			}
+			if len(batch) >= xidBatchMax {
+				break
+			}
+			if data, ret = w.set.Wait(0); ret != nvml.SUCCESS {
+				break
+			}
 		}
-		d := w.deviceByHandle(data.Device)
-		if d == nil {
-			continue
-		}
-		d.xid.record(data.EventData)
-		w.emitLog(d, data)
+		w.batch = batch
+		w.emitLogs(batch)
 	}
 }
 
-// emitLog sends an XID event to the logs pipeline, when there is one.
-func (w *xidWatcher) emitLog(d *device, data nvml.EventData) {
+// xidBatchMax bounds the events taken from the event set in one go;
+// xidRecordsPerWindow bounds the XID records sent per collection interval
+// (an XID storm, a GPU repeating an error thousands of times a second,
+// must not flood the logs pipeline): past it the events are still counted
+// in hw.errors, and one record per GPU says how many were not sent. Tests
+// change them.
+var (
+	xidBatchMax         = 256
+	xidRecordsPerWindow = 100
+)
+
+type xidEvent struct {
+	d    *device
+	data nvml.EventData
+}
+
+// window is the span xidRecordsPerWindow applies to: the collection
+// interval.
+func (w *xidWatcher) window() time.Duration {
+	if iv := w.s.cfg.CollectionInterval; iv > 0 {
+		return iv
+	}
+	return 10 * time.Second
+}
+
+// emitLogs sends a batch of XID events to the logs pipeline, when there is
+// one, as one call, within the window's budget, and the count of the
+// records left out of the previous window.
+func (w *xidWatcher) emitLogs(batch []xidEvent) {
+	now := time.Now()
+	if now.Sub(w.windowStart) >= w.window() {
+		w.flushDropped()
+		w.windowStart, w.sentInWindow = now, 0
+	}
 	next := w.s.logs.Load()
-	if next == nil {
+	if next == nil || len(batch) == 0 {
 		return
 	}
-	code := data.EventData
 	ld := plog.NewLogs()
 	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
 	sl.Scope().SetName(metadata.ScopeName)
+	for _, e := range batch {
+		if w.sentInWindow >= xidRecordsPerWindow {
+			if w.dropped == nil {
+				w.dropped = map[*device]int{}
+			}
+			w.dropped[e.d]++
+			w.s.tel.xidDropped.Add(context.Background(), 1)
+			continue
+		}
+		w.sentInWindow++
+		appendXIDRecord(sl, e.d, e.data)
+	}
+	if sl.LogRecords().Len() == 0 {
+		return
+	}
+	if err := (*next).ConsumeLogs(context.Background(), ld); err != nil {
+		w.s.logger.Warn("the logs pipeline refused XID records", zap.Int("records", sl.LogRecords().Len()), zap.Error(err))
+	}
+}
+
+// flushDropped sends, per GPU, how many XID records the last window left
+// out: event nvidia.gpu.xid.dropped, severity WARN, attribute
+// nvidia.xid.dropped.
+func (w *xidWatcher) flushDropped() {
+	next := w.s.logs.Load()
+	if next == nil || len(w.dropped) == 0 {
+		w.dropped = nil
+		return
+	}
+	ld := plog.NewLogs()
+	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
+	sl.Scope().SetName(metadata.ScopeName)
+	now := pcommon.NewTimestampFromTime(time.Now())
+	for _, d := range w.devices {
+		n := w.dropped[d]
+		if n == 0 {
+			continue
+		}
+		lr := sl.LogRecords().AppendEmpty()
+		lr.SetTimestamp(now)
+		lr.SetObservedTimestamp(now)
+		lr.SetEventName("nvidia.gpu.xid.dropped")
+		lr.SetSeverityNumber(plog.SeverityNumberWarn)
+		lr.SetSeverityText("WARN")
+		lr.Body().SetStr(fmt.Sprintf("XID storm on %s (%s): %d more XID events in %s were not sent as records; hw.errors counts every one",
+			d.ent.hwName, d.ent.hwID, n, w.window()))
+		lr.Attributes().PutStr("hw.id", d.ent.hwID)
+		lr.Attributes().PutStr("hw.name", d.ent.hwName)
+		lr.Attributes().PutInt("nvidia.xid.dropped", int64(n))
+	}
+	w.dropped = nil
+	if err := (*next).ConsumeLogs(context.Background(), ld); err != nil {
+		w.s.logger.Warn("the logs pipeline refused an XID storm record", zap.Error(err))
+	}
+}
+
+// appendXIDRecord adds one XID event's record to sl.
+func appendXIDRecord(sl plog.ScopeLogs, d *device, data nvml.EventData) {
+	code := data.EventData
 	lr := sl.LogRecords().AppendEmpty()
 	now := pcommon.NewTimestampFromTime(time.Now())
 	lr.SetTimestamp(now)
@@ -311,7 +418,7 @@ func (w *xidWatcher) emitLog(d *device, data nvml.EventData) {
 	lr.SetEventName("nvidia.gpu.xid")
 	lr.SetSeverityNumber(plog.SeverityNumberError)
 	lr.SetSeverityText("ERROR")
-	if xidFailed[code] {
+	if xidVerdicts[code].state == stateFailed {
 		lr.SetSeverityNumber(plog.SeverityNumberFatal)
 		lr.SetSeverityText("FATAL")
 	}
@@ -326,9 +433,6 @@ func (w *xidWatcher) emitLog(d *device, data nvml.EventData) {
 	}
 	if data.ComputeInstanceId != 0xFFFFFFFF {
 		attrs.PutInt("nvidia.mig.compute_instance_id", int64(data.ComputeInstanceId))
-	}
-	if err := (*next).ConsumeLogs(context.Background(), ld); err != nil {
-		w.s.logger.Warn("the logs pipeline refused an XID record", zap.Uint64("xid", code), zap.Error(err))
 	}
 }
 

@@ -384,7 +384,8 @@ func TestScenario7GPULost(t *testing.T) {
 	loaded := time.Now()
 	e.startAgent(agentOpts{tenant: "acme", token: token, fleet: fmt.Sprintf("gpus = 8\nhost = 1\nsignal.utilization = const 50\nfault = %d 3 lost %d\n", lostAt, lostFor)})
 	ctx := context.Background()
-	failed := fmt.Sprintf(`max_over_time(hw.status{hw.id=%q,hw.state="failed"}[1h])`, gpuID(1, 3))
+	// max(): the failed point carries its reason (nvidia.gpu.health.reason), a series of its own.
+	failed := fmt.Sprintf(`max(max_over_time(hw.status{hw.id=%q,hw.state="failed"}[1h]))`, gpuID(1, 3))
 	require.Eventually(t, func() bool {
 		v, err := e.store.Scalar(ctx, failed, "tenant_id=acme")
 		return err == nil && v == 1

@@ -88,11 +88,11 @@ static double signal_at(const signal_t *s, double t) {
 
 enum {
     F_LOST, F_UNSUPPORTED, F_NOPERMISSION, F_INIT_FAIL, F_SLOW, F_HANG, F_XID, F_ECC, F_RESET, F_DRIVER_HANG, F_NVLINK_DOWN,
-    F_GPU_RESET, F_FIELD_UNSUPPORTED,
+    F_GPU_RESET, F_FIELD_UNSUPPORTED, F_UNKNOWN, F_TIMEOUT, F_RECOVERY_ACTION, F_XID_STORM,
 };
 static const char *fault_names[] = {
     "lost", "unsupported", "nopermission", "init_fail", "slow", "hang", "xid", "ecc", "reset_counters", "driver_hang", "nvlink_down",
-    "gpu_reset", "field_unsupported",
+    "gpu_reset", "field_unsupported", "unknown", "timeout", "recovery_action", "xid_storm",
 };
 
 typedef struct {
@@ -100,10 +100,10 @@ typedef struct {
     int gpu;           /* -1: every GPU */
     int kind;
     char fn[96];       /* unsupported, nopermission, slow, hang */
-    double duration;   /* lost (0: until a gpu_reset), init_fail, hang, driver_hang */
+    double duration;   /* lost, unknown, timeout (0: until a gpu_reset), init_fail, hang, driver_hang */
     unsigned ms;       /* slow */
     unsigned link;     /* nvlink_down; field_unsupported: the field id */
-    unsigned long long code, pid, count; /* xid, ecc */
+    unsigned long long code, pid, count; /* xid (count: events), ecc; recovery_action: code */
     int uncorrected;   /* ecc */
     unsigned char applied[MAX_GPUS]; /* ecc, reset_counters: done on that GPU */
     double effective;  /* gpu_reset: when it happened (0: not yet: a process held NVML) */
@@ -166,7 +166,7 @@ struct nvmlGpmSample_st {
 #define MAX_SETS 64
 struct nvmlEventSet_st {
     unsigned long long registered[MAX_GPUS];
-    unsigned char delivered[MAX_FAULTS];
+    unsigned delivered[MAX_FAULTS]; /* events of each xid fault delivered to it */
     double created; /* events from before never reach it */
 };
 
@@ -286,10 +286,20 @@ static int parse_fault(const char *path, int line, const char *v) {
         if (strcmp(fault_names[i], kind) == 0) f->kind = i;
     switch (f->kind) {
     case F_LOST:
-        /* lost for a duration (it comes back by itself), or until a
-         * gpu_reset of that GPU: what an XID 79 really takes */
+    case F_UNKNOWN:
+    case F_TIMEOUT:
+        /* for a duration (it comes back by itself), or until a gpu_reset
+         * of that GPU: what an XID 79 or a GSP timeout really takes */
         if (n == 4 && strcmp(a1, "until_reset") == 0) break;
-        if (n != 4 || (f->duration = atof(a1)) <= 0) return fail(path, line, "fault lost: want a duration in seconds or until_reset");
+        if (n != 4 || (f->duration = atof(a1)) <= 0) return fail(path, line, "fault %s: want a duration in seconds or until_reset", kind);
+        break;
+    case F_RECOVERY_ACTION:
+        if (n != 4 || (f->code = strtoull(a1, NULL, 10)) > 7 || (a1[0] < '0' || a1[0] > '9'))
+            return fail(path, line, "fault recovery_action: want 0-7 (nvml.h nvmlDeviceGpuRecoveryAction_t)");
+        break;
+    case F_XID_STORM:
+        if (n != 5 || (f->code = strtoull(a1, NULL, 10)) == 0 || (f->count = strtoull(a2, NULL, 10)) == 0 || f->count > 1000000)
+            return fail(path, line, "fault xid_storm: want '<code> <count>'");
         break;
     case F_INIT_FAIL:
     case F_DRIVER_HANG:
@@ -320,6 +330,7 @@ static int parse_fault(const char *path, int line, const char *v) {
     case F_XID:
         if (n < 4 || (f->code = strtoull(a1, NULL, 10)) == 0) return fail(path, line, "fault xid: want '<code> [pid]'");
         f->pid = n == 5 ? strtoull(a2, NULL, 10) : 0;
+        f->count = 1;
         break;
     case F_ECC:
         if (n < 4 || (f->count = strtoull(a1, NULL, 10)) == 0) return fail(path, line, "fault ecc: want '<count> [corrected|uncorrected]'");
@@ -334,7 +345,7 @@ static int parse_fault(const char *path, int line, const char *v) {
         f->link = (unsigned)atoi(a1);
         break;
     default:
-        return fail(path, line, "unknown fault kind '%s' (lost, unsupported, nopermission, init_fail, slow, hang, xid, ecc, reset_counters, driver_hang, nvlink_down, gpu_reset, field_unsupported)", kind);
+        return fail(path, line, "unknown fault kind '%s' (lost, unsupported, nopermission, init_fail, slow, hang, xid, xid_storm, ecc, reset_counters, driver_hang, nvlink_down, gpu_reset, field_unsupported, unknown, timeout, recovery_action)", kind);
     }
     nfaults++;
     return 0;
@@ -560,14 +571,32 @@ static void apply_resets(double now, int at_open) {
     }
 }
 
-static int lost_at(int idx, double t) {
+/* active_at says whether a fault of kind (lost, unknown, timeout) holds
+ * GPU idx at t: from its start for its duration, or until a gpu_reset. */
+static int active_at(int kind, int idx, double t) {
     for (int i = 0; i < nfaults; i++) {
         fault_t *f = &faults[i];
-        if (f->kind != F_LOST || (f->gpu != idx && f->gpu != -1) || t < f->start) continue;
+        if (f->kind != kind || (f->gpu != idx && f->gpu != -1) || t < f->start) continue;
         double end = f->duration > 0 ? f->start + f->duration : reset_after(idx, f->start);
         if (t < end) return 1;
     }
     return 0;
+}
+
+static int lost_at(int idx, double t) { return active_at(F_LOST, idx, t); }
+
+/* recovery_action_at is the driver's GPU recovery action for GPU idx at t:
+ * the last recovery_action fault started by then, NONE once a gpu_reset
+ * after it took effect (the driver clears it with the reset). */
+static unsigned recovery_action_at(int idx, double t) {
+    const fault_t *last = NULL;
+    for (int i = 0; i < nfaults; i++) {
+        const fault_t *f = &faults[i];
+        if (f->kind == F_RECOVERY_ACTION && (f->gpu == idx || f->gpu == -1) && f->start <= t && (!last || f->start >= last->start))
+            last = f;
+    }
+    if (!last || reset_after(idx, last->start) <= t) return NVML_GPU_RECOVERY_ACTION_NONE;
+    return (unsigned)last->code;
 }
 
 static int nvlink_down_at(int idx, unsigned link, double t) {
@@ -723,6 +752,10 @@ static nvmlReturn_t guard(nvmlDevice_t d, const char *fn, gpu_t **out, int *mig)
     }
     t = now_t();
     if (lost_at(h->gpu, t)) return NVML_ERROR_GPU_IS_LOST;
+    /* what a GPU looks like after a GSP RPC timeout (XID 119): open, and
+     * every call on it failing */
+    if (active_at(F_UNKNOWN, h->gpu, t)) return NVML_ERROR_UNKNOWN;
+    if (active_at(F_TIMEOUT, h->gpu, t)) return NVML_ERROR_TIMEOUT;
     for (int i = 0; i < nfaults; i++) {
         fault_t *f = &faults[i];
         if ((f->gpu != h->gpu && f->gpu != -1) || t < f->start || strcmp(f->fn, fn) != 0) continue;
@@ -1204,6 +1237,10 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
         case NVML_FI_DEV_PCIE_REPLAY_COUNTER:
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
             v->value.ullVal = 0;
+            break;
+        case NVML_FI_DEV_GET_GPU_RECOVERY_ACTION:
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->value.uiVal = recovery_action_at(idx, now_t());
             break;
         case NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION:
         case NVML_FI_DEV_PCIE_COUNT_TX_BYTES:
@@ -1777,10 +1814,10 @@ EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *dat
         pthread_mutex_lock(&global_lock);
         for (int i = 0; i < nfaults; i++) {
             fault_t *f = &faults[i];
-            if (f->kind != F_XID || t < f->start || f->start < s->created || s->delivered[i]) continue;
+            if ((f->kind != F_XID && f->kind != F_XID_STORM) || t < f->start || f->start < s->created || s->delivered[i] >= f->count) continue;
             for (int gi = 0; gi < ngpus; gi++) {
                 if ((f->gpu != gi && f->gpu != -1) || !(s->registered[gi] & nvmlEventTypeXidCriticalError)) continue;
-                s->delivered[i] = 1; /* a '*' XID reaches the first registered GPU */
+                s->delivered[i]++; /* a '*' XID reaches the first registered GPU */
                 memset(data, 0, sizeof(*data));
                 data->device.handle = &gpus[gi].h;
                 data->eventType = nvmlEventTypeXidCriticalError;
@@ -1796,7 +1833,7 @@ EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *dat
          * would be the simulator's CPU counted as the agent's. */
         double wake = deadline;
         for (int i = 0; i < nfaults; i++)
-            if (faults[i].kind == F_XID && !s->delivered[i] && faults[i].start > t && faults[i].start < wake)
+            if ((faults[i].kind == F_XID || faults[i].kind == F_XID_STORM) && s->delivered[i] < faults[i].count && faults[i].start > t && faults[i].start < wake)
                 wake = faults[i].start;
         pthread_mutex_unlock(&global_lock);
         if (t >= deadline) return NVML_ERROR_TIMEOUT;

@@ -3,12 +3,9 @@
 package system
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,19 +27,7 @@ func runCounted(t *testing.T, fleet string, batches int, o collectorOpts) (*coll
 		return len(c.sink.Metrics()) >= batches
 	})
 	require.NoError(t, c.proc.Stop(10*time.Second))
-	f, err := os.Open(path)
-	require.NoError(t, err, "the simulated library writes its call counts at nvmlShutdown")
-	defer func() { _ = f.Close() }()
-	counts := map[string]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, n, ok := strings.Cut(sc.Text(), " ")
-		require.True(t, ok, sc.Text())
-		v, err := strconv.Atoi(n)
-		require.NoError(t, err)
-		counts[name] = v
-	}
-	return c, counts
+	return c, readSimCalls(t, path)
 }
 
 // discovery is what the receiver asks once per GPU in its life: identity
