@@ -30,7 +30,11 @@
 // Durability: Append's result comes once the part is written to the file
 // (in the kernel's page cache): it survives the process being killed or
 // crashing. With Fsync it comes once the write is also on the disk (one
-// fsync per group), so it survives a power cut too.
+// fsync per group), so it survives a power cut too. A write or fsync that
+// fails fails every part of its group, and the group's bytes are cut off
+// again, so a part whose Append failed does not come back at Open.
+// FORMAT.md describes the files, and what recovery does with each kind of
+// damage.
 package spool
 
 import (
@@ -100,11 +104,10 @@ const (
 
 	headerLen = 8 // body length, CRC-32C of the body
 
-	// A segment file written by this version starts with segHeaderLen
-	// bytes: segMagic, the segment's id, flags, and their CRC-32C. Its
-	// records' CRCs are seeded with the id (segSeed). A file without the
-	// header is an earlier version's: its CRCs are not seeded, and it is
-	// never made a spare.
+	// A segment file starts with segHeaderLen bytes: segMagic, the
+	// segment's id, flags, and their CRC-32C. Its records' CRCs are seeded
+	// with the id (segSeed). A file whose header does not check out, or
+	// names another segment, holds none of this segment's records.
 	segMagic     = "OGSPOOL\x02"
 	segHeaderLen = 24
 	segRecycled  = 1 // flag: written over a spare (bytes past its end are an earlier segment's)
@@ -128,16 +131,14 @@ func appendSegHeader(buf []byte, id uint64, flags uint32) []byte {
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf[start:], castagnoli))
 }
 
-// parseSegHeader: whether data starts with a header, and its id and flags
-// if it checks out (ok).
-func parseSegHeader(data []byte) (v2 bool, id uint64, flags uint32, ok bool) {
-	if len(data) < len(segMagic) || string(data[:len(segMagic)]) != segMagic {
-		return false, 0, 0, false
+// parseSegHeader is the id and flags of the header data starts with, if
+// it checks out (ok).
+func parseSegHeader(data []byte) (id uint64, flags uint32, ok bool) {
+	if len(data) < segHeaderLen || string(data[:len(segMagic)]) != segMagic ||
+		crc32.Checksum(data[:segHeaderLen-4], castagnoli) != binary.BigEndian.Uint32(data[segHeaderLen-4:]) {
+		return 0, 0, false
 	}
-	if len(data) < segHeaderLen || crc32.Checksum(data[:segHeaderLen-4], castagnoli) != binary.BigEndian.Uint32(data[segHeaderLen-4:]) {
-		return true, 0, 0, false
-	}
-	return true, binary.BigEndian.Uint64(data[8:]), binary.BigEndian.Uint32(data[16:]), true
+	return binary.BigEndian.Uint64(data[8:]), binary.BigEndian.Uint32(data[16:]), true
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -151,7 +152,33 @@ var (
 	testHookRead    func()
 )
 
-// ErrClosed is Append's result after Close.
+// fault, set by tests only, is called at each step that changes the files
+// (the steps of FORMAT.md's crash table): an error it returns is the
+// step's own, as if the disk had refused it (ENOSPC, EIO), and a crash
+// test kills the process in it. Nil otherwise: a nil check a step.
+var fault func(step string) error
+
+// Steps that fault is called at.
+const (
+	stepCreate   = "create"   // a segment file is created
+	stepDirSync  = "dirsync"  // the directory is synced (a created or renamed segment's name)
+	stepReuse    = "reuse"    // a spare is renamed to a new segment's name
+	stepWrite    = "write"    // a group (or Open's first segment) is written
+	stepSync     = "sync"     // the group is synced (with Fsync)
+	stepAck      = "ack"      // written (and synced): the group's parts are acknowledged
+	stepTruncate = "truncate" // a failed group's bytes are cut off again
+	stepSpare    = "spare"    // a fully sent segment is renamed to a spare
+	stepDelete   = "delete"   // a segment or spare file is deleted
+)
+
+func at(step string) error {
+	if fault == nil {
+		return nil
+	}
+	return fault(step)
+}
+
+// ErrClosed is Append's result, and Read's, after Close.
 var ErrClosed = errors.New("spool: closed")
 
 type segment struct {
@@ -160,16 +187,20 @@ type segment struct {
 	size      int64
 	live      int // parts written and not released
 	liveBytes int64
-	seed      uint32 // segSeed(id); 0 in an earlier version's file
-	headed    bool   // has (or, if empty, will have) the header: may become a spare
+	seed      uint32 // segSeed(id)
 	flags     uint32 // of its header
 }
 
 func newSegment(id uint64, f *os.File, flags uint32) *segment {
-	return &segment{id: id, f: f, seed: segSeed(id), headed: true, flags: flags}
+	return &segment{id: id, f: f, seed: segSeed(id), flags: flags}
 }
 
-func (seg *segment) pwritev(bufs [][]byte, off int64) (int, error) { return pwritev(seg.f, bufs, off) }
+func (seg *segment) pwritev(bufs [][]byte, off int64) (int, error) {
+	if err := at(stepWrite); err != nil {
+		return 0, err
+	}
+	return pwritev(seg.f, bufs, off)
+}
 
 type pending struct {
 	p  Part
@@ -262,7 +293,8 @@ func spareName(id uint64) string { return segName(id) + ".spare" }
 
 // recover reads every segment in order: parts, heads. A record that does
 // not check out ends its segment (a write cut short by a crash or power
-// cut); what followed it in that segment is not used.
+// cut); what followed it in that segment is not used. A part found twice
+// (written again by a compaction) is its copy read last.
 func (s *Spool) recover() ([]Part, []string, error) {
 	entries, err := os.ReadDir(s.opts.Dir)
 	if err != nil {
@@ -272,6 +304,9 @@ func (s *Spool) recover() ([]Part, []string, error) {
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".spare") && !e.IsDir() {
 			// A spare of the last run: nothing in it is needed.
+			if err := at(stepDelete); err != nil {
+				return nil, nil, fmt.Errorf("spool: %w", err)
+			}
 			if err := os.Remove(filepath.Join(s.opts.Dir, e.Name())); err != nil {
 				return nil, nil, fmt.Errorf("spool: %w", err)
 			}
@@ -305,18 +340,23 @@ func (s *Spool) recover() ([]Part, []string, error) {
 			_ = f.Close()
 			return nil, warnings, fmt.Errorf("spool: %s: %w", path, err)
 		}
-		seg := &segment{id: id, f: f}
+		seg := newSegment(id, f, 0)
 		s.segs[id] = seg
-		off, end := 0, len(data)
-		v2, hid, flags, ok := parseSegHeader(data)
+		off, end := segHeaderLen, len(data)
+		hid, flags, ok := parseSegHeader(data)
 		switch {
-		case v2 && (!ok || hid != id):
-			// Renamed from a spare, or created, and never written as
-			// this segment: nothing in it is this segment's (Open
+		case ok && hid == id:
+			seg.flags = flags
+		case ok || len(data) == 0:
+			// Created ahead, or renamed from a spare, and never written
+			// as this segment: nothing in it is this segment's (Open
 			// deletes it).
-			end = 0
-		case v2:
-			seg.seed, seg.headed, seg.flags, off = segSeed(id), true, flags, segHeaderLen
+			off, end = 0, 0
+		default:
+			// Its first write cut short (the header is in it): nothing in
+			// it was acknowledged.
+			warnings = append(warnings, fmt.Sprintf("segment %s: its header does not check out (a first write cut short); its %d bytes are not used", path, len(data)))
+			off, end = 0, 0
 		}
 		for off < end {
 			if end-off < headerLen {
@@ -456,9 +496,13 @@ func (s *Spool) rotate() error {
 	}
 	seg := newSegment(id, f, 0)
 	buf := appendHeads(appendSegHeader(nil, id, seg.flags), seg.seed, s.heads, nil)
-	_, err = f.WriteAt(buf, 0)
+	if err = at(stepWrite); err == nil {
+		_, err = f.WriteAt(buf, 0)
+	}
 	if err == nil && s.opts.Fsync {
-		err = s.sync.sync(f)
+		if err = at(stepSync); err == nil {
+			err = s.sync.sync(f)
+		}
 	}
 	if err != nil {
 		_ = f.Close()
@@ -479,6 +523,9 @@ func (s *Spool) syncDir() error {
 	if testHookDirSync != nil {
 		testHookDirSync()
 	}
+	if err := at(stepDirSync); err != nil {
+		return err
+	}
 	d, err := os.Open(s.opts.Dir)
 	if err != nil {
 		return err
@@ -491,7 +538,11 @@ func (s *Spool) syncDir() error {
 // cannot lose the file).
 func (s *Spool) createSegment(id uint64) (*os.File, error) {
 	path := filepath.Join(s.opts.Dir, segName(id))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	var f *os.File
+	err := at(stepCreate)
+	if err == nil {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if err == nil && s.opts.Fsync {
 		if err = s.syncDir(); err != nil {
 			_ = f.Close()
@@ -531,7 +582,10 @@ func (s *Spool) prepare(id uint64) {
 // A spare that cannot be reused is deleted.
 func (s *Spool) reuse(spare *segment, id uint64) (*os.File, error) {
 	from, to := filepath.Join(s.opts.Dir, spareName(spare.id)), filepath.Join(s.opts.Dir, segName(id))
-	err := os.Rename(from, to)
+	err := at(stepReuse)
+	if err == nil {
+		err = os.Rename(from, to)
+	}
 	if err == nil && s.opts.Fsync {
 		if err = s.syncDir(); err != nil {
 			from = to
@@ -586,9 +640,14 @@ func (s *Spool) detach(seg *segment) {
 	s.diskSize -= seg.size
 }
 
+// deleteFile closes and deletes a detached segment's file. Not deleted (a
+// failure), it is read again at the next Open: what it holds was sent, or
+// is held by a later segment too.
 func (s *Spool) deleteFile(seg *segment) {
 	_ = seg.f.Close()
-	_ = os.Remove(filepath.Join(s.opts.Dir, segName(seg.id)))
+	if at(stepDelete) == nil {
+		_ = os.Remove(filepath.Join(s.opts.Dir, segName(seg.id)))
+	}
 }
 
 // drop is deleteFile where a detached segment may become a spare instead:
@@ -597,9 +656,9 @@ func (s *Spool) deleteFile(seg *segment) {
 // s.mu.
 func (s *Spool) drop(seg *segment) {
 	s.mu.Lock()
-	keep := seg.headed && !s.closed && len(s.spares) < maxSpares
+	keep := !s.closed && len(s.spares) < maxSpares
 	s.mu.Unlock()
-	if keep && os.Rename(filepath.Join(s.opts.Dir, segName(seg.id)), filepath.Join(s.opts.Dir, spareName(seg.id))) == nil {
+	if keep && at(stepSpare) == nil && os.Rename(filepath.Join(s.opts.Dir, segName(seg.id)), filepath.Join(s.opts.Dir, spareName(seg.id))) == nil {
 		s.mu.Lock()
 		if !s.closed && len(s.spares) < maxSpares {
 			s.spares = append(s.spares, seg)
@@ -616,12 +675,17 @@ func (s *Spool) drop(seg *segment) {
 // deleteSpare closes and deletes a spare (renamed to spareName).
 func (s *Spool) deleteSpare(seg *segment) {
 	_ = seg.f.Close()
-	_ = os.Remove(filepath.Join(s.opts.Dir, spareName(seg.id)))
+	if at(stepDelete) == nil {
+		_ = os.Remove(filepath.Join(s.opts.Dir, spareName(seg.id)))
+	}
 }
 
 // Append queues a part for the next group write; the channel gets its
-// location once written (and, with Fsync, synced), or the error. Parts of
-// one queue must be appended in sequence order.
+// location once written (and, with Fsync, synced), or the error. Parts
+// may come in any order. A part appended again (the same queue and
+// sequence number, as a compaction writes an old part again at the log's
+// end) must have the same data: Open returns one of them, the copy written
+// last, and the segment of the other is not held by it.
 func (s *Spool) Append(p Part) <-chan Result {
 	ch := make(chan Result, 1)
 	s.mu.Lock()
@@ -665,13 +729,14 @@ func (s *Spool) Head(queue string) uint64 {
 
 // Release says a part written at loc is no longer needed (sent, or
 // written again elsewhere); its segment goes once nothing in it is needed.
+// After Close it does nothing: the files are left as Close left them.
 func (s *Spool) Release(loc Loc) {
 	if loc.Seg == 0 {
 		return
 	}
 	s.mu.Lock()
 	seg, ok := s.segs[loc.Seg]
-	if !ok {
+	if !ok || s.closed {
 		s.mu.Unlock()
 		return
 	}
@@ -707,7 +772,11 @@ func (s *Spool) ReadInto(loc Loc, dst []byte) error {
 	}
 	s.mu.Lock()
 	seg, ok := s.segs[loc.Seg]
+	closed := s.closed
 	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	if !ok {
 		return fmt.Errorf("spool: segment %d is gone", loc.Seg)
 	}
@@ -761,9 +830,10 @@ func (s *Spool) Stats() Stats {
 func (s *Spool) loop() {
 	defer close(s.done)
 	var (
-		buf  []byte   // the group's head records and part headers
-		hdrs [][2]int // each part's header in buf: start, end
-		vec  [][]byte // what the group write writes, in order
+		buf     []byte   // the group's head records and part headers
+		hdrs    [][2]int // each part's header in buf: start, end
+		vec     [][]byte // what the group write writes, in order
+		dirtied []string // the queues whose heads the group writes
 	)
 	for range s.kick {
 		for {
@@ -789,14 +859,19 @@ func (s *Spool) loop() {
 			if base == 0 {
 				buf = appendSegHeader(buf, seg.id, seg.flags)
 			}
+			written := dirtied[:0] // the heads this group writes, dirty again if it fails
 			switch {
 			case allHeads:
 				buf = appendHeads(buf, seg.seed, s.heads, nil)
 				clear(s.dirty)
 			case len(s.dirty) > 0:
 				buf = appendHeads(buf, seg.seed, s.heads, s.dirty)
+				for q := range s.dirty {
+					written = append(written, q)
+				}
 				clear(s.dirty)
 			}
+			dirtied = written
 			headsLen := len(buf)
 			hdrs = hdrs[:0]
 			locs := make([]Loc, len(group))
@@ -828,7 +903,23 @@ func (s *Spool) loop() {
 			err := writeVec(seg.pwritev, vec, base)
 			clear(vec) // the parts' data is not the spool's to keep
 			if err == nil && s.opts.Fsync {
-				err = s.sync.sync(seg.f)
+				if err = at(stepSync); err == nil {
+					err = s.sync.sync(seg.f)
+				}
+			}
+			if err == nil {
+				_ = at(stepAck)
+			} else {
+				// The group fails, and its bytes go: a part whose Append
+				// failed does not come back at Open, and the next group,
+				// written at base too, is not followed by a record of
+				// this one. Should the truncate fail too (the disk
+				// failing), those records may come back: parts their
+				// caller still holds, as after a crash between a write
+				// and its acknowledgement (sent twice at worst).
+				if at(stepTruncate) == nil {
+					_ = seg.f.Truncate(base)
+				}
 			}
 			s.writes.Add(1)
 			s.parts.Add(int64(len(group)))
@@ -857,6 +948,9 @@ func (s *Spool) loop() {
 				}
 			} else {
 				err = fmt.Errorf("spool: %w", err)
+				for _, q := range dirtied {
+					s.dirty[q] = true
+				}
 			}
 			full := err == nil && seg.size >= s.opts.SegmentBytes && seg == s.active
 			s.mu.Unlock()
@@ -872,6 +966,15 @@ func (s *Spool) loop() {
 			}
 			if full {
 				s.switchSegment()
+			}
+			if err != nil {
+				// The heads left to write wait for the next Append or Ack
+				// (or Close, which tries once more), not retried at once:
+				// a disk that stays full would have the loop spin.
+				if closed {
+					return
+				}
+				break
 			}
 		}
 	}
@@ -920,8 +1023,7 @@ func (s *Spool) Close() error {
 	<-s.done
 	// The segment prepared ahead was never used.
 	if p := <-s.next; p.err == nil {
-		_ = p.f.Close()
-		_ = os.Remove(filepath.Join(s.opts.Dir, segName(p.id)))
+		s.deleteFile(&segment{id: p.id, f: p.f})
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

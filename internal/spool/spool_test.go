@@ -13,7 +13,17 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashEnv) != "" {
+		crashChild() // killed in it, or exits
+	}
+	// Every goroutine of a spool (the group writer, the segment prepared
+	// ahead) is gone once Close returns.
+	goleak.VerifyTestMain(m)
+}
 
 func open(t *testing.T, o Options) (*Spool, []Part, map[string]uint64, []string) {
 	t.Helper()
@@ -436,40 +446,6 @@ func TestASpareRenamedButNotWrittenIsEmpty(t *testing.T) {
 	require.True(t, os.IsNotExist(err), "a segment with nothing to send goes at Open")
 }
 
-// Segment files of the version before headers (CRCs not seeded) are read
-// as they were written, and deleted, never written over, once sent.
-func TestAnEarlierVersionsSegmentIsRead(t *testing.T) {
-	dir := t.TempDir()
-	buf := appendHeads(nil, 0, map[string]uint64{"metrics/acme": 2}, nil)
-	var parts []Part
-	for seq := uint64(0); seq < 5; seq++ {
-		p := Part{Queue: "metrics/acme", Seq: seq, Items: 1, Data: data("metrics/acme", seq)}
-		buf = append(appendPartHeader(buf, 0, p), p.Data...)
-		parts = append(parts, p)
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, segName(3)), buf, 0o600))
-	s, got, heads, warnings := open(t, Options{Dir: dir})
-	defer func() { require.NoError(t, s.Close()) }()
-	require.Empty(t, warnings)
-	require.Equal(t, uint64(2), heads["metrics/acme"])
-	require.Len(t, got, 3, "parts 2-4: the head was 2")
-	for i, p := range got {
-		require.Equal(t, parts[i+2].Seq, p.Seq)
-		b, err := s.Read(p.Loc)
-		require.NoError(t, err)
-		require.Equal(t, parts[i+2].Data, b)
-	}
-	for _, p := range got {
-		s.Release(p.Loc)
-	}
-	require.Eventually(t, func() bool {
-		_, err := os.Stat(filepath.Join(dir, segName(3)))
-		return os.IsNotExist(err)
-	}, 10*time.Second, 10*time.Millisecond)
-	spares, _ := filepath.Glob(filepath.Join(dir, "*.spare"))
-	require.Empty(t, spares, "an earlier version's file is not made a spare")
-}
-
 // A spare left by a run that did not close (a crash) is deleted at Open.
 func TestASpareOfTheLastRunIsDeletedAtOpen(t *testing.T) {
 	dir := t.TempDir()
@@ -513,4 +489,49 @@ func TestAReadRacingItsSegmentsReleaseFails(t *testing.T) {
 	defer func() { testHookRead = nil }()
 	_, err := s.Read(locs[0])
 	require.ErrorContains(t, err, "is gone")
+}
+
+// Parts may come in any order, and a part may be appended again (a
+// compaction writes an old part again at the log's end): Open returns
+// each part once, the copy written last, in sequence order, and the
+// segment of the copy written before is not held by it.
+func TestAPartAppendedAgainComesBackOnceFromItsLastCopy(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _, _ := open(t, Options{Dir: dir, SegmentBytes: 400})
+	locs := appendAll(t, s, "a", 0, 4)
+	appendAll(t, s, "a", 5, 6)
+	appendAll(t, s, "a", 4, 5) // after 5
+	appendAll(t, s, "a", 6, 12)
+	old := locs[1]
+	b, err := s.Read(old)
+	require.NoError(t, err)
+	res := <-s.Append(Part{Queue: "a", Seq: 1, Items: 2, Data: b})
+	require.NoError(t, res.Err)
+	require.Greater(t, res.Loc.Seg, old.Seg, "written again in a later segment")
+	copied := res.Loc
+	require.NoError(t, s.Close()) // before the old copy is released: both are on disk
+
+	s, parts, _, _ := open(t, Options{Dir: dir, SegmentBytes: 400})
+	defer func() { require.NoError(t, s.Close()) }()
+	var seqs []uint64
+	for _, p := range parts {
+		seqs = append(seqs, p.Seq)
+		got, err := s.Read(p.Loc)
+		require.NoError(t, err)
+		require.Equal(t, data("a", p.Seq), got)
+		if p.Seq == 1 {
+			require.Equal(t, copied, p.Loc, "the copy written last")
+		}
+	}
+	require.Equal(t, []uint64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, seqs, "once each, in sequence order")
+	// The first segment's other parts sent: nothing holds it any more.
+	for _, p := range parts {
+		if p.Loc.Seg == old.Seg {
+			s.Release(p.Loc)
+		}
+	}
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(dir, segName(old.Seg)))
+		return os.IsNotExist(err)
+	}, 10*time.Second, time.Millisecond, "the old copy of a#1 does not hold its segment")
 }
