@@ -34,7 +34,7 @@ func (e *env) startAgentReleasable(o agentOpts) (*agent, string) {
 // looks like after XID 119, a GSP RPC timeout) shows failed with its
 // reason in the store, and a health event in the event store, within two
 // intervals, stays failed, and is ok again only after its reset.
-func TestScenario11UnknownErrorsFailedUntilReset(t *testing.T) {
+func TestScenario13UnknownErrorsFailedUntilReset(t *testing.T) {
 	e := newEnv(t)
 	e.startLogStore()
 	token := e.provision("acme")
@@ -108,5 +108,5 @@ func TestScenario11UnknownErrorsFailedUntilReset(t *testing.T) {
 		return err == nil && len(recs) >= 1
 	}, settle, time.Second, "a health event for the recovery")
 	fmt.Printf("e2e: %-34s sent=n/a stored=n/a lost=n/a dup=n/a failed_after=%s event_after=%s\n",
-		"11 ERROR_UNKNOWN failed until reset", took.Round(10*time.Millisecond), evAt.Sub(time.Unix(0, int64(lastGood*1e9))).Round(10*time.Millisecond))
+		"13 GPU failed until reset", took.Round(10*time.Millisecond), evAt.Sub(time.Unix(0, int64(lastGood*1e9))).Round(10*time.Millisecond))
 }
