@@ -49,9 +49,10 @@ type tenantExporter struct {
 	hot      atomic.Int64
 	hotLimit int64
 	// With directory: the append-only log of the queues.
-	spool      *spool.Spool
-	compacting atomic.Bool
-	id         component.ID
+	spool       *spool.Spool
+	compacting  atomic.Bool
+	compactions sync.WaitGroup // Shutdown waits for a compaction before closing the log
+	id          component.ID
 
 	mu      sync.Mutex
 	queues  map[queueKey]*tenantQueue
@@ -60,6 +61,9 @@ type tenantExporter struct {
 
 	ready chan *tenantQueue
 	stop  chan struct{}
+	// removed is signalled when sent data leaves a queue: what Shutdown's
+	// drain waits on.
+	removed chan struct{}
 	// sendCtx is every request's context; Shutdown cancels it when the
 	// drain time is up, so a slow store cannot hold shutdown longer.
 	sendCtx    context.Context
@@ -89,6 +93,7 @@ func newTenantExporter(cfg *Config, set component.TelemetrySettings) (*tenantExp
 		queues:   map[queueKey]*tenantQueue{},
 		ready:    make(chan *tenantQueue, cfg.MaxTenants*int(numSignals)*max(1, cfg.SendersPerTenant)),
 		stop:     make(chan struct{}),
+		removed:  make(chan struct{}, 1),
 		dropLog:  periodic.Every{Interval: dropLogEvery},
 		limitLog: periodic.Every{Interval: dropLogEvery},
 	}
@@ -210,7 +215,13 @@ func (e *tenantExporter) Shutdown(ctx context.Context) error {
 	left, progress := e.queuedItems(), time.Now()
 	for left > 0 && time.Now().Before(deadline) && time.Since(progress) < time.Second && ctx.Err() == nil {
 		e.flushAll()
-		time.Sleep(10 * time.Millisecond)
+		wait := time.NewTimer(min(time.Until(deadline), time.Second-time.Since(progress)))
+		select {
+		case <-e.removed:
+		case <-wait.C:
+		case <-ctx.Done():
+		}
+		wait.Stop()
 		if n := e.queuedItems(); n < left {
 			left, progress = n, time.Now()
 		}
@@ -219,6 +230,7 @@ func (e *tenantExporter) Shutdown(ctx context.Context) error {
 	e.cancelSend() // requests still in flight end now; their data stays queued
 	close(e.stop)
 	e.senders.Wait()
+	e.compactions.Wait() // it stops at its next part once stop is closed
 	left = e.queuedItems()
 	var err error
 	if e.spool != nil {

@@ -336,6 +336,10 @@ func (e *tenantExporter) remove(q *tenantQueue, i, n, size int) {
 	}
 	q.bytes -= size
 	e.queued.Add(-int64(size))
+	select {
+	case e.removed <- struct{}{}:
+	default:
+	}
 	var ops []*storage.Operation
 	if e.commits != nil {
 		ops = make([]*storage.Operation, 0, n+1)

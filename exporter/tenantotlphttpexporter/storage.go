@@ -311,9 +311,14 @@ func (e *tenantExporter) compact() {
 		q.mu.Unlock()
 	}
 	e.mu.Unlock()
-	go func() {
+	e.compactions.Go(func() {
 		defer e.compacting.Store(false)
 		for _, m := range moves {
+			select {
+			case <-e.stop: // shutting down: the rest stays where it is
+				return
+			default:
+			}
 			data, err := e.spool.Read(m.rec.loc)
 			if err != nil {
 				continue // sent and released meanwhile
@@ -331,7 +336,7 @@ func (e *tenantExporter) compact() {
 			}
 			m.q.mu.Unlock()
 		}
-	}()
+	})
 }
 
 // The queue log's segment size, and the size of its files below which it
