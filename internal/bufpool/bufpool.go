@@ -16,10 +16,29 @@
 // it lets anything read. Both do: the codec copies the whole message into a
 // buffer of its length (mem.BufferSlice.MaterializeToBuffer), and a request
 // body is only what was appended to it, or read into it in full
-// (tenant_otlp_http's body).
+// (tenant_otlp_http's body). Their tests prove it: they run with the pool
+// poisoned (Poison), every buffer filled with a marker byte when handed
+// out, so a byte read before it was written would corrupt what they check.
 package bufpool
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// poison, when on, fills every buffer Get hands out, its whole capacity,
+// with poisonByte: the users' tests run with it on, so a user that let
+// anything read a byte it did not write would send or decode poison, and
+// its tests would see it. Off in production (one atomic load per Get).
+var poison atomic.Bool
+
+// poisonByte is what a poisoned buffer holds until its user writes it.
+const poisonByte = 0xA5
+
+// Poison turns the fill on or off: for the tests of the pool's users,
+// which prove that no tenant's bytes reach another through a reused
+// buffer.
+func Poison(on bool) { poison.Store(on) }
 
 // Pool is a tiered pool of byte buffers; it is a grpc mem.BufferPool.
 type Pool struct {
@@ -51,9 +70,11 @@ func (p *Pool) Get(length int) *[]byte {
 		}
 		if b, ok := t.pool.Get().(*[]byte); ok {
 			*b = (*b)[:length]
+			fill(*b)
 			return b
 		}
 		b := make([]byte, length, t.size)
+		fill(b)
 		return &b
 	}
 	b := make([]byte, length)
@@ -75,3 +96,14 @@ func (p *Pool) Put(b *[]byte) {
 // Large is the pool. Get returns a buffer of the asked length (its
 // capacity may be larger); Put gives it back once nothing reads it.
 var Large = New(16<<10, 32<<10, 64<<10, 128<<10, 256<<10, 512<<10, 1<<20, 2<<20, 4<<20, 8<<20)
+
+// fill poisons b's whole capacity when poison is on.
+func fill(b []byte) {
+	if !poison.Load() {
+		return
+	}
+	b = b[:cap(b)]
+	for i := range b {
+		b[i] = poisonByte
+	}
+}

@@ -49,3 +49,22 @@ func TestAMaterializedMessageIsOnlyItsBytes(t *testing.T) {
 	require.Len(t, got, 40_000)
 	require.NotContains(t, got, byte(0xAA))
 }
+
+// Poisoned, every buffer handed out holds poisonByte over its whole
+// capacity until its user writes it, whether new or reused.
+func TestPoisonFillsWhatIsHandedOut(t *testing.T) {
+	Poison(true)
+	defer Poison(false)
+	p := New(16, 64)
+	b := p.Get(10)
+	require.Len(t, *b, 10)
+	for _, c := range (*b)[:cap(*b)] {
+		require.Equal(t, byte(poisonByte), c)
+	}
+	copy(*b, "tenant-a's")
+	p.Put(b)
+	b = p.Get(5)
+	for _, c := range (*b)[:cap(*b)] {
+		require.Equal(t, byte(poisonByte), c, "nothing of the buffer's last user is left")
+	}
+}
