@@ -185,7 +185,7 @@ func (e *tenantExporter) Start(ctx context.Context, host component.Host) error {
 	e.flusher = periodic.Start(max(e.cfg.Batch.FlushInterval/2, time.Millisecond), e.flush)
 	// The last 1/16 of the budget is for requests already being decoded.
 	e.fullAt = e.cfg.Queue.MaxBytes - e.cfg.Queue.MaxBytes/16
-	e.unadmit = admission.Register(func() bool { return e.queued.Load() >= e.fullAt })
+	e.unadmit = admission.Register(e.id, func() bool { return e.queued.Load() >= e.fullAt })
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"google.golang.org/grpc/codes"
@@ -22,10 +23,18 @@ import (
 // While a send queue is full, a request is refused retryably before its
 // body is decoded, on both transports, and is taken again once it is not.
 func TestFullQueuesRefuseBeforeDecoding(t *testing.T) {
-	g := startGateway(t, gatewayOpts{})
-	var full atomic.Bool
-	unregister := admission.Register(full.Load)
+	named := component.MustNewID("tenant_otlp_http")
+	adm := createDefaultConfig().(*Config).Admission
+	adm.Queues = []component.ID{named}
+	g := startGateway(t, gatewayOpts{admission: &adm})
+	var full, other atomic.Bool
+	unregister := admission.Register(named, full.Load)
 	defer unregister()
+	// Another exporter's queue, one this guard's config does not name:
+	// full, it refuses nothing here.
+	other.Store(true)
+	unregisterOther := admission.Register(component.MustNewIDWithName("tenant_otlp_http", "other"), other.Load)
+	defer unregisterOther()
 	payload := bigPayload(t, 4<<20)
 	require.NoError(t, g.sendGRPC(t, goodToken, bigPayload(t, 10))) // warm-up
 

@@ -52,6 +52,11 @@ type Admission struct {
 	// WaitingLimitMiB bounds the bytes of requests waiting for room; past
 	// it a request is refused at once.
 	WaitingLimitMiB int64 `mapstructure:"waiting_limit_mib"`
+	// Queues are the send queues (tenant_otlp_http exporters, by component
+	// id) whose fullness refuses new requests before decoding: the
+	// exporters the guarded receivers' pipelines send to. None: queues are
+	// not checked.
+	Queues []component.ID `mapstructure:"queues"`
 }
 
 // DecodeLimits bound one OTLP request on the wire.

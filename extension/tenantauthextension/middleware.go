@@ -74,7 +74,7 @@ func (a *authenticator) tap(ctx context.Context, info *tap.Info) (context.Contex
 	if _, err := a.check(ctx, info.Header, source); err != nil {
 		return ctx, grpcStatus(err)
 	}
-	if admission.QueuesFull() {
+	if admission.Queues(a.cfg.Admission.Queues).Full() {
 		a.refused.Add(ctx, 1, reasonQueuesFull)
 		return ctx, retryableStatus(admission.ErrQueuesFull, admissionRetry)
 	}
@@ -354,7 +354,7 @@ func (a *authenticator) GetHTTPHandler(context.Context) (extensionmiddleware.Wra
 				next.ServeHTTP(w, r)
 				return
 			}
-			if admission.QueuesFull() {
+			if admission.Queues(a.cfg.Admission.Queues).Full() {
 				a.refused.Add(r.Context(), 1, reasonQueuesFull)
 				refuseRetryable(w, admission.ErrQueuesFull)
 				return

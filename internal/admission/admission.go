@@ -5,9 +5,10 @@
 //     once; a request waits for room, first come first served, as long as
 //     the bytes already waiting stay under a second bound, and is refused
 //     (retryably) past it;
-//   - send queues register how full they are (Register); while any is full,
-//     QueuesFull says so and new requests are refused before their bodies
-//     are decoded, instead of being decoded and then refused by the queue.
+//   - send queues register how full they are under their component's id
+//     (Register); while one that a guard names (Queues) is full, new
+//     requests are refused before their bodies are decoded, instead of
+//     being decoded and then refused by the queue.
 //
 // A refused request costs a header read, not a decode: that is what keeps
 // the gateway's memory bounded and its CPU on the data it accepted when the
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/collector/component"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -103,48 +105,72 @@ func (l *Limiter) Waiting() int64 {
 
 // ---- send queues ----
 
+// queues are the send queues that have registered, by their component's
+// id: the tenant_otlp_http exporters. A receiver's guard asks about the
+// ones its config names (Queues), never about every queue in the process.
+var queues struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[component.ID][]*queue]
+}
+
 type queue struct{ full func() bool }
 
-var queues struct {
-	mu   sync.Mutex
-	list atomic.Pointer[[]*queue]
-}
-
-// Register adds a send queue whose full func says when it cannot take
-// more; full is called on every request, so it must be cheap (an atomic
-// load). unregister removes it (at the component's shutdown).
-func Register(full func() bool) (unregister func()) {
+// Register adds the send queue of component id, whose full func says when
+// it cannot take more; full is called on every request a guard that names
+// id checks, so it must be cheap (an atomic load). unregister removes it
+// (at the component's shutdown).
+func Register(id component.ID, full func() bool) (unregister func()) {
 	q := &queue{full: full}
-	queues.mu.Lock()
-	defer queues.mu.Unlock()
-	var list []*queue
-	if p := queues.list.Load(); p != nil {
-		list = append(list, *p...)
-	}
-	list = append(list, q)
-	queues.list.Store(&list)
-	return func() {
+	update := func(change func(map[component.ID][]*queue)) {
 		queues.mu.Lock()
 		defer queues.mu.Unlock()
-		var rest []*queue
-		for _, x := range *queues.list.Load() {
-			if x != q {
-				rest = append(rest, x)
+		next := map[component.ID][]*queue{}
+		if p := queues.m.Load(); p != nil {
+			for k, v := range *p {
+				next[k] = append([]*queue(nil), v...)
 			}
 		}
-		queues.list.Store(&rest)
+		change(next)
+		queues.m.Store(&next)
+	}
+	update(func(m map[component.ID][]*queue) { m[id] = append(m[id], q) })
+	return func() {
+		update(func(m map[component.ID][]*queue) {
+			rest := m[id][:0]
+			for _, x := range m[id] {
+				if x != q {
+					rest = append(rest, x)
+				}
+			}
+			if len(rest) == 0 {
+				delete(m, id)
+			} else {
+				m[id] = rest
+			}
+		})
 	}
 }
 
-// QueuesFull reports whether any registered send queue is full.
-func QueuesFull() bool {
-	p := queues.list.Load()
+// Queues are the send queues one guard refuses requests for while they are
+// full, named by their components' ids in its config.
+type Queues []component.ID
+
+// Full reports whether any of the named send queues is full. A name that
+// has not registered (its exporter not started, or not in this process)
+// is not full.
+func (ids Queues) Full() bool {
+	if len(ids) == 0 {
+		return false
+	}
+	p := queues.m.Load()
 	if p == nil {
 		return false
 	}
-	for _, q := range *p {
-		if q.full() {
-			return true
+	for _, id := range ids {
+		for _, q := range (*p)[id] {
+			if q.full() {
+				return true
+			}
 		}
 	}
 	return false

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
 )
 
 func TestLimiterWaitsForRoomThenRefuses(t *testing.T) {
@@ -70,16 +71,21 @@ func TestLimiterSaturatedAndOversized(t *testing.T) {
 
 func TestQueuesFull(t *testing.T) {
 	var a, b atomic.Bool
-	require.False(t, QueuesFull())
-	unA := Register(a.Load)
-	unB := Register(b.Load)
-	require.False(t, QueuesFull())
+	idA := component.MustNewIDWithName("tenant_otlp_http", "a")
+	idB := component.MustNewIDWithName("tenant_otlp_http", "b")
+	both, onlyA := Queues{idA, idB}, Queues{idA}
+	require.False(t, both.Full())
+	unA := Register(idA, a.Load)
+	unB := Register(idB, b.Load)
+	require.False(t, both.Full())
 	b.Store(true)
-	require.True(t, QueuesFull(), "one full queue is enough")
+	require.True(t, both.Full(), "one full queue is enough")
+	require.False(t, onlyA.Full(), "a queue the guard does not name never refuses its requests")
+	require.False(t, Queues(nil).Full())
 	unB()
-	require.False(t, QueuesFull(), "an unregistered queue no longer counts")
+	require.False(t, both.Full(), "an unregistered queue no longer counts")
 	a.Store(true)
-	require.True(t, QueuesFull())
+	require.True(t, onlyA.Full())
 	unA()
-	require.False(t, QueuesFull())
+	require.False(t, both.Full())
 }
