@@ -74,6 +74,7 @@ type leanDevice struct {
 func (d *leanDevice) GetUUID() (string, nvml.Return)         { return d.uuid, nvml.SUCCESS }
 func (d *leanDevice) GetName() (string, nvml.Return)         { return "NVIDIA H100 80GB HBM3", nvml.SUCCESS }
 func (d *leanDevice) GetSerial() (string, nvml.Return)       { return "1654321000001", nvml.SUCCESS }
+func (d *leanDevice) GetMinorNumber() (int, nvml.Return)     { return 0, nvml.ERROR_NOT_SUPPORTED }
 func (d *leanDevice) GetVbiosVersion() (string, nvml.Return) { return "96.00.99.00.01", nvml.SUCCESS }
 func (d *leanDevice) GetPciInfo() (nvml.PciInfo, nvml.Return) {
 	return nvml.PciInfo{Bus: 0x18}, nvml.SUCCESS

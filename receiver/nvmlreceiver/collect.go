@@ -229,10 +229,14 @@ func (d *device) collectMemory(h nvml.Device, ent *entity, variant string) {
 func (d *device) collectPower(now pcommon.Timestamp, f *fieldRead) {
 	h := d.handle()
 	gpu := str("hw.type", "gpu")
-	// Both as fields where the driver has them (the one-second average
-	// GetPowerUsage also gives on Ampere and later), else their calls.
+	// Both as fields where the driver has them, else their calls. Power is
+	// the instantaneous draw (POWER_INSTANT) where the driver answers it,
+	// else the one-second average (POWER_AVERAGE, what GetPowerUsage also
+	// gives on Ampere and later).
 	if d.drv.enabled[mPower] {
-		if mw, ok := f.field(nvml.FI_DEV_POWER_AVERAGE); ok {
+		if mw, ok := f.field(nvml.FI_DEV_POWER_INSTANT); ok {
+			d.emit(mPower, d.ent, mw/1000, 0, gpu)
+		} else if mw, ok := f.field(nvml.FI_DEV_POWER_AVERAGE); ok {
 			d.emit(mPower, d.ent, mw/1000, 0, gpu)
 		} else if d.can("nvmlDeviceGetPowerUsage", "") {
 			if mw, ret := h.GetPowerUsage(); d.ok("nvmlDeviceGetPowerUsage", "", ret) {
@@ -323,14 +327,32 @@ var throttleReasons = []struct {
 	{nvml.ClocksEventReasonDisplayClockSetting, "display_clock_setting"},
 }
 
-var violationPolicies = []struct {
-	policy nvml.PerfPolicyType
-	name   string
+// throttleCauses are the clock-event (throttle) duration counters, all in
+// nanoseconds, read as fields in the scrape's one field-values request (ids
+// checked against nvml.h's "Field values for Clock Throttle Reason
+// Counters" and nvmlDeviceGetViolationStatus's translation table). name is
+// the nvidia.gpu.violation.policy attribute value. The policies
+// GetViolationStatus has (deprecated in CUDA 13, to be removed in 14) fall
+// back to it on drivers without the field; the HW thermal and power brake
+// slowdowns have no such call. NVML_PERF_POLICY_TOTAL_APP_CLOCKS is
+// "DEPRECATED, Do not use" and is not reported; the thermal policy is
+// NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN (269), not
+// NVML_FI_DEV_PERF_POLICY_THERMAL (75).
+var throttleCauses = []struct {
+	field    uint32
+	name     string
+	policy   nvml.PerfPolicyType
+	fallback bool // GetViolationStatus(policy) where the field is not answered
 }{
-	{nvml.PERF_POLICY_POWER, "power"}, {nvml.PERF_POLICY_THERMAL, "thermal"}, {nvml.PERF_POLICY_SYNC_BOOST, "sync_boost"},
-	{nvml.PERF_POLICY_BOARD_LIMIT, "board_limit"}, {nvml.PERF_POLICY_LOW_UTILIZATION, "low_utilization"},
-	{nvml.PERF_POLICY_RELIABILITY, "reliability"}, {nvml.PERF_POLICY_TOTAL_APP_CLOCKS, "app_clocks"},
-	{nvml.PERF_POLICY_TOTAL_BASE_CLOCKS, "base_clocks"},
+	{nvml.FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP, "power", nvml.PERF_POLICY_POWER, true},                // 74
+	{nvml.FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN, "thermal", nvml.PERF_POLICY_THERMAL, true},       // 269
+	{nvml.FI_DEV_CLOCKS_EVENT_REASON_SYNC_BOOST, "sync_boost", nvml.PERF_POLICY_SYNC_BOOST, true},        // 76
+	{nvml.FI_DEV_PERF_POLICY_BOARD_LIMIT, "board_limit", nvml.PERF_POLICY_BOARD_LIMIT, true},             // 77
+	{nvml.FI_DEV_PERF_POLICY_LOW_UTILIZATION, "low_utilization", nvml.PERF_POLICY_LOW_UTILIZATION, true}, // 78
+	{nvml.FI_DEV_PERF_POLICY_RELIABILITY, "reliability", nvml.PERF_POLICY_RELIABILITY, true},             // 79
+	{nvml.FI_DEV_PERF_POLICY_TOTAL_BASE_CLOCKS, "base_clocks", nvml.PERF_POLICY_TOTAL_BASE_CLOCKS, true}, // 81
+	{nvml.FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN, "hw_thermal_slowdown", 0, false},                 // 270
+	{nvml.FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN, "hw_power_brake_slowdown", 0, false},       // 271
 }
 
 func (d *device) collectClocks(now pcommon.Timestamp, f *fieldRead) {
@@ -364,17 +386,17 @@ func (d *device) collectClocks(now pcommon.Timestamp, f *fieldRead) {
 		// The policy counters as fields first (GetViolationStatus is
 		// deprecated in CUDA 13's nvml.h), one call each on drivers
 		// without them. Both count nanoseconds.
-		for i, p := range violationPolicies {
+		for _, c := range throttleCauses {
 			ns, have := uint64(0), false
-			if v, ok := f.field(violationFields[i]); ok {
+			if v, ok := f.field(c.field); ok {
 				ns, have = uint64(v), true
-			} else if d.can("nvmlDeviceGetViolationStatus", p.name) {
-				vt, ret := h.GetViolationStatus(p.policy)
-				ns, have = vt.ViolationTime, d.ok("nvmlDeviceGetViolationStatus", p.name, ret)
+			} else if c.fallback && d.can("nvmlDeviceGetViolationStatus", c.name) {
+				vt, ret := h.GetViolationStatus(c.policy)
+				ns, have = vt.ViolationTime, d.ok("nvmlDeviceGetViolationStatus", c.name, ret)
 			}
 			if have {
-				start := d.cumulative("nvmlDeviceGetViolationStatus", p.name, ns, now)
-				d.emit(mThrottleDuration, d.ent, float64(ns)/1e9, start, str("nvidia.gpu.violation.policy", p.name))
+				start := d.cumulative("nvmlDeviceGetViolationStatus", c.name, ns, now)
+				d.emit(mThrottleDuration, d.ent, float64(ns)/1e9, start, str("nvidia.gpu.violation.policy", c.name))
 			}
 		}
 	}
@@ -407,6 +429,23 @@ type pcieCounters struct {
 	have   bool
 }
 
+// counterDelta is how far a PCIe byte counter moved between two reads.
+// nvml.h says of PCIE_COUNT_TX/RX_BYTES "Value can be wrapped": drivers keep
+// them in 32 bits (a wrap every 4 GiB, seconds at PCIe rates), so a counter
+// that goes down while both reads fit in 32 bits wrapped once (one wrap per
+// interval is all the two reads can tell; a faster link wraps more often
+// and is under-counted, never negative). A counter above 32 bits that goes
+// down was reset (a GPU reset, a driver reload): no rate this time.
+func counterDelta(prev, cur uint64) (uint64, bool) {
+	if cur >= prev {
+		return cur - prev, true
+	}
+	if prev <= math.MaxUint32 {
+		return cur + (1 << 32) - prev, true
+	}
+	return 0, false
+}
+
 // collectPCIeThroughput reports PCIe traffic in bytes/s: the rate of the
 // PCIe byte counters between two scrapes where the driver has them (no
 // cost), else GetPcieThroughput, which samples for about 20 ms a call.
@@ -422,13 +461,18 @@ func (d *device) collectPCIeThroughput(h nvml.Device, f *fieldRead) {
 		prev := d.pcie
 		d.pcie = pcieCounters{tx: uint64(tx), rx: uint64(rx), at: at, have: true}
 		dt := at.Sub(prev.at).Seconds()
-		// The first read has nothing to compare with; a counter that
-		// wrapped or went back (a reset) gives no rate this time.
-		if !prev.have || dt <= 0 || uint64(tx) < prev.tx || uint64(rx) < prev.rx {
+		// The first read has nothing to compare with; a counter that went
+		// back gives no rate this time unless it wrapped (counterDelta).
+		if !prev.have || dt <= 0 {
 			return
 		}
-		d.emit(mPCIeThroughput, d.ent, float64(uint64(tx)-prev.tx)/dt, 0, str("network.io.direction", "transmit"))
-		d.emit(mPCIeThroughput, d.ent, float64(uint64(rx)-prev.rx)/dt, 0, str("network.io.direction", "receive"))
+		dTx, okTx := counterDelta(prev.tx, uint64(tx))
+		dRx, okRx := counterDelta(prev.rx, uint64(rx))
+		if !okTx || !okRx {
+			return
+		}
+		d.emit(mPCIeThroughput, d.ent, float64(dTx)/dt, 0, str("network.io.direction", "transmit"))
+		d.emit(mPCIeThroughput, d.ent, float64(dRx)/dt, 0, str("network.io.direction", "receive"))
 		return
 	}
 	d.pcie = pcieCounters{}
@@ -542,27 +586,7 @@ func (d *device) collectNVLink(now pcommon.Timestamp, links []int, f *fieldRead)
 		return
 	}
 	if d.drv.enabled[mNVLinkIO] {
-		var tx, rx float64
-		okAll := true
-		for _, l := range links {
-			t, ok1 := f.scoped(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, uint32(l))
-			r, ok2 := f.scoped(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, uint32(l))
-			if !ok1 || !ok2 {
-				okAll = false
-				break
-			}
-			tx, rx = tx+t, rx+r
-		}
-		if okAll {
-			for _, dir := range []struct {
-				name string
-				kib  float64
-			}{{"transmit", tx}, {"receive", rx}} {
-				b := uint64(dir.kib) * kib
-				start := d.cumulative("nvlink_throughput", dir.name, b, now)
-				d.emitInt(mNVLinkIO, d.ent, int64(b), start, str("network.io.direction", dir.name))
-			}
-		}
+		d.collectNVLinkIO(now, links, f)
 	}
 	if d.drv.enabled[mNVLinkErrors] {
 		for i, t := range nvlinkErrorTypes {
@@ -586,6 +610,75 @@ func (d *device) collectNVLink(now pcommon.Timestamp, links []int, f *fieldRead)
 				d.emitInt(mNVLinkErrors, d.ent, int64(total), start, str("error.type", t.name))
 			}
 		}
+	}
+}
+
+// collectNVLinkIO reports NVLink data traffic (hw.gpu.io). The driver's
+// aggregate over every link (scope UINT_MAX) is one counter: a link that
+// goes down or comes back does not move it, and it is reported as any
+// driver counter (cumulative). Drivers without it answer per link; the
+// receiver then adds up each active link's increase between two scrapes
+// where it was active both times: a link that comes back (or is first
+// seen) sets its baseline and counts from the next scrape, so its lifetime
+// counter is never taken for one interval's traffic, and a link that goes
+// down does not make the sum go back.
+func (d *device) collectNVLinkIO(now pcommon.Timestamp, links []int, f *fieldRead) {
+	dirs := [2]string{"transmit", "receive"}
+	tx, ok1 := f.scoped(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, nvlinkAllLinks)
+	rx, ok2 := f.scoped(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, nvlinkAllLinks)
+	if ok1 && ok2 {
+		d.nvlink.aggregate = true
+		for i, v := range [2]float64{tx, rx} {
+			b := uint64(v) * kib
+			start := d.cumulative("nvlink_throughput", dirs[i], b, now)
+			d.emitInt(mNVLinkIO, d.ent, int64(b), start, str("network.io.direction", dirs[i]))
+		}
+		return
+	}
+	if d.nvlink.aggregate && d.can(fieldsFn, nvlinkAllVariant[0]) && d.can(fieldsFn, nvlinkAllVariant[1]) {
+		return // the aggregate failed this once: per-link values were not asked
+	}
+	d.nvlink.aggregate = false
+	t := &d.nvlink.tally
+	var seen [nvml.NVLINK_MAX_LINKS]bool
+	answered := false
+	for _, l := range links {
+		if l < 0 || l >= nvml.NVLINK_MAX_LINKS {
+			continue
+		}
+		tx, ok1 := f.scoped(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, uint32(l))
+		rx, ok2 := f.scoped(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, uint32(l))
+		if !ok1 || !ok2 {
+			continue
+		}
+		answered = true
+		cur := [2]uint64{uint64(tx), uint64(rx)}
+		switch {
+		case !t.have:
+			// The first read: the driver's totals, a true reset point
+			// like any driver counter's first point.
+			t.total[0] += cur[0]
+			t.total[1] += cur[1]
+		case t.seen[l]:
+			for i := range cur {
+				if cur[i] >= t.last[l][i] {
+					t.total[i] += cur[i] - t.last[l][i]
+				} else {
+					t.total[i] += cur[i] // the link's counter restarted
+				}
+			}
+		}
+		t.last[l], seen[l] = cur, true
+	}
+	if !answered {
+		return
+	}
+	t.seen = seen
+	if !t.have {
+		t.have, t.start = true, now
+	}
+	for i := range dirs {
+		d.emitInt(mNVLinkIO, d.ent, int64(t.total[i]*kib), t.start, str("network.io.direction", dirs[i]))
 	}
 }
 
@@ -756,4 +849,16 @@ type nvlinkState struct {
 	links    []int       // the active ones
 	all      []linkState // every link the GPU has
 	listedAt time.Time   // zero: not listed yet
+	// aggregate: the driver answered the all-links traffic fields.
+	aggregate bool
+	tally     nvlinkTally // traffic summed per link where it did not
+}
+
+// nvlinkTally is hw.gpu.io summed by the receiver from per-link counters.
+type nvlinkTally struct {
+	last  [nvml.NVLINK_MAX_LINKS][2]uint64 // KiB at the previous scrape, TX and RX
+	seen  [nvml.NVLINK_MAX_LINKS]bool      // the link answered at the previous scrape
+	total [2]uint64                        // KiB, TX and RX
+	start pcommon.Timestamp
+	have  bool
 }

@@ -113,6 +113,7 @@ func newDevice(drv *driver, index int, h nvml.Device, uuid string, now pcommon.T
 		gis:         map[int]*gpuInstance{},
 	}
 	d.ent = &entity{hwID: uuid, hwName: "nvidia" + strconv.Itoa(index)}
+	d.ent.hwName = d.deviceName(index)
 	d.ent.info = d.readIdentity()
 	for _, a := range d.ent.info {
 		if a.k == "nvidia.gpu.virtualization_mode" {
@@ -121,6 +122,19 @@ func newDevice(drv *driver, index int, h nvml.Device, uuid string, now pcommon.T
 	}
 	d.xid.start = now
 	return d
+}
+
+// deviceName is the GPU's hw.name: nvidia<minor>, its device node
+// /dev/nvidia<minor>, which is not always its NVML index (NVML orders GPUs
+// by PCI bus id, the driver numbers minors in probe order); nvidia<index>
+// where the driver has no minor number for it. Read once, at discovery.
+func (d *device) deviceName(index int) string {
+	if d.drv.has("nvmlDeviceGetMinorNumber") && d.can("nvmlDeviceGetMinorNumber", "") {
+		if minor, ret := d.h.GetMinorNumber(); d.ok("nvmlDeviceGetMinorNumber", "", ret) && minor >= 0 {
+			return "nvidia" + strconv.Itoa(minor)
+		}
+	}
+	return "nvidia" + strconv.Itoa(index)
 }
 
 func (d *device) handle() nvml.Device {

@@ -1,6 +1,7 @@
 package nvmlreceiver
 
 import (
+	"math"
 	"strconv"
 	"time"
 
@@ -9,7 +10,7 @@ import (
 
 // Field values: one nvmlDeviceGetFieldValues call per GPU per scrape reads
 // the counters that would otherwise cost a call each (72 of them NVLink
-// error counters on an H100, 8 violation policies, ECC, PCIe replays,
+// error counters on an H100, 9 throttle durations, ECC, PCIe replays,
 // energy, and the PCIe byte counters that replace GetPcieThroughput's
 // 20 ms sampling). A field the driver does not answer (NOT_SUPPORTED on an
 // older driver or a board without it) is remembered like a refused call and
@@ -49,11 +50,30 @@ var fieldVariants = func() (v [512]string) {
 	return v
 }()
 
-// Violation policies as fields, in violationPolicies' order.
-var violationFields = []uint32{
-	nvml.FI_DEV_PERF_POLICY_POWER, nvml.FI_DEV_PERF_POLICY_THERMAL, nvml.FI_DEV_PERF_POLICY_SYNC_BOOST,
-	nvml.FI_DEV_PERF_POLICY_BOARD_LIMIT, nvml.FI_DEV_PERF_POLICY_LOW_UTILIZATION, nvml.FI_DEV_PERF_POLICY_RELIABILITY,
-	nvml.FI_DEV_PERF_POLICY_TOTAL_APP_CLOCKS, nvml.FI_DEV_PERF_POLICY_TOTAL_BASE_CLOCKS,
+// nvlinkAllLinks is the scope id that asks NVLINK_THROUGHPUT_DATA_TX/RX
+// for the aggregate over every link (nvml.h: "A scopeId of UINT_MAX returns
+// aggregate value summed up across all links").
+const nvlinkAllLinks = math.MaxUint32
+
+// nvlinkAllVariant names the aggregate TX and RX fields in the call memory,
+// apart from the per-link ones: a driver that refuses the aggregate may
+// still answer per link.
+var nvlinkAllVariant = [2]string{
+	fieldVariant(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX) + ":all",
+	fieldVariant(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX) + ":all",
+}
+
+// scopedVariant is fieldVariant, the NVLink aggregate scope apart.
+func scopedVariant(id, scope uint32) string {
+	if scope == nvlinkAllLinks {
+		switch id {
+		case nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX:
+			return nvlinkAllVariant[0]
+		case nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
+			return nvlinkAllVariant[1]
+		}
+	}
+	return fieldVariant(id)
 }
 
 // NVLink error totals over every lane and link, in nvlinkErrorTypes' order.
@@ -92,6 +112,7 @@ func (d *device) wantFields(links []int) []nvml.FieldValue {
 		}
 	}
 	if on[mPower] {
+		add(nvml.FI_DEV_POWER_INSTANT, 0)
 		add(nvml.FI_DEV_POWER_AVERAGE, 0)
 	}
 	if on[mPowerLimit] {
@@ -104,8 +125,8 @@ func (d *device) wantFields(links []int) []nvml.FieldValue {
 		add(nvml.FI_DEV_MEMORY_TEMP, 0)
 	}
 	if on[mThrottleDuration] {
-		for _, id := range violationFields {
-			add(id, 0)
+		for _, c := range throttleCauses {
+			add(c.field, 0)
 		}
 	}
 	if on[mPCIeReplays] {
@@ -136,9 +157,19 @@ func (d *device) wantFields(links []int) []nvml.FieldValue {
 			}
 		}
 		if on[mNVLinkIO] {
-			for _, l := range links {
-				add(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, uint32(l))
-				add(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, uint32(l))
+			// The aggregate over every link (scope UINT_MAX) where the
+			// driver answers it; per active link until it is known to.
+			agg := d.can(fieldsFn, nvlinkAllVariant[0]) && d.can(fieldsFn, nvlinkAllVariant[1])
+			if agg {
+				fvs = append(fvs,
+					nvml.FieldValue{FieldId: nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, ScopeId: nvlinkAllLinks},
+					nvml.FieldValue{FieldId: nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, ScopeId: nvlinkAllLinks})
+			}
+			if !agg || !d.nvlink.aggregate {
+				for _, l := range links {
+					add(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, uint32(l))
+					add(nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX, uint32(l))
+				}
 			}
 		}
 	}
@@ -162,7 +193,7 @@ func (d *device) readFields(h nvml.Device, links []int) fieldRead {
 	r.vals = make(map[fieldKey]float64, len(fvs))
 	r.stamps = make(map[fieldKey]int64, len(fvs))
 	for _, fv := range fvs {
-		if v, ok := d.fieldValue(fieldVariant(fv.FieldId), fv); ok {
+		if v, ok := d.fieldValue(scopedVariant(fv.FieldId, fv.ScopeId), fv); ok {
 			k := fieldKey{fv.FieldId, fv.ScopeId}
 			r.vals[k] = v
 			r.stamps[k] = fv.Timestamp

@@ -168,10 +168,16 @@ func stubDevice(d *server.Device, i int) {
 			switch fv.FieldId {
 			case nvml.FI_DEV_MEMORY_TEMP:
 				fv.ValueType, fv.Value = uint32(nvml.VALUE_TYPE_UNSIGNED_INT), u32(uint32(50+i))
-			case nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX:
-				fv.ValueType, fv.Value = uint32(nvml.VALUE_TYPE_UNSIGNED_LONG_LONG), u64(uint64(1000*(i+1)))
-			case nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
-				fv.ValueType, fv.Value = uint32(nvml.VALUE_TYPE_UNSIGNED_LONG_LONG), u64(uint64(2000*(i+1)))
+			case nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_TX, nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX:
+				// Per link; the aggregate scope (UINT_MAX) sums the 18 links.
+				v := uint64(1000 * (i + 1))
+				if fv.FieldId == nvml.FI_DEV_NVLINK_THROUGHPUT_DATA_RX {
+					v *= 2
+				}
+				if fv.ScopeId == nvlinkAllLinks {
+					v *= 18
+				}
+				fv.ValueType, fv.Value = uint32(nvml.VALUE_TYPE_UNSIGNED_LONG_LONG), u64(v)
 			default:
 				fv.NvmlReturn = uint32(nvml.ERROR_NOT_SUPPORTED)
 			}

@@ -115,7 +115,7 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mPower: {
 		name: "hw.power", unit: "W", kind: kindGauge, attrs: []string{"hw.type"}, enabled: true,
-		description: "Power drawn by the GPU board.", source: "field POWER_AVERAGE (mW, Ampere+ but GA100); fallback GetPowerUsage",
+		description: "Power drawn by the GPU board.", source: "field POWER_INSTANT (186, mW) where answered, else POWER_AVERAGE (185, mW, Ampere+ but GA100); fallback GetPowerUsage",
 		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetPowerUsage"},
 	},
 	mPowerLimit: {
@@ -157,12 +157,13 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mThrottleDuration: {
 		name: "nvidia.gpu.clock.throttle.duration", unit: "s", kind: kindSum, attrs: []string{"nvidia.gpu.violation.policy"}, enabled: true,
-		description: "Time the clocks were held below their target, by policy.", source: "fields PERF_POLICY_* (ns); fallback GetViolationStatus",
-		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetViolationStatus"},
+		description: "Time the clocks were held below their target, by cause (README \"Throttle durations\"): power, thermal, sync_boost, board_limit, low_utilization, reliability, base_clocks, hw_thermal_slowdown, hw_power_brake_slowdown.",
+		source:      "fields CLOCKS_EVENT_REASON_SW_POWER_CAP/SW_THERM_SLOWDOWN/SYNC_BOOST (74/269/76), PERF_POLICY_BOARD_LIMIT/LOW_UTILIZATION/RELIABILITY/TOTAL_BASE_CLOCKS (77-79/81), CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN/HW_POWER_BRAKE_SLOWDOWN (270/271), ns, one request; fallback GetViolationStatus (not 270/271)",
+		symbols:     []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetViolationStatus"},
 	},
 	mPCIeThroughput: {
 		name: "nvidia.gpu.pcie.throughput", unit: "By/s", kind: kindGauge, attrs: []string{"network.io.direction"}, enabled: true,
-		description: "PCIe traffic, transmit and receive.", source: "rate of fields PCIE_COUNT_TX/RX_BYTES between scrapes (from the second scrape); fallback GetPcieThroughput (KB/s, samples ~20 ms)",
+		description: "PCIe traffic, transmit and receive.", source: "rate of fields PCIE_COUNT_TX/RX_BYTES (197/198) between scrapes (from the second scrape; a 32-bit counter's wrap counted as one wrap); fallback GetPcieThroughput (KB/s, samples ~20 ms)",
 		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetPcieThroughput"},
 	},
 	mPCIeReplays: {
@@ -184,8 +185,9 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mNVLinkIO: {
 		name: "hw.gpu.io", unit: "By", kind: kindSum, isInt: true, attrs: []string{"network.io.direction"}, enabled: true,
-		description: "NVLink data traffic, summed over the active links.", source: "field values NVLINK_THROUGHPUT_DATA_TX/RX (KiB) per active link",
-		symbols: []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetFieldValues"},
+		description: "NVLink data traffic over every link; a link that goes down or comes back does not move it (README \"NVLink traffic\").",
+		source:      "fields NVLINK_THROUGHPUT_DATA_TX/RX (138/139, KiB) at scope UINT_MAX (all links); drivers without it: per active link, each link's increase between scrapes summed by the receiver",
+		symbols:     []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetFieldValues"},
 	},
 	mNVLinkErrors: {
 		name: "nvidia.gpu.nvlink.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"error.type"}, enabled: true,

@@ -17,10 +17,11 @@ type migInstance struct {
 	gi, ci int
 }
 
-// gpuInstance is one MIG GPU instance: GPM measures it, not its compute
-// instances. With one compute instance its GPM values go on that MIG
-// device; with several, on an entity of its own (hw.id
-// "<GPU UUID>/gi<G>"), so they are not repeated per compute instance.
+// gpuInstance is one MIG GPU instance: GPM measures it, and its memory is
+// its own, not its compute instances'. With one compute instance its memory
+// and GPM values go on that MIG device; with several, on an entity of its
+// own (hw.id "<GPU UUID>/gi<G>"), so they are not repeated per compute
+// instance.
 type gpuInstance struct {
 	gpm *gpmPair
 	ent *entity // nil until the instance has several compute instances
@@ -35,8 +36,8 @@ func migProfile(name string) string {
 	return name
 }
 
-// collectMIG reports each MIG instance's memory and, where GPM supports MIG
-// (Hopper+), its GPM utilization. Instances are listed every scrape: an
+// collectMIG reports each MIG GPU instance's memory and, where GPM supports
+// MIG (Hopper+), its GPM utilization. Instances are listed every scrape: an
 // operator can repartition a GPU at any time.
 func (d *device) collectMIG() {
 	h := d.handle()
@@ -95,15 +96,12 @@ func (d *device) collectMIG() {
 	perGI := map[int][]*migInstance{}
 	var gis []int
 	for _, m := range live {
-		d.collectMemory(m.h, m.ent, "mig:"+m.ent.hwID)
 		if _, ok := perGI[m.gi]; !ok {
 			gis = append(gis, m.gi)
 		}
 		perGI[m.gi] = append(perGI[m.gi], m)
 	}
-	if d.gpm == nil || !d.gpm.supported {
-		return
-	}
+	gpm := d.gpm != nil && d.gpm.supported
 	for _, gi := range gis {
 		in := perGI[gi]
 		g := d.gis[gi]
@@ -122,6 +120,14 @@ func (d *device) collectMIG() {
 				}
 			}
 			ent = g.ent
+		}
+		// Memory belongs to the GPU instance: every compute instance of it
+		// answers the instance's memory, so it is read once (through its
+		// first MIG device) and reported once, where GPM goes: a sum over
+		// the GPU's MIG entities does not count it twice.
+		d.collectMemory(in[0].h, ent, "mig:"+in[0].ent.hwID)
+		if !gpm {
+			continue
 		}
 		// The refusal is remembered under the instance it was for, so the
 		// check must ask for that same key.

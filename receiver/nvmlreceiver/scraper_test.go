@@ -171,7 +171,9 @@ func TestGoldenMIG(t *testing.T) {
 	h.scrape(t)
 	md := h.scrape(t)
 	compareGolden(t, "expected_mig.yaml", md)
-	mig := points(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": fixedUUID(0), "nvidia.mig.profile": "3g.40gb", "nvidia.mig.compute_instance_id": int64(0)})
+	// Memory per GPU instance: the 3g.40gb instance's two compute
+	// instances share it, reported once on the instance's entity.
+	mig := points(md, "hw.gpu.memory.usage", map[string]any{"hw.id": fixedUUID(0) + "/gi2", "nvidia.mig.profile": "3g.40gb"})
 	require.Len(t, mig, 1)
 	require.Equal(t, int64(1024*mib), mig[0].IntValue())
 	// GPM per GPU instance: the 1g.10gb instance on its one MIG device, the
@@ -179,7 +181,7 @@ func TestGoldenMIG(t *testing.T) {
 	sm := points(md, "nvidia.gpu.sm.utilization", map[string]any{"hw.parent": fixedUUID(0)})
 	require.Len(t, sm, 2, "GPM per GPU instance, not per compute instance")
 	require.Len(t, points(md, "nvidia.gpu.sm.utilization", map[string]any{"hw.id": fixedUUID(0) + "/gi2", "nvidia.mig.gpu_instance_id": int64(2)}), 1)
-	require.Len(t, points(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": fixedUUID(0)}), 3, "memory per MIG device")
+	require.Len(t, points(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": fixedUUID(0)}), 2, "memory per GPU instance, not per compute instance")
 	require.Len(t, points(md, "hw.power", map[string]any{"hw.id": fixedUUID(0)}), 1, "the parent GPU keeps its metrics")
 	// What NVML does not give on a MIG parent is absent, without a warning.
 	require.Empty(t, points(md, "hw.gpu.utilization", map[string]any{"hw.id": fixedUUID(0)}))

@@ -113,7 +113,7 @@ var allSymbols = func() []string {
 		"nvmlDeviceGetVirtualizationMode", "nvmlDeviceGetMigMode", "nvmlDeviceGetMaxMigDeviceCount",
 		"nvmlDeviceGetMigDeviceHandleByIndex", "nvmlDeviceGetGpuInstanceId", "nvmlDeviceGetComputeInstanceId",
 		"nvmlGpmMigSampleGet", "nvmlEventSetCreate", "nvmlDeviceGetSupportedEventTypes", "nvmlDeviceRegisterEvents",
-		"nvmlEventSetWait", "nvmlEventSetWait_v2", "nvmlEventSetFree",
+		"nvmlEventSetWait", "nvmlEventSetWait_v2", "nvmlEventSetFree", "nvmlDeviceGetMinorNumber",
 	} {
 		set[sym] = true
 	}

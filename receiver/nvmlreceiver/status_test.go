@@ -342,7 +342,7 @@ func TestMIGCallMemoryPrunedWithTheInstance(t *testing.T) {
 		}
 		return n
 	}
-	require.Equal(t, 6, migKeys(), "two refusals per MIG instance")
+	require.Equal(t, 4, migKeys(), "two refusals per GPU instance (its memory is read through its first MIG device)")
 	d.GetMigDeviceHandleByIndexFunc = func(k int) (nvml.Device, nvml.Return) {
 		if k == 0 {
 			return handles(0)

@@ -142,6 +142,7 @@ typedef struct {
     int nprocs;
     unsigned fans, fan_pct; /* 0 fans: passively cooled */
     int unlicensed;         /* a vGPU guest without its licence */
+    int minor;              /* /dev/nvidia<minor>; -1: the NVML index */
     struct nvmlDevice_st h;
 
     /* integrated state, under lock */
@@ -149,7 +150,11 @@ typedef struct {
     double last_t;
     double energy_mj, temp_c;
     double power_violation_ns, thermal_violation_ns;
-    double nvlink_kib;
+    double hw_thermal_violation_ns; /* HW thermal slowdown: at or past the slowdown threshold */
+    unsigned pcie_bits;             /* 32: the PCIe byte counters wrap at 2^32 (nvml.h: "can be wrapped") */
+    double pcie_start;              /* where the PCIe byte counters start (bytes) */
+    double nvlink_kib[NVML_NVLINK_MAX_LINKS]; /* per link, TX; RX is 0.8 x */
+    int nvlink_no_aggregate;                  /* the all-links scope (UINT_MAX) answers NOT_SUPPORTED */
     double pcie_tx_b, pcie_rx_b; /* PCIe byte counters */
     unsigned long long ecc_corr, ecc_unc;         /* volatile: since the driver loaded or the GPU reset */
     unsigned long long ecc_corr_agg, ecc_unc_agg; /* aggregate: the board's life (a reset keeps them) */
@@ -426,6 +431,7 @@ static int load_fleet(void) {
         gpu_t *g = &gpus[i];
         g->model = model;
         g->virt = virt;
+        g->minor = -1;
         memcpy(g->sig, defaults, sizeof(defaults));
     }
     for (int p = 0; rc == 0 && p < npend; p++) {
@@ -447,6 +453,23 @@ static int load_fleet(void) {
         } else if (strcmp(e->key, "pcie_link") == 0) {
             if (sscanf(e->val, "%u %u", &g->pcie_gen, &g->pcie_width) != 2 || g->pcie_gen < 1 || g->pcie_width < 1)
                 rc = fail(path, e->line, "pcie_link: want '<generation> <width>' (a link trained below its maximum)");
+        } else if (strcmp(e->key, "minor") == 0) {
+            char *end;
+            long m = strtol(e->val, &end, 10);
+            if (*e->val == 0 || *end != 0 || m < 0 || m > 255) rc = fail(path, e->line, "minor: want 0 to 255");
+            else g->minor = (int)m;
+        } else if (strcmp(e->key, "nvlink_aggregate") == 0) {
+            if (strcmp(e->val, "yes") == 0) g->nvlink_no_aggregate = 0;
+            else if (strcmp(e->val, "no") == 0) g->nvlink_no_aggregate = 1;
+            else rc = fail(path, e->line, "nvlink_aggregate: want yes or no");
+        } else if (strcmp(e->key, "pcie_counter_bits") == 0) {
+            g->pcie_bits = (unsigned)atoi(e->val);
+            if (g->pcie_bits != 32 && g->pcie_bits != 64) rc = fail(path, e->line, "pcie_counter_bits: want 32 or 64");
+        } else if (strcmp(e->key, "pcie_counter_start") == 0) {
+            char *end;
+            g->pcie_start = strtod(e->val, &end);
+            if (*e->val == 0 || *end != 0 || g->pcie_start < 0) rc = fail(path, e->line, "pcie_counter_start: want bytes >= 0");
+            g->pcie_tx_b = g->pcie_rx_b = g->pcie_start;
         } else if (strcmp(e->key, "process") == 0) {
             proc_t *pr = &g->procs[g->nprocs];
             int n = g->nprocs >= MAX_PROCS ? 0 : sscanf(e->val, "%u %u %u %u", &pr->pid, &pr->mem_mib, &pr->gi, &pr->ci);
@@ -504,6 +527,13 @@ static double power_at(gpu_t *g, double t) {
 
 /* advance integrates energy, temperature, throttle time and NVLink traffic
  * from the last query to t, in steps of at most 50 ms. */
+static int nvlink_down_at(int idx, unsigned link, double t);
+
+/* NVLink data rate per link and direction at full utilization: NVLink4
+ * (H100, H200) is 25 GB/s, NVLink3 (A100) 25 GB/s, NVLink2 (V100) 25 GB/s:
+ * 900, 600 and 300 GB/s over the GPU's 18, 12 and 6 links both ways. */
+#define NVLINK_LINK_BPS 25.0e9
+
 static void advance(gpu_t *g, double t) {
     const double step = 0.05, tau = 30.0;
     while (g->last_t < t) {
@@ -514,7 +544,11 @@ static void advance(gpu_t *g, double t) {
         g->temp_c += (target - g->temp_c) * (1.0 - exp(-dt / tau));
         if (p >= 0.95 * g->model->power_limit_w) g->power_violation_ns += dt * 1e9;
         if (g->temp_c >= 85.0) g->thermal_violation_ns += dt * 1e9;
-        g->nvlink_kib += u / 100.0 * 2.0e7 * dt; /* up to ~20 GB/s over all links */
+        if (g->temp_c >= g->model->t_slowdown) g->hw_thermal_violation_ns += dt * 1e9;
+        /* each active link carries its share; a link that is down does
+         * not count, and keeps its counter for when it comes back */
+        for (unsigned l = 0; l < g->model->nvlinks; l++)
+            if (!nvlink_down_at((int)(g - gpus), l, mid)) g->nvlink_kib[l] += u / 100.0 * NVLINK_LINK_BPS / 1024.0 * dt;
         g->pcie_tx_b += u * 2000.0 * 1024 * dt;  /* as GetPcieThroughput: u*2000 KB/s */
         g->pcie_rx_b += u * 3000.0 * 1024 * dt;
         g->last_t += dt;
@@ -533,8 +567,8 @@ static void apply_one_shot_faults(gpu_t *g, int idx, double t) {
             f->applied[idx] = 1;
             g->energy_mj = 0;
             g->ecc_corr = g->ecc_unc = 0;
-            g->power_violation_ns = g->thermal_violation_ns = 0;
-            g->nvlink_kib = 0;
+            g->power_violation_ns = g->thermal_violation_ns = g->hw_thermal_violation_ns = 0;
+            memset(g->nvlink_kib, 0, sizeof(g->nvlink_kib));
             g->pcie_tx_b = g->pcie_rx_b = 0;
         }
     }
@@ -698,8 +732,8 @@ static gpu_t *state(int idx, double t) {
          * aggregate ECC counts are the board's and stay) */
         g->energy_mj = 0;
         g->ecc_corr = g->ecc_unc = 0;
-        g->power_violation_ns = g->thermal_violation_ns = 0;
-        g->nvlink_kib = 0;
+        g->power_violation_ns = g->thermal_violation_ns = g->hw_thermal_violation_ns = 0;
+        memset(g->nvlink_kib, 0, sizeof(g->nvlink_kib));
         g->pcie_tx_b = g->pcie_rx_b = 0;
     }
     g->was_lost = lost;
@@ -945,6 +979,13 @@ EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned 
     return copy_string(name, length, g->model->name);
 }
 
+EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *minorNumber) {
+    GUARD(device, minorNumber);
+    PHYSICAL_ONLY();
+    *minorNumber = g->minor >= 0 ? (unsigned)g->minor : (unsigned)(g - gpus);
+    return NVML_SUCCESS;
+}
+
 EXPORT nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char *serial, unsigned int length) {
     GUARD(device);
     PHYSICAL_ONLY();
@@ -1179,15 +1220,20 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
             break;
         case NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX:
         case NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: {
-            if (v->scopeId >= g->model->nvlinks) {
+            /* a link's counter, or (scope UINT_MAX) the sum over every
+             * link, down ones included, as nvml.h describes */
+            int all = v->scopeId == 0xFFFFFFFFu;
+            if (g->model->nvlinks == 0 || (all && g->nvlink_no_aggregate) || (!all && v->scopeId >= g->model->nvlinks)) {
                 v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
                 break;
             }
             gpu_t *s = state((int)(g - gpus), now_t());
-            double per_link = s->nvlink_kib / g->model->nvlinks;
+            double kib = 0;
+            for (unsigned l = 0; l < g->model->nvlinks; l++)
+                if (all || l == v->scopeId) kib += s->nvlink_kib[l];
             release(s);
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
-            v->value.ullVal = (unsigned long long)(v->fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX ? per_link : 0.8 * per_link);
+            v->value.ullVal = (unsigned long long)(v->fieldId == NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX ? kib : 0.8 * kib);
             break;
         }
         case NVML_FI_DEV_POWER_AVERAGE:
@@ -1196,6 +1242,11 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
                 v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
                 break;
             }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->value.uiVal = (unsigned)lround(power_at(g, now_t()) * 1000.0);
+            break;
+        case NVML_FI_DEV_POWER_INSTANT:
+            /* the draw now, on every architecture */
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
             v->value.uiVal = (unsigned)lround(power_at(g, now_t()) * 1000.0);
             break;
@@ -1246,7 +1297,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
         case NVML_FI_DEV_PCIE_COUNT_TX_BYTES:
         case NVML_FI_DEV_PCIE_COUNT_RX_BYTES:
         case NVML_FI_DEV_PERF_POLICY_POWER:
-        case NVML_FI_DEV_PERF_POLICY_THERMAL:
+        case NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN:
+        case NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN:
         case NVML_FI_DEV_ECC_SBE_VOL_TOTAL:
         case NVML_FI_DEV_ECC_DBE_VOL_TOTAL:
         case NVML_FI_DEV_ECC_SBE_AGG_TOTAL:
@@ -1264,7 +1316,10 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
             case NVML_FI_DEV_PCIE_COUNT_TX_BYTES: x = (unsigned long long)s->pcie_tx_b; break;
             case NVML_FI_DEV_PCIE_COUNT_RX_BYTES: x = (unsigned long long)s->pcie_rx_b; break;
             case NVML_FI_DEV_PERF_POLICY_POWER: x = (unsigned long long)s->power_violation_ns; break;
-            case NVML_FI_DEV_PERF_POLICY_THERMAL: x = (unsigned long long)s->thermal_violation_ns; break;
+            /* nvml.h: GetViolationStatus(THERMAL) is field 269, not the
+             * old policy field 75 (answered 0 below) */
+            case NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN: x = (unsigned long long)s->thermal_violation_ns; break;
+            case NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN: x = (unsigned long long)s->hw_thermal_violation_ns; break;
             /* every modelled ECC error is in device memory */
             case NVML_FI_DEV_ECC_SBE_VOL_TOTAL:
             case NVML_FI_DEV_ECC_SBE_VOL_DEV: x = s->ecc_corr; break;
@@ -1277,11 +1332,20 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
             }
             /* stamped when the integration stands, as a driver stamps its read */
             v->timestamp = (long long)(load_wall_us + (unsigned long long)(s->last_t * 1e6));
+            int wrap32 = s->pcie_bits == 32 && (v->fieldId == NVML_FI_DEV_PCIE_COUNT_TX_BYTES || v->fieldId == NVML_FI_DEV_PCIE_COUNT_RX_BYTES);
             release(s);
+            if (wrap32) {
+                /* a 32-bit counter: wraps every 4 GiB */
+                v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+                v->value.uiVal = (unsigned)(x & 0xFFFFFFFFULL);
+                break;
+            }
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
             v->value.ullVal = x;
             break;
         }
+        case NVML_FI_DEV_PERF_POLICY_THERMAL:
+        case NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN: /* no external power brake modelled */
         case NVML_FI_DEV_PERF_POLICY_SYNC_BOOST:
         case NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT:
         case NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION:

@@ -24,6 +24,7 @@ fault = 0 0 slow nvmlDeviceGetFieldValues 100
 fault = 3 1 lost 4
 fault = 0 2 unsupported nvmlDeviceGetPowerUsage
 fault = 0 2 field_unsupported 185
+fault = 0 2 field_unsupported 186
 fault = 0 3 nopermission nvmlDeviceGetTotalEnergyConsumption
 fault = 0 3 field_unsupported 83
 fault = 3 4 hang nvmlDeviceGetTemperatureV 4
@@ -227,8 +228,8 @@ func TestInitFailureIsRetried(t *testing.T) {
 
 func TestOlderDriverWithoutSomeFunctions(t *testing.T) {
 	// An older driver has neither the functions nor the newer fields
-	// (POWER_AVERAGE, 185) that stand for them.
-	c := startCollector(t, simLibrary(t, "NVMLSIM_OLD_LIB"), "gpus = 2\nsignal.utilization = const 40\nfault = 0 * field_unsupported 185\n")
+	// (POWER_AVERAGE, 185; POWER_INSTANT, 186) that stand for them.
+	c := startCollector(t, simLibrary(t, "NVMLSIM_OLD_LIB"), "gpus = 2\nsignal.utilization = const 40\nfault = 0 * field_unsupported 185\nfault = 0 * field_unsupported 186\n")
 	md := c.waitBatch(t, 30*time.Second, "a second scrape (GPM would be there)", func(md pmetric.Metrics) bool {
 		return has(md, "hw.energy", gpu("nvidia1")) && has(md, "nvidia.gpu.info", gpu("nvidia1")) &&
 			len(c.sink.Metrics()) >= 3
@@ -323,7 +324,7 @@ func TestMIGThroughTheRealBinary(t *testing.T) {
 	md := c.waitBatch(t, 20*time.Second, "GPM of the instances (second scrape)", func(md pmetric.Metrics) bool {
 		return len(find(md, "nvidia.gpu.sm.utilization", map[string]any{"nvidia.mig.gpu_instance_id": int64(2)})) > 0
 	})
-	require.Len(t, find(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": find(md, "nvidia.gpu.info", gpu("nvidia0"))[0].Attributes().AsRaw()["hw.id"]}), 3, "three MIG devices")
+	require.Len(t, find(md, "hw.gpu.memory.usage", map[string]any{"hw.parent": find(md, "nvidia.gpu.info", gpu("nvidia0"))[0].Attributes().AsRaw()["hw.id"]}), 2, "memory once per GPU instance (two), not per MIG device (three)")
 	require.Len(t, find(md, "nvidia.gpu.sm.utilization", map[string]any{"nvidia.mig.gpu_instance_id": int64(2)}), 1, "one GPU instance, once")
 	require.Len(t, find(md, "nvidia.gpu.sm.utilization", gpu("nvidia0/gi2")), 1, "on the GPU instance's own entity")
 	require.Len(t, find(md, "nvidia.gpu.sm.utilization", gpu("nvidia0/gi1/ci0")), 1, "a single compute instance carries its GPU instance's")

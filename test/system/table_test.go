@@ -123,7 +123,8 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 			"sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "display_clock_setting"} {
 			exact("nvidia.gpu.clock.throttle.active", 0, gpu(g, "nvidia.gpu.throttle.reason", r))
 		}
-		for _, p := range []string{"power", "thermal", "sync_boost", "board_limit", "low_utilization", "reliability", "app_clocks", "base_clocks"} {
+		for _, p := range []string{"power", "thermal", "sync_boost", "board_limit", "low_utilization", "reliability", "base_clocks",
+			"hw_thermal_slowdown", "hw_power_brake_slowdown"} {
 			exact("nvidia.gpu.clock.throttle.duration", 0, gpu(g, "nvidia.gpu.violation.policy", p))
 		}
 		// A rate of the PCIe byte counters between two scrapes, over the
