@@ -180,6 +180,7 @@ func newLeanLib(n int) *leanLib {
 // receiver's own cost, NVML answering instantly.
 func BenchmarkScrape8GPUs(b *testing.B) {
 	cfg := allMetricsConfig()
+	leanFabric(b)
 	s, err := newSession(cfg, newLeanLib(8), componenttest.NewNopTelemetrySettings())
 	require.NoError(b, err)
 	procRoot = b.TempDir() // no /proc reads of unrelated pids
@@ -202,7 +203,17 @@ func BenchmarkScrape8GPUs(b *testing.B) {
 	b.ReportMetric(float64(points), "points/scrape")
 }
 
+// leanFabric makes every lean GPU one of an NVSwitch fabric, registered.
+func leanFabric(tb testing.TB) {
+	prev := gpuFabricInfo
+	tb.Cleanup(func() { gpuFabricInfo = prev })
+	gpuFabricInfo = func(nvml.Device) (uint8, nvml.Return, nvml.Return) {
+		return nvml.GPU_FABRIC_STATE_COMPLETED, nvml.SUCCESS, nvml.SUCCESS
+	}
+}
+
 func TestLeanLibScrapesEverything(t *testing.T) {
+	leanFabric(t)
 	s, err := newSession(allMetricsConfig(), newLeanLib(2), componenttest.NewNopTelemetrySettings())
 	require.NoError(t, err)
 	require.NoError(t, s.Start(context.Background(), componenttest.NewNopHost()))

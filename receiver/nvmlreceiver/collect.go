@@ -420,6 +420,28 @@ func (d *device) collectPCIe(now pcommon.Timestamp, f *fieldRead) {
 			d.emitInt(mPCIeReplays, d.ent, int64(n), start)
 		}
 	}
+	if d.drv.enabled[mPCIeErrors] {
+		for _, e := range pcieErrorFields {
+			d.emitFieldCounter(mPCIeErrors, now, f, e.id, e.name)
+		}
+	}
+	if d.drv.enabled[mC2CErrors] {
+		for _, e := range c2cErrorFields {
+			d.emitFieldCounter(mC2CErrors, now, f, e.id, e.name)
+		}
+	}
+}
+
+// emitFieldCounter reports a device-wide error counter that only the
+// field-values request has (no per-call fallback), as error.type.
+func (d *device) emitFieldCounter(m int, now pcommon.Timestamp, f *fieldRead, id uint32, errType string) {
+	v, ok := f.field(id)
+	if !ok {
+		return
+	}
+	n := uint64(v)
+	start := d.cumulative(fieldsFn, fieldVariant(id), n, now)
+	d.emitInt(m, d.ent, int64(n), start, str("error.type", errType))
 }
 
 // pcieCounters is the PCIe byte counters at the last scrape, for a rate.
@@ -571,7 +593,7 @@ var nvlinkErrorTypes = []struct {
 }
 
 func (d *device) nvlinkOn() bool {
-	return d.drv.enabled[mNVLinkIO] || d.drv.enabled[mNVLinkErrors] || d.drv.enabled[mNVLinkActive]
+	return d.drv.enabled[mNVLinkIO] || d.drv.enabled[mNVLinkErrors] || d.drv.enabled[mNVLinkActive] || d.drv.enabled[mNVLinkBER]
 }
 
 func (d *device) collectNVLink(now pcommon.Timestamp, links []int, f *fieldRead) {
@@ -608,6 +630,39 @@ func (d *device) collectNVLink(now pcommon.Timestamp, links []int, f *fieldRead)
 			if okAll {
 				start := d.cumulative("nvmlDeviceGetNvLinkErrorCounter", t.name, total, now)
 				d.emitInt(mNVLinkErrors, d.ent, int64(total), start, str("error.type", t.name))
+			}
+		}
+		if v, ok := f.field(nvlinkECCField); ok {
+			n := uint64(v)
+			start := d.cumulative(fieldsFn, fieldVariant(nvlinkECCField), n, now)
+			d.emitInt(mNVLinkErrors, d.ent, int64(n), start, str("error.type", "ecc_data"))
+		}
+		// NVLink5's per-link counters, summed over every link the GPU has
+		// (a link that goes down keeps its count, so the sum does not go
+		// back); a scrape where a link did not answer reports none.
+		for _, e := range nvlink5ErrorFields {
+			total, okAll := uint64(0), len(d.nvlink.all) > 0
+			for _, l := range d.nvlink.all {
+				v, ok := f.scoped(e.id, uint32(l.link))
+				if !ok {
+					okAll = false
+					break
+				}
+				total += uint64(v)
+			}
+			if okAll {
+				start := d.cumulative(fieldsFn, fieldVariant(e.id), total, now)
+				d.emitInt(mNVLinkErrors, d.ent, int64(total), start, str("error.type", e.name))
+			}
+		}
+	}
+	if d.drv.enabled[mNVLinkBER] {
+		for _, e := range nvlinkBERFields {
+			for _, l := range d.nvlink.all {
+				if v, ok := f.scoped(e.id, uint32(l.link)); ok {
+					d.emit(mNVLinkBER, d.ent, berValue(uint64(v)), 0,
+						num("nvidia.gpu.nvlink.link", int64(l.link)), str("error.type", e.name))
+				}
 			}
 		}
 	}

@@ -82,6 +82,79 @@ var nvlinkErrorFields = []uint32{
 	nvml.FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, nvml.FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL,
 }
 
+// pcieErrorFields are the PCIe link's error counters a guest sees
+// (nvml.h NVML_FI_DEV_PCIE_*; the replay counter itself is
+// nvidia.gpu.pcie.replays), in nvidia.gpu.pcie.errors.
+var pcieErrorFields = []struct {
+	id   uint32
+	name string
+}{
+	{nvml.FI_DEV_PCIE_REPLAY_ROLLOVER_COUNTER, "replay_rollover"},   // 95
+	{nvml.FI_DEV_PCIE_L0_TO_RECOVERY_COUNTER, "recovery"},           // 169
+	{nvml.FI_DEV_PCIE_COUNT_CORRECTABLE_ERRORS, "correctable"},      // 173
+	{nvml.FI_DEV_PCIE_COUNT_NAKS_RECEIVED, "nak_received"},          // 174
+	{nvml.FI_DEV_PCIE_COUNT_RECEIVER_ERROR, "receiver_error"},       // 175
+	{nvml.FI_DEV_PCIE_COUNT_BAD_TLP, "bad_tlp"},                     // 176
+	{nvml.FI_DEV_PCIE_COUNT_NAKS_SENT, "nak_sent"},                  // 177
+	{nvml.FI_DEV_PCIE_COUNT_BAD_DLLP, "bad_dllp"},                   // 178
+	{nvml.FI_DEV_PCIE_COUNT_NON_FATAL_ERROR, "non_fatal"},           // 179
+	{nvml.FI_DEV_PCIE_COUNT_FATAL_ERROR, "fatal"},                   // 180
+	{nvml.FI_DEV_PCIE_COUNT_UNSUPPORTED_REQ, "unsupported_request"}, // 181
+	{nvml.FI_DEV_PCIE_COUNT_LCRC_ERROR, "lcrc"},                     // 182
+}
+
+// c2cErrorFields are the chip-to-chip (Grace-GPU) link's error counters,
+// in nvidia.gpu.c2c.errors.
+var c2cErrorFields = []struct {
+	id   uint32
+	name string
+}{
+	{nvml.FI_DEV_C2C_LINK_ERROR_INTR, "crc"},              // 231
+	{nvml.FI_DEV_C2C_LINK_ERROR_REPLAY, "replay"},         // 232
+	{nvml.FI_DEV_C2C_LINK_ERROR_REPLAY_B2B, "replay_b2b"}, // 233
+}
+
+// nvlinkECCField is the NVLink data ECC errors over every link, a further
+// error.type of nvidia.gpu.nvlink.errors with no per-call fallback.
+const nvlinkECCField = nvml.FI_DEV_NVLINK_ECC_DATA_ERROR_COUNT_TOTAL // 160
+
+// nvlink5ErrorFields are NVLink5's per-link error counters (nvml.h: "Link
+// ID needs to be specified in the scopeId"), summed over every link the GPU
+// has into nvidia.gpu.nvlink.errors.
+var nvlink5ErrorFields = []struct {
+	id   uint32
+	name string
+}{
+	{nvml.FI_DEV_NVLINK_COUNT_MALFORMED_PACKET_ERRORS, "malformed_packet"},         // 206
+	{nvml.FI_DEV_NVLINK_COUNT_BUFFER_OVERRUN_ERRORS, "buffer_overrun"},             // 207
+	{nvml.FI_DEV_NVLINK_COUNT_RCV_ERRORS, "receive"},                               // 208
+	{nvml.FI_DEV_NVLINK_COUNT_RCV_REMOTE_ERRORS, "receive_remote"},                 // 209
+	{nvml.FI_DEV_NVLINK_COUNT_RCV_GENERAL_ERRORS, "receive_general"},               // 210
+	{nvml.FI_DEV_NVLINK_COUNT_LOCAL_LINK_INTEGRITY_ERRORS, "local_link_integrity"}, // 211
+	{nvml.FI_DEV_NVLINK_COUNT_XMIT_DISCARDS, "transmit_discard"},                   // 212
+	{nvml.FI_DEV_NVLINK_COUNT_LINK_RECOVERY_FAILED_EVENTS, "link_recovery_failed"}, // 214
+	{nvml.FI_DEV_NVLINK_COUNT_EFFECTIVE_ERRORS, "effective"},                       // 219
+	{nvml.FI_DEV_NVLINK_COUNT_SYMBOL_ERRORS, "symbol"},                             // 221
+}
+
+// nvlinkBERFields are NVLink5's per-link bit error rates, in
+// nvidia.gpu.nvlink.ber: bits 0-7 the exponent, 8-11 the mantissa
+// (NVML_NVLINK_ERROR_COUNTER_BER_GET), the rate mantissa * 10^-exponent.
+var nvlinkBERFields = []struct {
+	id   uint32
+	name string
+}{
+	{nvml.FI_DEV_NVLINK_COUNT_EFFECTIVE_BER, "effective"}, // 220
+	{nvml.FI_DEV_NVLINK_COUNT_SYMBOL_BER, "symbol"},       // 222
+}
+
+// berValue decodes a BER field.
+func berValue(raw uint64) float64 {
+	exp := raw & 0xff
+	mant := (raw >> 8) & 0xf
+	return float64(mant) * math.Pow(10, -float64(exp))
+}
+
 // eccFields are the volatile totals (hw.errors), corrected then uncorrected.
 var eccFields = []uint32{nvml.FI_DEV_ECC_SBE_VOL_TOTAL, nvml.FI_DEV_ECC_DBE_VOL_TOTAL}
 
@@ -132,6 +205,16 @@ func (d *device) wantFields(links []int) []nvml.FieldValue {
 	if on[mPCIeReplays] {
 		add(nvml.FI_DEV_PCIE_REPLAY_COUNTER, 0)
 	}
+	if on[mPCIeErrors] {
+		for _, e := range pcieErrorFields {
+			add(e.id, 0)
+		}
+	}
+	if on[mC2CErrors] {
+		for _, e := range c2cErrorFields {
+			add(e.id, 0)
+		}
+	}
 	if on[mPCIeThroughput] {
 		add(nvml.FI_DEV_PCIE_COUNT_TX_BYTES, 0)
 		add(nvml.FI_DEV_PCIE_COUNT_RX_BYTES, 0)
@@ -154,6 +237,19 @@ func (d *device) wantFields(links []int) []nvml.FieldValue {
 		if on[mNVLinkErrors] {
 			for _, id := range nvlinkErrorFields {
 				add(id, 0)
+			}
+			add(nvlinkECCField, 0)
+			for _, e := range nvlink5ErrorFields {
+				for _, l := range d.nvlink.all {
+					add(e.id, uint32(l.link))
+				}
+			}
+		}
+		if on[mNVLinkBER] {
+			for _, e := range nvlinkBERFields {
+				for _, l := range d.nvlink.all {
+					add(e.id, uint32(l.link))
+				}
 			}
 		}
 		if on[mNVLinkIO] {

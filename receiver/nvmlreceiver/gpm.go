@@ -20,6 +20,12 @@ var gpmMetrics = []struct {
 	{nvml.GPM_METRIC_FP32_UTIL, mPipeUtil, "fp32"},
 	{nvml.GPM_METRIC_FP16_UTIL, mPipeUtil, "fp16"},
 	{nvml.GPM_METRIC_INTEGER_UTIL, mPipeUtil, "int"},
+	// The tensor splits (nvml.h 6-9): double-precision FMA, half, double and
+	// integer matrix multiply-accumulate.
+	{nvml.GPM_METRIC_DFMA_TENSOR_UTIL, mPipeUtil, "tensor_dfma"},
+	{nvml.GPM_METRIC_HMMA_TENSOR_UTIL, mPipeUtil, "tensor_hmma"},
+	{nvml.GPM_METRIC_DMMA_TENSOR_UTIL, mPipeUtil, "tensor_dmma"},
+	{nvml.GPM_METRIC_IMMA_TENSOR_UTIL, mPipeUtil, "tensor_imma"},
 }
 
 // gpmEngine is one video engine instance's GPM metric.
@@ -31,8 +37,12 @@ type gpmEngine struct {
 // gpmEngines are the video engines: each kind's instances are averaged
 // into one series (an H100 has 7 NVDEC, 7 NVJPG and 1 NVOFA; a board
 // without an instance answers it NOT_SUPPORTED).
+//
+// The graphics engine (GRAPHICS_UTIL, nvml.h 1: time any compute or
+// graphics context was active; DCGM's GR_ENGINE_ACTIVE, the usual MIG
+// utilization) comes first, one instance.
 var gpmEngines = func() []gpmEngine {
-	var out []gpmEngine
+	out := []gpmEngine{{nvml.GPM_METRIC_GRAPHICS_UTIL, "graphics"}}
 	for k := nvml.GpmMetricId(0); k < 8; k++ {
 		out = append(out, gpmEngine{nvml.GPM_METRIC_NVDEC_0_UTIL + k, "nvdec"}, gpmEngine{nvml.GPM_METRIC_NVJPG_0_UTIL + k, "nvjpg"})
 	}

@@ -18,7 +18,29 @@ type limitState struct {
 	pcieGen     uint32
 	pcieWidth   uint32
 	havePCIeMax bool
+	// The NVSwitch fabric registration: state (NVML_GPU_FABRIC_STATE_*)
+	// and, once completed, the probe's status.
+	fabricState  uint8
+	fabricStatus nvml.Return
+	haveFabric   bool
 }
+
+// gpuFabricInfo reads the fabric state and probe status: v3
+// (nvmlGpuFabricInfoV_t), v2 where the driver answers v3
+// ARGUMENT_VERSION_MISMATCH. go-nvml's versioned handler calls the C
+// library directly (its mocks cannot answer it), so unit tests replace this.
+var gpuFabricInfo = func(h nvml.Device) (state uint8, status, ret nvml.Return) {
+	fi := h.GetGpuFabricInfoV()
+	info, ret := fi.V3()
+	if ret == nvml.ERROR_ARGUMENT_VERSION_MISMATCH {
+		i2, r2 := fi.V2()
+		return i2.State, nvml.Return(i2.Status), r2
+	}
+	return info.State, nvml.Return(info.Status), ret
+}
+
+// fabricStates names NVML_GPU_FABRIC_STATE_* (nvml.h 0-3).
+var fabricStates = []string{"not_supported", "not_started", "in_progress", "completed"}
 
 type limitValue struct {
 	name  string
@@ -39,7 +61,7 @@ var tempThresholds = []struct {
 // halves the bandwidth quietly.
 func (d *device) collectLimits() {
 	on := &d.drv.enabled
-	if !on[mTempLimit] && !on[mClockMax] && !on[mPCIeLinkGen] && !on[mPCIeLinkWidth] && !on[mVGPULicense] {
+	if !on[mTempLimit] && !on[mClockMax] && !on[mPCIeLinkGen] && !on[mPCIeLinkWidth] && !on[mVGPULicense] && !on[mFabricState] {
 		return
 	}
 	h := d.handle()
@@ -58,6 +80,19 @@ func (d *device) collectLimits() {
 	if d.limits.havePCIeMax {
 		d.emit(mPCIeLinkGen, d.ent, float64(d.limits.pcieGen), 0, str("nvidia.gpu.pcie.link", "max"))
 		d.emit(mPCIeLinkWidth, d.ent, float64(d.limits.pcieWidth), 0, str("nvidia.gpu.pcie.link", "max"))
+	}
+	if d.limits.haveFabric {
+		for i, name := range fabricStates {
+			if i == nvml.GPU_FABRIC_STATE_NOT_SUPPORTED {
+				continue
+			}
+			cur := uint8(i) == d.limits.fabricState
+			if cur && d.limits.fabricState == nvml.GPU_FABRIC_STATE_COMPLETED && d.limits.fabricStatus != nvml.SUCCESS {
+				d.emitInt(mFabricState, d.ent, 1, 0, str("nvidia.gpu.fabric.state", name), str("error.type", returnName(d.limits.fabricStatus)))
+				continue
+			}
+			d.emitInt(mFabricState, d.ent, int64(b2f(cur)), 0, str("nvidia.gpu.fabric.state", name))
+		}
 	}
 	if on[mPCIeLinkGen] && d.can("nvmlDeviceGetCurrPcieLinkGeneration", "") {
 		if v, ret := h.GetCurrPcieLinkGeneration(); d.ok("nvmlDeviceGetCurrPcieLinkGeneration", "", ret) {
@@ -98,6 +133,14 @@ func (d *device) readLimits(h nvml.Device) {
 			if d.ok("nvmlDeviceGetMaxPcieLinkWidth", "", ret) {
 				l.pcieGen, l.pcieWidth, l.havePCIeMax = uint32(gen), uint32(width), true
 			}
+		}
+	}
+	if on[mFabricState] && d.can("nvmlDeviceGetGpuFabricInfoV", "") {
+		state, status, ret := gpuFabricInfo(h)
+		// A GPU outside an NVSwitch fabric answers NOT_SUPPORTED (remembered
+		// as refused) or the state NOT_SUPPORTED: no series.
+		if d.ok("nvmlDeviceGetGpuFabricInfoV", "", ret) && state != nvml.GPU_FABRIC_STATE_NOT_SUPPORTED && int(state) < len(fabricStates) {
+			l.fabricState, l.fabricStatus, l.haveFabric = state, status, true
 		}
 	}
 	if on[mVGPULicense] && d.vgpu && d.can("nvmlDeviceGetGridLicensableFeatures", "") {

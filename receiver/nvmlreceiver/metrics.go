@@ -55,11 +55,15 @@ const (
 	mThrottleDuration
 	mPCIeThroughput
 	mPCIeReplays
+	mPCIeErrors
 	mPCIeLinkGen
 	mPCIeLinkWidth
 	mNVLinkIO
 	mNVLinkErrors
+	mNVLinkBER
 	mNVLinkActive
+	mC2CErrors
+	mFabricState
 	mErrors
 	mECC
 	mRemappedRows
@@ -171,6 +175,12 @@ var metricDefs = [numMetrics]metricDef{
 		description: "PCIe replays (link-level retransmissions).", source: "field PCIE_REPLAY_COUNTER; fallback GetPcieReplayCounter",
 		symbols: []string{"nvmlDeviceGetFieldValues", "nvmlDeviceGetPcieReplayCounter"},
 	},
+	mPCIeErrors: {
+		name: "nvidia.gpu.pcie.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"error.type"}, enabled: true,
+		description: "PCIe link errors the GPU counted, by type (README \"Interconnect health\"): replay_rollover, recovery, correctable, nak_received, nak_sent, receiver_error, bad_tlp, bad_dllp, non_fatal, fatal, unsupported_request, lcrc; each where the driver answers it.",
+		source:      "fields PCIE_REPLAY_ROLLOVER_COUNTER (95), PCIE_L0_TO_RECOVERY_COUNTER (169), PCIE_COUNT_CORRECTABLE_ERRORS/NAKS_RECEIVED/RECEIVER_ERROR/BAD_TLP/NAKS_SENT/BAD_DLLP/NON_FATAL_ERROR/FATAL_ERROR/UNSUPPORTED_REQ/LCRC_ERROR (173-182), in the field-values request",
+		symbols:     []string{"nvmlDeviceGetFieldValues"},
+	},
 	mPCIeLinkGen: {
 		name: "nvidia.gpu.pcie.link.generation", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.pcie.link"}, enabled: true,
 		description: "PCIe link generation now (current) and at best (max); a link trained below its maximum is common in VMs.",
@@ -191,8 +201,27 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mNVLinkErrors: {
 		name: "nvidia.gpu.nvlink.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"error.type"}, enabled: true,
-		description: "NVLink errors by type, summed over the active links.", source: "fields NVLINK_CRC_FLIT/CRC_DATA/REPLAY/RECOVERY_ERROR_COUNT_TOTAL; fallback GetNvLinkErrorCounter summed over active links",
-		symbols: []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetFieldValues", "nvmlDeviceGetNvLinkErrorCounter"},
+		description: "NVLink errors by type: crc_flit, crc_data, replay, recovery (summed over the active links), ecc_data; on NVLink5 also malformed_packet, buffer_overrun, receive, receive_remote, receive_general, local_link_integrity, transmit_discard, link_recovery_failed, effective, symbol (summed over every link the GPU has); each where the driver answers it.",
+		source:      "fields NVLINK_CRC_FLIT/CRC_DATA/REPLAY/RECOVERY_ERROR_COUNT_TOTAL (fallback GetNvLinkErrorCounter summed over active links), NVLINK_ECC_DATA_ERROR_COUNT_TOTAL (160), NVLINK_COUNT_MALFORMED_PACKET_ERRORS..XMIT_DISCARDS (206-212), LINK_RECOVERY_FAILED_EVENTS (214), EFFECTIVE_ERRORS (219), SYMBOL_ERRORS (221) per link",
+		symbols:     []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetFieldValues", "nvmlDeviceGetNvLinkErrorCounter"},
+	},
+	mNVLinkBER: {
+		name: "nvidia.gpu.nvlink.ber", unit: "1", kind: kindGauge, attrs: []string{"nvidia.gpu.nvlink.link", "error.type"}, enabled: true,
+		description: "Per NVLink (NVLink5, Blackwell and later, where the driver answers): bit error rate of effective errors (after FEC) and of symbol errors (before it).",
+		source:      "fields NVLINK_COUNT_EFFECTIVE_BER (220), NVLINK_COUNT_SYMBOL_BER (222) per link, mantissa * 10^-exponent, in the field-values request",
+		symbols:     []string{"nvmlDeviceGetNvLinkState", "nvmlDeviceGetFieldValues"},
+	},
+	mC2CErrors: {
+		name: "nvidia.gpu.c2c.errors", unit: "{error}", kind: kindSum, isInt: true, attrs: []string{"error.type"}, enabled: true,
+		description: "Errors on the chip-to-chip link to the CPU (Grace Hopper, Grace Blackwell), by type: crc, replay, replay_b2b (back-to-back replays).",
+		source:      "fields C2C_LINK_ERROR_INTR/REPLAY/REPLAY_B2B (231-233), in the field-values request",
+		symbols:     []string{"nvmlDeviceGetFieldValues"},
+	},
+	mFabricState: {
+		name: "nvidia.gpu.fabric.state", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.fabric.state", "error.type"}, enabled: true,
+		description: "On NVSwitch systems, the GPU's registration with the fabric: 1 for the current state (not_started, in_progress, completed), 0 for the others; a completed registration whose probe failed carries the probe's status as error.type (README \"Interconnect health\"). Not reported where the driver has no fabric.",
+		source:      "GetGpuFabricInfoV (v3, v2 on drivers without it) state and status; read every rediscover_interval",
+		symbols:     []string{"nvmlDeviceGetGpuFabricInfoV"},
 	},
 	mNVLinkActive: {
 		name: "nvidia.gpu.nvlink.link.active", unit: "1", kind: kindGauge, isInt: true, attrs: []string{"nvidia.gpu.nvlink.link"}, enabled: true,
@@ -270,13 +299,14 @@ var metricDefs = [numMetrics]metricDef{
 	},
 	mPipeUtil: {
 		name: "nvidia.gpu.pipe.utilization", unit: "1", kind: kindGauge, attrs: []string{"nvidia.gpu.pipe"}, enabled: true,
-		description: "Tensor, FP64, FP32, FP16 and integer pipe activity, over the interval (GPM, Hopper+).", source: "GPM ANY_TENSOR/FP64/FP32/FP16/INTEGER_UTIL",
-		symbols: []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
+		description: "Pipe activity over the interval (GPM, Hopper+; per MIG GPU instance too): tensor (any), its splits tensor_dfma, tensor_hmma, tensor_dmma, tensor_imma, and the non-tensor fp64, fp32, fp16, int.",
+		source:      "GPM ANY_TENSOR/DFMA_TENSOR/HMMA_TENSOR/DMMA_TENSOR/IMMA_TENSOR/FP64/FP32/FP16/INTEGER_UTIL (5-9, 11-13, 4), in the one GPM request",
+		symbols:     []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
 	},
 	mEngineUtil: {
 		name: "nvidia.gpu.engine.utilization", unit: "1", kind: kindGauge, attrs: []string{"nvidia.gpu.engine"}, enabled: true,
-		description: "Video engines busy, over the interval, each kind averaged over its instances: nvdec (decoders), nvjpg (JPEG), nvofa (optical flow) (GPM, Hopper+); per MIG GPU instance too.",
-		source:      "GPM NVDEC_0..7_UTIL, NVJPG_0..7_UTIL, NVOFA_0_UTIL",
+		description: "Engines busy, over the interval (GPM, Hopper+; per MIG GPU instance too): graphics (any compute or graphics context active, DCGM's GR_ENGINE_ACTIVE, the usual MIG utilization) and the video engines, each kind averaged over its instances: nvdec (decoders), nvjpg (JPEG), nvofa (optical flow).",
+		source:      "GPM GRAPHICS_UTIL (1), NVDEC_0..7_UTIL, NVJPG_0..7_UTIL, NVOFA_0_UTIL, in the one GPM request",
 		symbols:     []string{"nvmlGpmQueryDeviceSupport", "nvmlGpmSampleAlloc", "nvmlGpmSampleGet", "nvmlGpmMetricsGet"},
 	},
 	mProcMemory: {

@@ -28,6 +28,9 @@ var update = flag.Bool("update", false, "rewrite testdata/expected_*.yaml from t
 
 func TestMain(m *testing.M) {
 	xidWaitMillis = 20 // shutdown waits for one event-set wait
+	// No fabric unless a test says so (go-nvml's fabric handler is not
+	// mockable).
+	gpuFabricInfo = func(nvml.Device) (uint8, nvml.Return, nvml.Return) { return 0, 0, nvml.ERROR_NOT_SUPPORTED }
 	// Process names come from a fake /proc: the fleets' pids (1000+i) are
 	// whatever happens to run on the test machine otherwise.
 	dir, err := os.MkdirTemp("", "nvml-proc")

@@ -47,15 +47,19 @@ typedef struct {
     unsigned pci_device_id;
     unsigned pcie_gen, pcie_width;             /* the link's maximum */
     unsigned t_shutdown, t_slowdown, t_gpu_max; /* temperature thresholds, C */
+    int nvlink5;        /* NVLink5 per-link error and BER fields (Blackwell) */
+    int c2c;            /* a chip-to-chip link to a Grace CPU */
 } model_t;
 
 static const model_t models[] = {
-    {"h100", "NVIDIA H100 80GB HBM3", 81559, 700, 70, 1980, 2619, 1755, 345, 18, 1, 1, 1, 1, 0x233010DE, 5, 16, 92, 89, 87},
-    {"h200", "NVIDIA H200", 143771, 700, 75, 1980, 3201, 1755, 345, 18, 1, 1, 1, 1, 0x233510DE, 5, 16, 92, 89, 87},
-    {"a100", "NVIDIA A100-SXM4-80GB", 81920, 400, 60, 1410, 1593, 1275, 210, 12, 0, 1, 1, 1, 0x20B210DE, 4, 16, 92, 89, 85},
-    {"l40s", "NVIDIA L40S", 46068, 350, 35, 2520, 9001, 1965, 210, 0, 0, 0, 1, 0, 0x26B910DE, 4, 16, 98, 95, 88},
+    {"h100", "NVIDIA H100 80GB HBM3", 81559, 700, 70, 1980, 2619, 1755, 345, 18, 1, 1, 1, 1, 0x233010DE, 5, 16, 92, 89, 87, 0, 0},
+    {"h200", "NVIDIA H200", 143771, 700, 75, 1980, 3201, 1755, 345, 18, 1, 1, 1, 1, 0x233510DE, 5, 16, 92, 89, 87, 0, 0},
+    {"a100", "NVIDIA A100-SXM4-80GB", 81920, 400, 60, 1410, 1593, 1275, 210, 12, 0, 1, 1, 1, 0x20B210DE, 4, 16, 92, 89, 85, 0, 0},
+    {"l40s", "NVIDIA L40S", 46068, 350, 35, 2520, 9001, 1965, 210, 0, 0, 0, 1, 0, 0x26B910DE, 4, 16, 98, 95, 88, 0, 0},
+    /* Grace Blackwell: NVLink5, C2C to the Grace CPU */
+    {"gb200", "NVIDIA GB200", 189471, 1200, 120, 1965, 3996, 1740, 345, 18, 1, 1, 1, 1, 0x294110DE, 6, 16, 92, 89, 87, 1, 1},
     /* pre-Ampere: page retirement instead of row remapping, no GPM, no MIG */
-    {"v100", "Tesla V100-SXM2-32GB", 32768, 300, 40, 1530, 877, 1372, 135, 6, 0, 0, 0, 1, 0x1DB510DE, 3, 16, 90, 87, 83},
+    {"v100", "Tesla V100-SXM2-32GB", 32768, 300, 40, 1530, 877, 1372, 135, 6, 0, 0, 0, 1, 0x1DB510DE, 3, 16, 90, 87, 83, 0, 0},
 };
 
 static const model_t *find_model(const char *key) {
@@ -155,6 +159,7 @@ typedef struct {
     double pcie_start;              /* where the PCIe byte counters start (bytes) */
     double nvlink_kib[NVML_NVLINK_MAX_LINKS]; /* per link, TX; RX is 0.8 x */
     int nvlink_no_aggregate;                  /* the all-links scope (UINT_MAX) answers NOT_SUPPORTED */
+    int fabric;                               /* NVSwitch fabric: 0 none (NVLink5 models: completed), 1 not started, 2 in progress, 3 completed, 4 completed with a failed probe */
     double pcie_tx_b, pcie_rx_b; /* PCIe byte counters */
     unsigned long long ecc_corr, ecc_unc;         /* volatile: since the driver loaded or the GPU reset */
     unsigned long long ecc_corr_agg, ecc_unc_agg; /* aggregate: the board's life (a reset keeps them) */
@@ -458,6 +463,12 @@ static int load_fleet(void) {
             long m = strtol(e->val, &end, 10);
             if (*e->val == 0 || *end != 0 || m < 0 || m > 255) rc = fail(path, e->line, "minor: want 0 to 255");
             else g->minor = (int)m;
+        } else if (strcmp(e->key, "fabric") == 0) {
+            static const char *names[] = {"none", "not_started", "in_progress", "completed", "failed"};
+            int k = 0;
+            while (k < 5 && strcmp(e->val, names[k]) != 0) k++;
+            if (k == 5) rc = fail(path, e->line, "fabric: want none, not_started, in_progress, completed or failed");
+            else g->fabric = k == 0 ? -1 : k;
         } else if (strcmp(e->key, "nvlink_aggregate") == 0) {
             if (strcmp(e->val, "yes") == 0) g->nvlink_no_aggregate = 0;
             else if (strcmp(e->val, "no") == 0) g->nvlink_no_aggregate = 1;
@@ -675,7 +686,29 @@ static void count_call(const char *fn) {
     pthread_mutex_unlock(&calls_lock);
 }
 
+/* How often each GPU was asked each field id (NVMLSIM_FIELDS: "<gpu>
+ * <field> <count>" lines, written with the call counts), to show that a
+ * field answered NOT_SUPPORTED is not asked again. */
+#define MAX_FIELD_ID 512
+static unsigned long long fields_asked[MAX_GPUS][MAX_FIELD_ID];
+
+static void write_fields(void) {
+    const char *path = getenv("NVMLSIM_FIELDS");
+    if (!path || !*path) return;
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
+    if (!fp) return;
+    pthread_mutex_lock(&calls_lock);
+    for (int g = 0; g < MAX_GPUS; g++)
+        for (int f = 0; f < MAX_FIELD_ID; f++)
+            if (fields_asked[g][f]) fprintf(fp, "%d %d %llu\n", g, f, fields_asked[g][f]);
+    pthread_mutex_unlock(&calls_lock);
+    if (fclose(fp) == 0) rename(tmp, path);
+}
+
 static void write_calls(void) {
+    write_fields();
     const char *path = getenv("NVMLSIM_CALLS");
     if (!path || !*path) return;
     char tmp[4096];
@@ -986,6 +1019,34 @@ EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *
     return NVML_SUCCESS;
 }
 
+/* The NVSwitch fabric registration (v3, and v2 for older callers): a GB200
+ * (NVL72) has completed it unless the fleet says otherwise; other models
+ * are outside a fabric (NOT_SUPPORTED) unless gpu.<i>.fabric sets one. */
+EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t *info) {
+    GUARD(device, info);
+    PHYSICAL_ONLY();
+    NOT_ON_VGPU();
+    int f = g->fabric ? g->fabric : (g->model->nvlink5 ? 3 : -1);
+    if (f < 0) return NVML_ERROR_NOT_SUPPORTED;
+    if (info->version != nvmlGpuFabricInfo_v3 && info->version != nvmlGpuFabricInfo_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    unsigned version = info->version;
+    if (version == nvmlGpuFabricInfo_v2) {
+        nvmlGpuFabricInfo_v2_t *v2 = (nvmlGpuFabricInfo_v2_t *)info;
+        memset(v2, 0, sizeof(*v2));
+        v2->version = version;
+        v2->state = f == 4 ? NVML_GPU_FABRIC_STATE_COMPLETED : (nvmlGpuFabricState_t)f;
+        v2->status = f == 4 ? NVML_ERROR_UNKNOWN : NVML_SUCCESS;
+        v2->cliqueId = 1;
+        return NVML_SUCCESS;
+    }
+    memset(info, 0, sizeof(*info));
+    info->version = version;
+    info->state = f == 4 ? NVML_GPU_FABRIC_STATE_COMPLETED : (nvmlGpuFabricState_t)f;
+    info->status = f == 4 ? NVML_ERROR_UNKNOWN : NVML_SUCCESS;
+    info->cliqueId = 1;
+    return NVML_SUCCESS;
+}
+
 EXPORT nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char *serial, unsigned int length) {
     GUARD(device);
     PHYSICAL_ONLY();
@@ -1205,6 +1266,11 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
         v->timestamp = ts;
         v->latencyUsec = 0;
         v->nvmlReturn = NVML_SUCCESS;
+        if (v->fieldId < MAX_FIELD_ID) {
+            pthread_mutex_lock(&calls_lock);
+            fields_asked[idx][v->fieldId]++;
+            pthread_mutex_unlock(&calls_lock);
+        }
         if (field_unsupported(idx, v->fieldId)) {
             v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
             continue;
@@ -1288,6 +1354,79 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
         case NVML_FI_DEV_PCIE_REPLAY_COUNTER:
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
             v->value.ullVal = 0;
+            break;
+        case NVML_FI_DEV_PCIE_REPLAY_ROLLOVER_COUNTER:
+        case NVML_FI_DEV_PCIE_L0_TO_RECOVERY_COUNTER:
+        case NVML_FI_DEV_PCIE_COUNT_CORRECTABLE_ERRORS:
+        case NVML_FI_DEV_PCIE_COUNT_NAKS_RECEIVED:
+        case NVML_FI_DEV_PCIE_COUNT_RECEIVER_ERROR:
+        case NVML_FI_DEV_PCIE_COUNT_BAD_TLP:
+        case NVML_FI_DEV_PCIE_COUNT_NAKS_SENT:
+        case NVML_FI_DEV_PCIE_COUNT_BAD_DLLP:
+        case NVML_FI_DEV_PCIE_COUNT_NON_FATAL_ERROR:
+        case NVML_FI_DEV_PCIE_COUNT_FATAL_ERROR:
+        case NVML_FI_DEV_PCIE_COUNT_UNSUPPORTED_REQ:
+        case NVML_FI_DEV_PCIE_COUNT_LCRC_ERROR:
+            /* the PCIe error counters (R520+ boards); a V100 answers none
+             * but the rollover counter. Correctable errors and NAKs tick
+             * once a minute, the rest stay 0. */
+            if (strcmp(g->model->key, "v100") == 0 && v->fieldId != NVML_FI_DEV_PCIE_REPLAY_ROLLOVER_COUNTER) {
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                break;
+            }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            v->value.ullVal = (v->fieldId == NVML_FI_DEV_PCIE_COUNT_CORRECTABLE_ERRORS || v->fieldId == NVML_FI_DEV_PCIE_COUNT_NAKS_RECEIVED)
+                                  ? (unsigned long long)(now_t() / 60.0) : 0;
+            break;
+        case NVML_FI_DEV_NVLINK_ECC_DATA_ERROR_COUNT_TOTAL:
+            /* NVLink data ECC: Hopper and later */
+            if (g->model->nvlinks == 0 || !g->model->gpm) {
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                break;
+            }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            v->value.ullVal = 0;
+            break;
+        case NVML_FI_DEV_NVLINK_COUNT_MALFORMED_PACKET_ERRORS:
+        case NVML_FI_DEV_NVLINK_COUNT_BUFFER_OVERRUN_ERRORS:
+        case NVML_FI_DEV_NVLINK_COUNT_RCV_ERRORS:
+        case NVML_FI_DEV_NVLINK_COUNT_RCV_REMOTE_ERRORS:
+        case NVML_FI_DEV_NVLINK_COUNT_RCV_GENERAL_ERRORS:
+        case NVML_FI_DEV_NVLINK_COUNT_LOCAL_LINK_INTEGRITY_ERRORS:
+        case NVML_FI_DEV_NVLINK_COUNT_XMIT_DISCARDS:
+        case NVML_FI_DEV_NVLINK_COUNT_LINK_RECOVERY_FAILED_EVENTS:
+        case NVML_FI_DEV_NVLINK_COUNT_EFFECTIVE_ERRORS:
+        case NVML_FI_DEV_NVLINK_COUNT_SYMBOL_ERRORS:
+        case NVML_FI_DEV_NVLINK_COUNT_EFFECTIVE_BER:
+        case NVML_FI_DEV_NVLINK_COUNT_SYMBOL_BER:
+            /* NVLink5 only, per link (scopeId): symbol errors corrected by
+             * FEC tick on every link, one per link per second; BER as
+             * mantissa << 8 | exponent (effective 1e-15, symbol 3e-9) */
+            if (!g->model->nvlink5) {
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                break;
+            }
+            if (v->scopeId >= g->model->nvlinks) {
+                v->nvmlReturn = NVML_ERROR_INVALID_ARGUMENT;
+                break;
+            }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            switch (v->fieldId) {
+            case NVML_FI_DEV_NVLINK_COUNT_SYMBOL_ERRORS: v->value.ullVal = (unsigned long long)now_t(); break;
+            case NVML_FI_DEV_NVLINK_COUNT_EFFECTIVE_BER: v->value.ullVal = (1u << 8) | 15u; break;
+            case NVML_FI_DEV_NVLINK_COUNT_SYMBOL_BER: v->value.ullVal = (3u << 8) | 9u; break;
+            default: v->value.ullVal = 0;
+            }
+            break;
+        case NVML_FI_DEV_C2C_LINK_ERROR_INTR:
+        case NVML_FI_DEV_C2C_LINK_ERROR_REPLAY:
+        case NVML_FI_DEV_C2C_LINK_ERROR_REPLAY_B2B:
+            if (!g->model->c2c) {
+                v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+                break;
+            }
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+            v->value.ullVal = v->fieldId == NVML_FI_DEV_C2C_LINK_ERROR_REPLAY ? 2 : 0;
             break;
         case NVML_FI_DEV_GET_GPU_RECOVERY_ACTION:
             v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
@@ -1813,6 +1952,11 @@ EXPORT nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg) {
         case NVML_GPM_METRIC_FP32_UTIL: m->value = 0.5 * u; break;
         case NVML_GPM_METRIC_FP16_UTIL: m->value = 0.6 * u; break;
         case NVML_GPM_METRIC_INTEGER_UTIL: m->value = 0.2 * u; break;
+        case NVML_GPM_METRIC_GRAPHICS_UTIL: m->value = u; break;
+        case NVML_GPM_METRIC_HMMA_TENSOR_UTIL: m->value = 0.6 * u; break;
+        case NVML_GPM_METRIC_DFMA_TENSOR_UTIL: m->value = 0.05 * u; break;
+        case NVML_GPM_METRIC_DMMA_TENSOR_UTIL: m->value = 0.03 * u; break;
+        case NVML_GPM_METRIC_IMMA_TENSOR_UTIL: m->value = 0.02 * u; break;
         default:
             /* the video engines: 7 NVDEC and 7 NVJPG on Hopper (the decoder
              * signal on the first two NVDECs), 1 NVOFA */

@@ -38,6 +38,7 @@ var discovery = map[string]bool{
 	"nvmlDeviceGetUUID": true, "nvmlDeviceGetName": true, "nvmlDeviceGetSerial": true, "nvmlDeviceGetVbiosVersion": true,
 	"nvmlDeviceGetPciInfo_v3": true, "nvmlDeviceGetVirtualizationMode": true, "nvmlDeviceGetSupportedEventTypes": true,
 	"nvmlDeviceRegisterEvents": true, "nvmlGpmQueryDeviceSupport": true, "nvmlDeviceGetFanSpeed": true, "nvmlDeviceGetMinorNumber": true,
+	"nvmlDeviceGetGpuFabricInfoV": true, // refused outside an NVSwitch fabric: asked again in 30 min
 }
 
 // perScrape splits the calls per GPU: every scrape (the functions called

@@ -135,6 +135,10 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 		near("nvidia.gpu.pcie.throughput", 50*2000*1024, gpu(g, "network.io.direction", "transmit"))
 		near("nvidia.gpu.pcie.throughput", 50*3000*1024, gpu(g, "network.io.direction", "receive"))
 		exact("nvidia.gpu.pcie.replays", 0, gpu(g))
+		exact("nvidia.gpu.pcie.errors", 0, gpu(g, "error.type", "fatal"))
+		absent("nvidia.gpu.c2c.errors", gpu(g))   // no Grace C2C link in this fleet
+		absent("nvidia.gpu.nvlink.ber", gpu(g))   // nor NVLink5
+		absent("nvidia.gpu.fabric.state", gpu(g)) // nor an NVSwitch fabric
 		if m.nvlink {
 			for _, dir := range []string{"transmit", "receive"} {
 				pts := find(md, "hw.gpu.io", gpu(g, "network.io.direction", dir))
@@ -143,6 +147,11 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 			}
 			for _, e := range []string{"crc_flit", "crc_data", "replay", "recovery"} {
 				exact("nvidia.gpu.nvlink.errors", 0, gpu(g, "error.type", e))
+			}
+			if m.gpm { // NVLink data ECC: Hopper and later
+				exact("nvidia.gpu.nvlink.errors", 0, gpu(g, "error.type", "ecc_data"))
+			} else {
+				absent("nvidia.gpu.nvlink.errors", gpu(g, "error.type", "ecc_data"))
 			}
 		} else {
 			absent("hw.gpu.io", gpu(g))
@@ -177,7 +186,8 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 			exact("nvidia.gpu.sm.utilization", 0.45, gpu(g))
 			exact("nvidia.gpu.sm.occupancy", 0.30, gpu(g))
 			exact("nvidia.gpu.dram.utilization", 0.30, gpu(g))
-			for pipe, v := range map[string]float64{"tensor": 0.35, "fp64": 0.05, "fp32": 0.25, "fp16": 0.30, "int": 0.10} {
+			for pipe, v := range map[string]float64{"tensor": 0.35, "fp64": 0.05, "fp32": 0.25, "fp16": 0.30, "int": 0.10,
+				"tensor_hmma": 0.30, "tensor_dfma": 0.025, "tensor_dmma": 0.015, "tensor_imma": 0.01} {
 				exact("nvidia.gpu.pipe.utilization", v, gpu(g, "nvidia.gpu.pipe", pipe))
 			}
 			// The decoder signal runs on 2 of the 7 NVDECs: their average.
@@ -187,6 +197,7 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 			}
 			exact("nvidia.gpu.engine.utilization", nvdec, gpu(g, "nvidia.gpu.engine", "nvdec"))
 			exact("nvidia.gpu.engine.utilization", 0, gpu(g, "nvidia.gpu.engine", "nvjpg"))
+			exact("nvidia.gpu.engine.utilization", 0.5, gpu(g, "nvidia.gpu.engine", "graphics"))
 			exact("nvidia.gpu.engine.utilization", 0, gpu(g, "nvidia.gpu.engine", "nvofa"))
 		} else {
 			absent("nvidia.gpu.sm.utilization", gpu(g))
@@ -224,10 +235,11 @@ func TestEveryMetricThroughTheRealBinary(t *testing.T) {
 
 	// Every metric of the table appears, except those no GPU of this fleet
 	// has (retired pages: pre-Ampere, TestPreAmpereRetiredPages; the
-	// licence: vGPU guests, TestVGPULicence).
+	// licence: vGPU guests, TestVGPULicence; NVLink5 BER, C2C errors and
+	// the NVSwitch fabric: Grace Blackwell, TestInterconnectHealth).
 	for _, name := range allMetrics {
 		switch name {
-		case "nvidia.gpu.memory.retired_pages", "nvidia.gpu.vgpu.license.state":
+		case "nvidia.gpu.memory.retired_pages", "nvidia.gpu.vgpu.license.state", "nvidia.gpu.nvlink.ber", "nvidia.gpu.c2c.errors", "nvidia.gpu.fabric.state":
 			absent(name, nil)
 		default:
 			require.NotEmpty(t, find(md, name, nil), "%s missing from the batch", name)

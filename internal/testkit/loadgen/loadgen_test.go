@@ -14,9 +14,9 @@ import (
 )
 
 func TestAgentShape(t *testing.T) {
-	require.Equal(t, 412, DefaultShape.Points(), "8 GPUs x 39 series + 100 host series")
+	require.Equal(t, 444, DefaultShape.Points(), "8 GPUs x 43 series + 100 host series")
 	md := Request(Agent{Index: 7, Tenant: "acme"}, DefaultShape, time.Now(), 3)
-	require.Equal(t, 412, md.DataPointCount())
+	require.Equal(t, 444, md.DataPointCount())
 	require.Equal(t, 1, md.ResourceMetrics().Len())
 	attrs := md.ResourceMetrics().At(0).Resource().Attributes()
 	require.Equal(t, 8, attrs.Len(), "host, cloud and tenant attributes")
@@ -45,7 +45,7 @@ func TestAgentShape(t *testing.T) {
 		}
 		require.Len(t, ids, 8, "one series per GPU")
 	}
-	require.Equal(t, 2*39+(100-8*8+8), Shape{GPUs: 2, CPUs: 1}.Points(), "cpu time is 8 series per CPU")
+	require.Equal(t, 2*43+(100-8*8+8), Shape{GPUs: 2, CPUs: 1}.Points(), "cpu time is 8 series per CPU")
 }
 
 func TestCountDataPointsMatchesPdata(t *testing.T) {
@@ -93,11 +93,11 @@ func TestRunAgainstSink(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.EqualValues(t, 6*5, rep.Requests)
-	require.EqualValues(t, 6*5*412, rep.Points)
+	require.EqualValues(t, 6*5*444, rep.Points)
 	require.Len(t, rep.PerTenant, 3)
 	for name, tr := range rep.PerTenant {
 		require.True(t, strings.HasPrefix(name, "tenant-"), name)
-		require.EqualValues(t, 2*5*412, tr.Points, name)
+		require.EqualValues(t, 2*5*444, tr.Points, name)
 	}
 	c := sink.Counts()
 	require.EqualValues(t, rep.Points, c.Points)
@@ -121,7 +121,7 @@ func TestRetry(t *testing.T) {
 	cfg := Config{Transport: TransportConfig{Protocol: "http", Endpoint: srv.URL}, Agents: 1, Tenants: 1, Requests: 4, Retry: true}
 	rep, err := Run(context.Background(), cfg)
 	require.NoError(t, err)
-	require.EqualValues(t, 4*412, rep.Points)
+	require.EqualValues(t, 4*444, rep.Points)
 	require.EqualValues(t, 4, rep.Retries)
 	require.EqualValues(t, map[string]int64{"200": 4, "503": 4}, rep.Codes)
 
@@ -129,7 +129,7 @@ func TestRetry(t *testing.T) {
 	rep, err = Run(context.Background(), cfg)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, rep.Failed)
-	require.EqualValues(t, 2*412, rep.Points)
+	require.EqualValues(t, 2*444, rep.Points)
 
 	// A permanent refusal is never retried.
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -1,7 +1,7 @@
 // Package loadgen drives a gateway with realistic agent traffic: requests
 // shaped like one otelcol-gpu agent's scrape (one resource with the agent's
-// host, cloud and tenant attributes; 8 GPUs x 39 GPU series with hw.id and
-// hw.name; ~100 host series: 412 data points), from many agents across many
+// host, cloud and tenant attributes; 8 GPUs x 43 GPU series with hw.id and
+// hw.name; ~100 host series: 444 data points), from many agents across many
 // tenants, over OTLP/gRPC or OTLP/HTTP, at a fixed rate or as fast as the
 // gateway accepts. It reports what was accepted (per tenant) and the send
 // latency percentiles. cmd/loadgen is its command line; the end-to-end tests
@@ -29,8 +29,8 @@ var GPUMetrics = []string{
 	"hw.gpu.utilization", "nvidia.gpu.memory.bandwidth.utilization", "hw.gpu.memory.usage", "hw.gpu.memory.limit",
 	"hw.gpu.memory.utilization", "nvidia.gpu.memory.reserved", "hw.power", "nvidia.gpu.power.limit", "hw.energy",
 	"hw.temperature", "hw.temperature.limit", "nvidia.gpu.clock.frequency", "nvidia.gpu.clock.frequency.max",
-	"nvidia.gpu.clock.throttle.active", "nvidia.gpu.clock.throttle.duration", "nvidia.gpu.pcie.throughput", "nvidia.gpu.pcie.replays",
-	"nvidia.gpu.pcie.link.generation", "nvidia.gpu.pcie.link.width", "hw.gpu.io", "nvidia.gpu.nvlink.errors", "nvidia.gpu.nvlink.link.active", "hw.errors",
+	"nvidia.gpu.clock.throttle.active", "nvidia.gpu.clock.throttle.duration", "nvidia.gpu.pcie.throughput", "nvidia.gpu.pcie.replays", "nvidia.gpu.pcie.errors",
+	"nvidia.gpu.pcie.link.generation", "nvidia.gpu.pcie.link.width", "hw.gpu.io", "nvidia.gpu.nvlink.errors", "nvidia.gpu.nvlink.ber", "nvidia.gpu.nvlink.link.active", "nvidia.gpu.c2c.errors", "nvidia.gpu.fabric.state", "hw.errors",
 	"nvidia.gpu.ecc.errors",
 	"nvidia.gpu.memory.remapped_rows", "nvidia.gpu.memory.remap.state", "nvidia.gpu.memory.retired_pages", "hw.status", "nvidia.gpu.performance_state",
 	"nvidia.gpu.vgpu.license.state", "hw.fan.speed_ratio", "nvidia.gpu.sm.utilization", "nvidia.gpu.sm.occupancy", "nvidia.gpu.dram.utilization",
@@ -41,6 +41,7 @@ var GPUMetrics = []string{
 var gpuSums = map[string]bool{
 	"hw.energy": true, "nvidia.gpu.clock.throttle.duration": true, "nvidia.gpu.pcie.replays": true,
 	"hw.gpu.io": true, "nvidia.gpu.nvlink.errors": true, "hw.errors": true, "nvidia.gpu.ecc.errors": true,
+	"nvidia.gpu.pcie.errors": true, "nvidia.gpu.c2c.errors": true,
 }
 
 // hostSeries is the host_metrics part: metric name, attribute key and its
@@ -82,7 +83,7 @@ type Shape struct {
 }
 
 // DefaultShape is an 8-GPU VM with 8 vCPUs: 312 GPU points and 100 host
-// points, 412 in all.
+// points, 444 in all.
 var DefaultShape = Shape{GPUs: 8, CPUs: 8}
 
 // Points is the number of data points in one request of this shape.
