@@ -202,13 +202,16 @@ func (s *session) mergeDiscovery() {
 	}
 }
 
-// unopened reports the GPUs that could not be opened: hw.status failed,
-// under their index or PCI bus id.
+// unopened reports the GPUs that could not be opened: hw.status failed
+// (reason unopened, with its health record), under their index or PCI bus
+// id.
 func (s *session) unopened() []*device {
 	out := make([]*device, 0, len(s.pending))
 	for _, p := range s.pending {
 		stand := &device{drv: &s.driver, index: p.index, ent: p.ent, discovered: p.since}
-		stand.emitStatus(stateFailed)
+		v := verdict{stateFailed, reasonUnopened}
+		stand.emitVerdict(v)
+		stand.decided, stand.hasVerdict = v, true
 		out = append(out, stand)
 	}
 	return out

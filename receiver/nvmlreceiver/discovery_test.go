@@ -43,6 +43,7 @@ func TestGPUThatCannotBeOpenedIsReportedAndRetried(t *testing.T) {
 		require.Len(t, points(md, "nvidia.gpu.info", nil), 7, "the seven that opened report")
 		requireFailedStatus(t, md, "index:2")
 		require.Len(t, points(md, "hw.status", map[string]any{"hw.id": "index:2", "hw.name": "nvidia2"}), 3)
+		require.Len(t, points(md, "hw.status", map[string]any{"hw.id": "index:2", "hw.state": "failed", "nvidia.gpu.health.reason": "unopened"}), 1, "failed, and why")
 		require.Empty(t, points(md, "hw.status", map[string]any{"hw.id": fixedUUID(2)}))
 	}
 	require.Len(t, h.logs.FilterMessageSnippet("cannot open GPU").All(), 1, "one warning while it keeps failing the same way")

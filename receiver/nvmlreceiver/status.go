@@ -59,6 +59,7 @@ const (
 	reasonActionReset    = "recovery_action_reset"
 	reasonActionReboot   = "recovery_action_reboot"
 	reasonActionDrain    = "recovery_action_drain"
+	reasonUnopened       = "unopened"
 )
 
 // What the customer should do, per reason (the log record on a verdict
@@ -75,6 +76,7 @@ var reasonActions = map[string]string{
 	reasonActionReset:    "the driver asks for a GPU reset: drain the GPU and reset it",
 	reasonActionReboot:   "the driver asks for a reboot: drain the VM and reboot it",
 	reasonActionDrain:    "the driver asks to drain the GPU (P2P traffic, or work, then a reset): move work off it and reset it",
+	reasonUnopened:       "the driver cannot open the GPU: reset it (release file, then nvidia-smi -r); reboot the VM if it does not come back",
 }
 
 // xidVerdicts are the XIDs that change a GPU's verdict, after the
