@@ -325,17 +325,6 @@ func (d *device) emitVerdict(v verdict) {
 	}
 }
 
-// emitStatus writes hw.status the semconv way: one point per state, 1 for
-// the current one and 0 for the others.
-func (d *device) emitStatus(current string) {
-	for _, st := range hwStates {
-		v := 0.0
-		if st == current {
-			v = 1
-		}
-		d.emit(mStatus, d.ent, v, d.discovered, str("hw.type", "gpu"), str("hw.state", st))
-	}
-}
 
 // healthChange is one verdict change, sent as a log record by the scrape
 // that reports it.
