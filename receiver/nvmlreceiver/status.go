@@ -325,7 +325,6 @@ func (d *device) emitVerdict(v verdict) {
 	}
 }
 
-
 // healthChange is one verdict change, sent as a log record by the scrape
 // that reports it.
 type healthChange struct {
