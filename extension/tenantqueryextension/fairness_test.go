@@ -233,10 +233,6 @@ func TestASlowQueryEndsIn504(t *testing.T) {
 		c.Limits.QueueWait = 0
 		c.ServerConfig.WriteTimeout = time.Second + queryTimeoutGrace + writeMargin
 	})
-	ts.store.answer = func(storeCall) (int, string) {
-		time.Sleep(10 * time.Second)
-		return http.StatusOK, "{}"
-	}
 	ts.client.Transport = slowTransport{ts.store}
 	start := time.Now()
 	rec := ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme))
@@ -464,7 +460,8 @@ func TestStoreTimeIsBudgetedPerTenant(t *testing.T) {
 	l := newTenantLimits(LimitsConfig{MaxConcurrent: 4, MaxQueued: 0, StoreTimePerSecond: 0.001, StoreTimeBurst: time.Millisecond, Replicas: 1})
 	release, stop, refused := l.admit(context.Background(), "acme")
 	require.Nil(t, refused)
-	time.Sleep(5 * time.Millisecond)
+	bucket := l.of("acme").time
+	bucket.now = func() time.Time { return time.Now().Add(5 * time.Millisecond) } // the query ran 5 ms
 	stop()
 	release()
 	_, _, refused = l.admit(context.Background(), "acme")

@@ -11,12 +11,14 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+	"github.com/otelcol-gpu/otelcol-gpu/receiver/nvmlreceiver/internal/metadata"
 )
 
 // session is one NVML session: initialisation (retried while the library or
@@ -249,4 +251,27 @@ func (s *session) recordDevices(reporting, lost, hung int) {
 	s.tel.devices.Record(ctx, int64(reporting), metric.WithAttributes(attribute.String("state", "reporting")))
 	s.tel.devices.Record(ctx, int64(lost), metric.WithAttributes(attribute.String("state", "lost")))
 	s.tel.devices.Record(ctx, int64(hung), metric.WithAttributes(attribute.String("state", "hung")))
+}
+
+// newLogBatch is an empty batch of the receiver's log records (XID events,
+// health changes) under its scope.
+func newLogBatch() (plog.Logs, plog.LogRecordSlice) {
+	ld := plog.NewLogs()
+	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
+	sl.Scope().SetName(metadata.ScopeName)
+	return ld, sl.LogRecords()
+}
+
+// sendLogs hands a batch to the logs pipeline, within timeout (0: as long
+// as the pipeline takes), and logs a refusal of what it held.
+func (s *session) sendLogs(next consumer.Logs, ld plog.Logs, timeout time.Duration, what string) {
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if err := next.ConsumeLogs(ctx, ld); err != nil {
+		s.logger.Warn("the logs pipeline refused "+what, zap.Int("records", ld.LogRecordCount()), zap.Error(err))
+	}
 }

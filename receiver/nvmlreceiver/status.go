@@ -1,7 +1,6 @@
 package nvmlreceiver
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -10,8 +9,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.uber.org/zap"
-
-	"github.com/otelcol-gpu/otelcol-gpu/receiver/nvmlreceiver/internal/metadata"
 )
 
 const (
@@ -357,11 +354,9 @@ func (s *session) sendHealthEvents(devices []*device) {
 	if next == nil || len(changes) == 0 {
 		return
 	}
-	ld := plog.NewLogs()
-	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
-	sl.Scope().SetName(metadata.ScopeName)
+	ld, records := newLogBatch()
 	for _, c := range changes {
-		lr := sl.LogRecords().AppendEmpty()
+		lr := records.AppendEmpty()
 		ts := pcommon.NewTimestampFromTime(c.at)
 		lr.SetTimestamp(ts)
 		lr.SetObservedTimestamp(ts)
@@ -388,9 +383,5 @@ func (s *session) sendHealthEvents(devices []*device) {
 		a.PutStr("nvidia.gpu.health.previous_reason", c.from.reason)
 		a.PutStr("nvidia.gpu.health.action", c.to.action())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.callTimeout())
-	defer cancel()
-	if err := (*next).ConsumeLogs(ctx, ld); err != nil {
-		s.logger.Warn("the logs pipeline refused GPU health records", zap.Int("records", len(changes)), zap.Error(err))
-	}
+	s.sendLogs(*next, ld, s.cfg.callTimeout(), "GPU health records")
 }

@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
-	"github.com/otelcol-gpu/otelcol-gpu/receiver/nvmlreceiver/internal/metadata"
 )
 
 // xidWaitMillis bounds one wait on the event set, and so how long shutdown
@@ -349,9 +348,7 @@ func (w *xidWatcher) emitLogs(batch []xidEvent) {
 	if next == nil || len(batch) == 0 {
 		return
 	}
-	ld := plog.NewLogs()
-	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
-	sl.Scope().SetName(metadata.ScopeName)
+	ld, records := newLogBatch()
 	for _, e := range batch {
 		if w.sentInWindow >= xidRecordsPerWindow {
 			if w.dropped == nil {
@@ -362,14 +359,12 @@ func (w *xidWatcher) emitLogs(batch []xidEvent) {
 			continue
 		}
 		w.sentInWindow++
-		appendXIDRecord(sl, e.d, e.data)
+		appendXIDRecord(records, e.d, e.data)
 	}
-	if sl.LogRecords().Len() == 0 {
+	if records.Len() == 0 {
 		return
 	}
-	if err := (*next).ConsumeLogs(context.Background(), ld); err != nil {
-		w.s.logger.Warn("the logs pipeline refused XID records", zap.Int("records", sl.LogRecords().Len()), zap.Error(err))
-	}
+	w.s.sendLogs(*next, ld, 0, "XID records")
 }
 
 // flushDropped sends, per GPU, how many XID records the last window left
@@ -381,16 +376,14 @@ func (w *xidWatcher) flushDropped() {
 		w.dropped = nil
 		return
 	}
-	ld := plog.NewLogs()
-	sl := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty()
-	sl.Scope().SetName(metadata.ScopeName)
+	ld, records := newLogBatch()
 	now := pcommon.NewTimestampFromTime(time.Now())
 	for _, d := range w.devices {
 		n := w.dropped[d]
 		if n == 0 {
 			continue
 		}
-		lr := sl.LogRecords().AppendEmpty()
+		lr := records.AppendEmpty()
 		lr.SetTimestamp(now)
 		lr.SetObservedTimestamp(now)
 		lr.SetEventName("nvidia.gpu.xid.dropped")
@@ -403,15 +396,13 @@ func (w *xidWatcher) flushDropped() {
 		lr.Attributes().PutInt("nvidia.xid.dropped", int64(n))
 	}
 	w.dropped = nil
-	if err := (*next).ConsumeLogs(context.Background(), ld); err != nil {
-		w.s.logger.Warn("the logs pipeline refused an XID storm record", zap.Error(err))
-	}
+	w.s.sendLogs(*next, ld, 0, "XID storm records")
 }
 
-// appendXIDRecord adds one XID event's record to sl.
-func appendXIDRecord(sl plog.ScopeLogs, d *device, data nvml.EventData) {
+// appendXIDRecord adds one XID event's record to records.
+func appendXIDRecord(records plog.LogRecordSlice, d *device, data nvml.EventData) {
 	code := data.EventData
-	lr := sl.LogRecords().AppendEmpty()
+	lr := records.AppendEmpty()
 	now := pcommon.NewTimestampFromTime(time.Now())
 	lr.SetTimestamp(now)
 	lr.SetObservedTimestamp(now)

@@ -6,10 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -152,21 +150,10 @@ func newAbuseEnv(t *testing.T) *abuseEnv {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = logs.Stop() })
 
-	var creds strings.Builder
-	creds.WriteString("credentials:\n")
-	for _, c := range []struct{ name, tenant, scope string }{
+	credFile := writeCredentials(t, a.dir, a.secrets, []credential{
 		{"acme-token", "acme", ""}, {"globex-token", "globex", ""},
 		{"acme-key", "acme", "read"}, {"globex-key", "globex", "read"},
-	} {
-		a.secrets[c.name] = randomSecret(t)
-		sum := sha256.Sum256([]byte(a.secrets[c.name]))
-		fmt.Fprintf(&creds, "  - id: %s\n    tenant: %s\n    sha256: %s\n", c.name, c.tenant, hex.EncodeToString(sum[:]))
-		if c.scope != "" {
-			fmt.Fprintf(&creds, "    scope: %s\n", c.scope)
-		}
-	}
-	credFile := filepath.Join(a.dir, "credentials.yaml")
-	require.NoError(t, os.WriteFile(credFile, []byte(creds.String()), 0o600))
+	})
 
 	bin := proc.Binary(t)
 	for i := range abuseReplicas {

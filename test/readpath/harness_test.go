@@ -111,21 +111,10 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.logs.Stop() })
 
-	var creds strings.Builder
-	creds.WriteString("credentials:\n")
-	for _, c := range []struct{ name, tenant, scope string }{
+	credFile := writeCredentials(t, e.dir, e.secrets, []credential{
 		{"acme-token", "acme", ""}, {"globex-token", "globex", ""},
 		{"acme-key", "acme", "read"}, {"acme-key-2", "acme", "read"}, {"globex-key", "globex", "read"},
-	} {
-		e.secrets[c.name] = randomSecret(t)
-		sum := sha256.Sum256([]byte(e.secrets[c.name]))
-		fmt.Fprintf(&creds, "  - id: %s\n    tenant: %s\n    sha256: %s\n", c.name, c.tenant, hex.EncodeToString(sum[:]))
-		if c.scope != "" {
-			fmt.Fprintf(&creds, "    scope: %s\n", c.scope)
-		}
-	}
-	credFile := filepath.Join(e.dir, "credentials.yaml")
-	require.NoError(t, os.WriteFile(credFile, []byte(creds.String()), 0o600))
+	})
 
 	e.gw, err = proc.RetryBind(bindAttempts, t.Logf, func() (*proc.Proc, error) {
 		health, httpPort, query, metrics := proc.Port(t), proc.Port(t), proc.Port(t), proc.Port(t)
@@ -150,6 +139,29 @@ func newEnv(t *testing.T) *env {
 	})
 	require.NoError(t, err)
 	return e
+}
+
+// credential is one entry of the gateway's credentials file: its id (also
+// the name of its secret), tenant and scope ("" for ingest).
+type credential struct{ name, tenant, scope string }
+
+// writeCredentials makes a random secret for each entry (into secrets, by
+// name) and writes the credentials file with their hashes into dir.
+func writeCredentials(t *testing.T, dir string, secrets map[string]string, entries []credential) string {
+	t.Helper()
+	var creds strings.Builder
+	creds.WriteString("credentials:\n")
+	for _, c := range entries {
+		secrets[c.name] = randomSecret(t)
+		sum := sha256.Sum256([]byte(secrets[c.name]))
+		fmt.Fprintf(&creds, "  - id: %s\n    tenant: %s\n    sha256: %s\n", c.name, c.tenant, hex.EncodeToString(sum[:]))
+		if c.scope != "" {
+			fmt.Fprintf(&creds, "    scope: %s\n", c.scope)
+		}
+	}
+	path := filepath.Join(dir, "credentials.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(creds.String()), 0o600))
+	return path
 }
 
 func randomSecret(t *testing.T) string {
