@@ -12,6 +12,9 @@ GOLANGCI_LINT_VERSION := v2.15.0
 NFPM_VERSION          := v2.45.2
 VICTORIA_METRICS_VERSION := v1.151.0
 VICTORIA_LOGS_VERSION    := v1.52.1
+# v0.32+ embed a built web UI that is not in the Go module, so `go install` of
+# them fails; v0.31.1 is the newest that builds from the module.
+ALERTMANAGER_VERSION     := v0.31.1
 VERSION               ?= 0.1.0
 
 ROOT  := $(abspath .)
@@ -25,6 +28,8 @@ GOLANGCI_LINT := $(TOOLS)/golangci-lint
 NFPM          := $(TOOLS)/nfpm
 VM            := $(TOOLS)/victoria-metrics
 VL            := $(TOOLS)/victoria-logs
+VMALERT       := $(TOOLS)/vmalert
+ALERTMANAGER  := $(TOOLS)/alertmanager
 LOADGEN       := $(BIN)/loadgen
 DISTDIR       := $(ROOT)/dist
 OTELCOL       := $(BIN)/otelcol-gpu
@@ -76,7 +81,7 @@ GO_BUILD_FLAGS = -trimpath -tags $(GO_TAGS) \
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum \
 	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/eventsui extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
 
-.PHONY: all build gpu-check loadgen store logstore e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint vet golangci tools demo bench clean
+.PHONY: all build gpu-check loadgen store logstore alerting e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint vet golangci tools demo bench clean
 
 all: build
 
@@ -119,6 +124,15 @@ logstore: $(VL)
 
 $(VL):
 	GOBIN=$(TOOLS) CGO_ENABLED=0 go install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VICTORIA_LOGS_VERSION)
+
+## alerting: install vmalert ($(VICTORIA_METRICS_VERSION)) and Alertmanager ($(ALERTMANAGER_VERSION)), the alert engines of the tenants' GPU alerts, for the demo and the e2e and read-path tests
+alerting: $(VMALERT) $(ALERTMANAGER)
+
+$(VMALERT):
+	GOBIN=$(TOOLS) CGO_ENABLED=0 go install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@$(VICTORIA_METRICS_VERSION)
+
+$(ALERTMANAGER):
+	GOBIN=$(TOOLS) CGO_ENABLED=0 go install github.com/prometheus/alertmanager/cmd/alertmanager@$(ALERTMANAGER_VERSION)
 
 ## package: .deb and .rpm for amd64 and arm64 in dist/ (arm64: cgo cross-compiled with Debian's gcc-aarch64-linux-gnu)
 package: $(NFPM) $(BIN)/linux-amd64/otelcol-gpu $(BIN)/linux-arm64/otelcol-gpu $(BIN)/linux-amd64/otelcol-gpu-usage $(BIN)/linux-arm64/otelcol-gpu-usage
@@ -237,16 +251,16 @@ system: $(OTELCOL) $(GPU_CHECK) nvmlsim
 
 ## e2e: agents -> gateway -> VictoriaMetrics as real processes, with faults (test/e2e)
 # One line per scenario: "e2e: <scenario> sent=... stored=... lost=... dup=...".
-e2e: $(OTELCOL) $(LOADGEN) $(VM) $(VL) nvmlsim
+e2e: $(OTELCOL) $(LOADGEN) $(VM) $(VL) $(VMALERT) $(ALERTMANAGER) nvmlsim
 	@mkdir -p $(BUILD)
-	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) VICTORIA_LOGS_BIN=$(VL) NVMLSIM_LIB=$(NVMLSIM) \
+	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) VICTORIA_LOGS_BIN=$(VL) VMALERT_BIN=$(VMALERT) ALERTMANAGER_BIN=$(ALERTMANAGER) NVMLSIM_LIB=$(NVMLSIM) \
 		go test -count=1 -tags $(GO_TAGS),e2e -timeout 15m -v ./test/e2e/... 2>&1 | tee $(BUILD)/e2e.log | grep -vE '^\s+20[0-9]{2}-'; \
 		test $${PIPESTATUS[0]} -eq 0 || { echo "e2e failed: the processes' logs are in $(BUILD)/e2e.log" >&2; exit 1; }
 
 ## readpath: the customers' way in as they meet it: gateway + tenant_query + VictoriaMetrics, every read endpoint, the attacks, the limits, the UI in headless Chromium, the demo's printed curl lines (test/readpath)
-readpath: $(OTELCOL) $(VM) $(VL) $(BIN)/demo nvmlsim
+readpath: $(OTELCOL) $(VM) $(VL) $(VMALERT) $(ALERTMANAGER) $(BIN)/demo nvmlsim
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; }
-	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) VICTORIA_LOGS_BIN=$(VL) DEMO_BIN=$(BIN)/demo NVMLSIM_LIB=$(NVMLSIM) go test -count=1 -tags $(GO_TAGS),e2e -timeout 10m -v ./test/readpath/... 2>&1 \
+	OTELCOL_GPU_BIN=$(OTELCOL) VICTORIA_METRICS_BIN=$(VM) VICTORIA_LOGS_BIN=$(VL) VMALERT_BIN=$(VMALERT) ALERTMANAGER_BIN=$(ALERTMANAGER) DEMO_BIN=$(BIN)/demo NVMLSIM_LIB=$(NVMLSIM) go test -count=1 -tags $(GO_TAGS),e2e -timeout 10m -v ./test/readpath/... 2>&1 \
 		| grep -vE '^\s+20[0-9]{2}-'; test $${PIPESTATUS[0]} -eq 0
 
 ## lint: gofmt, no test equipment in the binary, go vet and golangci-lint (pinned)
@@ -275,8 +289,8 @@ $(GOLANGCI_LINT):
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 ## demo: store, event store, gateway (with the read path) + 2 agents x 8 simulated GPUs on loopback, live summary; Ctrl-C stops all (DEMO_AGENTS, DEMO_GPUS, DEMO_INTERVAL, DEMO_SECONDS)
-demo: $(OTELCOL) $(VM) $(VL) nvmlsim $(BIN)/demo $(BIN)/usage
-	$(BIN)/demo -otelcol $(OTELCOL) -store $(VM) -logstore $(VL) -nvmlsim $(dir $(NVMLSIM)) -certs $(CERTS)
+demo: $(OTELCOL) $(VM) $(VL) $(VMALERT) $(ALERTMANAGER) nvmlsim $(BIN)/demo $(BIN)/usage
+	VMALERT_BIN=$(VMALERT) ALERTMANAGER_BIN=$(ALERTMANAGER) $(BIN)/demo -otelcol $(OTELCOL) -store $(VM) -logstore $(VL) -nvmlsim $(dir $(NVMLSIM)) -certs $(CERTS)
 
 ## screenshot: run the demo ~3 min and photograph the store's UI with headless Chromium (Debian package) into docs/img/demo-vmui.png
 screenshot: $(OTELCOL) $(VM) $(VL) nvmlsim $(BIN)/demo

@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/alertengines"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vlstore"
@@ -46,6 +47,7 @@ var tenantNames = []string{"acme", "globex", "initech", "umbrella", "hooli", "st
 type options struct {
 	root, dir, otelcol, nvmlsim, certs, storeBin, storeAddr string
 	queryAddr, logStoreBin, logStoreAddr                    string
+	vmalertBin, alertmanagerBin, vmalertAddr, amAddr        string
 	agents, tenants, gpus                                   int
 	interval, every, seconds, usageEvery                    time.Duration
 }
@@ -87,6 +89,10 @@ func main() {
 	flag.StringVar(&o.storeAddr, "store-addr", envStr("DEMO_STORE_ADDR", "127.0.0.1:8428"), "the store's listen address (its UI is /vmui) [DEMO_STORE_ADDR]")
 	flag.StringVar(&o.logStoreBin, "logstore", "", "victoria-logs binary, the GPU events' store (default: $VICTORIA_LOGS_BIN or .tools/bin/victoria-logs)")
 	flag.StringVar(&o.logStoreAddr, "logstore-addr", envStr("DEMO_LOGSTORE_ADDR", "127.0.0.1:9428"), "the event store's listen address [DEMO_LOGSTORE_ADDR]")
+	flag.StringVar(&o.vmalertBin, "vmalert", "", "vmalert binary, the alert rules' engine (default: $VMALERT_BIN or .tools/bin/vmalert)")
+	flag.StringVar(&o.vmalertAddr, "vmalert-addr", envStr("DEMO_VMALERT_ADDR", "127.0.0.1:8880"), "vmalert's listen address [DEMO_VMALERT_ADDR]")
+	flag.StringVar(&o.alertmanagerBin, "alertmanager", "", "Alertmanager binary, the alerts' router (default: $ALERTMANAGER_BIN or .tools/bin/alertmanager)")
+	flag.StringVar(&o.amAddr, "alertmanager-addr", envStr("DEMO_ALERTMANAGER_ADDR", "127.0.0.1:9093"), "Alertmanager's listen address [DEMO_ALERTMANAGER_ADDR]")
 	flag.StringVar(&o.queryAddr, "query-addr", envStr("DEMO_QUERY_ADDR", "127.0.0.1:9090"), "the customers' read API and UI (tenant_query, TLS) [DEMO_QUERY_ADDR]")
 	flag.IntVar(&o.agents, "agents", envInt("DEMO_AGENTS", 2), "agents (VMs) [DEMO_AGENTS]")
 	flag.IntVar(&o.tenants, "tenants", envInt("DEMO_TENANTS", 2), "tenants; agent i belongs to tenant i % tenants [DEMO_TENANTS]")
@@ -142,6 +148,20 @@ func validate(o *options) error {
 		}
 		o.logStoreBin = b
 	}
+	if o.vmalertBin == "" {
+		b, err := alertengines.FindVMAlert(o.root)
+		if err != nil {
+			return err
+		}
+		o.vmalertBin = b
+	}
+	if o.alertmanagerBin == "" {
+		b, err := alertengines.FindAlertmanager(o.root)
+		if err != nil {
+			return err
+		}
+		o.alertmanagerBin = b
+	}
 	return nil
 }
 
@@ -169,8 +189,16 @@ func fleet(i, gpus, tenant int) string {
 	// One XID error per VM, 20 s in, on its last GPU (XID 13: graphics engine
 	// exception; 31: GPU memory page fault), for the event store to show.
 	fmt.Fprintf(&b, "fault = 20 %d xid %d\n", gpus-1, []int{13, 31}[tenant%2])
+	if i == 0 && gpus > 1 {
+		// The first VM's GPU 1 falls off the bus 90 s in: its tenant's
+		// GPUFailed and GPUXidNeedsAction alerts fire (the /alerts/ page).
+		b.WriteString("fault = 90 1 xid 79\n")
+	}
 	return b.String()
 }
+
+// demoEvaluation is how often the demo's alert rules run.
+const demoEvaluation = 10 * time.Second
 
 // bindAttempts bounds the starts of a process whose port was taken.
 const bindAttempts = 3
@@ -252,7 +280,7 @@ func run(ctx context.Context, o options) error {
 	ports := map[string]int{}
 	gwLog := filepath.Join(o.dir, "gateway.log")
 	gw, err := proc.RetryBind(bindAttempts, logRetry, func() (*proc.Proc, error) {
-		for _, k := range []string{"gw-grpc", "gw-http", "gw-health", "gw-metrics"} {
+		for _, k := range []string{"gw-grpc", "gw-http", "gw-health", "gw-metrics", "gw-relay"} {
 			ports[k] = proc.MustReserve()
 		}
 		gw, err := proc.Start("gateway", o.otelcol, []string{"--config", filepath.Join(o.root, "config", "gateway.yaml")}, []string{
@@ -267,6 +295,13 @@ func run(ctx context.Context, o options) error {
 			"OTELCOL_GPU_HEALTH_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-health"]),
 			"OTELCOL_GPU_QUERY_ENDPOINT=" + o.queryAddr,
 			"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(ports["gw-metrics"]),
+			"OTELCOL_GPU_VMALERT_URL=http://" + o.vmalertAddr,
+			"OTELCOL_GPU_ALERTMANAGER_URL=http://" + o.amAddr,
+			"OTELCOL_GPU_ALERTS_RELAY_ENDPOINT=127.0.0.1:" + strconv.Itoa(ports["gw-relay"]),
+			// A demo shows an alert within seconds of its cause.
+			"OTELCOL_GPU_ALERTS_EVALUATION_INTERVAL=" + demoEvaluation.String(),
+			"OTELCOL_GPU_ALERTS_GROUP_WAIT=5s",
+			"OTELCOL_GPU_ALERTS_GROUP_INTERVAL=1m",
 		}, gwLog)
 		if err != nil {
 			return nil, err
@@ -279,6 +314,33 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+
+	// The alert engines, on the files the gateway's tenant_alerts wrote:
+	// vmalert evaluates every tenant's rules on the store, Alertmanager
+	// routes what fires to the tenants' receivers through the gateway.
+	alertsDir := filepath.Join(o.dir, "gateway-state", "alerts")
+	engineLog, err := os.Create(filepath.Join(o.dir, "alert-engines.log"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = engineLog.Close() }()
+	am, err := alertengines.StartAlertmanager(ctx, o.alertmanagerBin, alertengines.AlertmanagerOptions{
+		Addr: o.amAddr, ConfigFile: filepath.Join(alertsDir, "alertmanager.yml"), DataDir: filepath.Join(o.dir, "alertmanager-data"),
+	}, engineLog)
+	if err != nil {
+		_ = am.Stop()
+		return fmt.Errorf("%w (is something else listening on %s? set DEMO_ALERTMANAGER_ADDR)", err, o.amAddr)
+	}
+	defer func() { _ = am.Stop() }()
+	vmalert, err := alertengines.StartVMAlert(ctx, o.vmalertBin, alertengines.VMAlertOptions{
+		Addr: o.vmalertAddr, DatasourceURL: store.URL, NotifierURL: am.URL(),
+		RulesGlob: filepath.Join(alertsDir, "rules", "*.yaml"), EvaluationInterval: demoEvaluation,
+	}, engineLog)
+	if err != nil {
+		_ = vmalert.Stop()
+		return fmt.Errorf("%w (is something else listening on %s? set DEMO_VMALERT_ADDR)", err, o.vmalertAddr)
+	}
+	defer func() { _ = vmalert.Stop() }()
 
 	// The usage job (config/usage.yaml) and the billing system it sends to.
 	billing, err := startBillingSink()
@@ -435,6 +497,7 @@ func printReadPath(o options, keys []string) {
 		fmt.Printf("    %s: UI %s/vmui/ -> log in with the read key %s -> Dashboards shows %s's GPUs only; its GPU events at %s/events/\n", tenantNames[t], base, key, tenantNames[t], base)
 		fmt.Printf("      curl --cacert %s -H 'Authorization: Bearer %s' %s/api/v1/query --data-urlencode 'query=avg by (host.name) (hw.gpu.utilization{hw.gpu.task=\"general\"})'\n",
 			ca, key, base)
+		fmt.Printf("      alerts: %s/alerts/ (the default GPU rule pack; add rules and a webhook there, or through %s/alerting/v1/)\n", base, base)
 		fmt.Printf("      events (XID errors; each VM has one about 20 s in): curl --cacert %s -H 'Authorization: Bearer %s' %s/select/logsql/query --data-urlencode 'query=nvidia.xid.code:*'\n",
 			ca, key, base)
 	}

@@ -23,6 +23,7 @@ import (
 	pprofextension "github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension"
 	tenantauthextension "github.com/otelcol-gpu/otelcol-gpu/extension/tenantauthextension"
 	tenantqueryextension "github.com/otelcol-gpu/otelcol-gpu/extension/tenantqueryextension"
+	tenantalertsextension "github.com/otelcol-gpu/otelcol-gpu/extension/tenantalertsextension"
 	memorylimiterprocessor "go.opentelemetry.io/collector/processor/memorylimiterprocessor"
 	batchprocessor "go.opentelemetry.io/collector/processor/batchprocessor"
 	resourceprocessor "github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
@@ -64,6 +65,7 @@ func components() (otelcol.Factories, error) {
 		pprofextension.NewFactory(),
 		tenantauthextension.NewFactory(),
 		tenantqueryextension.NewFactory(),
+		tenantalertsextension.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -76,6 +78,7 @@ func components() (otelcol.Factories, error) {
 		pprofextension.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/extension/pprofextension v0.160.0",
 		tenantauthextension.NewFactory().Type(): "github.com/otelcol-gpu/otelcol-gpu v0.0.0",
 		tenantqueryextension.NewFactory().Type(): "github.com/otelcol-gpu/otelcol-gpu v0.0.0",
+		tenantalertsextension.NewFactory().Type(): "github.com/otelcol-gpu/otelcol-gpu v0.0.0",
 	})
 
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](

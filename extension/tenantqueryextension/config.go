@@ -46,6 +46,11 @@ type Config struct {
 	// logins of a source address that failed this often in it; valid keys
 	// from the same address (a team behind one NAT) still pass.
 	FailureLimit FailureLimit `mapstructure:"failure_limit"`
+	// Alerts names the tenant_alerts extension (e.g. tenant_alerts) whose
+	// tenant API this listener serves under /alerting/v1/, to the tenant of
+	// the read key, and whose page the UI shows at /alerts/; empty: no
+	// alerting here.
+	Alerts string `mapstructure:"alerts"`
 }
 
 // FailureLimit is the per-address budget of failed keys and logins.
@@ -326,6 +331,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("limits.max_answer_bytes_total: must be at least limits.max_answer_bytes (%d), got %d", l.MaxAnswerBytes, l.MaxAnswerBytesTotal))
 	}
 	errs = append(errs, c.validateTimeouts()...)
+	if c.Alerts != "" {
+		var id component.ID
+		if err := id.UnmarshalText([]byte(c.Alerts)); err != nil {
+			errs = append(errs, fmt.Errorf("alerts: %q is not a component id (e.g. tenant_alerts): %w", c.Alerts, err))
+		}
+	}
 	if f := c.FailureLimit; f.PerMinute < 0 || (f.PerMinute > 0 && f.TrackedSources < 1) {
 		errs = append(errs, fmt.Errorf("failure_limit: per_minute must not be negative and tracked_sources at least 1, got %d, %d", f.PerMinute, f.TrackedSources))
 	}

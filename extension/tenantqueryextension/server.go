@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -37,6 +38,7 @@ type queryServer struct {
 	answers      *answerBudget
 	failures     *failthrottle.Throttle // nil: failures are not throttled
 	usage        *usageRecorder         // nil without usage_events
+	alerts       alertsAPI              // nil without alerts
 	server       *http.Server
 	served       chan struct{}
 
@@ -88,6 +90,13 @@ func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer,
 // opens the store client and the listener, and serves.
 func (s *queryServer) Start(ctx context.Context, host component.Host) error {
 	s.host = host
+	if s.cfg.Alerts != "" {
+		api, err := findAlerts(host, s.cfg.Alerts)
+		if err != nil {
+			return fmt.Errorf("tenant_query: %w", err)
+		}
+		s.alerts = api
+	}
 	if err := s.creds.Start(); err != nil {
 		return fmt.Errorf("tenant_query: %w", err)
 	}
@@ -177,6 +186,11 @@ func (s *queryServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ep, storePath, ok := matchEndpoint(path); ok {
 		h.Set("Cache-Control", "no-store")
 		s.serveAPI(w, r, ep, storePath)
+		return
+	}
+	if strings.HasPrefix(path, alertsPrefix) {
+		h.Set("Cache-Control", "no-store")
+		s.serveAlerts(w, r)
 		return
 	}
 	if s.ui != nil && s.serveUI(w, r, path) {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -75,7 +76,7 @@ type Credential struct {
 // reload so a request sees either the old or the new file.
 type Set struct {
 	byHash    map[[sha256.Size]byte]*Credential
-	tenants   int
+	tenants   []string // sorted
 	instances map[string]Instance
 	// now is the clock expiry is judged by, at every lookup (a credential
 	// expires while its file stays the same).
@@ -148,7 +149,11 @@ func Parse(data []byte) (*Set, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("credentials file: %w", errors.Join(errs...))
 	}
-	set.tenants = len(tenants)
+	set.tenants = make([]string, 0, len(tenants))
+	for t := range tenants {
+		set.tenants = append(set.tenants, t)
+	}
+	sort.Strings(set.tenants)
 	set.instances = vms.instances()
 	return set, nil
 }
@@ -236,4 +241,8 @@ func (s *Set) Unavailable() error { return s.unavailable }
 func (s *Set) Len() int { return len(s.byHash) }
 
 // Tenants is the number of distinct tenants.
-func (s *Set) Tenants() int { return s.tenants }
+func (s *Set) Tenants() int { return len(s.tenants) }
+
+// TenantNames lists the distinct tenants, sorted; the caller must not
+// change the slice.
+func (s *Set) TenantNames() []string { return s.tenants }
