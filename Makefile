@@ -165,7 +165,7 @@ $(call GLIBC_STUBS,arm64)/start.o: $(GLIBC_BASELINE_SRC)
 	scripts/glibc-stubs.sh aarch64-linux-gnu-gcc arm64 $(@D)
 
 ## packaging-test: build the packages and check them (contents, glibc baseline, the arm64 binary under qemu, an install run as the unit's user, units, configs, deploy manifests)
-packaging-test: package $(VM) $(VL)
+packaging-test: package $(VM) $(VL) $(VMALERT) $(ALERTMANAGER)
 	@command -v qemu-aarch64 >/dev/null || { apt-get update -qq && apt-get install -y -qq qemu-user; }
 	OTELCOL_GPU_DIST=$(DISTDIR) VERSION=$(VERSION) go test -count=1 -tags $(GO_TAGS),system ./test/packaging/...
 
