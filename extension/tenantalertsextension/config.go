@@ -100,6 +100,12 @@ type LimitsConfig struct {
 	MaxSeriesPerRule int           `mapstructure:"max_series_per_rule"`
 	MaxFor           time.Duration `mapstructure:"max_for"`
 	MaxExprBytes     int           `mapstructure:"max_expr_bytes"`
+	// RuleQueryTimeout bounds each of a tenant's rule queries at the store
+	// (the group's timeout parameter): with a group's rules run one at a
+	// time, a tenant's rules hold at most two of the store's queries, each
+	// at most this long (and at most evaluation_interval), whatever they
+	// ask.
+	RuleQueryTimeout time.Duration `mapstructure:"rule_query_timeout"`
 	// MaxSilenceDuration bounds how far ahead a silence may end.
 	MaxSilenceDuration time.Duration `mapstructure:"max_silence_duration"`
 }
@@ -169,6 +175,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			add("limits.%s: must be positive, got %d", name, v)
 		}
+	}
+	if l.RuleQueryTimeout < time.Second {
+		add("limits.rule_query_timeout: at least 1s, got %s", l.RuleQueryTimeout)
 	}
 	if l.MaxFor <= 0 || l.MaxSilenceDuration <= 0 {
 		add("limits.max_for and limits.max_silence_duration: must be positive")

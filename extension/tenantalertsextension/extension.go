@@ -256,7 +256,8 @@ func (s *alertsServer) sync(ctx context.Context) error {
 				continue
 			}
 			receivers[t] = st.Receivers
-			data, err := renderRules(t, s.cfg.TenantLabel, s.cfg.EvaluationInterval, s.cfg.Limits.MaxSeriesPerRule, s.pack, st.Rules)
+			data, err := renderRules(t, s.cfg.TenantLabel, s.cfg.EvaluationInterval,
+				min(s.cfg.Limits.RuleQueryTimeout, s.cfg.EvaluationInterval), s.cfg.Limits.MaxSeriesPerRule, s.pack, st.Rules)
 			if err != nil {
 				return err
 			}

@@ -44,6 +44,9 @@ const (
 	defaultMaxFor             = 24 * time.Hour
 	defaultMaxExprBytes       = 4096
 	defaultMaxSilenceDuration = 30 * 24 * time.Hour
+	// A pack query over one tenant's GPUs takes milliseconds; 10 s is a
+	// rule gone wrong.
+	defaultRuleQueryTimeout = 10 * time.Second
 )
 
 // NewFactory returns the factory of the tenant_alerts extension.
@@ -80,7 +83,7 @@ func createDefaultConfig() component.Config {
 		Limits: LimitsConfig{
 			MaxRules: defaultMaxRules, MaxReceivers: defaultMaxReceivers, MaxSilences: defaultMaxSilences,
 			MaxSeriesPerRule: defaultMaxSeriesPerRule, MaxFor: defaultMaxFor, MaxExprBytes: defaultMaxExprBytes,
-			MaxSilenceDuration: defaultMaxSilenceDuration,
+			MaxSilenceDuration: defaultMaxSilenceDuration, RuleQueryTimeout: defaultRuleQueryTimeout,
 		},
 	}
 }

@@ -58,7 +58,7 @@ func groupName(tenant, group string) string { return tenant + ":" + group }
 // the query's result says, so label_replace cannot route an alert to
 // another tenant). Nothing else of a group (datasource type, headers,
 // params, interval) is the tenant's to set.
-func renderRules(tenant, tenantLabel string, interval time.Duration, limit int, pack []PackRule, own []Rule) ([]byte, error) {
+func renderRules(tenant, tenantLabel string, interval, timeout time.Duration, limit int, pack []PackRule, own []Rule) ([]byte, error) {
 	group := func(name string, rules []vmRule) vmGroup {
 		return vmGroup{
 			Name:        groupName(tenant, name),
@@ -66,9 +66,12 @@ func renderRules(tenant, tenantLabel string, interval time.Duration, limit int, 
 			Interval:    interval.String(),
 			Limit:       limit,
 			Concurrency: 1,
-			Params:      map[string][]string{"extra_label": {tenantLabel + "=" + tenant}},
-			Labels:      map[string]string{tenantLabel: tenant},
-			Rules:       rules,
+			Params: map[string][]string{
+				"extra_label": {tenantLabel + "=" + tenant},
+				"timeout":     {strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64) + "s"},
+			},
+			Labels: map[string]string{tenantLabel: tenant},
+			Rules:  rules,
 		}
 	}
 	packRules := make([]vmRule, 0, len(pack))

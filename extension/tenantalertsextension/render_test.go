@@ -14,7 +14,7 @@ import (
 func TestRenderRulesScopesEveryGroup(t *testing.T) {
 	own := []Rule{{Name: "Mine", Expr: `label_replace(hw.status, "tenant_id", "acme", "", "")`, For: Duration(time.Minute),
 		Labels: map[string]string{"severity": "info"}}}
-	data, err := renderRules("globex", "tenant_id", 30*time.Second, 1000, defaultPack(), own)
+	data, err := renderRules("globex", "tenant_id", 30*time.Second, 10*time.Second, 1000, defaultPack(), own)
 	require.NoError(t, err)
 	var file struct {
 		Groups []vmGroup `yaml:"groups"`
@@ -23,7 +23,7 @@ func TestRenderRulesScopesEveryGroup(t *testing.T) {
 	require.Len(t, file.Groups, 2)
 	for _, g := range file.Groups {
 		require.True(t, strings.HasPrefix(g.Name, "globex:"), g.Name)
-		require.Equal(t, map[string][]string{"extra_label": {"tenant_id=globex"}}, g.Params)
+		require.Equal(t, map[string][]string{"extra_label": {"tenant_id=globex"}, "timeout": {"10s"}}, g.Params)
 		require.Equal(t, map[string]string{"tenant_id": "globex"}, g.Labels)
 		require.Equal(t, "prometheus", g.Type)
 		require.Equal(t, "30s", g.Interval)
@@ -38,7 +38,7 @@ func TestRenderRulesScopesEveryGroup(t *testing.T) {
 	require.Len(t, file.Groups[0].Rules, len(defaultPack()))
 
 	// Without rules of its own a tenant has the pack alone.
-	data, err = renderRules("acme", "tenant_id", time.Minute, 10, defaultPack(), nil)
+	data, err = renderRules("acme", "tenant_id", time.Minute, 5*time.Second, 10, defaultPack(), nil)
 	require.NoError(t, err)
 	require.NoError(t, yaml.Unmarshal(data, &file))
 	require.Len(t, file.Groups, 1)
