@@ -79,7 +79,7 @@ GO_BUILD_FLAGS = -trimpath -tags $(GO_TAGS) \
 # package of the root module (the custom components).
 # Files embedded into the binary (the UI, its dashboard) count as sources too.
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum \
-	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/eventsui extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
+	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/eventsui extension/tenantqueryextension/alertsui extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
 
 .PHONY: all build gpu-check loadgen store logstore alerting e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint vet golangci tools demo bench clean
 

@@ -155,6 +155,7 @@ func run(root, otelcol string, tenants, queries, refreshes int) (*report, error)
 			"OTELCOL_GPU_CREDENTIALS_FILE=" + credFile,
 			"OTELCOL_GPU_STORE_URL=" + store.URL,
 			"OTELCOL_GPU_STATE_DIR=" + filepath.Join(dir, "state"),
+			"OTELCOL_GPU_ALERTS_RELAY_ENDPOINT=" + proc.Addr(proc.MustReserve()),
 			"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(health),
 		}, filepath.Join(dir, "gateway.log"))
 		if err != nil {

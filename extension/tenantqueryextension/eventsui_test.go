@@ -145,7 +145,7 @@ func TestVMUIIndexWithNav(t *testing.T) {
 	index, err := fs.ReadFile(ts.ui.files, "index.html")
 	require.NoError(t, err)
 	for _, events := range []bool{true, false} {
-		got, err := vmuiIndexWithNav(index, events)
+		got, err := vmuiIndexWithNav(index, events, false)
 		require.NoError(t, err)
 		page := string(got)
 		require.Equal(t, 1, strings.Count(page, vmuiNavCSS))
@@ -163,7 +163,7 @@ func TestVMUIIndexWithNav(t *testing.T) {
 	require.Equal(t, http.StatusOK, newTestServer(t, withEvents).do(http.MethodGet, "/events/nav.css", "", nil).Code)
 
 	for _, bad := range []string{"", "<html><body></body></html>", "<body></body><head></head>"} {
-		_, err := vmuiIndexWithNav([]byte(bad), true)
+		_, err := vmuiIndexWithNav([]byte(bad), true, false)
 		require.Error(t, err, bad)
 	}
 }

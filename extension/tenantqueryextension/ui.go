@@ -42,6 +42,7 @@ type uiAssets struct {
 	customDashboards []byte // /prometheus/vmui/custom-dashboards
 	timezone         []byte // /prometheus/vmui/timezone
 	vmuiIndex        []byte // /vmui/: vmui's index.html with the nav (events, sign-out)
+	vmuiIndexAlerts  []byte // the same with the alerts page's link, where tenant_query.alerts is set
 	login            *template.Template
 }
 
@@ -62,12 +63,17 @@ func newUIAssets(timezone string, events bool) (*uiAssets, error) {
 	if err != nil {
 		return nil, err
 	}
-	vmuiIndex, err := vmuiIndexWithNav(index, events)
+	vmuiIndex, err := vmuiIndexWithNav(index, events, false)
+	if err != nil {
+		return nil, err
+	}
+	vmuiIndexAlerts, err := vmuiIndexWithNav(index, events, true)
 	if err != nil {
 		return nil, err
 	}
 	return &uiAssets{
 		vmuiIndex:        vmuiIndex,
+		vmuiIndexAlerts:  vmuiIndexAlerts,
 		files:            vmui.FS(),
 		dashboardsIndex:  []byte("window.__VMUI_PREDEFINED_DASHBOARDS__ = [\"gpu.json\"];\n"),
 		customDashboards: custom,
@@ -80,6 +86,9 @@ func newUIAssets(timezone string, events bool) (*uiAssets, error) {
 func (s *queryServer) serveUI(w http.ResponseWriter, r *http.Request, p string) bool {
 	if p == eventsUIPath || strings.HasPrefix(p, eventsUIPath+"/") {
 		return s.serveEventsUI(w, r, p)
+	}
+	if p == alertsUIPath || strings.HasPrefix(p, alertsUIPath+"/") {
+		return s.serveAlertsUI(w, r, p)
 	}
 	switch p {
 	case "/":
@@ -95,8 +104,12 @@ func (s *queryServer) serveUI(w http.ResponseWriter, r *http.Request, p string) 
 			loginRedirect(w, r)
 			return true
 		}
+		index := s.ui.vmuiIndex
+		if s.cfg.Alerts != "" {
+			index = s.ui.vmuiIndexAlerts
+		}
 		w.Header().Set("Cache-Control", "no-store")
-		writeStatic(w, r, "text/html; charset=utf-8", s.ui.vmuiIndex)
+		writeStatic(w, r, "text/html; charset=utf-8", index)
 	case "/vmui/dashboards/index.js":
 		writeStatic(w, r, "text/javascript; charset=utf-8", s.ui.dashboardsIndex)
 	case "/vmui/dashboards/gpu.json":
@@ -293,10 +306,10 @@ func loginRedirect(w http.ResponseWriter, r *http.Request) {
 }
 
 // safeNext is where a login may send the browser: a page of this UI
-// (/vmui/ or /events/, with its query), never another host or scheme;
-// "" for anything else.
+// (/vmui/, /events/ or /alerts/, with its query), never another host or
+// scheme; "" for anything else.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/vmui/") && !strings.HasPrefix(next, eventsUIPath+"/") {
+	if !strings.HasPrefix(next, "/vmui/") && !strings.HasPrefix(next, eventsUIPath+"/") && !strings.HasPrefix(next, alertsUIPath+"/") {
 		return ""
 	}
 	u, err := url.Parse(next)

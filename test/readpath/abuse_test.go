@@ -175,6 +175,7 @@ func newAbuseEnv(t *testing.T) *abuseEnv {
 				"OTELCOL_GPU_STORE_URL=" + a.store.URL,
 				"OTELCOL_GPU_LOGS_STORE_URL=" + logs.URL,
 				"OTELCOL_GPU_STATE_DIR=" + filepath.Join(a.dir, fmt.Sprintf("gateway-%d-state", i+1)),
+				"OTELCOL_GPU_ALERTS_RELAY_ENDPOINT=" + proc.Addr(proc.Port(t)),
 				"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(health),
 				"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(metrics),
 			}, g.log)

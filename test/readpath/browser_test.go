@@ -4,6 +4,7 @@ package readpath
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +22,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/outbound"
 )
 
 // testBrowser logs in to the UI as a customer would, in Debian's Chromium:
@@ -157,6 +161,7 @@ func testBrowser(t *testing.T, e *env) {
 	b.crossOriginLogout()
 	b.signOut()
 	b.dashboardNav()
+	b.alerts()
 }
 
 // browser is one logged-in Chromium and the steps testBrowser shares.
@@ -389,4 +394,176 @@ func within[T any](ctx context.Context, d time.Duration, a chromedp.Action[T]) (
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	return chromedp.Run(ctx, a)
+}
+
+// alertRowsJS is the text of the firing alerts' rows (cells joined by
+// " | "), one string a row.
+const alertRowsJS = `[...document.querySelectorAll('#firing tbody tr')].map(tr => [...tr.cells].map(td => td.innerText.replace(/\s+/g, ' ').trim()).join(' | '))`
+
+// alertsLoaded is true once the alerts page has loaded everything once.
+const alertsLoaded = `(() => { const s = document.getElementById('status'); return !!s && s.textContent !== 'Loading...'; })()`
+
+// alerts: the alerts page is behind the login; acme adds a rule that
+// fires on its own data and a webhook through the page's forms, sees the
+// webhook's signing secret once, then its alerts in the firing list, and
+// its webhook receives them, signed; a silence from the list mutes one
+// GPU's alert; globex's page shows none of it.
+func (b *browser) alerts() {
+	t, e := b.t, b.e
+	b.do("open the alerts page signed out", chromedp.Navigate(e.readURL+"/alerts/"), chromedp.WaitVisible(chromedp.ID("key")))
+	require.Equal(t, e.readURL+"/login?next=%2Falerts%2F", b.location(), "the alerts page needs a login")
+	require.Equal(t, 401, fetchStatus(t, b.ctx, "/alerting/v1/alerts"), "no alerts without a login")
+	b.do("sign in as acme", chromedp.SendKeys(chromedp.ID("key"), e.secrets["acme-key"]), chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("firing-section")))
+	require.Equal(t, e.readURL+"/alerts/", b.location(), "back to the alerts page")
+	b.waitFor("the page loaded", alertsLoaded)
+	require.False(t, eval[bool](b, `document.getElementById('status').classList.contains('error')`), "the page says: %s", b.text())
+	// The default pack, with why each rule is there and what to do.
+	require.Positive(t, eval[int64](b, `document.querySelectorAll('#pack tbody tr').length`), "the default pack is listed")
+	require.NotEmpty(t, eval[string](b, `document.querySelector('#pack tbody tr').cells[3].innerText`), "a default rule's reason")
+
+	// A mistake gets the API's own words.
+	b.do("add a rule with a bad for", chromedp.SendKeys(chromedp.ID("rule-name"), "PowerSeen"),
+		chromedp.SendKeys(chromedp.ID("rule-expr"), "last_over_time(hw.power[1d]) > 0"),
+		chromedp.SendKeys(chromedp.ID("rule-for"), "soon"), chromedp.Click(chromedp.ID("rule-add")),
+		chromedp.WaitVisible(chromedp.ID("rule-error")))
+	problem := eval[string](b, `document.getElementById('rule-error').textContent`)
+	require.Contains(t, problem, `"soon" is not a duration`)
+
+	// The rule: every one of acme's GPUs has drawn power in the last day
+	// (the seeded points are minutes old by now).
+	eval[bool](b, `(document.getElementById('rule-for').value = '') === ''`)
+	b.do("fix the for and add the rule", chromedp.SendKeys(chromedp.ID("rule-summary"), "<b>GPU draws power</b>"), chromedp.Click(chromedp.ID("rule-add")),
+		chromedp.WaitVisible(chromedp.CSS(`#rules tr[data-rule="PowerSeen"]`)))
+	added := time.Now()
+	require.True(t, eval[bool](b, `document.getElementById('rule-error').hidden`))
+	require.Contains(t, eval[string](b, `document.querySelector('#rules tr[data-rule="PowerSeen"]').innerText`), "last_over_time(hw.power[1d]) > 0")
+
+	// A webhook to the customer's HTTPS endpoint: its signing secret once.
+	hook := e.sink.url + "/hooks/gpu"
+	b.do("add a webhook", chromedp.SendKeys(chromedp.ID("receiver-name"), "oncall"), chromedp.SendKeys(chromedp.ID("receiver-url"), hook),
+		chromedp.Click(chromedp.ID("receiver-add")), chromedp.WaitVisible(chromedp.ID("receiver-secret")))
+	secret := eval[string](b, `document.getElementById('receiver-secret-value').textContent`)
+	require.Regexp(t, `^[0-9a-f]{64}$`, secret)
+	require.Contains(t, eval[string](b, `document.getElementById('receiver-secret').innerText`), "store it now")
+	require.Contains(t, eval[string](b, `document.querySelector('#receivers tr[data-receiver="oncall"]').innerText`), hook)
+	b.do("put the secret away", chromedp.Click(chromedp.ID("receiver-secret-done")))
+	require.NotContains(t, b.text(), secret)
+	require.NotContains(t, eval[string](b, `fetch('/alerting/v1/receivers', {credentials: 'same-origin'}).then(r => r.text())`), secret, "the secret is shown once")
+
+	// The alerts, in the firing list (refreshed every 10 s).
+	var rows []string
+	require.Eventually(t, func() bool {
+		rows = nil
+		for _, r := range eval[[]string](b, alertRowsJS) {
+			if strings.HasPrefix(r, "PowerSeen") {
+				rows = append(rows, r)
+			}
+		}
+		return len(rows) == gpusOf("acme")
+	}, 60*time.Second, 500*time.Millisecond, "acme's %d GPUs' PowerSeen alerts in the firing list; the page says:\n%s", gpusOf("acme"), b.text())
+	t.Logf("alerts page: PowerSeen firing for every GPU %s after the rule was added (evaluation every %s)", time.Since(added).Round(100*time.Millisecond), alertsEvaluationInterval)
+	for _, vm := range fleets["acme"].vms {
+		for gpu := range fleets["acme"].gpus {
+			want := []string{"warning", gpuName(gpu), gpuID(vm, gpu), vm, "<b>GPU draws power</b>", "firing", "Silence 1h"}
+			require.True(t, slices.ContainsFunc(rows, func(r string) bool {
+				for _, w := range want {
+					if !strings.Contains(r, w) {
+						return false
+					}
+				}
+				return true
+			}), "a row with %q in %q", want, rows)
+		}
+	}
+	require.False(t, eval[bool](b, `document.querySelector('#firing b') !== null`), "a summary's markup became an element")
+	require.NotContains(t, b.text(), "globex")
+
+	// The webhook gets them, signed with the secret it was shown.
+	var got sinkRequest
+	require.Eventually(t, func() bool {
+		for _, r := range e.sink.received() {
+			if strings.Contains(string(r.body), "PowerSeen") {
+				got = r
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, 250*time.Millisecond, "the webhook is notified")
+	t.Logf("alerts page: the webhook was notified %s after the rule was added", time.Since(added).Round(100*time.Millisecond))
+	require.Equal(t, "/hooks/gpu", got.path)
+	key, err := hex.DecodeString(secret)
+	require.NoError(t, err)
+	require.NoError(t, outbound.Verify(key, got.header.Get(outbound.SignatureHeader), got.body, time.Now(), 5*time.Minute))
+	require.Contains(t, string(got.body), "acme-vm-1")
+	require.NotContains(t, string(got.body), "globex")
+
+	// Silence one GPU's alert from the list: it shows silenced, the
+	// silence is listed, and expiring it brings the alert back.
+	target := gpuID("acme-vm-2", 1)
+	require.True(t, eval[bool](b, `(() => {
+		const tr = [...document.querySelectorAll('#firing tr[data-alert="PowerSeen"]')].find(tr => tr.innerText.includes('`+target+`'));
+		const button = tr && [...tr.querySelectorAll('button')].find(b => b.textContent === 'Silence 1h');
+		if (!button) return false;
+		button.click();
+		return true;
+	})()`), "the Silence 1h button of %s's alert", target)
+	b.do("silence one GPU's alert", chromedp.WaitVisible(chromedp.CSS(`#silences tbody tr`)))
+	silence := eval[string](b, `document.querySelector('#silences tbody tr').innerText`)
+	require.Contains(t, silence, `alertname="PowerSeen"`)
+	require.Contains(t, silence, target)
+	b.waitFor("the alert shows silenced", `[...document.querySelectorAll('#firing tbody tr')].some(tr => tr.innerText.includes('`+target+`') && tr.innerText.includes('silenced'))`)
+	b.do("expire the silence", chromedp.Click(chromedp.CSS(`#silences tbody tr button`)))
+	b.waitFor("the silence is gone", `document.querySelectorAll('#silences tbody tr').length === 0`)
+
+	// The events page links here; so does vmui's nav.
+	b.do("open the events page", chromedp.Navigate(e.readURL+"/events/"), chromedp.WaitVisible(chromedp.ID("records-section")))
+	b.do("follow its link to the alerts", chromedp.Click(chromedp.ID("to-alerts")), chromedp.WaitVisible(chromedp.ID("firing-section")))
+	require.Equal(t, e.readURL+"/alerts/", b.location())
+	b.do("open the dashboards", chromedp.Navigate(e.readURL+"/vmui/#/dashboards"), chromedp.WaitVisible(chromedp.ID("otelcol-gpu-nav-alerts")))
+	b.do("follow vmui's link to the alerts", chromedp.Click(chromedp.ID("otelcol-gpu-nav-alerts")), chromedp.WaitVisible(chromedp.ID("firing-section")))
+	b.waitFor("the page loaded", alertsLoaded)
+
+	if out := os.Getenv("READPATH_ALERTS_SCREENSHOT"); out != "" {
+		b.waitFor("the alerts listed", `document.querySelectorAll('#firing tbody tr').length > 0`)
+		png, err := within(b.ctx, 30*time.Second, chromedp.FullScreenshot(100))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(out, png, 0o644))
+	}
+
+	// globex sees none of acme's rules, receivers or alerts.
+	b.do("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("key")))
+	b.do("open the alerts page as globex", chromedp.Navigate(e.readURL+"/alerts/"), chromedp.WaitVisible(chromedp.ID("key")),
+		chromedp.SendKeys(chromedp.ID("key"), e.secrets["globex-key"]), chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("firing-section")))
+	b.waitFor("the page loaded", alertsLoaded)
+	time.Sleep(2 * alertsEvaluationInterval)
+	b.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("firing-section")))
+	b.waitFor("the page loaded", alertsLoaded)
+	page := b.text()
+	require.NotContains(t, page, "PowerSeen", "acme's rule or alert on globex's page")
+	require.NotContains(t, page, "acme")
+	require.NotContains(t, page, "oncall")
+	require.Equal(t, int64(0), eval[int64](b, `document.querySelectorAll('#rules tbody tr, #receivers tbody tr, #silences tbody tr').length`))
+
+	// Back as acme: the rule and the webhook go.
+	b.do("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("key")))
+	b.do("sign in as acme again", chromedp.Navigate(e.readURL+"/alerts/"), chromedp.WaitVisible(chromedp.ID("key")),
+		chromedp.SendKeys(chromedp.ID("key"), e.secrets["acme-key"]), chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("delete-rule-PowerSeen")))
+	b.do("delete the rule", chromedp.Click(chromedp.ID("delete-rule-PowerSeen")))
+	b.waitFor("the rule is gone", `document.querySelector('#rules tr[data-rule="PowerSeen"]') === null`)
+	b.do("delete the webhook", chromedp.Click(chromedp.ID("delete-receiver-oncall")))
+	b.waitFor("the webhook is gone", `document.querySelector('#receivers tr[data-receiver="oncall"]') === null`)
+}
+
+// waitFor waits until js is true in the page.
+func (b *browser) waitFor(what, js string) {
+	b.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if v, err := within(b.ctx, 5*time.Second, chromedp.Evaluate[bool](js)); err == nil && v {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.t.Fatalf("%s: not so after 30s; the page at %s says:\n%s", what, b.location(), b.text())
 }

@@ -19,12 +19,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +38,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/alertengines"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/devcerts"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/vlstore"
@@ -70,6 +74,11 @@ type env struct {
 	otlpURL     string       // https://127.0.0.1:<otlp http port>/v1/metrics
 	otlpLogsURL string       // https://127.0.0.1:<otlp http port>/v1/logs
 	metrics     string       // the gateway's own Prometheus metrics
+	// vmalert and Alertmanager (tenant_alerts' engines), and the customer's
+	// HTTPS webhook their notifications reach.
+	vmalert      *alertengines.VMAlert
+	alertmanager *alertengines.Alertmanager
+	sink         *webhookSink
 
 	// secrets by name: "acme-key", "acme-key-2", "globex-key", "acme-token", "globex-token"
 	secrets map[string]string
@@ -111,6 +120,9 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.logs.Stop() })
 
+	stateDir := filepath.Join(e.dir, "gateway-state")
+	e.startAlertEngines(stateDir)
+
 	credFile := writeCredentials(t, e.dir, e.secrets, []credential{
 		{"acme-token", "acme", ""}, {"globex-token", "globex", ""},
 		{"acme-key", "acme", "read"}, {"acme-key-2", "acme", "read"}, {"globex-key", "globex", "read"},
@@ -131,7 +143,16 @@ func newEnv(t *testing.T) *env {
 			"OTELCOL_GPU_CREDENTIALS_FILE="+credFile,
 			"OTELCOL_GPU_STORE_URL="+e.store.URL,
 			"OTELCOL_GPU_LOGS_STORE_URL="+e.logs.URL,
-			"OTELCOL_GPU_STATE_DIR="+filepath.Join(e.dir, "gateway-state"),
+			"OTELCOL_GPU_STATE_DIR="+stateDir,
+			"OTELCOL_GPU_VMALERT_URL="+e.vmalert.URL(),
+			"OTELCOL_GPU_ALERTMANAGER_URL="+e.alertmanager.URL(),
+			"OTELCOL_GPU_ALERTS_RELAY_ENDPOINT="+proc.Addr(proc.Port(t)),
+			"OTELCOL_GPU_ALERTS_EVALUATION_INTERVAL="+alertsEvaluationInterval.String(),
+			"OTELCOL_GPU_ALERTS_GROUP_WAIT=1s",
+			"OTELCOL_GPU_ALERTS_GROUP_INTERVAL=2s",
+			"OTELCOL_GPU_ALERTS_REPEAT_INTERVAL=1h",
+			"OTELCOL_GPU_ALERTS_ALLOW_CIDRS=["+sinkIP+"/32]",
+			"OTELCOL_GPU_ALERTS_CA_FILE="+e.sink.caFile,
 			"OTELCOL_GPU_HEALTH_ENDPOINT="+proc.Addr(health),
 			"OTELCOL_GPU_METRICS_PORT="+strconv.Itoa(metrics),
 		)
@@ -139,6 +160,103 @@ func newEnv(t *testing.T) *env {
 	})
 	require.NoError(t, err)
 	return e
+}
+
+// alertsEvaluationInterval is how often vmalert evaluates the tenants'
+// rules here (30s in production): an alert fires within seconds.
+const alertsEvaluationInterval = 2 * time.Second
+
+// sinkIP is the customer's webhook's address: a loopback address other
+// than the gateway's, let through by delivery.allow_cidrs (loopback is
+// never delivered to otherwise).
+const sinkIP = "127.0.0.2"
+
+// startAlertEngines starts the customer's webhook, Alertmanager (on a
+// placeholder config: tenant_alerts writes its own into the same file at
+// its start and reloads it) and vmalert (on tenant_alerts' rule files,
+// none yet), for a gateway with state directory stateDir.
+func (e *env) startAlertEngines(stateDir string) {
+	t := e.t
+	t.Helper()
+	e.sink = startWebhookSink(t, filepath.Join(e.dir, "sink-certs"))
+	alertsDir := filepath.Join(stateDir, "alerts")
+	require.NoError(t, os.MkdirAll(filepath.Join(alertsDir, "rules"), 0o750))
+	amConfig := filepath.Join(alertsDir, "alertmanager.yml")
+	require.NoError(t, os.WriteFile(amConfig, []byte("route:\n  receiver: none\nreceivers:\n  - name: none\n"), 0o640))
+
+	amBin, err := alertengines.FindAlertmanager(e.root)
+	require.NoError(t, err)
+	amLog, err := os.Create(filepath.Join(e.dir, "alertmanager.log"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = amLog.Close() })
+	e.alertmanager, err = proc.RetryBind(bindAttempts, t.Logf, func() (*alertengines.Alertmanager, error) {
+		return alertengines.StartAlertmanager(context.Background(), amBin, alertengines.AlertmanagerOptions{
+			Addr: proc.Addr(proc.Port(t)), ConfigFile: amConfig, DataDir: filepath.Join(e.dir, "alertmanager-data"),
+		}, amLog)
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.alertmanager.Stop() })
+
+	vmalertBin, err := alertengines.FindVMAlert(e.root)
+	require.NoError(t, err)
+	vmalertLog, err := os.Create(filepath.Join(e.dir, "vmalert.log"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = vmalertLog.Close() })
+	e.vmalert, err = proc.RetryBind(bindAttempts, t.Logf, func() (*alertengines.VMAlert, error) {
+		return alertengines.StartVMAlert(context.Background(), vmalertBin, alertengines.VMAlertOptions{
+			Addr: proc.Addr(proc.Port(t)), DatasourceURL: e.store.URL, NotifierURL: e.alertmanager.URL(),
+			RulesGlob: filepath.Join(alertsDir, "rules", "*.yaml"), EvaluationInterval: alertsEvaluationInterval,
+		}, vmalertLog)
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.vmalert.Stop() })
+}
+
+// webhookSink is a customer's HTTPS webhook: it keeps what it is sent.
+type webhookSink struct {
+	url    string // https://127.0.0.2:<port>
+	caFile string // the CA of its certificate (IP SAN 127.0.0.2)
+	mu     sync.Mutex
+	got    []sinkRequest
+}
+
+// sinkRequest is one delivery the sink got.
+type sinkRequest struct {
+	path   string
+	header http.Header
+	body   []byte
+}
+
+func startWebhookSink(t *testing.T, certDir string) *webhookSink {
+	t.Helper()
+	require.NoError(t, devcerts.Write(devcerts.Options{Dir: certDir, ServerHosts: []string{sinkIP}}))
+	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, devcerts.ServerCertFile), filepath.Join(certDir, devcerts.ServerKeyFile))
+	require.NoError(t, err)
+	s := &webhookSink{caFile: filepath.Join(certDir, devcerts.CAFile)}
+	ln, err := net.Listen("tcp", net.JoinHostPort(sinkIP, "0"))
+	require.NoError(t, err, "a listener on %s (Linux routes all of 127/8 to loopback)", sinkIP)
+	srv := &httptest.Server{
+		Listener: ln,
+		Config: &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			s.mu.Lock()
+			s.got = append(s.got, sinkRequest{path: r.URL.Path, header: r.Header.Clone(), body: body})
+			s.mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		})},
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	s.url = srv.URL
+	return s
+}
+
+// received is what the sink has been sent so far.
+func (s *webhookSink) received() []sinkRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]sinkRequest(nil), s.got...)
 }
 
 // credential is one entry of the gateway's credentials file: its id (also

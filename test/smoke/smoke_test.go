@@ -117,6 +117,7 @@ func (s *stack) gatewayEnv() []string {
 		"OTELCOL_GPU_STORE_URL=" + s.storeOrNothing(),
 		"OTELCOL_GPU_LOGS_STORE_URL=" + s.storeOrNothing(),
 		"OTELCOL_GPU_STATE_DIR=" + filepath.Join(s.dir, "gateway-state"),
+		"OTELCOL_GPU_ALERTS_RELAY_ENDPOINT=" + proc.Addr(proc.MustReserve()),
 		"OTELCOL_GPU_HEALTH_ENDPOINT=" + proc.Addr(s.gwHealth),
 		"OTELCOL_GPU_QUERY_ENDPOINT=" + proc.Addr(s.gwQuery),
 		"OTELCOL_GPU_METRICS_PORT=" + strconv.Itoa(s.gwMetrics),
