@@ -54,7 +54,9 @@ func bad(format string, args ...any) error { return badRequest{fmt.Errorf(format
 //	POST   /alerting/v1/silences            {"matchers": [...], "duration": "2h", "comment"}
 //	DELETE /alerting/v1/silences/<id>
 func (s *alertsServer) ServeTenantAlerts(w http.ResponseWriter, r *http.Request, tenant, who string) {
-	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	// A client that hangs up does not stop a change half-way: the engines'
+	// verdict on it is still read, and a refused change still undone.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), apiTimeout)
 	defer cancel()
 	rest := strings.TrimPrefix(r.URL.EscapedPath(), strings.TrimSuffix(APIPrefix, "/"))
 	rest = strings.TrimPrefix(rest, "/")
@@ -86,7 +88,7 @@ func (s *alertsServer) ServeTenantAlerts(w http.ResponseWriter, r *http.Request,
 	case collection == "alerts" && !hasItem && method == http.MethodGet:
 		data, err = s.listAlerts(ctx, tenant)
 	case collection == "silences" && !hasItem && method == http.MethodGet:
-		data, err = s.engines.silences(ctx, s.cfg.TenantLabel, tenant)
+		data, err = s.engines.silences(ctx, tenant)
 	case collection == "silences" && !hasItem && method == http.MethodPost:
 		data, err = s.createSilence(ctx, r, tenant, who)
 	case collection == "silences" && hasItem && method == http.MethodDelete:
@@ -359,7 +361,7 @@ type alertView struct {
 }
 
 func (s *alertsServer) listAlerts(ctx context.Context, tenant string) (any, error) {
-	all, err := s.engines.alerts(ctx, s.cfg.TenantLabel, tenant)
+	all, err := s.engines.alerts(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -392,8 +394,8 @@ func (s *alertsServer) createSilence(ctx context.Context, r *http.Request, tenan
 		switch {
 		case !matcherName.MatchString(m.Name):
 			return nil, bad("matchers[%d].name: %q is not a label name", i, m.Name)
-		case m.Name == s.cfg.TenantLabel:
-			return nil, bad("matchers[%d].name: %s is set to your tenant by the provider", i, m.Name)
+		case m.Name == s.cfg.TenantLabel || m.Name == groupLabel:
+			return nil, bad("matchers[%d].name: %s is set by the provider", i, m.Name)
 		case len(m.Value) > maxLabelValueLen:
 			return nil, bad("matchers[%d].value: at most %d bytes", i, maxLabelValueLen)
 		case m.IsRegex:
@@ -409,23 +411,9 @@ func (s *alertsServer) createSilence(ctx context.Context, r *http.Request, tenan
 	if len(body.Comment) > maxAnnotationLen {
 		return nil, bad("comment: at most %d bytes", maxAnnotationLen)
 	}
-	existing, err := s.engines.silences(ctx, s.cfg.TenantLabel, tenant)
-	if err != nil {
-		return nil, err
-	}
-	active := 0
-	for _, e := range existing {
-		if e.Status == nil || e.Status.State != "expired" {
-			active++
-		}
-	}
-	if active >= s.cfg.Limits.MaxSilences {
-		return nil, bad("silences: this tenant has %d active or pending, the most it may have", active)
-	}
-	eq := true
 	now := time.Now().UTC()
 	sil := amSilence{
-		Matchers:  append(body.Matchers, Matcher{Name: s.cfg.TenantLabel, Value: tenant, IsEqual: &eq}),
+		Matchers:  append(body.Matchers, ownerSilenceMatcher(tenant)),
 		StartsAt:  now,
 		EndsAt:    now.Add(d),
 		CreatedBy: tenant + "/" + who,
@@ -434,7 +422,22 @@ func (s *alertsServer) createSilence(ctx context.Context, r *http.Request, tenan
 	if sil.Comment == "" {
 		sil.Comment = "silenced through the read path"
 	}
-	id, err := s.engines.createSilence(ctx, sil)
+	// Counted and made under the directory's lock, so replicas sharing it
+	// cannot together go past the limit; expired silences count too (they
+	// stay in Alertmanager for its retention), so making and expiring in a
+	// loop cannot fill it either.
+	var id string
+	err := s.state.withLock(func() error {
+		existing, err := s.engines.silences(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		if len(existing) >= s.cfg.Limits.MaxSilences {
+			return bad("silences: this tenant has %d (expired ones count until Alertmanager forgets them), the most it may have", len(existing))
+		}
+		id, err = s.engines.createSilence(ctx, sil)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -442,7 +445,7 @@ func (s *alertsServer) createSilence(ctx context.Context, r *http.Request, tenan
 }
 
 func (s *alertsServer) expireSilence(ctx context.Context, tenant, id string) error {
-	own, err := s.engines.silences(ctx, s.cfg.TenantLabel, tenant)
+	own, err := s.engines.silences(ctx, tenant)
 	if err != nil {
 		return err
 	}

@@ -296,16 +296,20 @@ func TestReceiversThroughTheAPI(t *testing.T) {
 func TestAlertsAndSilencesAreTheTenantsOwn(t *testing.T) {
 	e := newAPIEnv(t)
 	e.engines.alerts = []amAlert{
-		{Labels: map[string]string{"alertname": "GPUFailed", "tenant_id": "acme"}, Fingerprint: "a"},
-		{Labels: map[string]string{"alertname": "GPUFailed", "tenant_id": "globex"}, Fingerprint: "g"},
+		{Labels: map[string]string{"alertname": "GPUFailed", "alertgroup": "acme:pack", "tenant_id": "acme"}, Fingerprint: "a"},
+		{Labels: map[string]string{"alertname": "GPUFailed", "alertgroup": "globex:pack", "tenant_id": "globex"}, Fingerprint: "g"},
+		// globex's rule whose result carried a label that became tenant_id=acme.
+		{Labels: map[string]string{"alertname": "Spoof", "alertgroup": "globex:custom", "tenant_id": "acme"}, Fingerprint: "s"},
 	}
 	a := e.call(t, "acme", http.MethodGet, "/alerting/v1/alerts", nil)
 	require.Equal(t, http.StatusOK, a.code)
 	require.Contains(t, string(a.Data), `"fingerprint":"a"`)
 	require.NotContains(t, string(a.Data), "globex", "Alertmanager's filter is checked again")
+	require.NotContains(t, string(a.Data), "Spoof", "whose an alert is comes from its group, not a label a query can set")
 
 	for name, body := range map[string]string{
 		"tenant matcher": `{"matchers":[{"name":"tenant_id","value":"globex","isRegex":false}],"duration":"1h"}`,
+		"group matcher":  `{"matchers":[{"name":"alertgroup","value":"globex:pack","isRegex":false}],"duration":"1h"}`,
 		"no matcher":     `{"matchers":[],"duration":"1h"}`,
 		"too long":       `{"matchers":[{"name":"alertname","value":"X","isRegex":false}],"duration":"800h"}`,
 		"bad regex":      `{"matchers":[{"name":"alertname","value":"(","isRegex":true}],"duration":"1h"}`,
@@ -318,8 +322,8 @@ func TestAlertsAndSilencesAreTheTenantsOwn(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.code, a.Error)
 	require.Len(t, e.engines.silences, 1)
 	ms := e.engines.silences[0].Matchers
-	require.Equal(t, "tenant_id", ms[len(ms)-1].Name)
-	require.Equal(t, "acme", ms[len(ms)-1].Value, "every silence is held to the tenant's own alerts")
+	require.Equal(t, Matcher{Name: "alertgroup", Value: "acme:.+", IsRegex: true, IsEqual: ms[len(ms)-1].IsEqual}, ms[len(ms)-1],
+		"every silence is held to the tenant's own groups' alerts")
 	require.Equal(t, "acme/acme-key", e.engines.silences[0].CreatedBy)
 
 	a = e.call(t, "globex", http.MethodGet, "/alerting/v1/silences", nil)
@@ -328,6 +332,16 @@ func TestAlertsAndSilencesAreTheTenantsOwn(t *testing.T) {
 		"globex cannot expire acme's silence")
 	require.Equal(t, http.StatusOK, e.call(t, "acme", http.MethodDelete, "/alerting/v1/silences/s1", nil).code)
 	require.Equal(t, "expired", e.engines.silences[0].Status.State)
+
+	// Expired silences count: making and expiring in a loop cannot fill
+	// Alertmanager.
+	e.s.cfg.Limits.MaxSilences = 2
+	silence := `{"matchers":[{"name":"alertname","value":"X","isRegex":false}],"duration":"1h"}`
+	require.Equal(t, http.StatusOK, e.call(t, "acme", http.MethodPost, "/alerting/v1/silences", silence).code)
+	a = e.call(t, "acme", http.MethodPost, "/alerting/v1/silences", silence)
+	require.Equal(t, http.StatusBadRequest, a.code)
+	require.Contains(t, a.Error, "expired ones count")
+	require.Equal(t, http.StatusOK, e.call(t, "globex", http.MethodPost, "/alerting/v1/silences", silence).code, "another tenant's count is its own")
 }
 
 // Replicas sharing the directory (two stores on it here) never lose each

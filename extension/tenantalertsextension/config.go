@@ -30,7 +30,7 @@ type Config struct {
 	ReloadInterval time.Duration `mapstructure:"reload_interval"`
 	// TenantLabel is the store's tenant label (the exporter's extra_label):
 	// each tenant's rule groups query with extra_label=<label>=<tenant>,
-	// and their alerts carry it, which Alertmanager routes on.
+	// and their alerts carry it (routes go by the alert's group).
 	TenantLabel string `mapstructure:"tenant_label"`
 	// EvaluationInterval is how often every tenant's rules are evaluated.
 	EvaluationInterval time.Duration `mapstructure:"evaluation_interval"`

@@ -174,17 +174,17 @@ type amAlert struct {
 	} `json:"status"`
 }
 
-// alerts lists a tenant's alerts: Alertmanager filters on the tenant
-// label, and every alert is checked again here.
-func (e *engines) alerts(ctx context.Context, tenantLabel, tenant string) ([]amAlert, error) {
-	q := url.Values{"filter": {tenantLabel + "=" + strconv.Quote(tenant)}}
+// alerts lists a tenant's alerts: those of its groups (Alertmanager
+// filters, and every alert is checked again here).
+func (e *engines) alerts(ctx context.Context, tenant string) ([]amAlert, error) {
+	q := url.Values{"filter": {ownerMatcher(tenant)}}
 	var all []amAlert
 	if err := e.call(ctx, e.alertmanager, http.MethodGet, e.alertmanagerURL+"/api/v2/alerts?"+q.Encode(), nil, &all); err != nil {
 		return nil, fmt.Errorf("alertmanager: %w", err)
 	}
 	out := all[:0]
 	for _, a := range all {
-		if a.Labels[tenantLabel] == tenant {
+		if ownedBy(a.Labels, tenant) {
 			out = append(out, a)
 		}
 	}
@@ -212,13 +212,19 @@ type amSilence struct {
 	} `json:"status,omitempty"`
 }
 
-// ownedBy says whether a silence is the tenant's: it has the matcher
-// <tenant label>="<tenant>" (equal, not a regex), which every silence made
-// through the read path gets, so it can only ever mute the tenant's own
-// alerts.
-func (s *amSilence) ownedBy(tenantLabel, tenant string) bool {
+// ownerSilenceMatcher is the matcher every silence made through the read
+// path gets: it can only ever mute the tenant's own alerts.
+func ownerSilenceMatcher(tenant string) Matcher {
+	eq := true
+	return Matcher{Name: groupLabel, Value: ownerPattern(tenant), IsRegex: true, IsEqual: &eq}
+}
+
+// ownedBy says whether a silence is the tenant's: it has the tenant's
+// owner matcher.
+func (s *amSilence) ownedBy(tenant string) bool {
+	own := ownerSilenceMatcher(tenant)
 	for _, m := range s.Matchers {
-		if m.Name == tenantLabel && m.Value == tenant && !m.IsRegex && (m.IsEqual == nil || *m.IsEqual) {
+		if m.Name == own.Name && m.Value == own.Value && m.IsRegex && (m.IsEqual == nil || *m.IsEqual) {
 			return true
 		}
 	}
@@ -227,15 +233,15 @@ func (s *amSilence) ownedBy(tenantLabel, tenant string) bool {
 
 // silences lists the tenant's silences (expired ones included, as
 // Alertmanager keeps them for a while).
-func (e *engines) silences(ctx context.Context, tenantLabel, tenant string) ([]amSilence, error) {
-	q := url.Values{"filter": {tenantLabel + "=" + strconv.Quote(tenant)}}
+func (e *engines) silences(ctx context.Context, tenant string) ([]amSilence, error) {
+	q := url.Values{"filter": {ownerMatcher(tenant)}}
 	var all []amSilence
 	if err := e.call(ctx, e.alertmanager, http.MethodGet, e.alertmanagerURL+"/api/v2/silences?"+q.Encode(), nil, &all); err != nil {
 		return nil, fmt.Errorf("alertmanager: %w", err)
 	}
 	out := all[:0]
 	for _, s := range all {
-		if s.ownedBy(tenantLabel, tenant) {
+		if s.ownedBy(tenant) {
 			out = append(out, s)
 		}
 	}

@@ -56,7 +56,7 @@ func defaultPack() []PackRule {
 				Labels:        map[string]string{"severity": "critical"},
 				Annotations: map[string]string{
 					"summary":     `XID {{ index $labels "nvidia.xid.code" }} on GPU ` + gpuWhere,
-					"description": `{{ $value | printf "%.0f" }} XID {{ index $labels "nvidia.xid.code" }} event(s) in the last 10 minutes. NVIDIA's XID catalogue says what the code means; the GPU's events page has each one.`,
+					"description": `{{ $value | humanize }} XID {{ index $labels "nvidia.xid.code" }} event(s) in the last 10 minutes. NVIDIA's XID catalogue says what the code means; the GPU's events page has each one.`,
 				},
 			},
 			Reason: "an XID whose resolution is a reset, a drain, a reboot or a replacement (46, 48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140, 154)",

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/outbound"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 )
 
 // maxRelayBody bounds a notification Alertmanager hands over.
@@ -101,10 +102,11 @@ func (r *relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "not found: POST /deliver/<tenant>/<receiver>", http.StatusNotFound)
 		return
 	}
-	tenant, err1 := url.PathUnescape(parts[0])
-	name, err2 := url.PathUnescape(parts[1])
-	if err1 != nil || err2 != nil {
-		http.Error(w, "bad path", http.StatusBadRequest)
+	// The names are as the extension writes them: nothing to unescape,
+	// and nothing that could name a file elsewhere.
+	tenant, name := parts[0], parts[1]
+	if tenantid.Validate(tenant) != nil || !ruleName.MatchString(name) {
+		http.Error(w, "not found: no such tenant or receiver", http.StatusNotFound)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxRelayBody+1))
@@ -147,11 +149,11 @@ func (r *relay) deliver(ctx context.Context, tenant, name string, note *amNotifi
 		// Removed by the tenant; Alertmanager learns at its next reload.
 		return http.StatusOK, outcomeNoReceiver
 	}
-	// Defence in depth: only the tenant's own alerts go to its receivers,
-	// whatever a route or an alert's labels say.
+	// Defence in depth: only the tenant's own alerts (of its own groups)
+	// go to its receivers, whatever a route or a label says.
 	alerts := note.Alerts[:0]
 	for _, a := range note.Alerts {
-		if a.Labels[r.cfg.TenantLabel] == tenant {
+		if ownedBy(a.Labels, tenant) {
 			alerts = append(alerts, a)
 		}
 	}

@@ -99,7 +99,7 @@ func note(tenants ...string) []byte {
 	n := amNotification{Receiver: "x", AlertGroup: AlertGroup{Status: "firing", GroupKey: "{}:{alertname=\"GPUFailed\"}"}}
 	for _, t := range tenants {
 		n.Alerts = append(n.Alerts, amNoteAlert{Status: "firing", Fingerprint: "f-" + t,
-			Labels: map[string]string{"alertname": "GPUFailed", "tenant_id": t, "hw.id": "GPU-" + t}})
+			Labels: map[string]string{"alertname": "GPUFailed", "alertgroup": t + ":pack", "tenant_id": t, "hw.id": "GPU-" + t}})
 	}
 	b, _ := json.Marshal(n)
 	return b
@@ -159,6 +159,18 @@ func TestRelayDeliversSignedAndOnlyTheTenantsAlerts(t *testing.T) {
 
 	// Only globex's alerts: nothing is sent to acme.
 	require.Equal(t, http.StatusOK, e.post(t, "/deliver/acme/hook", testToken, note("globex")))
+	require.Equal(t, 1, e.sink.got())
+	// One of globex's groups whose result claims acme's tenant label (a
+	// label tenant.id that vmalert turned into a second tenant_id) is
+	// globex's: its group says so.
+	spoof, _ := json.Marshal(amNotification{AlertGroup: AlertGroup{Status: "firing", Alerts: []amNoteAlert{{Status: "firing",
+		Labels: map[string]string{"alertname": "Spoof", "alertgroup": "globex:custom", "tenant_id": "acme"}}}}})
+	require.Equal(t, http.StatusOK, e.post(t, "/deliver/acme/hook", testToken, spoof))
+	require.Equal(t, 1, e.sink.got(), "an alert of another tenant's group never reaches this tenant")
+	// A group of a tenant whose name starts like acme's is not acme's.
+	other, _ := json.Marshal(amNotification{AlertGroup: AlertGroup{Status: "firing", Alerts: []amNoteAlert{{Status: "firing",
+		Labels: map[string]string{"alertname": "X", "alertgroup": "acme-2:pack", "tenant_id": "acme"}}}}})
+	require.Equal(t, http.StatusOK, e.post(t, "/deliver/acme/hook", testToken, other))
 	require.Equal(t, 1, e.sink.got())
 	// A receiver removed since Alertmanager's config was written.
 	require.Equal(t, http.StatusOK, e.post(t, "/deliver/acme/gone", testToken, note("acme")))
@@ -231,4 +243,9 @@ func TestRelayRefusesOtherMethodsAndPaths(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, e.post(t, "/deliver/acme", testToken, note("acme")))
 	require.Equal(t, http.StatusNotFound, e.post(t, "/deliver/acme/a/b", testToken, note("acme")))
 	require.Equal(t, http.StatusBadRequest, e.post(t, "/deliver/acme/hook", testToken, []byte("{")))
+	// Names are as the extension writes them: an escaped or odd one is no
+	// receiver (and never a path to another file).
+	for _, p := range []string{"/deliver/..%2fx/hook", "/deliver/acme/..%2f..%2fx", "/deliver/ACME/hook", "/deliver/acme/ho%6Bk"} {
+		require.Equal(t, http.StatusNotFound, e.post(t, p, testToken, note("acme")), p)
+	}
 }

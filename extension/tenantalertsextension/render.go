@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -39,16 +40,42 @@ type vmRule struct {
 func toVMRule(r Rule) vmRule {
 	v := vmRule{Alert: r.Name, Expr: r.Expr, Labels: r.Labels, Annotations: r.Annotations}
 	if r.For > 0 {
-		v.For = time.Duration(r.For).String()
+		v.For = vmDuration(r.For)
 	}
 	if r.KeepFiringFor > 0 {
-		v.KeepFiringFor = time.Duration(r.KeepFiringFor).String()
+		v.KeepFiringFor = vmDuration(r.KeepFiringFor)
 	}
 	return v
 }
 
+// vmDuration writes whole seconds as vmalert reads them (it does not read
+// Go's µs or ns): validate keeps durations whole seconds.
+func vmDuration(d Duration) string {
+	return strconv.FormatInt(int64(time.Duration(d)/time.Second), 10) + "s"
+}
+
 // groupName is unique over all tenants' files.
 func groupName(tenant, group string) string { return tenant + ":" + group }
+
+// groupLabel is the label vmalert sets on every alert to its group's name,
+// <tenant>:<group>. No query result can set it: vmalert keeps a result's
+// own alertgroup as exported_alertgroup, and no other label name becomes
+// it when vmalert makes names Prometheus-safe (dots and dashes become
+// underscores, so a result's tenant.id or tenant-id arrives as a second
+// tenant_id, which is why the tenant label cannot say whose an alert is).
+// Routes, lists, silences and the relay go by it.
+const groupLabel = "alertgroup"
+
+// ownerMatcher is the Alertmanager matcher of a tenant's alerts (tenant ids
+// have no ':' and no regular-expression operator).
+func ownerMatcher(tenant string) string { return groupLabel + `=~"` + ownerPattern(tenant) + `"` }
+
+func ownerPattern(tenant string) string { return tenant + ":.+" }
+
+// ownedBy says whether an alert's labels are of one of the tenant's groups.
+func ownedBy(labels map[string]string, tenant string) bool {
+	return strings.HasPrefix(labels[groupLabel], tenant+":")
+}
 
 // renderRules is a tenant's vmalert rule file. Every group, whatever the
 // tenant set, has the store hold its queries to the tenant
@@ -142,14 +169,14 @@ const noReceiver = "none"
 func amReceiverName(tenant, receiver string) string { return tenant + "/" + receiver }
 
 // renderAlertmanager is the Alertmanager configuration for all tenants:
-// one route per tenant, matched on the tenant label alone, whose children
+// one route per tenant, matched on its groups (groupLabel), whose children
 // send every alert of the tenant to each of its receivers through the
 // relay. Alertmanager never calls a tenant's URL itself: it only knows the
 // relay, which checks and signs each delivery.
 func renderAlertmanager(cfg *Config, tokenFile string, receivers map[string][]Receiver, tenants []string) ([]byte, error) {
 	root := amRoute{
 		Receiver:       noReceiver,
-		GroupBy:        []string{"alertname", cfg.TenantLabel},
+		GroupBy:        []string{"alertname", groupLabel},
 		GroupWait:      cfg.Routing.GroupWait.String(),
 		GroupInterval:  cfg.Routing.GroupInterval.String(),
 		RepeatInterval: cfg.Routing.RepeatInterval.String(),
@@ -166,7 +193,7 @@ func renderAlertmanager(cfg *Config, tokenFile string, receivers map[string][]Re
 		}
 		route := amRoute{
 			Receiver: noReceiver,
-			Matchers: []string{cfg.TenantLabel + "=" + strconv.Quote(tenant)},
+			Matchers: []string{ownerMatcher(tenant)},
 		}
 		for _, r := range rs {
 			name := amReceiverName(tenant, r.Name)

@@ -34,7 +34,7 @@ func TestRenderRulesScopesEveryGroup(t *testing.T) {
 	}
 	require.Equal(t, "globex:custom", file.Groups[1].Name)
 	require.Equal(t, "Mine", file.Groups[1].Rules[0].Alert)
-	require.Equal(t, "1m0s", file.Groups[1].Rules[0].For)
+	require.Equal(t, "60s", file.Groups[1].Rules[0].For, "whole seconds, as vmalert reads them")
 	require.Len(t, file.Groups[0].Rules, len(defaultPack()))
 
 	// Without rules of its own a tenant has the pack alone.
@@ -61,12 +61,13 @@ func TestRenderAlertmanagerRoutesEachTenantToItsRelayURLs(t *testing.T) {
 	var conf amConfig
 	require.NoError(t, yaml.Unmarshal(data, &conf))
 	require.Equal(t, noReceiver, conf.Route.Receiver)
-	require.Equal(t, []string{"alertname", "tenant_id"}, conf.Route.GroupBy)
+	require.Equal(t, []string{"alertname", "alertgroup"}, conf.Route.GroupBy)
 	require.Equal(t, "30s", conf.Route.GroupWait)
 	require.Equal(t, "4h0m0s", conf.Route.RepeatInterval)
 	require.Len(t, conf.Route.Routes, 2, "initech has no receiver: no route")
 	acme := conf.Route.Routes[0]
-	require.Equal(t, []string{`tenant_id="acme"`}, acme.Matchers)
+	require.Equal(t, []string{`alertgroup=~"acme:.+"`}, acme.Matchers,
+		"routed by the group vmalert names, which no query result can set")
 	require.Len(t, acme.Routes, 2)
 	for _, r := range acme.Routes {
 		require.True(t, r.Continue, "every receiver of the tenant gets every alert")

@@ -92,8 +92,11 @@ func (r *Rule) validate(l ruleLimits) error {
 		field string
 		v     Duration
 	}{{"for", r.For}, {"keep_firing_for", r.KeepFiringFor}} {
-		if d.v < 0 || time.Duration(d.v) > l.maxFor {
+		switch {
+		case d.v < 0 || time.Duration(d.v) > l.maxFor:
 			errs = append(errs, fmt.Errorf("%s: %s is outside 0 to %s", d.field, time.Duration(d.v), l.maxFor))
+		case time.Duration(d.v)%time.Second != 0:
+			errs = append(errs, fmt.Errorf("%s: %s is not whole seconds", d.field, time.Duration(d.v)))
 		}
 	}
 	errs = append(errs, checkTemplated("labels", r.Labels, maxLabelValueLen, l.tenantLabel)...)
@@ -138,17 +141,20 @@ func sortedKeys(m map[string]string) []string {
 }
 
 // templateFuncs are the template functions a tenant's labels and
-// annotations may call: vmalert's formatting functions and Go's builtins.
-// Not among them: query and first (a template's own query), externalURL and
-// pathPrefix (the engine's address inside the provider's network), call
-// and safeHtml.
+// annotations may call: vmalert's formatting functions and Go's builtins
+// whose output is bounded by their input. Not among them: query and first
+// (a template's own query), externalURL and pathPrefix (the engine's
+// address inside the provider's network), call and safeHtml, and what can
+// make a template's output grow without bound at every evaluation in the
+// engine every tenant shares: printf, print and println (a width of a
+// million), reReplaceAll (a replacement repeated per character), slice.
 var templateFuncs = func() map[string]any {
 	m := map[string]any{}
 	for _, name := range strings.Fields(`title toUpper toLower crlfEscape quotesEscape jsonEscape htmlEscape
-		stripPort stripDomain match reReplaceAll parseDuration parseDurationTime humanize humanize1024
+		stripPort stripDomain match parseDuration parseDurationTime humanize humanize1024
 		humanizeDuration humanizePercentage humanizeTimestamp toTime formatTime pathEscape queryEscape
-		label value strvalue sortByLabel now
-		and or not len index print printf println eq ne lt le gt ge html urlquery js slice`) {
+		label value strvalue now
+		and or not len index eq ne lt le gt ge html urlquery js`) {
 		m[name] = func() {}
 	}
 	return m
@@ -161,7 +167,8 @@ const templateVars = `{{$labels := .Labels}}{{$value := .Value}}{{$expr := .Expr
 // checkTemplate refuses a template that does anything but format the
 // alert's own labels and value: only the functions above, no {{template}}
 // or {{define}}, no field or variable that reaches the engine's
-// configuration.
+// configuration, and {{range}} only over the alert's labels, not nested
+// (Go's templates also range over a number: a hundred million times).
 func checkTemplate(text string) error {
 	if !strings.Contains(text, "{{") {
 		return nil
@@ -174,6 +181,7 @@ func checkTemplate(text string) error {
 		return errors.New("template: {{define}} and {{block}} are not allowed")
 	}
 	var bad error
+	ranges := 0
 	var walk func(parse.Node)
 	walk = func(n parse.Node) {
 		if n == nil || bad != nil {
@@ -205,9 +213,14 @@ func checkTemplate(text string) error {
 			walk(n.List)
 			walk(n.ElseList)
 		case *parse.RangeNode:
-			walk(n.Pipe)
+			if ranges > 0 || !overLabels(n.Pipe) {
+				bad = errors.New("template: {{range}} only over $labels, and not inside another")
+				return
+			}
+			ranges++
 			walk(n.List)
 			walk(n.ElseList)
+			ranges--
 		case *parse.WithNode:
 			walk(n.Pipe)
 			walk(n.List)
@@ -227,6 +240,21 @@ func checkTemplate(text string) error {
 	}
 	walk(trees["t"].Root)
 	return bad
+}
+
+// overLabels says whether a range's pipeline is $labels or .Labels alone
+// (with its variables declared: {{range $k, $v := $labels}}).
+func overLabels(p *parse.PipeNode) bool {
+	if p == nil || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+		return false
+	}
+	switch a := p.Cmds[0].Args[0].(type) {
+	case *parse.VariableNode:
+		return len(a.Ident) == 1 && a.Ident[0] == "$labels"
+	case *parse.FieldNode:
+		return len(a.Ident) == 1 && a.Ident[0] == "Labels"
+	}
+	return false
 }
 
 func checkIdents(idents []string) error {

@@ -15,6 +15,9 @@ func TestRuleValidation(t *testing.T) {
 		Labels:      map[string]string{"severity": "warning", "team": "ml"},
 		Annotations: map[string]string{"summary": `{{ index $labels "hw.id" }} at {{ $value | humanize }} C`}}
 	require.NoError(t, good.validate(testLimits))
+	labels := good
+	labels.Annotations = map[string]string{"all": `{{ range $k, $v := $labels }}{{ $k }}={{ $v }} {{ end }}{{ range .Labels }}{{ . }}{{ end }}`}
+	require.NoError(t, labels.validate(testLimits), "ranging over the alert's labels, once, is fine")
 
 	for name, tc := range map[string]struct {
 		mutate func(*Rule)
@@ -44,6 +47,16 @@ func TestRuleValidation(t *testing.T) {
 		"define":              {func(r *Rule) { r.Annotations["x"] = `{{ define "y" }}a{{ end }}` }, "not allowed"},
 		"call builtin":        {func(r *Rule) { r.Annotations["x"] = `{{ call .Value }}` }, `function "call" not defined`},
 		"broken template":     {func(r *Rule) { r.Annotations["x"] = `{{ index $labels "a" ` }, "template:"},
+		"printf width":        {func(r *Rule) { r.Annotations["x"] = `{{ printf "%01000000d" 0 }}` }, `function "printf" not defined`},
+		"print":               {func(r *Rule) { r.Annotations["x"] = `{{ print 1 }}` }, `function "print" not defined`},
+		"reReplaceAll":        {func(r *Rule) { r.Annotations["x"] = `{{ reReplaceAll "" "xxxxxxxx" $value }}` }, `function "reReplaceAll" not defined`},
+		"range over a number": {func(r *Rule) { r.Annotations["x"] = `{{ range 100000000 }}x{{ end }}` }, "{{range}} only over $labels"},
+		"range over a pipe":   {func(r *Rule) { r.Annotations["x"] = `{{ range $labels | len }}x{{ end }}` }, "{{range}} only over $labels"},
+		"nested range": {func(r *Rule) {
+			r.Annotations["x"] = `{{ range $labels }}{{ range $labels }}x{{ end }}{{ end }}`
+		}, "not inside another"},
+		"microseconds": {func(r *Rule) { r.For = Duration(1500 * time.Microsecond) }, "for: 1.5ms is not whole seconds"},
+		"nanoseconds":  {func(r *Rule) { r.KeepFiringFor = Duration(2) }, "keep_firing_for: 2ns is not whole seconds"},
 		"too many labels": {func(r *Rule) {
 			for i := range 17 {
 				r.Labels[string(rune('a'+i))] = "v"
