@@ -3,7 +3,7 @@
 // the tenants' receivers), installed by `make alerting` into .tools/bin, on
 // loopback. Test and demo equipment only.
 //
-// Things to know (deploy/alerting/PROBE-NOTES.md):
+// Things to know (docs/alerts.md):
 //   - vmalert sends label names to Alertmanager sanitized to Prometheus
 //     names: hw.id arrives as hw_id, so Alertmanager routes and group_by
 //     must use the underscored names;
