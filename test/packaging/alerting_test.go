@@ -16,13 +16,19 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/proc"
 )
 
-// The alerts directory tenant_alerts writes in the packaged configs (under
-// the units' state directory), and what the engines read from it.
-const (
-	alertsDir     = "/var/lib/otelcol-gpu/alerts"
-	alertRuleGlob = alertsDir + "/rules/*.yaml"
-	amConfigFile  = alertsDir + "/alertmanager.yml"
-)
+// alertsFiles are what the engines read of an alerts directory.
+func alertsFiles(dir string) (rules, amConfig string) {
+	return dir + "/rules/*.yaml", dir + "/alertmanager.yml"
+}
+
+// packagedStateDir is a packaged unit's OTELCOL_GPU_STATE_DIR.
+func packagedStateDir(t *testing.T, unit string) string {
+	t.Helper()
+	data := string(must(os.ReadFile(filepath.Join(proc.RepoRoot(t), "packaging", "default", unit))))
+	m := regexp.MustCompile(`(?m)^OTELCOL_GPU_STATE_DIR=(.+)$`).FindStringSubmatch(data)
+	require.NotNil(t, m, unit)
+	return m[1]
+}
 
 // engineFlags reads the flags of an env file's one VAR="..." line.
 func engineFlags(t *testing.T, name, variable string) []string {
@@ -59,6 +65,9 @@ func TestAlertEngineUnits(t *testing.T) {
 		require.NotContains(t, string(out), unit+":", "no warning about the unit itself:\n%s", out)
 	}
 
+	// The engines read the read tier's directory: tenant_alerts writes it
+	// under the query unit's state directory (config/query.yaml).
+	alertRuleGlob, amConfigFile := alertsFiles(packagedStateDir(t, "otelcol-gpu-query") + "/alerts")
 	vm := engineFlags(t, "vmalert.env", "VMALERT_FLAGS")
 	require.Contains(t, vm, "-rule="+alertRuleGlob)
 	require.Contains(t, vm, "-notifier.url=http://127.0.0.1:9093")
@@ -81,6 +90,9 @@ func TestAlertEngineUnits(t *testing.T) {
 // reaches the relay through its Service.
 func TestKubernetesAlertingManifests(t *testing.T) {
 	root := proc.RepoRoot(t)
+	query := manifest(t, "query.yaml")["StatefulSet/otelcol-gpu-query"]
+	alertsDir := envValues(firstContainer(query))["OTELCOL_GPU_STATE_DIR"] + "/alerts"
+	alertRuleGlob, amConfigFile := alertsFiles(alertsDir)
 	kinds := map[string]map[string]any{}
 	for _, name := range []string{"kubernetes.yaml", "query-patch.yaml"} {
 		for _, d := range decodeAll(t, filepath.Join(root, "deploy", "alerting", name)) {
@@ -105,7 +117,6 @@ func TestKubernetesAlertingManifests(t *testing.T) {
 
 	patch := kinds["StatefulSet/otelcol-gpu-query"]
 	require.NotNil(t, patch, "the patch is of the read tier, where tenant_alerts runs")
-	query := manifest(t, "query.yaml")["StatefulSet/otelcol-gpu-query"]
 	require.Equal(t, firstContainer(query)["name"], firstContainer(patch)["name"], "the patch names the read tier's container")
 	env := envValues(firstContainer(patch))
 	require.Equal(t, "http://otelcol-gpu-vmalert:8880", env["OTELCOL_GPU_VMALERT_URL"])

@@ -171,7 +171,8 @@ func TestQueryConfigIsTheGatewaysReadPath(t *testing.T) {
 	require.Equal(t, dig(gateway, "extensions", "tenant_query"), dig(query, "extensions", "tenant_query"))
 	require.Equal(t, dig(gateway, "extensions", "health_check"), dig(query, "extensions", "health_check"))
 	require.Equal(t, dig(gateway, "service", "telemetry"), dig(query, "service", "telemetry"))
-	require.Equal(t, []any{"health_check", "tenant_query"}, dig(query, "service", "extensions"))
+	require.Equal(t, dig(gateway, "extensions", "tenant_alerts"), dig(query, "extensions", "tenant_alerts"))
+	require.Equal(t, []any{"health_check", "tenant_alerts", "tenant_query"}, dig(query, "service", "extensions"))
 	for _, k := range []string{"receivers", "processors", "exporters", "connectors"} {
 		require.Nil(t, query[k], "no %s in the read tier", k)
 	}
@@ -367,7 +368,7 @@ func TestKubernetesQueryManifest(t *testing.T) {
 	require.True(t, ports["query"] && ports["health"])
 
 	cfg := effectiveConfig(t, c)
-	require.Equal(t, []any{"health_check", "tenant_query"}, dig(cfg, "service", "extensions"))
+	require.Equal(t, []any{"health_check", "tenant_alerts", "tenant_query"}, dig(cfg, "service", "extensions"))
 	require.Empty(t, dig(cfg, "service", "pipelines"), "nothing of the data path")
 	require.Equal(t, dig(sts, "spec", "replicas"), dig(cfg, "extensions", "tenant_query", "limits", "replicas"))
 }
