@@ -81,7 +81,7 @@ GO_BUILD_FLAGS = -trimpath -tags $(GO_TAGS) \
 GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.tools/*' -not -path './bin/*' 2>/dev/null) go.mod go.sum $(DIST)/go.mod $(DIST)/go.sum \
 	$(shell find extension/tenantqueryextension/dashboards extension/tenantqueryextension/eventsui extension/tenantqueryextension/alertsui extension/tenantqueryextension/internal/vmui/dist -type f 2>/dev/null)
 
-.PHONY: all build gpu-check loadgen store logstore alerting e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint vet golangci tools demo bench clean
+.PHONY: all build gpu-check loadgen store logstore alerting modules e2e readpath vmui screenshot bench nvmlsim system package packaging-test generate check-generate check-versions certs test unit smoke lint vet golangci tools demo bench clean
 
 all: build
 
@@ -272,9 +272,17 @@ vet:
 		if [ -n "$$bad" ]; then echo "gofmt would change: $$bad" >&2; exit 1; fi
 	@leaked=$$(cd $(DIST) && go list -deps . | grep '/internal/testkit/' || true); \
 		if [ -n "$$leaked" ]; then echo "test equipment linked into otelcol-gpu: $$leaked" >&2; exit 1; fi
+	@if ! diff -u $(MODULES) <($(LIST_MODULES)) >&2; then \
+		echo "the modules linked into otelcol-gpu changed (above): every VM downloads and pages them; if that is meant, run 'make modules', say what it costs in BENCHMARKS.md (\"Binary and modules\") and commit both" >&2; exit 1; fi
 	go vet ./...
 	go vet -tags $(GO_TAGS),system ./test/...
 	go vet -tags $(GO_TAGS),e2e ./test/...
+
+## modules: write packaging/modules.txt, the modules linked into otelcol-gpu, which make vet holds the binary to
+MODULES      := packaging/modules.txt
+LIST_MODULES := cd $(DIST) && go list -deps -f '{{with .Module}}{{.Path}}{{end}}' . | sort -u
+modules:
+	$(LIST_MODULES) > $(CURDIR)/$(MODULES)
 
 ## golangci: golangci-lint (pinned; .golangci.yml)
 golangci: $(GOLANGCI_LINT)

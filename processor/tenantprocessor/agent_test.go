@@ -244,3 +244,32 @@ func TestSignalsShareOneSource(t *testing.T) {
 	defer md.mu.Unlock()
 	require.Equal(t, 1, md.hits, "metrics, logs and traces of one id read the source once")
 }
+
+// host_attributes sets what the VM calls itself on every signal, over what
+// a resource said, and before any tenant is known.
+func TestAgentHostAttributes(t *testing.T) {
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	for _, sig := range signals {
+		t.Run(sig.name, func(t *testing.T) {
+			cfg := agentConfig(SourceConfig{Type: SourceFile, Path: filepath.Join(t.TempDir(), "missing")})
+			cfg.HostAttributes = true
+			p := newPipeline(t, cfg).mustStart(t)
+			// The resources say host.name vm-1 (putClaim): the host's own name wins.
+			require.NoError(t, sig.send(context.Background(), p, defaultAttribute, []any{noAttr{}, noAttr{}}))
+			require.Equal(t, []any{host, host}, sig.got(p, "host.name"))
+			require.Equal(t, []any{"linux", "linux"}, sig.got(p, "os.type"))
+			require.Equal(t, []any{noAttr{}, noAttr{}}, sig.got(p, defaultAttribute), "no tenant yet: host attributes all the same")
+		})
+	}
+	cfg := agentConfig(SourceConfig{Type: SourceStatic, Value: "acme"})
+	p := newPipeline(t, cfg).mustStart(t)
+	require.NoError(t, signals[0].send(context.Background(), p, defaultAttribute, []any{noAttr{}}))
+	require.Equal(t, []any{"vm-1"}, signals[0].got(p, "host.name"), "off by default")
+	require.Equal(t, []any{noAttr{}}, signals[0].got(p, "os.type"))
+
+	gw := createDefaultConfig().(*Config)
+	gw.Mode = ModeGateway
+	gw.HostAttributes = true
+	require.ErrorContains(t, gw.Validate(), "host_attributes: only used in agent mode")
+}

@@ -53,6 +53,13 @@ type Config struct {
 	// Required makes start fail while no tenant is known, instead of
 	// forwarding untagged data for the gateway to tag.
 	Required bool `mapstructure:"required"`
+	// HostAttributes sets host.name (the kernel's host name, read at start)
+	// and os.type on every resource (agent mode): what the VM calls itself,
+	// as the resourcedetection processor's system detector with
+	// hostname_sources [os] sets it, without that processor's cloud SDKs
+	// and Kubernetes client in the binary every VM runs. The gateway sets
+	// the VM's identity the customer cannot change (vm_attribute) apart.
+	HostAttributes bool `mapstructure:"host_attributes"`
 
 	// OnMismatch is what the gateway does with a payload that claimed a
 	// tenant other than the authenticated one: override or reject.
@@ -147,8 +154,8 @@ func (c *Config) validateGateway() []error {
 	if len(c.Attributes) > 0 {
 		errs = append(errs, errors.New("attributes: only used in agent mode"))
 	}
-	if c.Required || c.CacheFile != "" {
-		errs = append(errs, errors.New("required, cache_file: only used in agent mode"))
+	if c.Required || c.CacheFile != "" || c.HostAttributes {
+		errs = append(errs, errors.New("required, cache_file, host_attributes: only used in agent mode"))
 	}
 	if c.VMAttribute != "" && newLikeName(c.VMAttribute) == newLikeName(c.Attribute) {
 		errs = append(errs, fmt.Errorf("vm_attribute: %q is named like attribute %q (the same label in the store)", c.VMAttribute, c.Attribute))

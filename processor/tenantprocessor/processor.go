@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +83,8 @@ func (s sender) credentialID() string {
 // tenantProcessor is shared by the metrics, logs and traces instances of one
 // configured id.
 type tenantProcessor struct {
+	// host is what host_attributes sets (agent mode; nil: off).
+	host   map[string]string
 	cfg    *Config
 	logger *zap.Logger
 
@@ -144,6 +148,13 @@ func newTenantProcessor(cfg *Config, set component.TelemetrySettings) (*tenantPr
 func (p *tenantProcessor) Start(ctx context.Context, _ component.Host) error {
 	if p.cfg.Mode != ModeAgent {
 		return nil
+	}
+	if p.cfg.HostAttributes {
+		name, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("tenant: host_attributes: the host name: %w", err)
+		}
+		p.host = map[string]string{hostNameAttribute: name, osTypeAttribute: runtime.GOOS}
 	}
 	err := p.read(ctx)
 	if err != nil && p.cfg.CacheFile != "" {
@@ -269,9 +280,22 @@ func (p *tenantProcessor) stampVMMinute(from sender, md pmetric.Metrics) {
 	}
 }
 
-// stamp (agent mode) sets the known identity on every resource. It never
-// fails: an error would make the scraper helper drop the scrape.
+// The semantic conventions' names of what host_attributes sets.
+const (
+	hostNameAttribute = "host.name"
+	osTypeAttribute   = "os.type"
+)
+
+// stamp (agent mode) sets the host's attributes and the known identity on
+// every resource. It never fails: an error would make the scraper helper
+// drop the scrape.
 func (p *tenantProcessor) stamp(ctx context.Context, rs resources) {
+	for i := 0; i < rs.n && p.host != nil; i++ {
+		attrs := rs.at(i).Attributes()
+		for k, v := range p.host {
+			attrs.PutStr(k, v)
+		}
+	}
 	id := p.current.Load()
 	if id == nil {
 		if rs.n > 0 {

@@ -251,8 +251,8 @@ func TestScenario5AgentSIGKILLWithQueuedData(t *testing.T) {
 
 	a.restart(e) // same state directory and ports
 	e.startGateway()
-	// The agent stamps its own host.name on what apps send it
-	// (resource_detection); loadgen's series keep their cloud.provider.
+	// The agent stamps its own host.name on what apps send it (the tenant
+	// processor's host_attributes); loadgen's series keep their cloud.provider.
 	got := e.waitStored("acme", `{cloud.provider="gpu-cloud"}`, rep.Points, settle)
 	require.Equal(t, rep.Points, got, "every point the agent accepted before the kill")
 

@@ -69,3 +69,13 @@ func TestGPUCheckIsSmallAndCleanWithoutAGPU(t *testing.T) {
 	require.Contains(t, out, "no NVIDIA GPU is visible through NVML here")
 	require.Contains(t, out, "NVML library not found")
 }
+
+// The one binary every customer VM downloads, maps and pages stays under
+// 60 MB (the modules it links are held in packaging/modules.txt by make
+// vet; BENCHMARKS.md, "Binary and modules", says what each costs).
+func TestBinaryStaysLean(t *testing.T) {
+	st, err := os.Stat(proc.Binary(t))
+	require.NoError(t, err)
+	require.Less(t, st.Size(), int64(60_000_000), "otelcol-gpu is %d bytes", st.Size())
+	t.Logf("otelcol-gpu is %.1f MB", float64(st.Size())/1e6)
+}

@@ -54,7 +54,7 @@ func TestComponentsListsTheDistribution(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	want := map[string][]string{
 		"receivers":  {"otlp", "host_metrics", "nvml"},
-		"processors": {"memory_limiter", "batch", "resource", "resource_detection", "attributes", "filter", "tenant"},
+		"processors": {"memory_limiter", "batch", "resource", "attributes", "tenant"},
 		"exporters":  {"otlp_grpc", "otlp_http", "debug", "tenant_otlp_http"},
 		"extensions": {"health_check", "file_storage", "bearertokenauth", "zpages", "pprof", "tenant_auth"},
 		"providers":  {"env", "file", "yaml"},
@@ -307,7 +307,7 @@ func TestBadConfigIsRefusedNamingTheKey(t *testing.T) {
 		// Unmarshal uses WithIgnoreUnused); otlp, like most components, does not.
 		{"unknown key", "        endpoint: ${env:OTELCOL_GPU_OTLP_GRPC", "        endpiont: ${env:OTELCOL_GPU_OTLP_GRPC", "endpiont"},
 		{"bad value", "${env:OTELCOL_GPU_INTERVAL:-10s}", "every-ten-seconds", "collection_interval"},
-		{"unknown component", "  resource_detection:\n", "  resource_detektion:\n", "resource_detektion"},
+		{"unknown component", "  memory_limiter:\n", "  memory_limitter:\n", "memory_limitter"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
