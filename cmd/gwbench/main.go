@@ -59,7 +59,6 @@ type options struct {
 	rounds                               int
 	warmup, measure                      time.Duration
 	agentDur, agentFastDur               time.Duration
-	agentReadaheadDur                    time.Duration
 	tls, quick, keep                     bool
 	diskAgents                           int
 	agentEnv, override, syms             string
@@ -84,7 +83,6 @@ func main() {
 	flag.DurationVar(&o.measure, "measure", 10*time.Second, "measuring window, each run")
 	flag.DurationVar(&o.agentDur, "agent", 5*time.Minute, "agent footprint run at 10 s interval (0: skip)")
 	flag.DurationVar(&o.agentFastDur, "agent-fast", 2*time.Minute, "agent footprint run at 1 s interval (0: skip)")
-	flag.DurationVar(&o.agentReadaheadDur, "agent-readahead", time.Minute, "agent footprint run at 10 s interval with the executable's readahead (OTELCOL_GPU_EXE_READAHEAD=1), for comparison (0: skip)")
 	flag.BoolVar(&o.tls, "tls", true, "also run pipeline c over TLS")
 	flag.StringVar(&o.agentEnv, "agent-env", "package", `the agent's Go runtime settings: "package" (the GO* lines of packaging/default/otelcol-gpu-agent, what an installed agent runs with), "none", or "GOGC=50 GOMEMLIMIT=96MiB ..."`)
 	var gatewayEnv string
@@ -110,7 +108,7 @@ func main() {
 	if o.quick {
 		o.tenants, o.httpTenants, o.diskTenants = []int{1, 10}, []int{1}, []int{10}
 		o.rounds, o.warmup, o.measure = 1, time.Second, 2*time.Second
-		o.agentDur, o.agentFastDur, o.agentReadaheadDur = 4*time.Second, 0, 0
+		o.agentDur, o.agentFastDur = 4*time.Second, 0
 	}
 	if err := pinSelf(); err != nil {
 		fmt.Fprintln(os.Stderr, "gwbench:", err)
@@ -382,9 +380,6 @@ func run(ctx context.Context, o options) (*Report, error) {
 	}{
 		{10 * time.Second, o.agentDur, nil},
 		{time.Second, o.agentFastDur, nil},
-		// The same at 10 s with the kernel's readahead of the executable
-		// (internal/exepages turned off), for comparison.
-		{10 * time.Second, o.agentReadaheadDur, []string{"OTELCOL_GPU_EXE_READAHEAD=1"}},
 	} {
 		if a.dur <= 0 {
 			continue
@@ -606,7 +601,7 @@ func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, a
 	var port, healthPort, pprofPort int
 	cfg := filepath.Join(b.dir, "gateway-"+p+".yaml")
 	// Every pipeline starts as at a host's boot: its binary out of the
-	// page cache (what it then maps is what it uses; internal/exepages).
+	// page cache (what it then maps is what it uses).
 	if err := dropFromCache(b.o.otelcol); err != nil {
 		return Row{}, err
 	}

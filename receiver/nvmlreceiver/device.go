@@ -129,10 +129,8 @@ func newDevice(drv *driver, index int, h nvml.Device, uuid string, now pcommon.T
 // by PCI bus id, the driver numbers minors in probe order); nvidia<index>
 // where the driver has no minor number for it. Read once, at discovery.
 func (d *device) deviceName(index int) string {
-	if d.drv.has("nvmlDeviceGetMinorNumber") && d.can("nvmlDeviceGetMinorNumber", "") {
-		if minor, ret := d.h.GetMinorNumber(); d.ok("nvmlDeviceGetMinorNumber", "", ret) && minor >= 0 {
-			return "nvidia" + strconv.Itoa(minor)
-		}
+	if minor, ok := read(d, "nvmlDeviceGetMinorNumber", "", d.h.GetMinorNumber); ok && minor >= 0 {
+		return "nvidia" + strconv.Itoa(minor)
 	}
 	return "nvidia" + strconv.Itoa(index)
 }
@@ -191,6 +189,18 @@ func (d *device) ok(fn, variant string, ret nvml.Return) bool {
 	}
 	d.drv.tel.nvmlError(fn, ret)
 	return false
+}
+
+// read makes one NVML call through can and ok: no call (and false) where
+// can says it is not worth making, else the call's value and whether ok
+// accepted its return.
+func read[T any](d *device, fn, variant string, call func() (T, nvml.Return)) (T, bool) {
+	if !d.can(fn, variant) {
+		var zero T
+		return zero, false
+	}
+	v, ret := call()
+	return v, d.ok(fn, variant, ret)
 }
 
 func (d *device) markLost(fn string, ret nvml.Return) {

@@ -1,10 +1,6 @@
 package nvmlreceiver
 
 import (
-	// The binary's pages are read as used, not ahead in large blocks: the
-	// agent uses a small part of the one binary (internal/exepages).
-	_ "github.com/otelcol-gpu/otelcol-gpu/internal/exepages"
-
 	"context"
 	"time"
 

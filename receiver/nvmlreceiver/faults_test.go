@@ -638,3 +638,39 @@ func TestFaultGPMMIGRefusalIsRemembered(t *testing.T) {
 	require.Equal(t, first, calls.Load(), "asked once per instance, then remembered")
 	require.Len(t, h.logs.FilterMessageSnippet("not available on this GPU").FilterField(zap.String("function", "nvmlGpmMigSampleGet")).All(), int(first))
 }
+
+// A GPU that answers some maximum clocks and refuses one: the refused
+// clock is not asked again (until refused_retry_interval), the others are
+// read at every limits read.
+func TestFaultRefusedMaxClockIsRememberedPerClock(t *testing.T) {
+	f := newH100Fleet()
+	d := f.device(0)
+	var video, graphics atomic.Int32
+	d.GetMaxClockInfoFunc = func(c nvml.ClockType) (uint32, nvml.Return) {
+		switch c {
+		case nvml.CLOCK_VIDEO:
+			video.Add(1)
+			return 0, nvml.ERROR_NOT_SUPPORTED
+		case nvml.CLOCK_GRAPHICS:
+			graphics.Add(1)
+		}
+		return 1980, nvml.SUCCESS
+	}
+	cfg := testConfig()
+	cfg.RediscoverInterval = time.Millisecond // limits read at every scrape
+	h := startHarness(t, f, cfg)
+	var md pmetric.Metrics
+	for range 4 {
+		time.Sleep(2 * time.Millisecond)
+		md = h.scrape(t)
+	}
+	require.Equal(t, int32(1), video.Load(), "the refused clock is asked once")
+	require.GreaterOrEqual(t, graphics.Load(), int32(3), "the others at every limits read")
+	got := map[any]bool{}
+	for _, p := range points(md, "nvidia.gpu.clock.frequency.max", map[string]any{"hw.id": fixedUUID(0)}) {
+		c, _ := p.Attributes().Get("nvidia.gpu.clock")
+		got[c.Str()] = true
+	}
+	require.False(t, got["video"])
+	require.True(t, got["graphics"] && got["sm"] && got["memory"], "%v", got)
+}

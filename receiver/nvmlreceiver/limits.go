@@ -94,13 +94,13 @@ func (d *device) collectLimits() {
 			d.emitInt(mFabricState, d.ent, int64(b2f(cur)), 0, str("nvidia.gpu.fabric.state", name))
 		}
 	}
-	if on[mPCIeLinkGen] && d.can("nvmlDeviceGetCurrPcieLinkGeneration", "") {
-		if v, ret := h.GetCurrPcieLinkGeneration(); d.ok("nvmlDeviceGetCurrPcieLinkGeneration", "", ret) {
+	if on[mPCIeLinkGen] {
+		if v, ok := read(d, "nvmlDeviceGetCurrPcieLinkGeneration", "", h.GetCurrPcieLinkGeneration); ok {
 			d.emit(mPCIeLinkGen, d.ent, float64(v), 0, str("nvidia.gpu.pcie.link", "current"))
 		}
 	}
-	if on[mPCIeLinkWidth] && d.can("nvmlDeviceGetCurrPcieLinkWidth", "") {
-		if v, ret := h.GetCurrPcieLinkWidth(); d.ok("nvmlDeviceGetCurrPcieLinkWidth", "", ret) {
+	if on[mPCIeLinkWidth] {
+		if v, ok := read(d, "nvmlDeviceGetCurrPcieLinkWidth", "", h.GetCurrPcieLinkWidth); ok {
 			d.emit(mPCIeLinkWidth, d.ent, float64(v), 0, str("nvidia.gpu.pcie.link", "current"))
 		}
 	}
@@ -109,19 +109,20 @@ func (d *device) collectLimits() {
 func (d *device) readLimits(h nvml.Device) {
 	on := &d.drv.enabled
 	l := limitState{readAt: time.Now()}
-	if on[mClockMax] && d.can("nvmlDeviceGetMaxClockInfo", "") {
+	if on[mClockMax] {
 		for _, c := range clocks {
-			if mhz, ret := h.GetMaxClockInfo(c.typ); d.ok("nvmlDeviceGetMaxClockInfo", c.name, ret) {
+			// Each clock's refusal is remembered under its name, and asked
+			// under it: a GPU may answer for some clocks only.
+			if mhz, ok := read(d, "nvmlDeviceGetMaxClockInfo", c.name, func() (uint32, nvml.Return) { return h.GetMaxClockInfo(c.typ) }); ok {
 				l.clocks = append(l.clocks, limitValue{c.name, float64(mhz) * 1e6})
 			}
 		}
 	}
 	if on[mTempLimit] {
 		for _, t := range tempThresholds {
-			if !d.can("nvmlDeviceGetTemperatureThreshold", t.name) {
-				continue
-			}
-			if c, ret := h.GetTemperatureThreshold(t.t); d.ok("nvmlDeviceGetTemperatureThreshold", t.name, ret) {
+			if c, ok := read(d, "nvmlDeviceGetTemperatureThreshold", t.name, func() (uint32, nvml.Return) {
+				return h.GetTemperatureThreshold(t.t)
+			}); ok {
 				l.temps = append(l.temps, limitValue{t.name, float64(c)})
 			}
 		}
@@ -143,8 +144,8 @@ func (d *device) readLimits(h nvml.Device) {
 			l.fabricState, l.fabricStatus, l.haveFabric = state, status, true
 		}
 	}
-	if on[mVGPULicense] && d.vgpu && d.can("nvmlDeviceGetGridLicensableFeatures", "") {
-		if f, ret := h.GetGridLicensableFeatures(); d.ok("nvmlDeviceGetGridLicensableFeatures", "", ret) && f.IsGridLicenseSupported != 0 {
+	if on[mVGPULicense] && d.vgpu {
+		if f, ok := read(d, "nvmlDeviceGetGridLicensableFeatures", "", h.GetGridLicensableFeatures); ok && f.IsGridLicenseSupported != 0 {
 			for i := 0; i < int(min(f.LicensableFeaturesCount, uint32(len(f.GridLicensableFeatures)))); i++ {
 				feat := f.GridLicensableFeatures[i]
 				if name, ok := licenceFeatures[feat.FeatureCode]; ok {

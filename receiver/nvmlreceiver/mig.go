@@ -165,21 +165,17 @@ func (d *device) migAt(gi, ci uint32) *migInstance {
 
 func (d *device) newMIG(mh nvml.Device, uuid string) *migInstance {
 	m := &migInstance{h: mh, gi: -1, ci: -1}
-	if d.can("nvmlDeviceGetGpuInstanceId", "") {
-		if v, ret := mh.GetGpuInstanceId(); d.ok("nvmlDeviceGetGpuInstanceId", "", ret) {
-			m.gi = v
-		}
+	if v, ok := read(d, "nvmlDeviceGetGpuInstanceId", "", mh.GetGpuInstanceId); ok {
+		m.gi = v
 	}
-	if d.can("nvmlDeviceGetComputeInstanceId", "") {
-		if v, ret := mh.GetComputeInstanceId(); d.ok("nvmlDeviceGetComputeInstanceId", "", ret) {
-			m.ci = v
-		}
+	if v, ok := read(d, "nvmlDeviceGetComputeInstanceId", "", mh.GetComputeInstanceId); ok {
+		m.ci = v
 	}
 	profile := ""
-	if d.can("nvmlDeviceGetName", "") {
-		if v, ret := mh.GetName(); d.ok("nvmlDeviceGetName", "mig", ret) {
-			profile = migProfile(v)
-		}
+	// A MIG instance's name is asked, and its refusal remembered, apart
+	// from the GPU's own.
+	if v, ok := read(d, "nvmlDeviceGetName", "mig", mh.GetName); ok {
+		profile = migProfile(v)
 	}
 	m.ent = &entity{
 		hwID:   uuid,
