@@ -83,13 +83,10 @@ type QueueConfig struct {
 	MaxItemsPerTenant int `mapstructure:"max_items_per_tenant"`
 	// MaxBytes queued for all tenants together (the memory, or disk, budget).
 	MaxBytes int64 `mapstructure:"max_bytes"`
-	// Storage names a storage extension (file_storage) that keeps the queues
-	// across restarts, one transaction per group of parts. Empty (and no
-	// directory): in memory only.
-	Storage *component.ID `mapstructure:"storage"`
 	// Directory keeps the queues across restarts in an append-only log of
-	// its own (a subfolder per exporter id): group-committed writes, parts
-	// read back by position, no memory mapping. Exclusive with storage.
+	// their own (a subfolder per exporter id): group-committed writes,
+	// parts read back by position, no memory mapping. Empty: in memory
+	// only.
 	Directory string `mapstructure:"directory"`
 	// Fsync (with directory): a part is acknowledged only once its write is
 	// on the disk, so a power cut loses nothing acknowledged. Without it, an
@@ -193,11 +190,8 @@ func (c *Config) Validate() error {
 	if c.Queue.MaxBytes < int64(c.Batch.MaxBytes) {
 		errs = append(errs, fmt.Errorf("queue.max_bytes: %d must be at least batch.max_bytes %d", c.Queue.MaxBytes, c.Batch.MaxBytes))
 	}
-	if c.Queue.Storage != nil && c.Queue.Directory != "" {
-		errs = append(errs, errors.New("queue: storage and directory are two ways to keep the queues; set one"))
-	}
 	if c.Queue.Fsync && c.Queue.Directory == "" {
-		errs = append(errs, errors.New("queue.fsync: needs queue.directory (a storage extension has its own fsync setting)"))
+		errs = append(errs, errors.New("queue.fsync: needs queue.directory"))
 	}
 	if c.RateLimit.ItemsPerSecond < 0 || (c.RateLimit.ItemsPerSecond > 0 && c.RateLimit.Burst < c.Batch.MaxItems) {
 		errs = append(errs, fmt.Errorf("rate_limit: items_per_second must not be negative and burst at least batch.max_items (%d), got %g, %d",

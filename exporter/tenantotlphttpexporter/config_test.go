@@ -30,7 +30,7 @@ func TestLoadConfig(t *testing.T) {
 	require.NoError(t, confmap.Validate(c))
 	require.Equal(t, map[string]map[string]string{"acme": {"account": "12"}, "globex": {"account": "34"}}, c.Tenants)
 	require.Equal(t, BatchConfig{MaxItems: 1000, MaxBytes: 1 << 20, FlushInterval: time.Second}, c.Batch)
-	require.Equal(t, "file_storage/queue", c.Queue.Storage.String())
+	require.Equal(t, "/var/lib/otelcol-gpu/queue", c.Queue.Directory)
 	require.Equal(t, RateLimitConfig{ItemsPerSecond: 20000, Burst: 40000}, c.RateLimit)
 	require.Equal(t, 4, c.Senders)
 	require.Equal(t, 500, c.MaxTenants)
@@ -72,7 +72,6 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		"no_attribute":   "attribute: must not be empty with route_by: attribute",
 		"bad_status":     "retry_on_status: 200 is not an HTTP error status",
 		"bad_per_tenant": "senders_per_tenant: must be between 1 and senders (16), got 20",
-		"both_queues":    "queue: storage and directory are two ways to keep the queues; set one",
 		"fsync_alone":    "queue.fsync: needs queue.directory",
 	} {
 		t.Run(name, func(t *testing.T) {

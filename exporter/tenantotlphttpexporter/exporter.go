@@ -11,7 +11,6 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
-	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
@@ -19,11 +18,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/spool"
 )
-
-// maxHotBytes bounds the written parts kept in memory too (with storage).
-const maxHotBytes = 4 << 20
 
 // dropLogEvery bounds how often dropped data is logged; every item is counted.
 const dropLogEvery = 10 * time.Second
@@ -41,18 +36,10 @@ type tenantExporter struct {
 	set    component.TelemetrySettings
 
 	client *http.Client
-	store  storage.Client
-	// With storage: the writer of grouped transactions, and the bytes of
-	// written parts also kept in memory (up to hotLimit) to send without a
-	// read back.
-	commits  *committer
-	hot      atomic.Int64
-	hotLimit int64
-	// With directory: the append-only log of the queues.
-	spool       *spool.Spool
-	compacting  atomic.Bool
-	compactions sync.WaitGroup // Shutdown waits for a compaction before closing the log
-	id          component.ID
+	// parts is where the queues' parts live besides memory: the queue log
+	// with queue.directory, else nowhere.
+	parts partStore
+	id    component.ID
 
 	mu      sync.Mutex
 	queues  map[queueKey]*tenantQueue
@@ -89,7 +76,7 @@ func newTenantExporter(cfg *Config, set component.TelemetrySettings) (*tenantExp
 		return nil, err
 	}
 	e := &tenantExporter{
-		cfg: cfg, tmpl: t, logger: set.Logger, set: set,
+		cfg: cfg, tmpl: t, logger: set.Logger, set: set, parts: memoryParts{logger: set.Logger},
 		queues:   map[queueKey]*tenantQueue{},
 		ready:    make(chan *tenantQueue, cfg.MaxTenants*int(numSignals)*max(1, cfg.SendersPerTenant)),
 		stop:     make(chan struct{}),
@@ -154,29 +141,10 @@ func (e *tenantExporter) Start(ctx context.Context, host component.Host) error {
 		return fmt.Errorf("tenant_otlp_http: http client: %w", err)
 	}
 	e.client = client
-	if id := e.cfg.Queue.Storage; id != nil {
-		ext, ok := host.GetExtensions()[*id]
-		if !ok {
-			return fmt.Errorf("tenant_otlp_http: queue.storage: no extension %q", id)
-		}
-		se, ok := ext.(storage.Extension)
-		if !ok {
-			return fmt.Errorf("tenant_otlp_http: queue.storage: %q is not a storage extension", id)
-		}
-		if e.store, err = se.GetClient(ctx, component.KindExporter, component.NewID(metadata.Type), "queues"); err != nil {
-			return fmt.Errorf("tenant_otlp_http: queue.storage: %w", err)
-		}
-		if err := e.restore(ctx); err != nil {
-			return err
-		}
-		e.commits = newCommitter(e.store, e.index)
-		e.hotLimit = min(e.cfg.Queue.MaxBytes/16, maxHotBytes)
-	}
 	if e.cfg.Queue.Directory != "" {
-		if err := e.openSpool(); err != nil {
+		if err := e.openLog(); err != nil {
 			return err
 		}
-		e.hotLimit = min(e.cfg.Queue.MaxBytes/16, maxHotBytes)
 	}
 	for i := 0; i < e.cfg.Senders; i++ {
 		e.senders.Add(1)
@@ -230,30 +198,7 @@ func (e *tenantExporter) Shutdown(ctx context.Context) error {
 	e.cancelSend() // requests still in flight end now; their data stays queued
 	close(e.stop)
 	e.senders.Wait()
-	e.compactions.Wait() // it stops at its next part once stop is closed
-	left = e.queuedItems()
-	var err error
-	if e.spool != nil {
-		st := e.spool.Stats()
-		if left > 0 {
-			e.logger.Info("queued data stays on disk for the next start", zap.Int("items", left))
-		}
-		err = e.spool.Close()
-		e.logger.Info("queue log writes", zap.Int64("writes", st.Writes), zap.Int64("parts", st.Parts), zap.Int("segments", st.Segments), zap.Int64("segments_started", st.Rotations), zap.Int64("segments_written_over_spares", st.Recycled))
-	}
-	if e.commits != nil {
-		e.commits.close()
-		e.logger.Info("queue storage writes", zap.Int64("transactions", e.commits.groups.Load()), zap.Int64("operations", e.commits.parts.Load()))
-	}
-	if e.store != nil {
-		if left > 0 {
-			e.logger.Info("queued data stays on disk for the next start", zap.Int("items", left))
-		}
-		err = e.store.Close(ctx)
-	} else if left > 0 {
-		e.logger.Warn("shutdown with data still queued and no storage: it is lost", zap.Int("items", left))
-	}
-	return err
+	return e.parts.close(e.queuedItems())
 }
 
 func (e *tenantExporter) queuedItems() int {

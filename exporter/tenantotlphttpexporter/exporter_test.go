@@ -229,15 +229,12 @@ func TestOneTenantsFailingStoreDoesNotDelayAnother(t *testing.T) {
 }
 
 func TestQueuesSurviveARestart(t *testing.T) {
-	for _, mode := range []string{"storage", "directory", "directory+fsync"} {
+	for _, mode := range []string{"directory", "directory+fsync"} {
 		t.Run(mode, func(t *testing.T) {
 			s := newStore(t)
 			dir := t.TempDir()
 			id := component.NewIDWithName(metadata.Type, "restart")
 			start := func(cfg *Config) exporter.Metrics {
-				if mode == "storage" {
-					return startMetrics(t, cfg, dir)
-				}
 				cfg.Queue.Directory = dir
 				cfg.Queue.Fsync = mode == "directory+fsync"
 				return startMetricsID(t, cfg, nil, id)
@@ -329,7 +326,7 @@ func TestAStuckTenantDoesNotHoldEverySegment(t *testing.T) {
 	require.Eventually(t, func() bool { return s.pointsOf("busy") == 950*10 }, 10*time.Second, 5*time.Millisecond)
 	var st spool.Stats
 	require.Eventually(t, func() bool {
-		st = e.spool.Stats()
+		st = e.parts.(*logParts).spool.Stats()
 		return st.DiskBytes < 3*compactAbove
 	}, 10*time.Second, 10*time.Millisecond, "the log's files stay bounded while stuck's 50 parts wait")
 	t.Logf("stuck tenant waiting: %d segments, %d KiB on disk, %d KiB needed", st.Segments, st.DiskBytes>>10, st.LiveBytes>>10)

@@ -23,7 +23,6 @@ import (
 
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/bufpool"
-	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/storagetest"
 )
 
 func TestMain(m *testing.M) {
@@ -32,7 +31,7 @@ func TestMain(m *testing.M) {
 	// and comparisons (no tenant's bytes reach another through a reused
 	// buffer).
 	bufpool.Poison(true)
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("go.etcd.io/bbolt.(*DB).freepages"))
+	goleak.VerifyTestMain(m)
 }
 
 // store is a fake OTLP/HTTP store: it decodes every request and records it
@@ -203,27 +202,16 @@ func testConfig(s *store) *Config {
 	return cfg
 }
 
-type host struct {
-	component.Host
-	ext map[component.ID]component.Component
-}
-
-func (h host) GetExtensions() map[component.ID]component.Component { return h.ext }
-
-// startMetrics starts a metrics exporter; storageDir, when set, gives it a
-// real file_storage extension there.
-func startMetrics(t *testing.T, cfg *Config, storageDir string) exporter.Metrics {
+// startMetrics starts a metrics exporter; queueDir, when set, keeps its
+// queues in the queue log there (under one id, so a restart on the same
+// folder finds them).
+func startMetrics(t *testing.T, cfg *Config, queueDir string) exporter.Metrics {
 	t.Helper()
-	require.NoError(t, cfg.Validate())
-	h := host{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{}}
-	if storageDir != "" {
-		id := component.MustNewIDWithName("file_storage", "queue")
-		ext := storagetest.Start(t, storageDir)
-		t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
-		h.ext[id] = ext
-		cfg.Queue.Storage = &id
+	if queueDir != "" {
+		cfg.Queue.Directory = queueDir
+		return startMetricsID(t, cfg, nil, component.NewIDWithName(metadata.Type, "disk"))
 	}
-	return startMetricsID(t, cfg, h, component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1))))
+	return startMetricsID(t, cfg, nil, component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1))))
 }
 
 // startMetricsID starts a metrics exporter with a given id: with

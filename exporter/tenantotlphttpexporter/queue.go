@@ -12,7 +12,6 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
 
 	"go.opentelemetry.io/collector/consumer/consumererror"
-	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -28,17 +27,17 @@ type queueKey struct {
 
 func (k queueKey) String() string { return k.sig.String() + "/" + k.tenant }
 
-// record is one accepted part waiting to be sent. With storage its bytes
-// live on disk and data is nil.
+// record is one accepted part waiting to be sent. In the queue log, its
+// bytes may be on disk only (data nil).
 type record struct {
 	seq      uint64
 	items    int
 	size     int
 	data     []byte
 	added    time.Time
-	hot      bool      // with storage or directory: written, and its data kept in memory too (counted in hot)
+	hot      bool      // its data kept in memory counts against the part store's bound
 	inflight bool      // taken by a sender
-	loc      spool.Loc // with directory: where it was written (zero until then)
+	loc      spool.Loc // in the queue log: where it was written (zero until then)
 }
 
 // tenantQueue is one tenant's (and signal's) queue, retry state and rate
@@ -54,7 +53,7 @@ type tenantQueue struct {
 	records    []record
 	items      int
 	bytes      int
-	head, next uint64 // sequence numbers, for storage keys
+	head, next uint64 // sequence numbers, the parts' keys in the queue log
 	slots      int    // senders working on it, or its turns waiting in the ready channel
 	takenItems int    // items of records in flight (taken by a sender)
 	takenBytes int
@@ -87,7 +86,6 @@ func (e *tenantExporter) queue(k queueKey) (*tenantQueue, error) {
 		return nil, err
 	}
 	e.queues[k] = q
-	e.saveIndex()
 	return q, nil
 }
 
@@ -111,12 +109,8 @@ func (e *tenantExporter) newQueue(k queueKey) (*tenantQueue, error) {
 		h.Set(name, v)
 	}
 	q := &tenantQueue{key: k, url: u, headers: h, lastActive: time.Now()}
-	if e.spool != nil {
-		// A tenant back after its queue was released continues its
-		// numbering: the log's heads say what was sent.
-		q.head = e.spool.Head(k.String())
-		q.next = q.head
-	}
+	q.head = e.parts.head(k.String())
+	q.next = q.head
 	if e.cfg.RateLimit.ItemsPerSecond > 0 {
 		q.limiter = rate.NewLimiter(rate.Limit(e.cfg.RateLimit.ItemsPerSecond), e.cfg.RateLimit.Burst)
 	}
@@ -128,8 +122,8 @@ func (e *tenantExporter) newQueue(k queueKey) (*tenantQueue, error) {
 var testHookEnqueue func()
 
 // enqueue accepts one tenant's part, or refuses it retryably when its rate
-// limit, its queue or the global budget is exhausted. Accepted data is on
-// disk (with storage) before enqueue returns.
+// limit, its queue or the global budget is exhausted. Accepted data is
+// in the queue log (with queue.directory) before enqueue returns.
 func (e *tenantExporter) enqueue(ctx context.Context, sig signal, p part) error {
 	if testHookEnqueue != nil {
 		testHookEnqueue()
@@ -171,79 +165,43 @@ func (e *tenantExporter) enqueue(ctx context.Context, sig signal, p part) error 
 		return errors.New("tenant_otlp_http: the queue budget (queue.max_bytes) is used up")
 	}
 	r := record{seq: q.next, items: p.items, size: len(p.data), data: p.data, added: now}
-	if e.spool != nil {
-		written := e.spool.Append(spool.Part{Queue: k.String(), Seq: r.seq, Items: r.items, Data: p.data})
-		q.next++
-		q.records = append(q.records, r)
-		q.items += r.items
-		q.bytes += r.size
-		q.mu.Unlock()
-		res := <-written
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		i := q.find(r.seq)
-		if res.Err != nil {
-			// Refused to the client, which sends it again; the part stays
-			// queued in memory and is sent too (at least once, never lost).
-			return fmt.Errorf("tenant_otlp_http: queue log: %w", res.Err)
-		}
-		if i < 0 { // sent before it was written
-			e.spool.Release(res.Loc)
-		} else {
-			q.records[i].loc = res.Loc
-			e.keepHot(q, i)
-		}
-		if q.items >= e.cfg.Batch.MaxItems || q.bytes >= e.cfg.Batch.MaxBytes {
-			e.markReady(q)
-		}
-		return nil
-	}
-	var written chan error
-	if e.commits != nil {
-		// Submitted under q.mu, so a tenant's meta values are written in
-		// order; written with whatever other tenants submit meanwhile.
-		written = e.commits.submit(true,
-			storage.SetOperation(recordKey(k, r.seq), encodeRecord(r.items, p.data)),
-			storage.SetOperation(metaKey(k), encodeMeta(q.head, q.next+1)))
-	}
+	// Submitted under q.mu, so a tenant's parts are written in order;
+	// written with whatever other tenants submit meanwhile.
+	written := e.parts.write(spool.Part{Queue: k.String(), Seq: r.seq, Items: r.items, Data: p.data})
 	q.next++
 	q.records = append(q.records, r)
 	q.items += r.items
 	q.bytes += r.size
-	if written == nil {
-		if q.items >= e.cfg.Batch.MaxItems || q.bytes >= e.cfg.Batch.MaxBytes {
-			e.markReady(q)
-		}
-		q.mu.Unlock()
-		return nil
-	}
 	q.mu.Unlock()
-	// Acknowledged only once on disk. A failed write refuses the request
-	// (the client sends it again); its part stays queued in memory and is
-	// sent, so it may arrive twice, never not at all.
-	if err := <-written; err != nil {
-		return fmt.Errorf("tenant_otlp_http: queue storage: %w", err)
-	}
+	// Acknowledged only once kept. A failed write refuses the request (the
+	// client sends it again); its part stays queued in memory and is sent
+	// too, so it may arrive twice, never not at all.
+	res := <-written
 	q.mu.Lock()
-	if i := q.find(r.seq); i >= 0 {
+	defer q.mu.Unlock()
+	i := q.find(r.seq)
+	if res.Err != nil {
+		return fmt.Errorf("tenant_otlp_http: queue log: %w", res.Err)
+	}
+	if i < 0 { // sent before it was written
+		e.parts.release(k.String(), []spool.Loc{res.Loc}, q.head)
+	} else {
+		q.records[i].loc = res.Loc
 		e.keepHot(q, i)
 	}
 	if q.items >= e.cfg.Batch.MaxItems || q.bytes >= e.cfg.Batch.MaxBytes {
 		e.markReady(q)
 	}
-	q.mu.Unlock()
 	return nil
 }
 
-// keepHot keeps a written part's data in memory too while the bytes so
-// kept are under a bound, so a store that keeps up is sent recent parts
-// without reading them back from disk. Callers hold q.mu.
+// keepHot keeps a written part's data in memory too where the part store
+// says so. Callers hold q.mu.
 func (e *tenantExporter) keepHot(q *tenantQueue, i int) {
 	r := &q.records[i]
-	if e.hot.Add(int64(r.size)) <= e.hotLimit {
-		r.hot = true
-	} else {
-		e.hot.Add(-int64(r.size))
+	keep, counted := e.parts.keep(r.size)
+	r.hot = counted
+	if !keep {
 		r.data = nil
 	}
 }
@@ -281,13 +239,10 @@ func (e *tenantExporter) markReady(q *tenantQueue) {
 // flush hands over queues whose oldest data has waited flush_interval (or
 // whose backoff has passed) and releases idle tenants.
 func (e *tenantExporter) flush() {
-	if e.spool != nil {
-		e.compact()
-	}
+	e.parts.maintain(e)
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	released := false
 	for k, q := range e.queues {
 		q.mu.Lock()
 		if len(q.records) > 0 && now.Sub(q.records[0].added) >= e.cfg.Batch.FlushInterval {
@@ -300,14 +255,7 @@ func (e *tenantExporter) flush() {
 		q.mu.Unlock()
 		if idle {
 			delete(e.queues, k)
-			released = true
-			if e.commits != nil {
-				e.commits.submit(false, storage.DeleteOperation(metaKey(k)))
-			}
 		}
-	}
-	if released {
-		e.saveIndex()
 	}
 }
 
@@ -322,17 +270,18 @@ func (e *tenantExporter) flushAll() {
 }
 
 // remove drops the n records from index i (sent, or dropped for good).
-// Callers hold q.mu. With storage the deletes go with the next
-// transaction, unwaited: lost in a crash, they only mean the data is sent
-// again. The queue's head, what was sent before the first record left, is
-// recorded the same way.
+// Callers hold q.mu. The part store is told unwaited: lost in a crash, it
+// only means the data is sent again. So is the queue's head, what was sent
+// before its first record left.
 func (e *tenantExporter) remove(q *tenantQueue, i, n, size int) {
 	gone := q.records[i : i+n]
+	locs := make([]spool.Loc, 0, n)
 	for _, r := range gone {
 		q.items -= r.items
 		if r.hot {
-			e.hot.Add(-int64(r.size))
+			e.parts.forget(r.size)
 		}
+		locs = append(locs, r.loc)
 	}
 	q.bytes -= size
 	e.queued.Add(-int64(size))
@@ -340,28 +289,11 @@ func (e *tenantExporter) remove(q *tenantQueue, i, n, size int) {
 	case e.removed <- struct{}{}:
 	default:
 	}
-	var ops []*storage.Operation
-	if e.commits != nil {
-		ops = make([]*storage.Operation, 0, n+1)
-		for _, r := range gone {
-			ops = append(ops, storage.DeleteOperation(recordKey(q.key, r.seq)))
-		}
-	}
-	if e.spool != nil {
-		for _, r := range gone {
-			e.spool.Release(r.loc) // none yet if not written: released when it is
-		}
-	}
 	q.records = append(q.records[:i], q.records[i+n:]...)
 	head := q.next
 	if len(q.records) > 0 {
 		head = q.records[0].seq
 	}
-	if e.commits != nil {
-		e.commits.submit(false, append(ops, storage.SetOperation(metaKey(q.key), encodeMeta(head, q.next)))...)
-	}
-	if e.spool != nil {
-		e.spool.Ack(q.key.String(), head)
-	}
+	e.parts.release(q.key.String(), locs, head)
 	q.head = head
 }

@@ -270,9 +270,9 @@ func TestATenantsSpanningRequestIsWrittenTogether(t *testing.T) {
 	for i := 1; i < 10; i++ {
 		batch(fmt.Sprintf("t%d", i), 3).ResourceMetrics().At(0).CopyTo(md.ResourceMetrics().AppendEmpty())
 	}
-	before := inner(exp).spool.Stats()
+	before := inner(exp).parts.(*logParts).spool.Stats()
 	require.NoError(t, exp.ConsumeMetrics(context.Background(), md))
-	after := inner(exp).spool.Stats()
+	after := inner(exp).parts.(*logParts).spool.Stats()
 	require.Equal(t, int64(10), after.Parts-before.Parts)
 	require.LessOrEqual(t, after.Writes-before.Writes, int64(5), "group writes for 10 tenants' parts (one after another: 10)")
 	require.Eventually(t, func() bool {

@@ -122,22 +122,15 @@ func (e *tenantExporter) body(k queueKey, batch []record, size int) (*body, erro
 	buf := b.data
 	for _, r := range batch {
 		data := r.data
-		if data == nil && r.loc.Seg != 0 {
-			// Read straight into the body: no copy of its own.
+		if data == nil {
+			// On disk only: read straight into the body, no copy of its own.
 			n := len(buf)
 			buf = slices.Grow(buf, r.loc.Len)[:n+r.loc.Len]
-			if err := e.spool.ReadInto(r.loc, buf[n:]); err != nil {
+			if err := e.parts.readInto(r.loc, buf[n:]); err != nil {
 				b.done()
 				return nil, fmt.Errorf("tenant_otlp_http: queue log: record %d of %s: %w", r.seq, k, err)
 			}
 			continue
-		} else if data == nil {
-			v, err := e.store.Get(context.Background(), recordKey(k, r.seq))
-			if err != nil || len(v) < 4 {
-				b.done()
-				return nil, fmt.Errorf("tenant_otlp_http: queue storage: record %d of %s: %w", r.seq, k, err)
-			}
-			data = v[4:]
 		}
 		buf = append(buf, data...)
 	}
