@@ -121,11 +121,12 @@ func TestBenchHarnessQuick(t *testing.T) {
 		"a/http@1", "b/http@1", "c/http@1", "c/grpc@10", "c+disk/grpc@10"} {
 		require.True(t, seen[k], "no %s row in %s", k, b)
 	}
-	for _, k := range []string{"c/a@grpc/1", "c/b@grpc/1", "c/a@grpc/10", "c/b@grpc/10", "c/a@http/1", "c/b@http/1", "d/c@10"} {
+	for _, k := range []string{"c/a@grpc/1", "c/b@grpc/1", "c/a@grpc/10", "c/b@grpc/10", "c/a@http/1", "c/b@http/1", "d/c@grpc/10", "d/a@grpc/10"} {
 		require.Positive(t, rep.Ratios[k], k)
 	}
 	require.Len(t, rep.Agent, 1)
 	require.Positive(t, rep.Agent[0].RSS)
 	require.Positive(t, rep.Agent[0].PSS)
 	require.Contains(t, string(text), "ratios (median over alternating rounds")
+	require.Contains(t, string(text), "| grpc | 10 (256) |", "the summary table has the durable gateway's row")
 }
