@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configretry"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
 )
@@ -58,6 +59,8 @@ type Config struct {
 	// DrainTimeout is how long shutdown tries to send what is queued; with
 	// storage the rest stays on disk for the next start.
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+	// Telemetry says whether the exporter's own metrics carry the tenant.
+	Telemetry telemetry.Tenancy `mapstructure:"telemetry"`
 	// RetryOnFailure is each tenant's backoff; max_elapsed_time 0 retries forever.
 	RetryOnFailure configretry.BackOffConfig `mapstructure:"retry_on_failure"`
 	// RetryOnStatus lists the HTTP statuses that are retried (with the

@@ -18,6 +18,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 )
 
 // dropLogEvery bounds how often dropped data is logged; every item is counted.
@@ -66,8 +67,47 @@ type tenantExporter struct {
 	fullAt  int64
 
 	sent, failed, refused metric.Int64Counter
-	queueGauge            metric.Int64ObservableGauge
-	reg                   metric.Registration
+	tenancy               telemetry.Tenancy
+	unregister            func() error
+}
+
+// metrics is the exporter's own metrics (the README's table is rendered
+// from it).
+func (e *tenantExporter) metrics() []telemetry.Metric {
+	return []telemetry.Metric{
+		{Name: "otelcol_exporter_tenant_sent_items", Unit: "{item}", Attrs: []string{telemetry.TenantAttr, "signal"}, Counter: &e.sent,
+			Description: "Items (data points, log records, spans) the store accepted."},
+		{Name: "otelcol_exporter_tenant_failed_items", Unit: "{item}", Attrs: []string{telemetry.TenantAttr, "signal"}, Counter: &e.failed,
+			Description: "Items dropped: refused for good by the store, retries exhausted, or untagged."},
+		{Name: "otelcol_exporter_tenant_refused_items", Unit: "{item}", Attrs: []string{telemetry.TenantAttr, "signal", "reason"}, Counter: &e.refused,
+			Description: "Items refused at intake with a retryable error, by reason (rate_limit, tenant_queue_full, budget, max_tenants)."},
+		{Name: "otelcol_exporter_tenant_queue_items", Unit: "{item}", Attrs: []string{telemetry.TenantAttr, "signal"}, Observe: e.observeQueues,
+			Description: "Items waiting to be sent."},
+	}
+}
+
+// observeQueues reports what waits in the queues, per tenant and signal
+// with per_tenant, else per signal.
+func (e *tenantExporter) observeQueues(observe telemetry.Observer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tenancy.PerTenant {
+		for k, q := range e.queues {
+			q.mu.Lock()
+			observe(int64(q.items), e.tenancy.With(k.tenant, attribute.String("signal", k.sig.String())))
+			q.mu.Unlock()
+		}
+		return
+	}
+	var items [numSignals]int64
+	for k, q := range e.queues {
+		q.mu.Lock()
+		items[k.sig] += int64(q.items)
+		q.mu.Unlock()
+	}
+	for sig := signal(0); sig < numSignals; sig++ {
+		observe(items[sig], metric.WithAttributeSet(attribute.NewSet(attribute.String("signal", sig.String()))))
+	}
 }
 
 func newTenantExporter(cfg *Config, set component.TelemetrySettings) (*tenantExporter, error) {
@@ -85,34 +125,12 @@ func newTenantExporter(cfg *Config, set component.TelemetrySettings) (*tenantExp
 		limitLog: periodic.Every{Interval: dropLogEvery},
 	}
 	e.sendCtx, e.cancelSend = context.WithCancel(context.Background())
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	var merrs [4]error
-	e.sent, merrs[0] = meter.Int64Counter("otelcol_exporter_tenant_sent_items",
-		metric.WithDescription("Items (data points, log records, spans) the store accepted, by tenant and signal."), metric.WithUnit("{item}"))
-	e.failed, merrs[1] = meter.Int64Counter("otelcol_exporter_tenant_failed_items",
-		metric.WithDescription("Items dropped: refused for good by the store, retries exhausted, or untagged, by tenant and signal."), metric.WithUnit("{item}"))
-	e.refused, merrs[2] = meter.Int64Counter("otelcol_exporter_tenant_refused_items",
-		metric.WithDescription("Items refused at intake with a retryable error, by tenant, signal and reason (rate_limit, tenant_queue_full, budget, max_tenants)."),
-		metric.WithUnit("{item}"))
-	e.queueGauge, merrs[3] = meter.Int64ObservableGauge("otelcol_exporter_tenant_queue_items",
-		metric.WithDescription("Items waiting to be sent, by tenant and signal."), metric.WithUnit("{item}"))
-	if err := errors.Join(merrs[:]...); err != nil {
-		return nil, err
-	}
-	reg, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for k, q := range e.queues {
-			q.mu.Lock()
-			o.ObserveInt64(e.queueGauge, int64(q.items), metric.WithAttributes(attribute.String("tenant", k.tenant), attribute.String("signal", k.sig.String())))
-			q.mu.Unlock()
-		}
-		return nil
-	}, e.queueGauge)
+	e.tenancy = cfg.Telemetry
+	unregister, err := telemetry.Register(set, metadata.ScopeName, e.metrics())
 	if err != nil {
 		return nil, err
 	}
-	e.reg = reg
+	e.unregister = unregister
 	return e, nil
 }
 
@@ -129,8 +147,10 @@ func clientConfig(cfg *Config) *confighttp.ClientConfig {
 	return &cc
 }
 
-func attrs(k queueKey, more ...attribute.KeyValue) metric.MeasurementOption {
-	return metric.WithAttributes(append([]attribute.KeyValue{attribute.String("tenant", k.tenant), attribute.String("signal", k.sig.String())}, more...)...)
+// attrs is a measurement's attributes: the queue's signal (and tenant, with
+// per_tenant), then more.
+func (e *tenantExporter) attrs(k queueKey, more ...attribute.KeyValue) metric.MeasurementOption {
+	return e.tenancy.With(k.tenant, append([]attribute.KeyValue{attribute.String("signal", k.sig.String())}, more...)...)
 }
 
 // Start opens the HTTP client and the storage, restores queued data, and
@@ -170,8 +190,8 @@ func (e *tenantExporter) Shutdown(ctx context.Context) error {
 	if e.unadmit != nil {
 		e.unadmit()
 	}
-	if e.reg != nil {
-		_ = e.reg.Unregister()
+	if e.unregister != nil {
+		_ = e.unregister()
 	}
 	if e.client == nil { // never started
 		e.cancelSend()

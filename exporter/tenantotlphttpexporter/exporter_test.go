@@ -2,6 +2,7 @@ package tenantotlphttpexporter
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"runtime"
@@ -13,12 +14,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/spool"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/telemetrytest"
 )
 
 func TestSplit(t *testing.T) {
@@ -388,5 +393,52 @@ func TestIdleTenantsAreReleasedAndComeBack(t *testing.T) {
 			defer e.mu.Unlock()
 			return len(e.queues) == 0
 		}, 5*time.Second, 5*time.Millisecond, "an empty, idle tenant is released")
+	}
+}
+
+// The exporter's own metrics carry the tenant only with
+// telemetry.per_tenant: without it, fifty tenants are one series per
+// signal, not fifty.
+func TestOwnMetricsCarryTheTenantOnlyWhenAskedTo(t *testing.T) {
+	for _, perTenant := range []bool{false, true} {
+		t.Run(fmt.Sprint("per_tenant=", perTenant), func(t *testing.T) {
+			s := newStore(t)
+			cfg := testConfig(s)
+			cfg.Telemetry.PerTenant = perTenant
+			tel := componenttest.NewTelemetry()
+			t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+			set := exportertest.NewNopSettings(metadata.Type)
+			set.ID = component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1)))
+			set.TelemetrySettings = tel.NewTelemetrySettings()
+			exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
+			require.NoError(t, err)
+			require.NoError(t, exp.Start(context.Background(), componenttest.NewNopHost()))
+			defer stop(t, exp)
+			const tenants = 50
+			for i := range tenants {
+				require.NoError(t, exp.ConsumeMetrics(context.Background(), batch(fmt.Sprintf("t%d", i), 2)))
+			}
+			require.Eventually(t, func() bool {
+				return telemetrytest.Int64(tel, "otelcol_exporter_tenant_sent_items", nil) == 2*tenants
+			}, 5*time.Second, 10*time.Millisecond)
+
+			sent, err := tel.GetMetric("otelcol_exporter_tenant_sent_items")
+			require.NoError(t, err)
+			points := sent.Data.(metricdata.Sum[int64]).DataPoints
+			queued, err := tel.GetMetric("otelcol_exporter_tenant_queue_items")
+			require.NoError(t, err)
+			gauge := queued.Data.(metricdata.Gauge[int64]).DataPoints
+			if perTenant {
+				require.Len(t, points, tenants)
+				require.Len(t, gauge, tenants, "one queue per tenant (metrics)")
+				require.Equal(t, int64(2), telemetrytest.Int64(tel, "otelcol_exporter_tenant_sent_items", map[string]string{"tenant": "t7", "signal": "metrics"}))
+				return
+			}
+			require.Len(t, points, 1)
+			_, ok := points[0].Attributes.Value("tenant")
+			require.False(t, ok, "no tenant attribute")
+			require.Equal(t, int64(2*tenants), points[0].Value)
+			require.Len(t, gauge, int(numSignals), "one series per signal")
+		})
 	}
 }

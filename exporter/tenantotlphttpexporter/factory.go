@@ -124,7 +124,7 @@ func (b base) consume(ctx context.Context, sig signal, res splitResult, err erro
 		return err
 	}
 	if res.untagged > 0 {
-		e.failed.Add(ctx, int64(res.untagged), attrs(queueKey{sig: sig, tenant: ""}))
+		e.failed.Add(ctx, int64(res.untagged), e.attrs(queueKey{sig: sig, tenant: ""}))
 		return consumererror.NewPermanent(fmt.Errorf("tenant_otlp_http: %d %s item(s) have no valid %q resource attribute; not sent",
 			res.untagged, sig, e.cfg.Attribute))
 	}
@@ -158,7 +158,7 @@ func route[T any, R any](ctx context.Context, b base, sig signal, sp splitter[T,
 		for i := 0; i < sp.resources(data); i++ {
 			items += sp.items(sp.resource(data, i))
 		}
-		e.failed.Add(ctx, int64(items), attrs(queueKey{sig: sig, tenant: ""}))
+		e.failed.Add(ctx, int64(items), e.attrs(queueKey{sig: sig, tenant: ""}))
 		return consumererror.NewPermanent(errNoAuthTenant)
 	}
 	res, err := whole(sp, data, tenant)

@@ -134,7 +134,7 @@ func (e *tenantExporter) enqueue(ctx context.Context, sig signal, p part) error 
 		var err error
 		if q, err = e.queue(k); err != nil {
 			if errors.Is(err, errMaxTenants) {
-				e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "max_tenants")))
+				e.refused.Add(ctx, int64(p.items), e.attrs(k, attribute.String("reason", "max_tenants")))
 			}
 			return err
 		}
@@ -150,18 +150,18 @@ func (e *tenantExporter) enqueue(ctx context.Context, sig signal, p part) error 
 	q.lastActive = now
 	if q.limiter != nil && !q.limiter.AllowN(now, p.items) {
 		q.mu.Unlock()
-		e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "rate_limit")))
+		e.refused.Add(ctx, int64(p.items), e.attrs(k, attribute.String("reason", "rate_limit")))
 		return fmt.Errorf("tenant_otlp_http: tenant %q is over its rate limit (%g items/s)", p.tenant, e.cfg.RateLimit.ItemsPerSecond)
 	}
 	if q.items+p.items > e.cfg.Queue.MaxItemsPerTenant {
 		q.mu.Unlock()
-		e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "tenant_queue_full")))
+		e.refused.Add(ctx, int64(p.items), e.attrs(k, attribute.String("reason", "tenant_queue_full")))
 		return fmt.Errorf("tenant_otlp_http: tenant %q's queue is full (%d items): its destination is slow or failing", p.tenant, q.items)
 	}
 	if e.queued.Add(int64(len(p.data))) > e.cfg.Queue.MaxBytes {
 		q.mu.Unlock()
 		e.queued.Add(-int64(len(p.data)))
-		e.refused.Add(ctx, int64(p.items), attrs(k, attribute.String("reason", "budget")))
+		e.refused.Add(ctx, int64(p.items), e.attrs(k, attribute.String("reason", "budget")))
 		return errors.New("tenant_otlp_http: the queue budget (queue.max_bytes) is used up")
 	}
 	r := record{seq: q.next, items: p.items, size: len(p.data), data: p.data, added: now}

@@ -81,10 +81,10 @@ func (e *tenantExporter) send(q *tenantQueue) {
 	}
 	switch {
 	case err == nil:
-		e.sent.Add(context.Background(), int64(items), attrs(q.key))
+		e.sent.Add(context.Background(), int64(items), e.attrs(q.key))
 		q.attempt, q.failingFor, q.retryAt = 0, time.Time{}, time.Time{}
 	case consumererror.IsPermanent(err):
-		e.failed.Add(context.Background(), int64(items), attrs(q.key))
+		e.failed.Add(context.Background(), int64(items), e.attrs(q.key))
 		if e.dropLog.Allow() {
 			e.logger.Warn("the store refused a request for good; dropped (logged at most every 10s, every one is counted in otelcol_exporter_tenant_failed_items)",
 				zap.String("tenant", q.key.tenant), zap.String("signal", q.key.sig.String()), zap.Int("items", items), zap.Error(err))
@@ -96,7 +96,7 @@ func (e *tenantExporter) send(q *tenantQueue) {
 				zap.String("tenant", q.key.tenant), zap.String("signal", q.key.sig.String()), zap.Error(err))
 		}
 		if mx := e.cfg.RetryOnFailure.MaxElapsedTime; mx > 0 && time.Since(q.failingFor) > mx {
-			e.failed.Add(context.Background(), int64(items), attrs(q.key))
+			e.failed.Add(context.Background(), int64(items), e.attrs(q.key))
 			if e.dropLog.Allow() {
 				e.logger.Warn("retries exhausted; dropped (logged at most every 10s, every one is counted in otelcol_exporter_tenant_failed_items)",
 					zap.String("tenant", q.key.tenant), zap.Int("items", items), zap.Error(err))

@@ -43,7 +43,7 @@ func TestEventsAreOpenMeterCloudEvents(t *testing.T) {
 		"type":"dev.otelcol-gpu.usage.data_points","subject":"acme","time":"2026-12-01T10:00:00Z","datacontenttype":"application/json",
 		"data":{"tenant":"acme","meter":"data_points","hour":"2026-12-01T10Z","value":40,"total":1040,"revision":2,"unit":"{data_point}"}}`, string(raw))
 	assert.Equal(t, json.Number("1000000000000000"), b.requests[0][1].Data.Value, "an integer, without a decimal point or exponent")
-	assert.Equal(t, int64(2), h.count(metricDelivered, nil))
+	assert.Equal(t, int64(2), h.count("otelcol_exporter_usage_events_delivered", nil))
 }
 
 // Every meter's event type is the prefix and the meter, and every value is
@@ -148,10 +148,10 @@ func TestARefusedEventIsDeadLetteredAndEveryOtherArrives(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
-			assert.Equal(t, int64(1), h.count(metricDeadLetter, map[string]string{"reason": reasonRefused}))
-			assert.Equal(t, int64(19), h.count(metricDelivered, nil))
+			assert.Equal(t, int64(1), h.count("otelcol_exporter_usage_dead_letter_records", map[string]string{"reason": reasonRefused}))
+			assert.Equal(t, int64(19), h.count("otelcol_exporter_usage_events_delivered", nil))
 			// 20 → 10 → 5 → 3 → 2 → 1: five cuts on the way to the bad event.
-			assert.Equal(t, int64(5), h.count(metricBisected, nil))
+			assert.Equal(t, int64(5), h.count("otelcol_exporter_usage_batches_bisected", nil))
 
 			// The same records again: nothing is sent, nothing written twice.
 			n := b.requestCount()
@@ -172,8 +172,8 @@ func TestTooLargeBatchesAreBisectedUntilTheyFit(t *testing.T) {
 	require.NoError(t, h.e.push(t.Context(), metrics(fleet(16)...)))
 	assert.Len(t, b.takenOnce(t), 16)
 	// 16 is cut into 8s, and each 8 into 4s: three cuts.
-	assert.Equal(t, int64(3), h.count(metricBisected, nil))
-	assert.Equal(t, int64(0), h.count(metricDeadLetter, nil))
+	assert.Equal(t, int64(3), h.count("otelcol_exporter_usage_batches_bisected", nil))
+	assert.Equal(t, int64(0), h.count("otelcol_exporter_usage_dead_letter_records", nil))
 	_, err := os.Stat(filepath.Join(dir, "dead-letter.jsonl"))
 	require.NoError(t, err, "opened at start")
 	assert.Empty(t, deadLetters(t, dir))
@@ -212,7 +212,7 @@ func TestAnIDBoundToAnotherValueIsDeadLetteredNeverSent(t *testing.T) {
 	assert.Equal(t, a.ID, eventOf(t, lines[1].Event).ID)
 	assert.Equal(t, json.Number("6"), eventOf(t, lines[1].Event).Data.Value)
 	assert.Equal(t, stateQueued, lines[1].Settled.State)
-	assert.Equal(t, int64(2), h.count(metricDeadLetter, map[string]string{"reason": reasonConflict}))
+	assert.Equal(t, int64(2), h.count("otelcol_exporter_usage_dead_letter_records", map[string]string{"reason": reasonConflict}))
 }
 
 func TestUnavailableIsRetriedAndNothingIsSentTwice(t *testing.T) {
@@ -233,7 +233,7 @@ func TestUnavailableIsRetriedAndNothingIsSentTwice(t *testing.T) {
 
 	require.NoError(t, h.e.push(t.Context(), md), "the retry")
 	assert.Len(t, b.takenOnce(t), 6, "each id taken once")
-	assert.Equal(t, int64(6), h.count(metricDelivered, nil))
+	assert.Equal(t, int64(6), h.count("otelcol_exporter_usage_events_delivered", nil))
 	assert.Equal(t, 4, b.requestCount(), "the retry sends only the two batches not taken")
 }
 

@@ -1,7 +1,6 @@
 package usagecloudeventsexporter
 
 import (
-	"flag"
 	"os"
 	"reflect"
 	"strings"
@@ -12,25 +11,8 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/readmetable"
 )
 
-var update = flag.Bool("update", false, "rewrite README.md's metric table from telemetry.go")
-
-const tableStart = "<!-- metrics:start (generated from telemetry.go by `go test -run TestReadme -update`) -->"
-
-func metricTable() string {
-	var b strings.Builder
-	b.WriteString("| metric | unit | attributes | |\n|---|---|---|---|\n")
-	for _, d := range metricDefs {
-		attrs := "-"
-		if len(d.attrs) > 0 {
-			attrs = "`" + strings.Join(d.attrs, "`, `") + "`"
-		}
-		b.WriteString("| `" + d.name + "` | " + d.unit + " | " + attrs + " | " + d.description + " |\n")
-	}
-	return b.String()
-}
-
-func TestReadmeMetricTableMatchesTheCode(t *testing.T) {
-	readmetable.Check(t, "README.md", tableStart, metricTable(), "telemetry.go", *update)
+func TestReadmeTelemetryTableMatchesTheCode(t *testing.T) {
+	readmetable.CheckTelemetry(t, (&telemetry{}).metrics(), "telemetry.go")
 }
 
 // Every key of this exporter's own settings has a row in the README's

@@ -8,44 +8,34 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/usagecloudeventsexporter/internal/metadata"
+	owntel "github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 )
-
-// The exporter's own metrics.
-const (
-	metricDelivered  = "otelcol_exporter_usage_events_delivered"
-	metricDeadLetter = "otelcol_exporter_usage_dead_letter_records"
-	metricBisected   = "otelcol_exporter_usage_batches_bisected"
-)
-
-// metricDef is one of the exporter's metrics: what the code creates and
-// the README's table shows (readme_test.go checks they agree).
-type metricDef struct {
-	name, unit, description string
-	attrs                   []string
-}
-
-var metricDefs = []metricDef{
-	{metricDelivered, "{event}", "Events the billing system took (a 2xx answer to a request that held them).", nil},
-	{metricDeadLetter, "{record}", "Events written to the dead-letter file, never sent again: refused (400, 413, 415 or 422 to the event alone) or conflict (its id is bound to another value).", []string{"reason"}},
-	{metricBisected, "{batch}", "Requests refused with 400, 413, 415 or 422 and sent again as two halves.", nil},
-}
 
 // telemetry is the exporter's own metrics, through its TelemetrySettings.
 type telemetry struct {
 	delivered, deadLetter, bisected metric.Int64Counter
 }
 
-func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	counters := make(map[string]metric.Int64Counter, len(metricDefs))
-	for _, d := range metricDefs {
-		c, err := meter.Int64Counter(d.name, metric.WithDescription(d.description), metric.WithUnit(d.unit))
-		if err != nil {
-			return nil, err
-		}
-		counters[d.name] = c
+// metrics is the exporter's own metrics (the README's table is rendered
+// from it).
+func (t *telemetry) metrics() []owntel.Metric {
+	return []owntel.Metric{
+		{Name: "otelcol_exporter_usage_events_delivered", Unit: "{event}", Counter: &t.delivered,
+			Description: "Events the billing system took (a 2xx answer to a request that held them)."},
+		{Name: "otelcol_exporter_usage_dead_letter_records", Unit: "{record}", Attrs: []string{"reason"}, Counter: &t.deadLetter,
+			Description: "Events written to the dead-letter file, never sent again: refused (400, 413, 415 or 422 to the event alone) or conflict (its id is bound to another value)."},
+		{Name: "otelcol_exporter_usage_batches_bisected", Unit: "{batch}", Counter: &t.bisected,
+			Description: "Requests refused with 400, 413, 415 or 422 and sent again as two halves."},
 	}
-	return &telemetry{delivered: counters[metricDelivered], deadLetter: counters[metricDeadLetter], bisected: counters[metricBisected]}, nil
+}
+
+// newTelemetry creates the counters (they live as long as the meter).
+func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
+	t := &telemetry{}
+	if _, err := owntel.Register(set, metadata.ScopeName, t.metrics()); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func (t *telemetry) deadLettered(ctx context.Context, reason string) {

@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 )
 
 // Config configures the tenant_alerts extension.
@@ -34,6 +36,8 @@ type Config struct {
 	TenantLabel string `mapstructure:"tenant_label"`
 	// EvaluationInterval is how often every tenant's rules are evaluated.
 	EvaluationInterval time.Duration `mapstructure:"evaluation_interval"`
+	// Telemetry says whether the extension's own metrics carry the tenant.
+	Telemetry telemetry.Tenancy `mapstructure:"telemetry"`
 	// VMAlert is vmalert's HTTP API (reload, rule state).
 	VMAlert confighttp.ClientConfig `mapstructure:"vmalert"`
 	// Alertmanager is Alertmanager's HTTP API (reload, alerts, silences).

@@ -34,7 +34,7 @@ type alertsServer struct {
 	cfg    *Config
 	set    component.TelemetrySettings
 	logger *zap.Logger
-	tel    *telemetry
+	tel    *tel
 	pack   []PackRule
 
 	creds   *credentials.File
@@ -60,7 +60,7 @@ type alertsServer struct {
 var _ extension.Extension = (*alertsServer)(nil)
 
 func newAlertsServer(cfg *Config, set component.TelemetrySettings) (*alertsServer, error) {
-	tel, err := newTelemetry(set)
+	tel, err := newTelemetry(set, cfg.Telemetry)
 	if err != nil {
 		return nil, err
 	}

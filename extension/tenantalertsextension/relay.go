@@ -75,7 +75,7 @@ type relay struct {
 	out    *outbound.Client
 	token  []byte
 	logger *zap.Logger
-	tel    *telemetry
+	tel    *tel
 	now    func() time.Time
 
 	mu      sync.Mutex

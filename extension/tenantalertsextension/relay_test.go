@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/outbound"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 )
 
 // sink is a tenant's HTTPS endpoint on loopback.
@@ -78,7 +79,7 @@ func newRelayEnv(t *testing.T, allowLoopback bool) *relayEnv {
 	}
 	out, err := outbound.New(oc)
 	require.NoError(t, err)
-	tel, err := newTelemetry(componenttest.NewNopTelemetrySettings())
+	tel, err := newTelemetry(componenttest.NewNopTelemetrySettings(), telemetry.Tenancy{})
 	require.NoError(t, err)
 	cfg := createDefaultConfig().(*Config)
 	r := &relay{cfg: cfg, state: st, out: out, token: []byte(testToken), logger: zap.NewNop(), tel: tel,

@@ -24,6 +24,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/credentials"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/failthrottle"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 )
 
@@ -95,9 +96,10 @@ type authenticator struct {
 	// middleware, as its handler learnt from the requests it saw.
 	httpGuarded sync.Map
 
-	requests metric.Int64Counter
-	reloads  metric.Int64Counter
-	refused  metric.Int64Counter
+	requests   metric.Int64Counter
+	reloads    metric.Int64Counter
+	refused    metric.Int64Counter
+	unregister func() error
 
 	throttle *failthrottle.Throttle
 	guard    payloadGuard
@@ -107,32 +109,13 @@ type authenticator struct {
 var _ extensionauth.Server = (*authenticator)(nil)
 
 func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authenticator, error) {
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	requests, err := meter.Int64Counter("otelcol_tenant_auth_requests",
-		metric.WithDescription("Authentication attempts by result (ok, missing, invalid, wrong_scope, throttled, credentials_unavailable)."), metric.WithUnit("{request}"))
-	if err != nil {
-		return nil, err
-	}
-	reloads, err := meter.Int64Counter("otelcol_tenant_auth_reloads",
-		metric.WithDescription("Credentials file loads by result (ok, failed)."), metric.WithUnit("{reload}"))
-	if err != nil {
-		return nil, err
-	}
-	refused, err := meter.Int64Counter("otelcol_tenant_auth_refused_payloads",
-		metric.WithDescription("Requests refused before decoding, by reason (too_deep, too_many, malformed; retryably: busy, queues_full)."), metric.WithUnit("{request}"))
-	if err != nil {
-		return nil, err
-	}
 	a := &authenticator{
-		refused:         refused,
 		throttle:        failthrottle.New(cfg.FailureLimit.PerMinute, cfg.FailureLimit.TrackedSources),
 		cfg:             cfg,
 		logger:          set.Logger,
 		headerCanonical: http.CanonicalHeaderKey(cfg.Header),
 		headerLower:     strings.ToLower(cfg.Header),
 		scheme:          cfg.Scheme,
-		requests:        requests,
-		reloads:         reloads,
 		limiter:         admission.NewLimiter(cfg.Admission.RequestLimitMiB<<20, cfg.Admission.WaitingLimitMiB<<20),
 		unavailable:     unavailableError{retryAfter: max(cfg.ReloadInterval.Round(time.Second), time.Second)},
 	}
@@ -143,16 +126,11 @@ func newAuthenticator(cfg *Config, set component.TelemetrySettings) (*authentica
 			a.reloads.Add(context.Background(), 1, reloadFailed)
 		}
 	}).WithMaxStale(cfg.CredentialsMaxStale).WithHealth(a.reportHealth)
-	_, err = meter.Int64ObservableGauge("otelcol_tenant_auth_credentials_stale",
-		metric.WithDescription("How long the credentials file has failed to load (0 while it loads); past credentials_max_stale every request is refused, retryably."),
-		metric.WithUnit("s"),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(int64(a.creds.FailingFor() / time.Second))
-			return nil
-		}))
+	unregister, err := telemetry.Register(set, metadata.ScopeName, a.metrics())
 	if err != nil {
 		return nil, err
 	}
+	a.unregister = unregister
 	return a, nil
 }
 
@@ -186,7 +164,25 @@ func (a *authenticator) Start(_ context.Context, host component.Host) error {
 // Shutdown stops the reload loop.
 func (a *authenticator) Shutdown(context.Context) error {
 	a.creds.Stop()
-	return nil
+	return a.unregister()
+}
+
+// metrics is the extension's own metrics (the README's table is rendered
+// from it); no tenant on any: their attributes take fixed values.
+func (a *authenticator) metrics() []telemetry.Metric {
+	return []telemetry.Metric{
+		{Name: "otelcol_tenant_auth_requests", Unit: "{request}", Attrs: []string{"result"}, Counter: &a.requests,
+			Description: "Authentication attempts by result (ok, missing, invalid, wrong_scope, throttled, credentials_unavailable)."},
+		{Name: "otelcol_tenant_auth_reloads", Unit: "{reload}", Attrs: []string{"result"}, Counter: &a.reloads,
+			Description: "Credentials file loads that changed something, or failed, by result (ok, failed)."},
+		{Name: "otelcol_tenant_auth_refused_payloads", Unit: "{request}", Attrs: []string{"reason"}, Counter: &a.refused,
+			Description: "Requests refused before decoding, by reason (too_deep, too_many, malformed; retryably: busy, queues_full)."},
+		{Name: "otelcol_tenant_auth_credentials_stale", Unit: "s", Observe: func(observe telemetry.Observer) {
+			if a.creds != nil {
+				observe(int64(a.creds.FailingFor() / time.Second))
+			}
+		}, Description: "How long the credentials file has failed to load (0 while it loads); past credentials_max_stale every request is refused, retryably."},
+	}
 }
 
 // check authenticates the credential in headers from source, counting and

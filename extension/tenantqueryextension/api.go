@@ -129,7 +129,7 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 	defer cancel()
 	ans, err := s.forward(qctx, ep, r.Method, storePath, tenant, params)
 	stopClock()
-	epAttr := metric.WithAttributeSet(attribute.NewSet(attribute.String("tenant", tenant), attribute.String("endpoint", ep.name)))
+	epAttr := s.tel.tenancy.With(tenant, attribute.String("endpoint", ep.name))
 	s.tel.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributeSet(attribute.NewSet(attribute.String("endpoint", ep.name))))
 	if err != nil {
 		var mem errAnswerMemory
@@ -155,8 +155,7 @@ func (s *queryServer) serveAPI(w http.ResponseWriter, r *http.Request, ep *endpo
 		return
 	}
 	defer ans.release()
-	s.tel.queries.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attribute.String("tenant", tenant),
-		attribute.String("endpoint", ep.name), attribute.Int("status", ans.status))))
+	s.tel.queries.Add(ctx, 1, s.tel.tenancy.With(tenant, attribute.String("endpoint", ep.name), attribute.Int("status", ans.status)))
 	if ans.status >= 500 {
 		s.tel.errors.Add(ctx, 1, epAttr)
 	}

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenanttemplate"
 )
@@ -51,6 +52,8 @@ type Config struct {
 	// the read key, and whose page the UI shows at /alerts/; empty: no
 	// alerting here.
 	Alerts string `mapstructure:"alerts"`
+	// Telemetry says whether the extension's own metrics carry the tenant.
+	Telemetry telemetry.Tenancy `mapstructure:"telemetry"`
 }
 
 // FailureLimit is the per-address budget of failed keys and logins.

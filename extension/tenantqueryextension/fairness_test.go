@@ -31,6 +31,7 @@ func TestAnswerMemoryIsBoundedPerTenant(t *testing.T) {
 		c.Store.MaxResponseBytes = 2 << 20
 		c.Limits.MaxAnswerBytes = 2 << 20
 		c.Limits.MaxAnswerBytesTotal = 4 << 20
+		c.Telemetry.PerTenant = true // as config/gateway.yaml: who was refused
 	})
 	hold := make(chan struct{})
 	var held atomic.Int32
@@ -388,7 +389,7 @@ func TestKeyLastUseIsRecorded(t *testing.T) {
 	ts := newTestServer(t, nil)
 	before := time.Now().Unix()
 	require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme)).Code)
-	got := telemetrytest.Int64(ts.metrics, "otelcol_tenant_query_key_last_used", map[string]string{"tenant": "acme", "key_id": "acme-grafana"})
+	got := telemetrytest.Int64(ts.metrics, "otelcol_tenant_query_key_last_used", map[string]string{"key_id": "acme-grafana"})
 	require.GreaterOrEqual(t, got, before)
 	require.Zero(t, telemetrytest.Int64(ts.metrics, "otelcol_tenant_query_key_last_used", map[string]string{"key_id": "globex-grafana"}))
 	var logged bool

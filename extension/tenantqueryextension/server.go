@@ -25,7 +25,7 @@ type queryServer struct {
 	cfg    *Config
 	set    component.TelemetrySettings
 	logger *zap.Logger
-	tel    *telemetry
+	tel    *tel
 
 	creds    *credentials.File
 	tmpl     storeTemplates
@@ -53,10 +53,6 @@ type queryServer struct {
 var _ extension.Extension = (*queryServer)(nil)
 
 func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer, error) {
-	tel, err := newTelemetry(set)
-	if err != nil {
-		return nil, err
-	}
 	tmpl, errs := cfg.Store.parseTemplates()
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -65,24 +61,26 @@ func newQueryServer(cfg *Config, set component.TelemetrySettings) (*queryServer,
 		cfg:      cfg,
 		set:      set,
 		logger:   set.Logger,
-		tel:      tel,
 		tmpl:     tmpl,
 		limits:   newTenantLimits(cfg.Limits),
 		answers:  newAnswerBudget(cfg.Limits.MaxAnswerBytes, cfg.Limits.MaxAnswerBytesTotal),
 		failures: failthrottle.New(cfg.FailureLimit.PerMinute, cfg.FailureLimit.TrackedSources),
 		anonLog:  periodic.Every{Interval: 10 * time.Second},
 	}
-	s.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, tel.reloaded).
-		WithMaxStale(cfg.CredentialsMaxStale).WithHealth(s.reportCredentialsHealth)
 	if cfg.UI.Enabled {
 		s.sessions = newSessions(cfg.UI.SessionTTL, cfg.UI.MaxSessions, cfg.UI.MaxSessionsPerTenant)
+		var err error
 		if s.ui, err = newUIAssets(cfg.UI.Timezone, cfg.Events.ClientConfig.Endpoint != ""); err != nil {
 			return nil, err
 		}
 	}
-	if err := tel.gauges(set, s.answers, s.sessions); err != nil {
+	tel, err := newTelemetry(set, cfg.Telemetry, s.answers, s.sessions)
+	if err != nil {
 		return nil, err
 	}
+	s.tel = tel
+	s.creds = credentials.NewFile(cfg.CredentialsFile, cfg.ReloadInterval, set.Logger, tel.reloaded).
+		WithMaxStale(cfg.CredentialsMaxStale).WithHealth(s.reportCredentialsHealth)
 	return s, nil
 }
 
@@ -171,7 +169,7 @@ func (s *queryServer) Shutdown(ctx context.Context) error {
 		s.usage.shutdown(ctx)
 	}
 	s.creds.Stop()
-	return err
+	return errors.Join(err, s.tel.unregister())
 }
 
 // ServeHTTP routes a request: the read API (under /api/v1 and, for vmui,

@@ -11,11 +11,13 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/otelcol-gpu/otelcol-gpu/extension/tenantqueryextension/internal/metadata"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 )
 
-// telemetry is the extension's own metrics: per tenant, what it asked, what
-// was refused and what failed.
-type telemetry struct {
+// tel is the extension's own metrics: what tenants asked, what was
+// refused and what failed (by tenant with telemetry.per_tenant).
+type tel struct {
+	tenancy  telemetry.Tenancy
 	queries  metric.Int64Counter
 	refused  metric.Int64Counter
 	errors   metric.Int64Counter
@@ -23,52 +25,62 @@ type telemetry struct {
 	reloads  metric.Int64Counter
 
 	usageSent, usageDropped metric.Int64Counter
-
 	// keysUsed is each read key's last use (unix seconds), by tenant and
 	// key id: bounded by the keys the credentials file has held.
-	keysUsed sync.Map // keyUse -> *atomic.Int64
+	keysUsed   sync.Map // keyUse -> *atomic.Int64
+	unregister func() error
 }
 
 type keyUse struct{ tenant, id string }
 
-// gauges registers the observed instruments: each key's last use, the
-// answer memory held, and the browser sessions.
-func (t *telemetry) gauges(set component.TelemetrySettings, answers *answerBudget, sessions *sessions) error {
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	lastUsed, err := meter.Int64ObservableGauge("otelcol_tenant_query_key_last_used",
-		metric.WithDescription("When each read key was last used (unix seconds), by tenant and key_id: keys no one uses any more are candidates for revocation."), metric.WithUnit("s"))
-	if err != nil {
-		return err
+// metrics is the extension's own metrics (the README's table is rendered
+// from it); the gauges read answers and sessions (nil: none) when
+// collected.
+func (t *tel) metrics(answers *answerBudget, sessions *sessions) []telemetry.Metric {
+	return []telemetry.Metric{
+		{Name: "otelcol_tenant_query_queries", Unit: "{query}", Attrs: []string{telemetry.TenantAttr, "endpoint", "status"}, Counter: &t.queries,
+			Description: "Queries forwarded to the store, by endpoint and the store's status code."},
+		{Name: "otelcol_tenant_query_refused", Unit: "{request}", Attrs: []string{telemetry.TenantAttr, "reason"}, Counter: &t.refused,
+			Description: "Requests refused before the store, by reason (the tenant is empty when unauthenticated)."},
+		{Name: "otelcol_tenant_query_errors", Unit: "{query}", Attrs: []string{telemetry.TenantAttr, "endpoint"}, Counter: &t.errors,
+			Description: "Queries the store failed (unreachable, 5xx, answer too large), by endpoint."},
+		{Name: "otelcol_tenant_query_duration", Unit: "s", Attrs: []string{"endpoint"}, Histogram: &t.duration,
+			Buckets:     []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+			Description: "Time from a query's arrival to its answer, by endpoint."},
+		{Name: "otelcol_tenant_query_reloads", Unit: "{reload}", Attrs: []string{"result"}, Counter: &t.reloads,
+			Description: "Credentials file loads by result (ok, failed)."},
+		{Name: "otelcol_tenant_query_usage_events_sent", Unit: "{event}", Counter: &t.usageSent,
+			Description: "Read events (one per answered query) the event store took, for the read meters."},
+		{Name: "otelcol_tenant_query_usage_events_dropped", Unit: "{event}", Attrs: []string{"reason"}, Counter: &t.usageDropped,
+			Description: "Read events lost, by reason: full (the usage log, with on_full: drop), write_error (with on_full: drop), torn (cut short by a crash), corrupt (not JSON). Reads that go unbilled."},
+		{Name: "otelcol_tenant_query_key_last_used", Unit: "s", Attrs: []string{telemetry.TenantAttr, "key_id"}, Observe: t.observeKeys,
+			Description: "When each read key was last used (unix seconds), by key_id: keys no one uses any more are candidates for revocation."},
+		{Name: "otelcol_tenant_query_answer_bytes", Unit: "By", Observe: func(observe telemetry.Observer) {
+			if answers != nil {
+				_, total := answers.inUse("")
+				observe(total)
+			}
+		}, Description: "Bytes of store answers held in memory now, all tenants (limits.max_answer_bytes_total bounds it)."},
+		{Name: "otelcol_tenant_query_sessions", Unit: "{session}", Observe: func(observe telemetry.Observer) {
+			if sessions != nil {
+				observe(int64(sessions.len()))
+			}
+		}, Description: "Browser sessions held (ui.max_sessions bounds them)."},
 	}
-	held, err := meter.Int64ObservableGauge("otelcol_tenant_query_answer_bytes",
-		metric.WithDescription("Bytes of store answers held in memory now, all tenants (limits.max_answer_bytes_total bounds it)."), metric.WithUnit("By"))
-	if err != nil {
-		return err
-	}
-	live, err := meter.Int64ObservableGauge("otelcol_tenant_query_sessions",
-		metric.WithDescription("Browser sessions held (ui.max_sessions bounds them)."), metric.WithUnit("{session}"))
-	if err != nil {
-		return err
-	}
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		t.keysUsed.Range(func(k, v any) bool {
-			ku := k.(keyUse)
-			o.ObserveInt64(lastUsed, v.(*atomic.Int64).Load(), metric.WithAttributeSet(attribute.NewSet(
-				attribute.String("tenant", ku.tenant), attribute.String("key_id", ku.id))))
-			return true
-		})
-		_, total := answers.inUse("")
-		o.ObserveInt64(held, total)
-		if sessions != nil {
-			o.ObserveInt64(live, int64(sessions.len()))
-		}
-		return nil
-	}, lastUsed, held, live)
-	return err
+}
+
+// observeKeys reports each key's last use: a key id is unique across
+// tenants, so it needs the tenant only with per_tenant.
+func (t *tel) observeKeys(observe telemetry.Observer) {
+	t.keysUsed.Range(func(k, v any) bool {
+		ku := k.(keyUse)
+		observe(v.(*atomic.Int64).Load(), t.tenancy.With(ku.tenant, attribute.String("key_id", ku.id)))
+		return true
+	})
 }
 
 // keyUsed records a read key's use.
-func (t *telemetry) keyUsed(tenant, id string, at time.Time) {
+func (t *tel) keyUsed(tenant, id string, at time.Time) {
 	k := keyUse{tenant, id}
 	v, ok := t.keysUsed.Load(k)
 	if !ok {
@@ -77,48 +89,21 @@ func (t *telemetry) keyUsed(tenant, id string, at time.Time) {
 	v.(*atomic.Int64).Store(at.Unix())
 }
 
-func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	var t telemetry
-	var err error
-	if t.queries, err = meter.Int64Counter("otelcol_tenant_query_queries",
-		metric.WithDescription("Queries forwarded to the store, by tenant, endpoint and the store's status code."), metric.WithUnit("{query}")); err != nil {
+func newTelemetry(set component.TelemetrySettings, tenancy telemetry.Tenancy, answers *answerBudget, sessions *sessions) (*tel, error) {
+	t := &tel{tenancy: tenancy}
+	unregister, err := telemetry.Register(set, metadata.ScopeName, t.metrics(answers, sessions))
+	if err != nil {
 		return nil, err
 	}
-	if t.refused, err = meter.Int64Counter("otelcol_tenant_query_refused",
-		metric.WithDescription("Requests refused before the store, by tenant (empty when unauthenticated) and reason."), metric.WithUnit("{request}")); err != nil {
-		return nil, err
-	}
-	if t.errors, err = meter.Int64Counter("otelcol_tenant_query_errors",
-		metric.WithDescription("Queries the store failed (unreachable, 5xx, answer too large), by tenant and endpoint."), metric.WithUnit("{query}")); err != nil {
-		return nil, err
-	}
-	if t.usageSent, err = meter.Int64Counter("otelcol_tenant_query_usage_events_sent",
-		metric.WithDescription("Read events (one per answered query) the event store took, for the read meters."), metric.WithUnit("{event}")); err != nil {
-		return nil, err
-	}
-	if t.usageDropped, err = meter.Int64Counter("otelcol_tenant_query_usage_events_dropped",
-		metric.WithDescription("Read events lost, by reason: full (the usage log, with on_full: drop), write_error (with on_full: drop), torn (cut short by a crash), corrupt (not JSON). Reads that go unbilled."), metric.WithUnit("{event}")); err != nil {
-		return nil, err
-	}
-	if t.duration, err = meter.Float64Histogram("otelcol_tenant_query_duration",
-		metric.WithDescription("Time from a query's arrival to its answer, by endpoint."), metric.WithUnit("s"),
-		metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)); err != nil {
-		return nil, err
-	}
-	if t.reloads, err = meter.Int64Counter("otelcol_tenant_query_reloads",
-		metric.WithDescription("Credentials file loads by result (ok, failed)."), metric.WithUnit("{reload}")); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	t.unregister = unregister
+	return t, nil
 }
 
-func (t *telemetry) refuse(ctx context.Context, tenant, reason string) {
-	t.refused.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(
-		attribute.String("tenant", tenant), attribute.String("reason", reason))))
+func (t *tel) refuse(ctx context.Context, tenant, reason string) {
+	t.refused.Add(ctx, 1, t.tenancy.With(tenant, attribute.String("reason", reason)))
 }
 
-func (t *telemetry) reloaded(ok bool) {
+func (t *tel) reloaded(ok bool) {
 	result := "ok"
 	if !ok {
 		result = "failed"

@@ -48,7 +48,7 @@ type usageRecorder struct {
 	dir      string
 	log      *usageLog
 	logger   *zap.Logger
-	tel      *telemetry
+	tel      *tel
 	warnKeep periodic.Every
 	warnSend periodic.Every
 
@@ -57,7 +57,7 @@ type usageRecorder struct {
 	done   chan struct{}
 }
 
-func newUsageRecorder(cfg UsageEventsConfig, client *http.Client, logger *zap.Logger, tel *telemetry) (*usageRecorder, error) {
+func newUsageRecorder(cfg UsageEventsConfig, client *http.Client, logger *zap.Logger, tel *tel) (*usageRecorder, error) {
 	log, rec, err := openUsageLog(cfg.Directory, cfg.MaxBytes)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configopaque"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 )
 
@@ -88,6 +89,9 @@ type Config struct {
 	ReservedRenamePrefix string `mapstructure:"reserved_rename_prefix"`
 	// Timestamps bounds the data points' timestamps (metrics).
 	Timestamps TimestampsConfig `mapstructure:"timestamps"`
+	// Telemetry says whether the processor's own metrics carry the tenant
+	// (gateway mode: the authenticated tenant).
+	Telemetry telemetry.Tenancy `mapstructure:"telemetry"`
 }
 
 // TimestampsConfig is the window of data point timestamps the gateway

@@ -50,7 +50,7 @@ func TestGatewayEnforcesTheAuthenticatedTenant(t *testing.T) {
 				p := newPipeline(t, gatewayConfig(OnMismatchOverride)).mustStart(t)
 				require.NoError(t, sig.send(authedCtx("acme"), p, defaultAttribute, tc.claims))
 				require.Equal(t, tc.override, sig.got(p, defaultAttribute))
-				require.Equal(t, tc.mismatched, counter(t, p.tel, "otelcol_processor_tenant_mismatched_resources", map[string]string{"tenant": "acme"}))
+				require.Equal(t, tc.mismatched, counter(t, p.tel, "otelcol_processor_tenant_mismatched_resources", nil))
 
 				// reject: a request with any mismatch is refused whole, permanently.
 				r := newPipeline(t, gatewayConfig(OnMismatchReject)).mustStart(t)
@@ -134,4 +134,23 @@ func TestCustomAttribute(t *testing.T) {
 	require.NoError(t, p.metrics.ConsumeMetrics(authedCtx("acme"), buildMetrics("customer", []any{"globex", noAttr{}})))
 	require.Equal(t, []any{"acme", "acme"}, signals[0].got(p, "customer"))
 	require.Equal(t, []any{noAttr{}, noAttr{}}, signals[0].got(p, defaultAttribute))
+}
+
+// The tenant is on the processor's own metrics only with
+// telemetry.per_tenant: off, a gateway's series do not grow with its
+// tenants.
+func TestOwnMetricsCarryTheTenantOnlyWhenAskedTo(t *testing.T) {
+	for _, perTenant := range []bool{false, true} {
+		cfg := gatewayConfig(OnMismatchOverride)
+		cfg.Telemetry.PerTenant = perTenant
+		p := newPipeline(t, cfg).mustStart(t)
+		require.NoError(t, signals[0].send(authedCtx("acme"), p, defaultAttribute, []any{"globex"}))
+		require.Equal(t, int64(1), counter(t, p.tel, "otelcol_processor_tenant_mismatched_resources", nil))
+		tagged := counter(t, p.tel, "otelcol_processor_tenant_mismatched_resources", map[string]string{"tenant": "acme"})
+		if perTenant {
+			require.Equal(t, int64(1), tagged)
+		} else {
+			require.Zero(t, tagged, "no tenant attribute")
+		}
+	}
 }

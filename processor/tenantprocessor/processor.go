@@ -2,7 +2,6 @@ package tenantprocessor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/tenantid"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
 	"github.com/otelcol-gpu/otelcol-gpu/processor/tenantprocessor/internal/metadata"
@@ -113,34 +113,40 @@ type tenantProcessor struct {
 }
 
 func newTenantProcessor(cfg *Config, set component.TelemetrySettings) (*tenantProcessor, error) {
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
 	p := &tenantProcessor{
 		cfg: cfg, logger: set.Logger, like: newLookalikes(cfg), reserved: newReservedNames(cfg), now: time.Now,
 		mismatchLog: periodic.Every{Interval: warnLogEvery},
 		renameLog:   periodic.Every{Interval: warnLogEvery},
 		windowLog:   periodic.Every{Interval: warnLogEvery},
 	}
-	var errs [6]error
-	p.untagged, errs[0] = meter.Int64Counter("otelcol_processor_tenant_untagged_resources",
-		metric.WithDescription("Resources an agent forwarded without a tenant because none was known yet."), metric.WithUnit("{resource}"))
-	p.mismatches, errs[1] = meter.Int64Counter("otelcol_processor_tenant_mismatched_resources",
-		metric.WithDescription("Resources whose payload claimed a tenant other than the authenticated one, by authenticated tenant."), metric.WithUnit("{resource}"))
-	p.refused, errs[2] = meter.Int64Counter("otelcol_processor_tenant_refused_requests",
-		metric.WithDescription("Requests refused by the gateway, by reason (no_auth, no_instance, mismatch, out_of_window)."), metric.WithUnit("{request}"))
-	p.removed, errs[3] = meter.Int64Counter("otelcol_processor_tenant_removed_attributes",
-		metric.WithDescription("Attributes named like the tenant or the VM attribute that the gateway removed (on scopes, data points, log records, spans; "+
-			"look-alikes on resources), by authenticated tenant."), metric.WithUnit("{attribute}"))
-	p.renamed, errs[4] = meter.Int64Counter("otelcol_processor_tenant_renamed_metrics",
-		metric.WithDescription("Customer metrics whose name began with a reserved prefix, renamed by the gateway."), metric.WithUnit("{metric}"))
-	p.refusedPoints, errs[5] = meter.Int64Counter("otelcol_processor_tenant_refused_points",
-		metric.WithDescription("Data points the gateway removed for a timestamp outside its window, by reason (too_old, too_new)."), metric.WithUnit("{datapoint}"))
-	if err := errors.Join(errs[:]...); err != nil {
+	// The counters live as long as the process's meter: nothing observed
+	// to unregister.
+	if _, err := telemetry.Register(set, metadata.ScopeName, p.metrics()); err != nil {
 		return nil, err
 	}
 	if cfg.Mode == ModeAgent {
 		p.source = newTenantSource(cfg)
 	}
 	return p, nil
+}
+
+// metrics is the processor's own metrics (the README's table is rendered
+// from it).
+func (p *tenantProcessor) metrics() []telemetry.Metric {
+	return []telemetry.Metric{
+		{Name: "otelcol_processor_tenant_untagged_resources", Unit: "{resource}", Counter: &p.untagged,
+			Description: "Resources an agent forwarded without a tenant because none was known yet."},
+		{Name: "otelcol_processor_tenant_mismatched_resources", Unit: "{resource}", Attrs: []string{telemetry.TenantAttr}, Counter: &p.mismatches,
+			Description: "Resources whose payload claimed a tenant other than the authenticated one (the authenticated tenant)."},
+		{Name: "otelcol_processor_tenant_refused_requests", Unit: "{request}", Attrs: []string{"reason"}, Counter: &p.refused,
+			Description: "Requests refused by the gateway, by reason (no_auth, no_instance, mismatch, out_of_window)."},
+		{Name: "otelcol_processor_tenant_removed_attributes", Unit: "{attribute}", Attrs: []string{telemetry.TenantAttr}, Counter: &p.removed,
+			Description: "Attributes named like the tenant or the VM attribute that the gateway removed (on scopes, data points, log records, spans; look-alikes on resources)."},
+		{Name: "otelcol_processor_tenant_renamed_metrics", Unit: "{metric}", Counter: &p.renamed,
+			Description: "Customer metrics whose name began with a reserved prefix, renamed by the gateway."},
+		{Name: "otelcol_processor_tenant_refused_points", Unit: "{datapoint}", Attrs: []string{"reason"}, Counter: &p.refusedPoints,
+			Description: "Data points the gateway removed for a timestamp outside its window, by reason (too_old, too_new)."},
+	}
 }
 
 // Start resolves the agent's identity: the source, else the cache file. With
@@ -356,11 +362,11 @@ func (p *tenantProcessor) enforce(ctx context.Context, rs resources, tally *scru
 		rs.below(i, p.like, tenant, tally)
 	}
 	if tally.removed > 0 {
-		p.removed.Add(ctx, int64(tally.removed), metric.WithAttributes(attribute.String("tenant", tenant)))
+		p.removed.Add(ctx, int64(tally.removed), p.cfg.Telemetry.With(tenant))
 	}
 	if mismatched > 0 || tally.claims > 0 {
 		if mismatched > 0 {
-			p.mismatches.Add(ctx, int64(mismatched), metric.WithAttributes(attribute.String("tenant", tenant)))
+			p.mismatches.Add(ctx, int64(mismatched), p.cfg.Telemetry.With(tenant))
 		}
 		p.logMismatch(from, claim, mismatched, tally.claims)
 		if p.cfg.OnMismatch == OnMismatchReject {

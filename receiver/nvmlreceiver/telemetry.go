@@ -2,7 +2,6 @@ package nvmlreceiver
 
 import (
 	"context"
-	"errors"
 	"strconv"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -10,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 	"github.com/otelcol-gpu/otelcol-gpu/receiver/nvmlreceiver/internal/metadata"
 )
 
@@ -21,22 +21,28 @@ type receiverTelemetry struct {
 	xidDropped     metric.Int64Counter
 }
 
+// metrics is the receiver's own metrics (the README's table is rendered
+// from it).
+func (t *receiverTelemetry) metrics() []telemetry.Metric {
+	return []telemetry.Metric{
+		{Name: "otelcol_receiver_nvml_scrape_duration", Unit: "s", Histogram: &t.scrapeDuration,
+			Buckets:     []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+			Description: "Wall time of one scrape of every GPU."},
+		{Name: "otelcol_receiver_nvml_errors", Unit: "{call}", Attrs: []string{"function", "code"}, Counter: &t.nvmlErrors,
+			Description: "NVML calls that failed, by function and return code."},
+		{Name: "otelcol_receiver_nvml_devices", Unit: "{device}", Attrs: []string{"state"}, Gauge: &t.devices,
+			Description: "GPUs seen, by state: reporting, lost (fell off the bus, awaiting reset) or hung (NVML call did not return)."},
+		{Name: "otelcol_receiver_nvml_xid_records_dropped", Unit: "{record}", Counter: &t.xidDropped,
+			Description: "XID events not sent as log records because of the per-interval bound (they are still counted in hw.errors)."},
+	}
+}
+
 func newReceiverTelemetry(set component.TelemetrySettings) (*receiverTelemetry, error) {
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
 	var t receiverTelemetry
-	var errs [4]error
-	t.scrapeDuration, errs[0] = meter.Float64Histogram("otelcol_receiver_nvml_scrape_duration",
-		metric.WithDescription("Wall time of one scrape of every GPU."), metric.WithUnit("s"),
-		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-	t.nvmlErrors, errs[1] = meter.Int64Counter("otelcol_receiver_nvml_errors",
-		metric.WithDescription("NVML calls that failed, by function and return code."), metric.WithUnit("{call}"))
-	t.devices, errs[2] = meter.Int64Gauge("otelcol_receiver_nvml_devices",
-		metric.WithDescription("GPUs seen, by state: reporting, lost (fell off the bus, awaiting reset) or hung (NVML call did not return)."),
-		metric.WithUnit("{device}"))
-	t.xidDropped, errs[3] = meter.Int64Counter("otelcol_receiver_nvml_xid_records_dropped",
-		metric.WithDescription("XID events not sent as log records because of the per-interval bound (they are still counted in hw.errors)."),
-		metric.WithUnit("{record}"))
-	return &t, errors.Join(errs[:]...)
+	if _, err := telemetry.Register(set, metadata.ScopeName, t.metrics()); err != nil {
+		return nil, err
+	}
+	return &t, nil
 }
 
 func (t *receiverTelemetry) nvmlError(function string, ret nvml.Return) {

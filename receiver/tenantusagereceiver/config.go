@@ -9,6 +9,8 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/confighttp"
+
+	owntel "github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 )
 
 // Config is the tenant_usage receiver's configuration.
@@ -37,6 +39,8 @@ type Config struct {
 	Concurrency int `mapstructure:"concurrency"`
 	// Crosscheck compares each closed hour with the gateways' own counters.
 	Crosscheck CrosscheckConfig `mapstructure:"crosscheck"`
+	// Telemetry says whether the receiver's own metrics carry the tenant.
+	Telemetry owntel.Tenancy `mapstructure:"telemetry"`
 	// Decreases is what a recheck that finds less than was billed does:
 	// hold (log it, count it, keep it in the ledger for review; the bill
 	// stands) or credit (send a negative adjustment).

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/extension/xextension/storage"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/otelcol-gpu/otelcol-gpu/internal/usage"
@@ -59,6 +57,7 @@ var counterNames = map[string]string{
 // gateway's Prometheus text exposition.
 func parseGatewayMetrics(r io.Reader) (gatewayCounts, error) {
 	out := gatewayCounts{}
+	untenanted := ""
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -77,6 +76,9 @@ func parseGatewayMetrics(r io.Reader) (gatewayCounts, error) {
 			continue
 		}
 		labels := parseLabels(line[open+1 : closeIdx])
+		if _, ok := labels["tenant"]; !ok {
+			untenanted = name
+		}
 		if labels["signal"] != "metrics" || labels["tenant"] == "" {
 			continue
 		}
@@ -98,6 +100,9 @@ func parseGatewayMetrics(r io.Reader) (gatewayCounts, error) {
 			c.Queued += v
 		}
 		out[labels["tenant"]] = c
+	}
+	if untenanted != "" && len(out) == 0 {
+		return nil, fmt.Errorf("%s carries no tenant: the gateway's tenant_otlp_http needs telemetry.per_tenant: true for the cross-check", untenanted)
 	}
 	return out, sc.Err()
 }
@@ -257,8 +262,18 @@ func (r *usageReceiver) crosscheck(ctx context.Context, hour time.Time, recs []u
 			return []*storage.Operation{storage.DeleteOperation(snapshotKey(hour))}
 		}
 	}
-	for _, d := range compare(snaps[0], snaps[1], recs, r.cfg.Crosscheck.Tolerance) {
-		r.tel.crossDiff.Record(ctx, int64(d.Difference), metric.WithAttributeSet(attribute.NewSet(attribute.String("tenant", d.Tenant))))
+	diffs := compare(snaps[0], snaps[1], recs, r.cfg.Crosscheck.Tolerance)
+	total := 0.0
+	for _, d := range diffs {
+		if r.tel.tenancy.PerTenant {
+			r.tel.crossDiff.Record(ctx, int64(d.Difference), r.tel.tenancy.With(d.Tenant))
+		}
+		total += d.Difference
+	}
+	if !r.tel.tenancy.PerTenant {
+		r.tel.crossDiff.Record(ctx, int64(total))
+	}
+	for _, d := range diffs {
 		if d.Unexplained {
 			r.logger.Warn("usage cross-check: the gateways' counters and the store differ beyond the tolerance",
 				zap.String("hour", hour.Format(usage.HourLayout)), zap.String("tenant", d.Tenant),

@@ -36,6 +36,10 @@ func TestParseGatewayMetrics(t *testing.T) {
 	}, c, "the metrics signal only, both spellings, escaped label values")
 	_, err = parseGatewayMetrics(strings.NewReader(`otelcol_exporter_tenant_sent_items{signal="metrics",tenant="a"} many`))
 	assert.ErrorContains(t, err, `value "many"`)
+	// A gateway whose exporter counts without the tenant cannot be
+	// cross-checked: said, not read as zero for every tenant.
+	_, err = parseGatewayMetrics(strings.NewReader(`otelcol_exporter_tenant_sent_items{signal="metrics"} 1000` + "\n"))
+	assert.ErrorContains(t, err, "telemetry.per_tenant: true")
 }
 
 func TestCompare(t *testing.T) {

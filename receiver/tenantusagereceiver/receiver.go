@@ -64,7 +64,7 @@ type computer interface {
 }
 
 func newReceiver(cfg *Config, set receiver.Settings, next consumer.Metrics) (*usageReceiver, error) {
-	tel, err := newTelemetry(set.TelemetrySettings)
+	tel, err := newTelemetry(set.TelemetrySettings, cfg.Telemetry)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/otel/metric"
 
+	owntel "github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 	"github.com/otelcol-gpu/otelcol-gpu/receiver/tenantusagereceiver/internal/metadata"
 )
 
@@ -19,39 +20,38 @@ type telemetry struct {
 	// every hour; held the decreases a recheck found and did not send.
 	deferred metric.Int64Gauge
 	held     metric.Int64Counter
+	tenancy  owntel.Tenancy
 }
 
-func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	var t telemetry
-	var err error
-	if t.hours, err = meter.Int64Counter("otelcol_receiver_usage_hours_closed",
-		metric.WithDescription("Hours whose usage records were computed and handed to the pipeline."), metric.WithUnit("{hour}")); err != nil {
+// metrics is the receiver's own metrics (the README's table is rendered
+// from it).
+func (t *telemetry) metrics() []telemetryMetric {
+	return []telemetryMetric{
+		{Name: "otelcol_receiver_usage_hours_closed", Unit: "{hour}", Counter: &t.hours,
+			Description: "Hours whose usage records were computed and handed to the pipeline."},
+		{Name: "otelcol_receiver_usage_records", Unit: "{record}", Counter: &t.records,
+			Description: "Usage records (and adjustment records) handed to the pipeline, re-emissions included."},
+		{Name: "otelcol_receiver_usage_failures", Unit: "{cycle}", Counter: &t.failures,
+			Description: "Cycles that failed (a store unreachable, the pipeline refusing) and will be tried again."},
+		{Name: "otelcol_receiver_usage_hour_duration", Unit: "s", Histogram: &t.duration,
+			Description: "Time to compute and emit one hour's records for every tenant."},
+		{Name: "otelcol_receiver_usage_crosscheck_difference", Unit: "{data_point}", Attrs: []string{owntel.TenantAttr}, Gauge: &t.crossDiff,
+			Description: "The last closed hour's data points the gateways counted as delivered less those the store holds: all tenants' sum, or each tenant's with per_tenant."},
+		{Name: "otelcol_receiver_usage_deferred_tenants", Unit: "{tenant}", Gauge: &t.deferred,
+			Description: "Tenant-hours whose meters could not be computed (their own queries fail) and are not billed yet; alert when not 0 for long."},
+		{Name: "otelcol_receiver_usage_decreases_held", Unit: "{record}", Counter: &t.held,
+			Description: "Meters a recheck found below what was billed, held for review instead of refunded (decreases: hold)."},
+	}
+}
+
+type telemetryMetric = owntel.Metric
+
+// newTelemetry creates the instruments (they live as long as the meter:
+// nothing observed to unregister).
+func newTelemetry(set component.TelemetrySettings, tenancy owntel.Tenancy) (*telemetry, error) {
+	t := &telemetry{tenancy: tenancy}
+	if _, err := owntel.Register(set, metadata.ScopeName, t.metrics()); err != nil {
 		return nil, err
 	}
-	if t.records, err = meter.Int64Counter("otelcol_receiver_usage_records",
-		metric.WithDescription("Usage records (and adjustment records) handed to the pipeline, re-emissions included."), metric.WithUnit("{record}")); err != nil {
-		return nil, err
-	}
-	if t.failures, err = meter.Int64Counter("otelcol_receiver_usage_failures",
-		metric.WithDescription("Cycles that failed (a store unreachable, the pipeline refusing) and will be tried again."), metric.WithUnit("{cycle}")); err != nil {
-		return nil, err
-	}
-	if t.duration, err = meter.Float64Histogram("otelcol_receiver_usage_hour_duration",
-		metric.WithDescription("Time to compute and emit one hour's records for every tenant."), metric.WithUnit("s")); err != nil {
-		return nil, err
-	}
-	if t.crossDiff, err = meter.Int64Gauge("otelcol_receiver_usage_crosscheck_difference",
-		metric.WithDescription("The last closed hour's data points the gateways counted as delivered less those the store holds, by tenant."), metric.WithUnit("{data_point}")); err != nil {
-		return nil, err
-	}
-	if t.deferred, err = meter.Int64Gauge("otelcol_receiver_usage_deferred_tenants",
-		metric.WithDescription("Tenant-hours whose meters could not be computed (their own queries fail) and are not billed yet; alert when not 0 for long."), metric.WithUnit("{tenant}")); err != nil {
-		return nil, err
-	}
-	if t.held, err = meter.Int64Counter("otelcol_receiver_usage_decreases_held",
-		metric.WithDescription("Meters a recheck found below what was billed, held for review instead of refunded (decreases: hold)."), metric.WithUnit("{record}")); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return t, nil
 }

@@ -1,0 +1,11 @@
+package tenantalertsextension
+
+import (
+	"testing"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/readmetable"
+)
+
+func TestReadmeTelemetryTableMatchesTheCode(t *testing.T) {
+	readmetable.CheckTelemetry(t, (&tel{}).metrics(), "telemetry.go")
+}

@@ -1,0 +1,11 @@
+package tenantqueryextension
+
+import (
+	"testing"
+
+	"github.com/otelcol-gpu/otelcol-gpu/internal/testkit/readmetable"
+)
+
+func TestReadmeTelemetryTableMatchesTheCode(t *testing.T) {
+	readmetable.CheckTelemetry(t, (&tel{}).metrics(nil, nil), "telemetry.go")
+}
