@@ -196,7 +196,7 @@ func ownMetric(t *testing.T, metricsPort int, name string) float64 {
 	_ = resp.Body.Close()
 	require.NoError(t, err)
 	total := 0.0
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:_[a-z]+)?(?:_total)?\{[^}]*\} ([0-9.e+]+)$`)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:_[a-z]+)?(?:_total)?(?:\{[^}]*\})? ([0-9.e+]+)$`)
 	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
 		v, err := strconv.ParseFloat(m[1], 64)
 		require.NoError(t, err)
