@@ -73,9 +73,10 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	if r.eof {
 		return 0, io.EOF
 	}
-	if r.closed.Load() {
+	if !r.hold() {
 		return 0, errBodyClosed
 	}
+	defer r.b.unref()
 	n, err := r.r.Read(p)
 	if err == io.EOF {
 		// What was read is in p already: the buffer is not needed again.
@@ -83,6 +84,38 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 		r.finish()
 	}
 	return n, err
+}
+
+// WriteTo writes what is left of the body to w, so that io.Copy (net/http's
+// body copy, confighttp's compression) needs no buffer of its own: 32 KiB
+// allocated per request otherwise, 5% of what the gateway allocates.
+func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
+	if r.eof {
+		return 0, nil
+	}
+	if !r.hold() {
+		return 0, errBodyClosed
+	}
+	defer r.b.unref()
+	n, err := r.r.WriteTo(w)
+	if err == nil {
+		r.eof = true
+		r.finish()
+	}
+	return n, err
+}
+
+// hold keeps the buffer for one Read or WriteTo (released with unref): a
+// Close from another goroutine meanwhile (the transport may close a body
+// while its write loop still copies it) then gives the buffer back only
+// once the copy is done, never while it is read. False once closed.
+func (r *bodyReader) hold() bool {
+	r.b.refs.Add(1)
+	if r.closed.Load() {
+		r.b.unref()
+		return false
+	}
+	return true
 }
 
 func (r *bodyReader) Close() error {

@@ -120,3 +120,58 @@ func TestPooledBodiesNeverCarryAnotherTenantsData(t *testing.T) {
 		})
 	}
 }
+
+// io.Copy of a body writes it in one WriteTo (no copy buffer of its own),
+// and a Close while that write is under way (the transport may close a
+// body from another goroutine) gives the buffer back only once the write
+// is done: it is never handed to another request while still being sent.
+func TestABodyIsWrittenWithoutACopyBufferAndKeptUntilTheWriteEnds(t *testing.T) {
+	b := newBody(100)
+	b.data = append(b.data, "0123456789"...)
+	r := b.reader()
+	_, ok := r.(io.WriterTo)
+	require.True(t, ok, "io.Copy uses WriteTo")
+
+	w := &blockingWriter{started: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(w, r)
+		done <- err
+	}()
+	<-w.started
+	require.NoError(t, r.Close())
+	b.done()
+	require.NotNil(t, b.buf, "closed and done, but the write still reads the buffer: not back in the pool")
+	close(w.release)
+	require.NoError(t, <-done)
+	require.Equal(t, "0123456789", string(w.got))
+	require.Nil(t, b.buf, "back in the pool once the write ended")
+
+	// Read after the end, or WriteTo after a close, touch nothing.
+	n, err := r.(io.WriterTo).WriteTo(io.Discard)
+	require.Zero(t, n)
+	require.NoError(t, err, "at its end already")
+	b2 := newBody(100)
+	b2.data = append(b2.data, "abc"...)
+	r2 := b2.reader()
+	require.NoError(t, r2.Close())
+	_, err = r2.(io.WriterTo).WriteTo(io.Discard)
+	require.ErrorIs(t, err, errBodyClosed)
+	b2.done()
+	require.Nil(t, b2.buf)
+}
+
+// blockingWriter holds its first write until released.
+type blockingWriter struct {
+	started, release chan struct{}
+	got              []byte
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	if w.got == nil {
+		close(w.started)
+		<-w.release
+	}
+	w.got = append(w.got, p...)
+	return len(p), nil
+}
