@@ -108,9 +108,23 @@ func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
 // hold keeps the buffer for one Read or WriteTo (released with unref): a
 // Close from another goroutine meanwhile (the transport may close a body
 // while its write loop still copies it) then gives the buffer back only
-// once the copy is done, never while it is read. False once closed.
+// once the copy is done, never while it is read. False once closed. It
+// never counts up from zero: a body whose count reached zero has been
+// given back (once), and a late call on its closed reader must not make
+// it reach zero, and be given back, a second time.
 func (r *bodyReader) hold() bool {
-	r.b.refs.Add(1)
+	for {
+		if r.closed.Load() {
+			return false
+		}
+		n := r.b.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if r.b.refs.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
 	if r.closed.Load() {
 		r.b.unref()
 		return false

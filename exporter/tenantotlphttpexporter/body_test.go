@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,6 +160,34 @@ func TestABodyIsWrittenWithoutACopyBufferAndKeptUntilTheWriteEnds(t *testing.T) 
 	require.ErrorIs(t, err, errBodyClosed)
 	b2.done()
 	require.Nil(t, b2.buf)
+
+	// A late call on the closed reader of a body already given back never
+	// counts it up from zero (it would reach zero, and be given back, again).
+	require.False(t, r2.(*bodyReader).hold())
+	require.Zero(t, b2.refs.Load())
+	_, err = r2.Read(make([]byte, 1))
+	require.ErrorIs(t, err, errBodyClosed)
+	require.Zero(t, b2.refs.Load())
+}
+
+// Readers closed, read and released from several goroutines at once (as
+// the transport's write loop, its closer and the sender do) give each
+// buffer back exactly once: the count never goes below zero.
+func TestABodyIsGivenBackOnceUnderConcurrentUse(t *testing.T) {
+	for range 2000 {
+		b := newBody(64)
+		b.data = append(b.data, "0123456789abcdef"...)
+		r := b.reader()
+		var wg sync.WaitGroup
+		wg.Add(3)
+		go func() { defer wg.Done(); _, _ = io.Copy(io.Discard, r) }()
+		go func() { defer wg.Done(); _ = r.Close() }()
+		go func() { defer wg.Done(); b.done() }()
+		wg.Wait()
+		_, _ = r.Read(make([]byte, 4))
+		require.Zero(t, b.refs.Load())
+		require.Nil(t, b.buf)
+	}
 }
 
 // blockingWriter holds its first write until released.
