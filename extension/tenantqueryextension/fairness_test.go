@@ -386,19 +386,24 @@ func TestEveryAnswerHasNosniffAndCSP(t *testing.T) {
 
 // Each read key's last use is a gauge the operator can find stale keys by.
 func TestKeyLastUseIsRecorded(t *testing.T) {
-	ts := newTestServer(t, nil)
-	before := time.Now().Unix()
-	require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme)).Code)
-	got := telemetrytest.Int64(ts.metrics, "otelcol_tenant_query_key_last_used", map[string]string{"key_id": "acme-grafana"})
-	require.GreaterOrEqual(t, got, before)
-	require.Zero(t, telemetrytest.Int64(ts.metrics, "otelcol_tenant_query_key_last_used", map[string]string{"key_id": "globex-grafana"}))
-	var logged bool
-	for _, e := range ts.logs.FilterMessage("query").All() {
-		if e.ContextMap()["key_id"] == "acme-grafana" {
-			logged = true
+	for _, perTenant := range []bool{false, true} {
+		ts := newTestServer(t, func(c *Config) { c.Telemetry.PerTenant = perTenant })
+		before := time.Now().Unix()
+		require.Equal(t, http.StatusOK, ts.do(http.MethodGet, "/api/v1/query?query=up", "", bearer(keyAcme)).Code)
+		want := map[string]string{"key_id": "acme-grafana"}
+		if perTenant {
+			want["tenant"] = "acme"
 		}
+		require.GreaterOrEqual(t, telemetrytest.Int64(ts.metrics, "otelcol_tenant_query_key_last_used", want), before)
+		require.Zero(t, telemetrytest.Int64(ts.metrics, "otelcol_tenant_query_key_last_used", map[string]string{"key_id": "globex-grafana"}))
+		var logged bool
+		for _, e := range ts.logs.FilterMessage("query").All() {
+			if e.ContextMap()["key_id"] == "acme-grafana" {
+				logged = true
+			}
+		}
+		require.True(t, logged, "the audit line names the key")
 	}
-	require.True(t, logged, "the audit line names the key")
 }
 
 // A credentials file that stops loading keeps the last good keys for

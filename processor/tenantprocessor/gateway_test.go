@@ -15,12 +15,16 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // gatewayConfig is the default gateway without the VM-minute stamp (its
-// extra resource is tested on its own, TestGatewayStampsTheMinuteItSawTheVM).
+// extra resource is tested on its own, TestGatewayStampsTheMinuteItSawTheVM),
+// counting per tenant, so the tests see which tenant each count is
+// charged to (the default, without it, has its own test,
+// TestOwnMetricsCarryTheTenantOnlyWhenAskedTo).
 func gatewayConfig(onMismatch string) *Config {
 	cfg := createDefaultConfig().(*Config)
 	cfg.Mode = ModeGateway
 	cfg.OnMismatch = onMismatch
 	cfg.VMMinutesMetric = ""
+	cfg.Telemetry.PerTenant = true
 	return cfg
 }
 
@@ -50,7 +54,7 @@ func TestGatewayEnforcesTheAuthenticatedTenant(t *testing.T) {
 				p := newPipeline(t, gatewayConfig(OnMismatchOverride)).mustStart(t)
 				require.NoError(t, sig.send(authedCtx("acme"), p, defaultAttribute, tc.claims))
 				require.Equal(t, tc.override, sig.got(p, defaultAttribute))
-				require.Equal(t, tc.mismatched, counter(t, p.tel, "otelcol_processor_tenant_mismatched_resources", nil))
+				require.Equal(t, tc.mismatched, counter(t, p.tel, "otelcol_processor_tenant_mismatched_resources", map[string]string{"tenant": "acme"}))
 
 				// reject: a request with any mismatch is refused whole, permanently.
 				r := newPipeline(t, gatewayConfig(OnMismatchReject)).mustStart(t)

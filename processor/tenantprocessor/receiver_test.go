@@ -148,7 +148,7 @@ func TestThroughTheOTLPReceiverATokenDecidesTheTenant(t *testing.T) {
 	require.NoError(t, g.sendGRPC(t, "token-acme", request("globex", "globex")))
 	require.Equal(t, http.StatusOK, g.sendHTTP(t, "token-acme", request("globex")))
 	require.Equal(t, []any{"acme", "acme", "acme"}, g.landed())
-	require.Equal(t, int64(3), counter(t, g.tel, "otelcol_processor_tenant_mismatched_resources", nil))
+	require.Equal(t, int64(3), counter(t, g.tel, "otelcol_processor_tenant_mismatched_resources", map[string]string{"tenant": "acme"}))
 }
 
 func TestThroughTheOTLPReceiverRejectMode(t *testing.T) {

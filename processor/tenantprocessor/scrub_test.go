@@ -120,7 +120,7 @@ func TestGatewayRemovesAttributesNamedLikeTheTenantAtEveryLevel(t *testing.T) {
 			b, err := c.out(p)
 			require.Equal(t, []string{"tenant.id=acme"}, tenantKeys(t, b, err),
 				"only the resource's own tenant attribute, with the authenticated tenant, is left")
-			require.Equal(t, c.removed, counter(t, p.tel, "otelcol_processor_tenant_removed_attributes", nil))
+			require.Equal(t, c.removed, counter(t, p.tel, "otelcol_processor_tenant_removed_attributes", map[string]string{"tenant": "acme"}))
 			require.True(t, strings.Contains(string(b), "hw.id") || c.name != "metrics", "other attributes stay")
 
 			r := newPipeline(t, gatewayConfig(OnMismatchReject)).mustStart(t)
@@ -141,7 +141,7 @@ func TestAnHonestLookAlikeIsRemovedNotRejected(t *testing.T) {
 	require.NoError(t, r.metrics.ConsumeMetrics(authedCtx("acme"), stampNow(md)))
 	b, err := (&pmetric.JSONMarshaler{}).MarshalMetrics(r.mSink.AllMetrics()[0])
 	require.Equal(t, []string{"tenant.id=acme"}, tenantKeys(t, b, err))
-	require.Equal(t, int64(1), counter(t, r.tel, "otelcol_processor_tenant_removed_attributes", nil))
+	require.Equal(t, int64(1), counter(t, r.tel, "otelcol_processor_tenant_removed_attributes", map[string]string{"tenant": "acme"}))
 }
 
 // processorhelper gives the standard otelcol_processor_* telemetry.

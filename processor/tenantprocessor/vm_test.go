@@ -75,7 +75,7 @@ func TestGatewayRemovesAttributesNamedLikeTheVM(t *testing.T) {
 	gotSM := got.ScopeMetrics().At(0)
 	require.Empty(t, gotSM.Scope().Attributes().AsRaw())
 	require.Equal(t, map[string]any{"hw.id": "GPU-0", "host.ids": "kept"}, gotSM.Metrics().At(0).Sum().DataPoints().At(0).Attributes().AsRaw())
-	require.Equal(t, int64(3), counter(t, p.tel, "otelcol_processor_tenant_removed_attributes", nil))
+	require.Equal(t, int64(3), counter(t, p.tel, "otelcol_processor_tenant_removed_attributes", map[string]string{"tenant": "acme"}))
 }
 
 func TestGatewayRefusesRequestsWithoutVM(t *testing.T) {
@@ -137,7 +137,7 @@ func TestGatewayRemovesNameLabelsAndMapsThatFlattenIntoOwnedNames(t *testing.T) 
 		"host":  map[string]any{"name": "kept"},
 		"hw.id": "GPU-0",
 	}, gotSM.Metrics().At(0).Gauge().DataPoints().At(0).Attributes().AsRaw())
-	require.Equal(t, int64(5), counter(t, p.tel, "otelcol_processor_tenant_removed_attributes", nil))
+	require.Equal(t, int64(5), counter(t, p.tel, "otelcol_processor_tenant_removed_attributes", map[string]string{"tenant": "acme"}))
 }
 
 // The gateway adds, to every metrics request that holds data, one point of

@@ -25,8 +25,8 @@ type telemetry struct {
 
 // metrics is the receiver's own metrics (the README's table is rendered
 // from it).
-func (t *telemetry) metrics() []telemetryMetric {
-	return []telemetryMetric{
+func (t *telemetry) metrics() []owntel.Metric {
+	return []owntel.Metric{
 		{Name: "otelcol_receiver_usage_hours_closed", Unit: "{hour}", Counter: &t.hours,
 			Description: "Hours whose usage records were computed and handed to the pipeline."},
 		{Name: "otelcol_receiver_usage_records", Unit: "{record}", Counter: &t.records,
@@ -43,8 +43,6 @@ func (t *telemetry) metrics() []telemetryMetric {
 			Description: "Meters a recheck found below what was billed, held for review instead of refunded (decreases: hold)."},
 	}
 }
-
-type telemetryMetric = owntel.Metric
 
 // newTelemetry creates the instruments (they live as long as the meter:
 // nothing observed to unregister).
