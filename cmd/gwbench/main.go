@@ -15,8 +15,10 @@
 //
 // a, b, c over OTLP/gRPC with 1, 8, 100 and 1,000 tenants and over
 // OTLP/HTTP with 1 and 8, plus c over TLS; then a, c, d on both transports
-// with 8, 200 and 1,000 tenants (-disk-agents agents at least, each with
-// one request in flight). a and b run with Go's default runtime settings,
+// with 8, 200 and 1,000 tenants, each from 256 agents (or one per tenant
+// where there are more) and at 8 tenants also from 8 (-disk-agents), each
+// agent with one request in flight: with 8 the wait for each group's sync
+// is in every answer and leaves the core idle. a and b run with Go's default runtime settings,
 // as upstream ships them; c and d with the installed gateway's
 // (-shipped-env). -profile names the CPU and heap profiles of c at the most
 // gRPC tenants; beside it, "-mem-<transport>" and "-disk-<transport>" ones
@@ -65,7 +67,7 @@ type options struct {
 	warmup, measure                      time.Duration
 	agentDur, agentFastDur               time.Duration
 	tls, quick, keep                     bool
-	diskAgents                           int
+	diskAgents                           []int
 	diskTransports                       []string
 	agentEnv, override, syms             string
 	shippedEnv                           string
@@ -75,7 +77,7 @@ type options struct {
 func main() {
 	wd, _ := os.Getwd()
 	var o options
-	var tenants, httpTenants, diskTenants, diskTransports string
+	var tenants, httpTenants, diskTenants, diskTransports, diskAgents string
 	flag.StringVar(&o.otelcol, "otelcol", filepath.Join(wd, "bin", "otelcol-gpu"), "the otelcol-gpu binary")
 	flag.StringVar(&o.nvmlsim, "nvmlsim", filepath.Join(wd, "build", "nvmlsim"), "folder of the simulated libnvidia-ml.so.1 (agent footprint)")
 	flag.StringVar(&o.root, "root", wd, "repository root (config/agent.yaml)")
@@ -85,7 +87,7 @@ func main() {
 	flag.StringVar(&httpTenants, "http-tenants", "1,8", "tenant counts for the gateway runs over OTLP/HTTP (empty: none)")
 	flag.StringVar(&diskTenants, "disk-tenants", "8,200,1000", "tenant counts for a, c and c+disk (d) alternating: the shipped durable gateway against in memory and the upstream pass-through (empty: none)")
 	flag.StringVar(&diskTransports, "disk-transports", "grpc,http", "transports of the a, c, d runs")
-	flag.IntVar(&o.diskAgents, "disk-agents", 256, "agents (at least; one per tenant above) of the c against c+disk runs: enough requests in flight that the wait for each group's fsync does not leave the core idle")
+	flag.StringVar(&diskAgents, "disk-agents", "256,8", "agents of the a, c, d runs, each one request in flight: every count at least the tenants is run (at least one agent per tenant); 256 keeps enough requests in flight that the wait for each group's fsync does not leave the core idle, 8 is the few-clients case where it does")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds of a, b, c")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "load before measuring, each run")
 	flag.DurationVar(&o.measure, "measure", 10*time.Second, "measuring window, each run")
@@ -116,7 +118,7 @@ func main() {
 		name string
 		in   string
 		out  *[]int
-	}{{"tenants", tenants, &o.tenants}, {"http-tenants", httpTenants, &o.httpTenants}, {"disk-tenants", diskTenants, &o.diskTenants}} {
+	}{{"tenants", tenants, &o.tenants}, {"http-tenants", httpTenants, &o.httpTenants}, {"disk-tenants", diskTenants, &o.diskTenants}, {"disk-agents", diskAgents, &o.diskAgents}} {
 		counts, err := parseCounts(l.in)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "gwbench: -%s: %v\n", l.name, err)
@@ -125,7 +127,7 @@ func main() {
 		*l.out = counts
 	}
 	if o.quick {
-		o.tenants, o.httpTenants, o.diskTenants, o.diskTransports = []int{1, 10}, []int{1}, []int{10}, []string{"grpc"}
+		o.tenants, o.httpTenants, o.diskTenants, o.diskTransports, o.diskAgents = []int{1, 10}, []int{1}, []int{10}, []string{"grpc"}, []int{256}
 		o.rounds, o.warmup, o.measure = 1, time.Second, 2*time.Second
 		o.agentDur, o.agentFastDur = 4*time.Second, 0
 	}
@@ -149,6 +151,22 @@ func main() {
 		}
 		fmt.Printf("\nreport: %s\n", o.out)
 	}
+}
+
+// diskAgentCounts is how many agents the a, c, d runs at t tenants use:
+// each listed count that is at least t (every tenant has an agent), or t
+// where none is, in the list's order.
+func diskAgentCounts(list []int, t int) []int {
+	var out []int
+	for _, a := range list {
+		if a >= t && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		out = []int{t}
+	}
+	return out
 }
 
 func parseCounts(s string) ([]int, error) {
@@ -215,6 +233,7 @@ type Row struct {
 type Spread struct {
 	Transport string    `json:"transport"`
 	Tenants   int       `json:"tenants"`
+	Agents    int       `json:"agents"`
 	CA        []float64 `json:"c_over_a"`
 	DC        []float64 `json:"d_over_c"`
 	DA        []float64 `json:"d_over_a"`
@@ -379,37 +398,46 @@ func run(ctx context.Context, o options) (*Report, error) {
 	// transport.
 	for _, tr := range o.diskTransports {
 		for _, t := range o.diskTenants {
-			var ca, dc, da []float64
-			for r := 1; r <= o.rounds; r++ {
-				var got [3]Row
-				for i, p := range []string{"a", "c", "c+disk"} {
-					if ctx.Err() != nil {
-						return nil, ctx.Err()
+			counts := diskAgentCounts(o.diskAgents, t)
+			for _, agents := range counts {
+				var ca, dc, da []float64
+				for r := 1; r <= o.rounds; r++ {
+					var got [3]Row
+					for i, p := range []string{"a", "c", "c+disk"} {
+						if ctx.Err() != nil {
+							return nil, ctx.Err()
+						}
+						// c and c+disk profiled (the same load), so the disk's
+						// cost is their difference.
+						prof := ""
+						if r == 1 && t == maxDisk && agents == counts[0] && p != "a" {
+							prof = suffixed(o.profile, map[string]string{"c": "-mem", "c+disk": "-disk"}[p]+"-"+tr)
+						}
+						row, err := b.gatewayWith(ctx, p, tr, t, agents, false, prof)
+						if err != nil {
+							return nil, fmt.Errorf("pipeline %s over %s, %d tenants: %w", p, tr, t, err)
+						}
+						row.Round = r
+						row.Set = "disk"
+						got[i] = row
+						report(row)
 					}
-					// c and c+disk profiled (the same load), so the disk's
-					// cost is their difference.
-					prof := ""
-					if r == 1 && t == maxDisk && p != "a" {
-						prof = suffixed(o.profile, map[string]string{"c": "-mem", "c+disk": "-disk"}[p]+"-"+tr)
+					a, c, d := got[0].PointsPerSec, got[1].PointsPerSec, got[2].PointsPerSec
+					if a > 0 && c > 0 {
+						ca, dc, da = append(ca, c/a), append(dc, d/c), append(da, d/a)
 					}
-					row, err := b.gatewayWith(ctx, p, tr, t, max(o.diskAgents, t), false, prof)
-					if err != nil {
-						return nil, fmt.Errorf("pipeline %s over %s, %d tenants: %w", p, tr, t, err)
-					}
-					row.Round = r
-					row.Set = "disk"
-					got[i] = row
-					report(row)
 				}
-				a, c, d := got[0].PointsPerSec, got[1].PointsPerSec, got[2].PointsPerSec
-				if a > 0 && c > 0 {
-					ca, dc, da = append(ca, c/a), append(dc, d/c), append(da, d/a)
+				// The first agent count's ratios are keyed by tenants alone;
+				// another's carry its agents ("d/a@grpc/8/agents-8").
+				key := fmt.Sprintf("%s/%d", tr, t)
+				if agents != counts[0] {
+					key += fmt.Sprintf("/agents-%d", agents)
 				}
+				rep.Ratios["c/a@"+key+"/disk-set"] = median(ca)
+				rep.Ratios["d/c@"+key] = median(dc)
+				rep.Ratios["d/a@"+key] = median(da)
+				rep.Spread = append(rep.Spread, Spread{Transport: tr, Tenants: t, Agents: agents, CA: ca, DC: dc, DA: da})
 			}
-			rep.Ratios[fmt.Sprintf("c/a@%s/%d/disk-set", tr, t)] = median(ca)
-			rep.Ratios[fmt.Sprintf("d/c@%s/%d", tr, t)] = median(dc)
-			rep.Ratios[fmt.Sprintf("d/a@%s/%d", tr, t)] = median(da)
-			rep.Spread = append(rep.Spread, Spread{Transport: tr, Tenants: t, CA: ca, DC: dc, DA: da})
 		}
 	}
 	if o.profile != "" {
@@ -1028,12 +1056,10 @@ func printSummary(w io.Writer, r *Report) {
 	for _, sp := range r.Spread {
 		var a, c, d []float64
 		var rss []float64
-		agents := 0
 		for _, x := range r.Rows {
-			if x.Set != "disk" || x.Transport != sp.Transport || x.Tenants != sp.Tenants {
+			if x.Set != "disk" || x.Transport != sp.Transport || x.Tenants != sp.Tenants || x.Agents != sp.Agents {
 				continue
 			}
-			agents = x.Agents
 			switch x.Pipeline {
 			case "a":
 				a = append(a, x.PointsPerSec)
@@ -1044,7 +1070,7 @@ func printSummary(w io.Writer, r *Report) {
 				rss = append(rss, x.PeakRSSMiB)
 			}
 		}
-		fmt.Fprintf(w, "| %s | %d (%d) | %s | %s | %s | %s | %s | %s | %.0f MiB |\n", sp.Transport, sp.Tenants, agents,
+		fmt.Fprintf(w, "| %s | %d (%d) | %s | %s | %s | %s | %s | %s | %.0f MiB |\n", sp.Transport, sp.Tenants, sp.Agents,
 			mpts(median(a)), mpts(median(c)), mpts(median(d)), ratios(sp.CA), ratios(sp.DC), ratios(sp.DA), slices.Max(append(rss, 0)))
 	}
 	for _, a := range r.Agent {
