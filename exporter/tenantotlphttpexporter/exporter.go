@@ -18,6 +18,7 @@ import (
 	"github.com/otelcol-gpu/otelcol-gpu/exporter/tenantotlphttpexporter/internal/metadata"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/admission"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/periodic"
+	"github.com/otelcol-gpu/otelcol-gpu/internal/spool"
 	"github.com/otelcol-gpu/otelcol-gpu/internal/telemetry"
 )
 
@@ -67,8 +68,12 @@ type tenantExporter struct {
 	fullAt  int64
 
 	sent, failed, refused metric.Int64Counter
-	tenancy               telemetry.Tenancy
-	unregister            func() error
+	// The queue log's (with queue.directory): each group write's time
+	// and parts, and the log's bytes on disk (log is the open log).
+	logWrite, logGroup metric.Float64Histogram
+	log                atomic.Pointer[spool.Spool]
+	tenancy            telemetry.Tenancy
+	unregister         func() error
 }
 
 // metrics is the exporter's own metrics (the README's table is rendered
@@ -83,6 +88,42 @@ func (e *tenantExporter) metrics() []telemetry.Metric {
 			Description: "Items refused at intake with a retryable error, by reason (rate_limit, tenant_queue_full, budget, max_tenants)."},
 		{Name: "otelcol_exporter_tenant_queue_items", Unit: "{item}", Attrs: []string{telemetry.TenantAttr, "signal"}, Observe: e.observeQueues,
 			Description: "Items waiting to be sent."},
+		{Name: "otelcol_exporter_tenant_queue_log_write_duration", Unit: "s", Attrs: []string{"outcome"}, Histogram: &e.logWrite, Buckets: writeBuckets,
+			Description: "With queue.directory: how long each group write took, with fsync its fdatasync too (outcome: ok, or failed: the disk refused it); every part in the group waited that long before its request was answered."},
+		{Name: "otelcol_exporter_tenant_queue_log_group_parts", Unit: "{part}", Histogram: &e.logGroup, Buckets: groupBuckets,
+			Description: "With queue.directory: the parts (one tenant's share of a request each) written, and synced, together in one group write: few while few requests are in flight, so each waits for a sync of its own."},
+		{Name: "otelcol_exporter_tenant_queue_log_bytes", Unit: "By", Observe: e.observeLog,
+			Description: "With queue.directory: the queue log's segment files on disk, bytes."},
+	}
+}
+
+// A write's buckets span a fast NVMe's sync (~50 µs) to a disk past its
+// limit; a group's parts, one request in flight to a thousand.
+var (
+	writeBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+	groupBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
+)
+
+// written records one group write of the queue log (spool.Options.Written).
+func (e *tenantExporter) written(g spool.Group) {
+	ctx := context.Background()
+	e.logGroup.Record(ctx, float64(g.Parts))
+	outcome := outcomeOK
+	if g.Err != nil {
+		outcome = outcomeFailed
+	}
+	e.logWrite.Record(ctx, (g.Write + g.Sync).Seconds(), outcome)
+}
+
+var (
+	outcomeOK     = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "ok")))
+	outcomeFailed = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "failed")))
+)
+
+// observeLog reports the queue log's bytes on disk, once it is open.
+func (e *tenantExporter) observeLog(observe telemetry.Observer) {
+	if l := e.log.Load(); l != nil {
+		observe(l.Stats().DiskBytes)
 	}
 }
 

@@ -14,10 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
-	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -405,14 +403,7 @@ func TestOwnMetricsCarryTheTenantOnlyWhenAskedTo(t *testing.T) {
 			s := newStore(t)
 			cfg := testConfig(s)
 			cfg.Telemetry.PerTenant = perTenant
-			tel := componenttest.NewTelemetry()
-			t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
-			set := exportertest.NewNopSettings(metadata.Type)
-			set.ID = component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1)))
-			set.TelemetrySettings = tel.NewTelemetrySettings()
-			exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
-			require.NoError(t, err)
-			require.NoError(t, exp.Start(context.Background(), componenttest.NewNopHost()))
+			exp, tel := startMetricsWithTelemetry(t, cfg)
 			defer stop(t, exp)
 			const tenants = 50
 			for i := range tenants {
@@ -441,4 +432,41 @@ func TestOwnMetricsCarryTheTenantOnlyWhenAskedTo(t *testing.T) {
 			require.Len(t, gauge, int(numSignals), "one series per signal")
 		})
 	}
+}
+
+// With queue.directory the queue log's own metrics say what each request
+// waited for: every group write (its parts, how long it took with its
+// sync), and the log's bytes on disk. Consumed one at a time, each request
+// is a group of its own.
+func TestQueueLogMetricsCountEveryGroupWrite(t *testing.T) {
+	s := newStore(t)
+	cfg := testConfig(s)
+	cfg.Queue.Directory, cfg.Queue.Fsync = t.TempDir(), true
+	exp, tel := startMetricsWithTelemetry(t, cfg)
+	defer stop(t, exp)
+
+	const requests = 6
+	for i := range requests {
+		require.NoError(t, exp.ConsumeMetrics(context.Background(), batch(fmt.Sprintf("t%d", i%2), 3)))
+	}
+	group, err := tel.GetMetric("otelcol_exporter_tenant_queue_log_group_parts")
+	require.NoError(t, err)
+	var groups, parts uint64
+	for _, dp := range group.Data.(metricdata.Histogram[float64]).DataPoints {
+		groups += dp.Count
+		parts += uint64(dp.Sum)
+	}
+	require.GreaterOrEqual(t, groups, uint64(requests), "a group per request at least (compaction may write more)")
+	require.GreaterOrEqual(t, parts, uint64(requests))
+
+	write, err := tel.GetMetric("otelcol_exporter_tenant_queue_log_write_duration")
+	require.NoError(t, err)
+	dps := write.Data.(metricdata.Histogram[float64]).DataPoints
+	require.Len(t, dps, 1, "every write ok")
+	outcome, _ := dps[0].Attributes.Value("outcome")
+	require.Equal(t, "ok", outcome.AsString())
+	require.Equal(t, groups, dps[0].Count, "each group write timed")
+	require.Positive(t, dps[0].Sum, "a write and its fdatasync take time")
+
+	require.Positive(t, telemetrytest.Int64(tel, "otelcol_exporter_tenant_queue_log_bytes", nil), "the log's segment on disk")
 }

@@ -231,6 +231,21 @@ func startMetricsID(t *testing.T, cfg *Config, h component.Host, id component.ID
 	return exp
 }
 
+// startMetricsWithTelemetry starts a metrics exporter whose own metrics
+// the returned telemetry reads.
+func startMetricsWithTelemetry(t *testing.T, cfg *Config) (exporter.Metrics, *componenttest.Telemetry) {
+	t.Helper()
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	set := exportertest.NewNopSettings(metadata.Type)
+	set.ID = component.NewIDWithName(metadata.Type, fmt.Sprintf("t%d", idSeq.Add(1)))
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, exp.Start(context.Background(), componenttest.NewNopHost()))
+	return exp, tel
+}
+
 func stop(t *testing.T, exp exporter.Metrics) {
 	t.Helper()
 	require.NoError(t, exp.Shutdown(context.Background()))

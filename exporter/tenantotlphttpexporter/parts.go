@@ -119,10 +119,11 @@ func (l *logParts) close(left int) error {
 // and rebuilds the queues that have parts in it.
 func (e *tenantExporter) openLog() error {
 	dir := filepath.Join(e.cfg.Queue.Directory, strings.ReplaceAll(e.id.String(), "/", "_"))
-	sp, parts, heads, warnings, err := spool.Open(spool.Options{Dir: dir, Fsync: e.cfg.Queue.Fsync, SegmentBytes: spoolSegmentBytes})
+	sp, parts, heads, warnings, err := spool.Open(spool.Options{Dir: dir, Fsync: e.cfg.Queue.Fsync, SegmentBytes: spoolSegmentBytes, Written: e.written})
 	if err != nil {
 		return fmt.Errorf("tenant_otlp_http: queue.directory: %w", err)
 	}
+	e.log.Store(sp)
 	for _, w := range warnings {
 		e.logger.Warn("queue log: "+w, zap.String("directory", dir))
 	}

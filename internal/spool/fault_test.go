@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -209,4 +210,40 @@ func TestReadAndReleaseAfterClose(t *testing.T) {
 	require.FileExists(t, seg, "released after Close: not deleted")
 	got, _ := reopenParts(t, dir)
 	require.Len(t, got, 5)
+}
+
+// Written is told of every group: its parts, its bytes, how long the
+// write and the sync took, and a failure with the disk's error (the
+// exporter's own metrics of the log come from it).
+func TestWrittenIsToldOfEveryGroup(t *testing.T) {
+	var mu sync.Mutex
+	var groups []Group
+	written := func(g Group) {
+		mu.Lock()
+		defer mu.Unlock()
+		groups = append(groups, g)
+	}
+	on, _ := inject(t, stepSync, syscall.EIO)
+	s, _, _, _ := open(t, Options{Dir: t.TempDir(), Fsync: true, Written: written})
+	defer func() { require.NoError(t, s.Close()) }()
+	appendAll(t, s, "q", 0, 10)
+	on.Store(true)
+	r := <-s.Append(Part{Queue: "q", Seq: 10, Items: 1, Data: data("q", 10)})
+	require.ErrorIs(t, r.Err, syscall.EIO)
+
+	mu.Lock()
+	defer mu.Unlock()
+	parts, bytes := 0, int64(0)
+	for _, g := range groups[:len(groups)-1] {
+		require.NoError(t, g.Err)
+		require.Positive(t, g.Sync, "synced: the sync took time")
+		parts += g.Parts
+		bytes += g.Bytes
+	}
+	require.Equal(t, 10, parts, "every appended part in one group or another")
+	require.Greater(t, bytes, int64(10*len(data("q", 0))), "the records, with their headers")
+	last := groups[len(groups)-1]
+	require.Equal(t, 1, last.Parts)
+	require.ErrorIs(t, last.Err, syscall.EIO, "the failed group, with the disk's error")
+	require.Zero(t, last.Sync, "a sync that failed is not timed as one")
 }

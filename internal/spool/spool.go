@@ -50,6 +50,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Options of a spool.
@@ -60,6 +61,20 @@ type Options struct {
 	SegmentBytes int64
 	// Fsync each group before its parts are acknowledged.
 	Fsync bool
+	// Written, if set, is told of every group write once it is done (its
+	// sync too), before its parts' Appends get their results: the log's
+	// own telemetry. It runs on the writer and must not block.
+	Written func(Group)
+}
+
+// Group is one group write, as Options.Written is told of it.
+type Group struct {
+	Parts int   // parts in it
+	Bytes int64 // written (records, heads, a new segment's header)
+	// Write is how long the vectored write took, Sync the fdatasync
+	// after it (0 without Fsync, or when the write failed).
+	Write, Sync time.Duration
+	Err         error // the write's or the sync's; the group's parts failed
 }
 
 // Loc is where a part's data is: segment and offset. The zero Loc is none.
@@ -900,11 +915,15 @@ func (s *Spool) loop() {
 			if testHookWrite != nil {
 				testHookWrite(allHeads)
 			}
+			t0 := time.Now()
 			err := writeVec(seg.pwritev, vec, base)
 			clear(vec) // the parts' data is not the spool's to keep
+			t1 := time.Now()
+			var synced time.Duration
 			if err == nil && s.opts.Fsync {
 				if err = at(stepSync); err == nil {
 					err = s.sync.sync(seg.f)
+					synced = time.Since(t1)
 				}
 			}
 			if err == nil {
@@ -954,6 +973,9 @@ func (s *Spool) loop() {
 			}
 			full := err == nil && seg.size >= s.opts.SegmentBytes && seg == s.active
 			s.mu.Unlock()
+			if s.opts.Written != nil {
+				s.opts.Written(Group{Parts: len(group), Bytes: size, Write: t1.Sub(t0), Sync: synced, Err: err})
+			}
 			for i, g := range group {
 				if err != nil {
 					g.ch <- Result{Err: err}
