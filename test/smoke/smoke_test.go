@@ -216,6 +216,14 @@ func TestAgentAndGatewayRunAndStopCleanly(t *testing.T) {
 		"the gateway accepted no metric points from the agent")
 	// No NVIDIA driver on this machine: the agent runs on, and says so once.
 	require.Equal(t, 1, strings.Count(agent.Output(), "NVML library not found"), agent.Output())
+	// The shipped gateway keeps its queues in the queue log, synced before
+	// each answer: its own metrics time every group write and count the
+	// log's bytes on disk.
+	require.Eventually(t, func() bool {
+		return ownMetric(t, s.gwMetrics, "otelcol_exporter_tenant_queue_log_write_duration_count") > 0 &&
+			ownMetric(t, s.gwMetrics, "otelcol_exporter_tenant_queue_log_group_parts_count") > 0 &&
+			ownMetric(t, s.gwMetrics, "otelcol_exporter_tenant_queue_log_bytes") > 0
+	}, 30*time.Second, 250*time.Millisecond, "the gateway's queue log metrics")
 
 	start := time.Now()
 	require.NoError(t, agent.Stop(shutdownDeadline))
