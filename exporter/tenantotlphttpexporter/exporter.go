@@ -91,7 +91,7 @@ func (e *tenantExporter) metrics() []telemetry.Metric {
 		{Name: "otelcol_exporter_tenant_queue_log_write_duration", Unit: "s", Attrs: []string{"outcome"}, Histogram: &e.logWrite, Buckets: writeBuckets,
 			Description: "With queue.directory: how long each group write took, with fsync its fdatasync too (outcome: ok, or failed: the disk refused it); every part in the group waited that long before its request was answered."},
 		{Name: "otelcol_exporter_tenant_queue_log_group_parts", Unit: "{part}", Histogram: &e.logGroup, Buckets: groupBuckets,
-			Description: "With queue.directory: the parts (one tenant's share of a request each) written, and synced, together in one group write: few while few requests are in flight, so each waits for a sync of its own."},
+			Description: "With queue.directory: the parts (one tenant's share of a request each) written (and, with fsync, synced) together in one group write: few while few requests are in flight, so each waits for a sync of its own."},
 		{Name: "otelcol_exporter_tenant_queue_log_bytes", Unit: "By", Observe: e.observeLog,
 			Description: "With queue.directory: the queue log's segment files on disk, bytes."},
 	}
