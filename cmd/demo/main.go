@@ -10,8 +10,9 @@
 // own data, where to look as the operator (the store's UI, with ready-made
 // queries, and the events), a live summary per tenant, a usage table per
 // tenant every minute (the usage job, config/usage.yaml, bills each closed
-// hour to a billing sink), and stops everything on Ctrl-C (SIGTERM to each
-// process, then waits), leaving nothing running.
+// hour to a billing sink), and stops everything on Ctrl-C, SIGTERM or a
+// closed terminal (SIGTERM to each process, then waits), leaving nothing
+// running.
 //
 // The simulated library is demo equipment: the production configs load the
 // driver's libnvidia-ml.so.1 and nothing here changes them.
@@ -106,7 +107,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A closed terminal (SIGHUP) stops it as Ctrl-C does: killed, it would
+	// leave its processes running until their next log line hit the closed pipe.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)

@@ -3,12 +3,14 @@
 package readpath
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +99,29 @@ func TestDemoPrintsWorkingReadPath(t *testing.T) {
 		require.NotContains(t, records, `"tenant_id":"`+other+`"`)
 		require.NotContains(t, records, otherXID, "%s's XID", other)
 	}
+
+	// Stopped as a person stops it (Ctrl-C, or the terminal's SIGTERM), the
+	// demo stops everything it started: nothing is left holding its ports,
+	// its folder or its parent's open files.
+	require.NoError(t, d.Stop(2*time.Minute), "the demo stops cleanly:\n%s", d.Output())
+	require.Contains(t, d.Output(), "demo: stopped")
+	require.Empty(t, leftovers(dir), "processes of the demo still running after it stopped")
+}
+
+// leftovers lists the processes whose command line or environment names
+// dir: what the demo started there and did not stop.
+func leftovers(dir string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil || e.Name() == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		environ, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if bytes.Contains(cmdline, []byte(dir)) || bytes.Contains(environ, []byte(dir)) {
+			out = append(out, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return out
 }
