@@ -153,6 +153,26 @@ func main() {
 	}
 }
 
+// alternate runs each pipeline once, in order, as round r (runs alternate
+// within a round so machine drift cancels in the ratios), reporting each
+// row; an error names the pipeline.
+func alternate(ctx context.Context, pipelines []string, r int, report func(Row), run func(p string) (Row, error)) ([]Row, error) {
+	got := make([]Row, len(pipelines))
+	for i, p := range pipelines {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		row, err := run(p)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline %s: %w", p, err)
+		}
+		row.Round = r
+		got[i] = row
+		report(row)
+	}
+	return got, nil
+}
+
 // diskAgentCounts is how many agents the a, c, d runs at t tenants use:
 // each listed count that is at least t (every tenant has an agent), or t
 // where none is, in the list's order.
@@ -358,22 +378,15 @@ func run(ctx context.Context, o options) (*Report, error) {
 		for _, t := range tr.tenants {
 			ca, cb := []float64{}, []float64{}
 			for r := 1; r <= o.rounds; r++ {
-				var got [3]Row
-				for i, p := range []string{"a", "b", "c"} {
-					if ctx.Err() != nil {
-						return nil, ctx.Err()
-					}
+				got, err := alternate(ctx, []string{"a", "b", "c"}, r, report, func(p string) (Row, error) {
 					prof := ""
 					if p == "c" && r == 1 && t == tr.maxT {
 						prof = tr.profile
 					}
-					row, err := b.gateway(ctx, p, tr.name, t, false, prof)
-					if err != nil {
-						return nil, fmt.Errorf("pipeline %s over %s, %d tenants: %w", p, tr.name, t, err)
-					}
-					row.Round = r
-					got[i] = row
-					report(row)
+					return b.gateway(ctx, p, tr.name, t, false, prof)
+				})
+				if err != nil {
+					return nil, fmt.Errorf("over %s, %d tenants: %w", tr.name, t, err)
 				}
 				if got[0].PointsPerSec > 0 && got[1].PointsPerSec > 0 {
 					ca = append(ca, got[2].PointsPerSec/got[0].PointsPerSec)
@@ -402,11 +415,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 			for _, agents := range counts {
 				var ca, dc, da []float64
 				for r := 1; r <= o.rounds; r++ {
-					var got [3]Row
-					for i, p := range []string{"a", "c", "c+disk"} {
-						if ctx.Err() != nil {
-							return nil, ctx.Err()
-						}
+					got, err := alternate(ctx, []string{"a", "c", "c+disk"}, r, report, func(p string) (Row, error) {
 						// c and c+disk profiled (the same load), so the disk's
 						// cost is their difference.
 						prof := ""
@@ -414,13 +423,11 @@ func run(ctx context.Context, o options) (*Report, error) {
 							prof = suffixed(o.profile, map[string]string{"c": "-mem", "c+disk": "-disk"}[p]+"-"+tr)
 						}
 						row, err := b.gatewayWith(ctx, p, tr, t, agents, false, prof)
-						if err != nil {
-							return nil, fmt.Errorf("pipeline %s over %s, %d tenants: %w", p, tr, t, err)
-						}
-						row.Round = r
 						row.Set = "disk"
-						got[i] = row
-						report(row)
+						return row, err
+					})
+					if err != nil {
+						return nil, fmt.Errorf("over %s, %d tenants: %w", tr, t, err)
 					}
 					a, c, d := got[0].PointsPerSec, got[1].PointsPerSec, got[2].PointsPerSec
 					if a > 0 && c > 0 {
