@@ -16,9 +16,10 @@
 // a, b, c over OTLP/gRPC with 1, 8, 100 and 1,000 tenants and over
 // OTLP/HTTP with 1 and 8, plus c over TLS; then a, c, d on both transports
 // with 8, 200 and 1,000 tenants, each from 256 agents (or one per tenant
-// where there are more) and at 8 tenants also from 8 (-disk-agents), each
-// agent with one request in flight: with 8 the wait for each group's sync
-// is in every answer and leaves the core idle. a and b run with Go's default runtime settings,
+// where there are more), first each agent with one request in flight,
+// then with 8 requests in flight over all of them (-disk-in-flight): with
+// 8 the wait for each group's sync is in every answer and leaves the core
+// idle. a and b run with Go's default runtime settings,
 // as upstream ships them; c and d with the installed gateway's
 // (-shipped-env). -profile names the CPU and heap profiles of c at the most
 // gRPC tenants; beside it, "-mem-<transport>" and "-disk-<transport>" ones
@@ -67,7 +68,7 @@ type options struct {
 	warmup, measure                      time.Duration
 	agentDur, agentFastDur               time.Duration
 	tls, quick, keep                     bool
-	diskAgents                           []int
+	diskInFlight                         []int
 	diskTransports                       []string
 	agentEnv, override, syms             string
 	shippedEnv                           string
@@ -77,7 +78,7 @@ type options struct {
 func main() {
 	wd, _ := os.Getwd()
 	var o options
-	var tenants, httpTenants, diskTenants, diskTransports, diskAgents string
+	var tenants, httpTenants, diskTenants, diskTransports, diskInFlight string
 	flag.StringVar(&o.otelcol, "otelcol", filepath.Join(wd, "bin", "otelcol-gpu"), "the otelcol-gpu binary")
 	flag.StringVar(&o.nvmlsim, "nvmlsim", filepath.Join(wd, "build", "nvmlsim"), "folder of the simulated libnvidia-ml.so.1 (agent footprint)")
 	flag.StringVar(&o.root, "root", wd, "repository root (config/agent.yaml)")
@@ -87,7 +88,7 @@ func main() {
 	flag.StringVar(&httpTenants, "http-tenants", "1,8", "tenant counts for the gateway runs over OTLP/HTTP (empty: none)")
 	flag.StringVar(&diskTenants, "disk-tenants", "8,200,1000", "tenant counts for a, c and c+disk (d) alternating: the shipped durable gateway against in memory and the upstream pass-through (empty: none)")
 	flag.StringVar(&diskTransports, "disk-transports", "grpc,http", "transports of the a, c, d runs")
-	flag.StringVar(&diskAgents, "disk-agents", "256,8", "agents of the a, c, d runs, each one request in flight: every count at least the tenants is run (at least one agent per tenant); 256 keeps enough requests in flight that the wait for each group's fsync does not leave the core idle, 8 is the few-clients case where it does")
+	flag.StringVar(&diskInFlight, "disk-in-flight", "0,8", "requests in flight over all agents in the a, c, d runs (max(256, tenants) agents), one row each: 0 is one per agent, enough that the wait for each group's fsync does not leave the core idle; 8 is the few-clients case where it does")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating rounds of a, b, c")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "load before measuring, each run")
 	flag.DurationVar(&o.measure, "measure", 10*time.Second, "measuring window, each run")
@@ -118,8 +119,9 @@ func main() {
 		name string
 		in   string
 		out  *[]int
-	}{{"tenants", tenants, &o.tenants}, {"http-tenants", httpTenants, &o.httpTenants}, {"disk-tenants", diskTenants, &o.diskTenants}, {"disk-agents", diskAgents, &o.diskAgents}} {
-		counts, err := parseCounts(l.in)
+		min  int
+	}{{"tenants", tenants, &o.tenants, 1}, {"http-tenants", httpTenants, &o.httpTenants, 1}, {"disk-tenants", diskTenants, &o.diskTenants, 1}, {"disk-in-flight", diskInFlight, &o.diskInFlight, 0}} {
+		counts, err := parseCounts(l.in, l.min)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "gwbench: -%s: %v\n", l.name, err)
 			os.Exit(2)
@@ -127,7 +129,7 @@ func main() {
 		*l.out = counts
 	}
 	if o.quick {
-		o.tenants, o.httpTenants, o.diskTenants, o.diskTransports, o.diskAgents = []int{1, 10}, []int{1}, []int{10}, []string{"grpc"}, []int{256}
+		o.tenants, o.httpTenants, o.diskTenants, o.diskTransports, o.diskInFlight = []int{1, 10}, []int{1}, []int{10}, []string{"grpc"}, []int{0}
 		o.rounds, o.warmup, o.measure = 1, time.Second, 2*time.Second
 		o.agentDur, o.agentFastDur = 4*time.Second, 0
 	}
@@ -173,33 +175,35 @@ func alternate(ctx context.Context, pipelines []string, r int, report func(Row),
 	return got, nil
 }
 
-// diskAgentCounts is how many agents the a, c, d runs at t tenants use:
-// each listed count that is at least t (every tenant has an agent), or t
-// where none is, in the list's order.
-func diskAgentCounts(list []int, t int) []int {
-	var out []int
-	for _, a := range list {
-		if a >= t && !slices.Contains(out, a) {
-			out = append(out, a)
-		}
+// diskAgents is how many agents the a, c, d runs at t tenants use: 256,
+// or one per tenant where there are more.
+func diskAgents(t int) int { return max(256, t) }
+
+// diskKey names the ratios of the a, c, d runs at t tenants with
+// inFlight requests in flight ("grpc/8"; with a cap, "grpc/8/in-flight-8").
+func diskKey(transport string, t, inFlight int) string {
+	key := fmt.Sprintf("%s/%d", transport, t)
+	if inFlight > 0 {
+		key += fmt.Sprintf("/in-flight-%d", inFlight)
 	}
-	if len(out) == 0 {
-		out = []int{t}
-	}
-	return out
+	return key
 }
 
-func parseCounts(s string) ([]int, error) {
+// parseCounts reads a comma-separated list of counts, each at least min;
+// a count listed twice is run once.
+func parseCounts(s string, min int) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		if strings.TrimSpace(f) == "" {
 			continue
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q is not a count", f)
+		if err != nil || n < min {
+			return nil, fmt.Errorf("%q is not a count of at least %d", f, min)
 		}
-		out = append(out, n)
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
 	}
 	return out, nil
 }
@@ -232,6 +236,7 @@ type Row struct {
 	Transport     string  `json:"transport"`     // grpc or http: how the load came in
 	Tenants       int     `json:"tenants"`
 	Agents        int     `json:"agents"`
+	InFlight      int     `json:"in_flight,omitempty"` // cap over all agents; 0: one per agent
 	Round         int     `json:"round"`
 	PointsPerSec  float64 `json:"delivered_points_per_second"`
 	CPUPercent    float64 `json:"gateway_cpu_percent_of_one_core"`
@@ -248,12 +253,21 @@ type Row struct {
 	Refused    int64   `json:"requests_refused"`
 }
 
+// inFlight is how many requests the row's agents had in flight at most.
+func (r Row) inFlight() int {
+	if r.InFlight > 0 {
+		return r.InFlight
+	}
+	return r.Agents
+}
+
 // Spread is the a, c, d comparison at one transport and tenant count: its
 // ratios, one per round.
 type Spread struct {
 	Transport string    `json:"transport"`
 	Tenants   int       `json:"tenants"`
 	Agents    int       `json:"agents"`
+	InFlight  int       `json:"in_flight,omitempty"`
 	CA        []float64 `json:"c_over_a"`
 	DC        []float64 `json:"d_over_c"`
 	DA        []float64 `json:"d_over_a"`
@@ -365,8 +379,8 @@ func run(ctx context.Context, o options) (*Report, error) {
 	}
 	report := func(row Row) {
 		rep.Rows = append(rep.Rows, row)
-		fmt.Fprintf(os.Stderr, "gwbench: %-6s %-4s tenants=%-5d round=%d  %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB peak (end %.0f: anon %.0f, file %.0f)  p99 %6.1f ms  refused %d\n",
-			row.Pipeline, row.Transport, row.Tenants, row.Round, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB, row.RSSEndMiB, row.RSSAnonMiB, row.RSSFileMiB, row.P99ms, row.Refused)
+		fmt.Fprintf(os.Stderr, "gwbench: %-6s %-4s tenants=%-5d agents=%-5d in-flight=%-4d round=%d  %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB peak (end %.0f: anon %.0f, file %.0f)  p99 %6.1f ms  refused %d\n",
+			row.Pipeline, row.Transport, row.Tenants, row.Agents, row.inFlight(), row.Round, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB, row.RSSEndMiB, row.RSSAnonMiB, row.RSSFileMiB, row.P99ms, row.Refused)
 	}
 	// a, b, c alternating, on each transport.
 	for _, tr := range []struct {
@@ -411,18 +425,18 @@ func run(ctx context.Context, o options) (*Report, error) {
 	// transport.
 	for _, tr := range o.diskTransports {
 		for _, t := range o.diskTenants {
-			counts := diskAgentCounts(o.diskAgents, t)
-			for _, agents := range counts {
+			agents := diskAgents(t)
+			for _, inFlight := range o.diskInFlight {
 				var ca, dc, da []float64
 				for r := 1; r <= o.rounds; r++ {
 					got, err := alternate(ctx, []string{"a", "c", "c+disk"}, r, report, func(p string) (Row, error) {
 						// c and c+disk profiled (the same load), so the disk's
 						// cost is their difference.
 						prof := ""
-						if r == 1 && t == maxDisk && agents == counts[0] && p != "a" {
+						if r == 1 && t == maxDisk && inFlight == o.diskInFlight[0] && p != "a" {
 							prof = suffixed(o.profile, map[string]string{"c": "-mem", "c+disk": "-disk"}[p]+"-"+tr)
 						}
-						row, err := b.gatewayWith(ctx, p, tr, t, agents, false, prof)
+						row, err := b.gatewayWith(ctx, p, tr, t, agents, inFlight, false, prof)
 						row.Set = "disk"
 						return row, err
 					})
@@ -434,16 +448,11 @@ func run(ctx context.Context, o options) (*Report, error) {
 						ca, dc, da = append(ca, c/a), append(dc, d/c), append(da, d/a)
 					}
 				}
-				// The first agent count's ratios are keyed by tenants alone;
-				// another's carry its agents ("d/a@grpc/8/agents-8").
-				key := fmt.Sprintf("%s/%d", tr, t)
-				if agents != counts[0] {
-					key += fmt.Sprintf("/agents-%d", agents)
-				}
+				key := diskKey(tr, t, inFlight)
 				rep.Ratios["c/a@"+key+"/disk-set"] = median(ca)
 				rep.Ratios["d/c@"+key] = median(dc)
 				rep.Ratios["d/a@"+key] = median(da)
-				rep.Spread = append(rep.Spread, Spread{Transport: tr, Tenants: t, Agents: agents, CA: ca, DC: dc, DA: da})
+				rep.Spread = append(rep.Spread, Spread{Transport: tr, Tenants: t, Agents: agents, InFlight: inFlight, CA: ca, DC: dc, DA: da})
 			}
 		}
 	}
@@ -671,12 +680,12 @@ func (b *bench) shippedConfig(p, transport string, port, healthPort, pprofPort i
 
 // gateway runs pipeline p pinned to core 0 at saturation and measures it.
 func (b *bench) gateway(ctx context.Context, p, transport string, tenants int, tls bool, profile string) (Row, error) {
-	return b.gatewayWith(ctx, p, transport, tenants, max(32, tenants), tls, profile)
+	return b.gatewayWith(ctx, p, transport, tenants, max(32, tenants), 0, tls, profile)
 }
 
 // gatewayWith is gateway with a number of agents, each with one request in
-// flight.
-func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, agents int, tls bool, profile string) (Row, error) {
+// flight, or inFlight over all of them.
+func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, agents, inFlight int, tls bool, profile string) (Row, error) {
 	var port, healthPort, pprofPort int
 	cfg := filepath.Join(b.dir, "gateway-"+p+".yaml")
 	// Every pipeline starts as at a host's boot: its binary out of the
@@ -716,7 +725,7 @@ func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, a
 
 	lc := loadgen.Config{
 		Transport: loadgen.TransportConfig{Protocol: "grpc", Endpoint: fmt.Sprintf("127.0.0.1:%d", port), Conns: 8},
-		Agents:    agents, Tenants: tenants, Duration: b.o.warmup + b.o.measure,
+		Agents:    agents, Tenants: tenants, InFlight: inFlight, Duration: b.o.warmup + b.o.measure,
 	}
 	if transport == "http" {
 		// One keep-alive connection per agent, as agents have.
@@ -783,7 +792,7 @@ func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, a
 	secs := t1.Sub(t0).Seconds()
 	cpuSecs := (cpu1 - cpu0).Seconds()
 	row := Row{
-		Agents:   agents,
+		Agents: agents, InFlight: inFlight,
 		Pipeline: p, Transport: transport, Tenants: tenants,
 		PointsPerSec: float64(p1-p0) / secs,
 		CPUPercent:   100 * cpuSecs / secs,
@@ -1056,15 +1065,15 @@ func (b *bench) runtimeEnv(setting, role string) ([]string, error) {
 // the pass-through and in memory, memory at 1,000 tenants, the agent.
 func printSummary(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "\n## Summary: %s, %s (%d cores), binary %.1f MB\n\n", r.Date, r.CPU, r.Cores, float64(r.BinaryBytes)/1e6)
-	fmt.Fprintln(w, "Method: each pipeline in the real binary pinned to one core (GOMAXPROCS=1), load generator and sink on the others; agent-shaped requests, one in flight per agent; delivered points counted at the sink over the measuring window; ratios are medians over alternating rounds (per-round values in brackets).")
+	fmt.Fprintln(w, "Method: each pipeline in the real binary pinned to one core (GOMAXPROCS=1), load generator and sink on the others; agent-shaped requests, one in flight per agent or the stated number over all agents; delivered points counted at the sink over the measuring window; ratios are medians over alternating rounds (per-round values in brackets).")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| in | tenants (agents) | a points/s | c points/s | d points/s | c/a | d/c | d/a (target >= 1.0) | d peak RSS |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| in | tenants | agents | in flight | a points/s | c points/s | d points/s | c/a | d/c | d/a (target >= 1.0) | d peak RSS |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, sp := range r.Spread {
 		var a, c, d []float64
 		var rss []float64
 		for _, x := range r.Rows {
-			if x.Set != "disk" || x.Transport != sp.Transport || x.Tenants != sp.Tenants || x.Agents != sp.Agents {
+			if x.Set != "disk" || x.Transport != sp.Transport || x.Tenants != sp.Tenants || x.Agents != sp.Agents || x.InFlight != sp.InFlight {
 				continue
 			}
 			switch x.Pipeline {
@@ -1077,7 +1086,11 @@ func printSummary(w io.Writer, r *Report) {
 				rss = append(rss, x.PeakRSSMiB)
 			}
 		}
-		fmt.Fprintf(w, "| %s | %d (%d) | %s | %s | %s | %s | %s | %s | %.0f MiB |\n", sp.Transport, sp.Tenants, sp.Agents,
+		inFlight := "1 per agent"
+		if sp.InFlight > 0 {
+			inFlight = strconv.Itoa(sp.InFlight)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.0f MiB |\n", sp.Transport, sp.Tenants, sp.Agents, inFlight,
 			mpts(median(a)), mpts(median(c)), mpts(median(d)), ratios(sp.CA), ratios(sp.DC), ratios(sp.DA), slices.Max(append(rss, 0)))
 	}
 	for _, a := range r.Agent {

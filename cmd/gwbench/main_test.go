@@ -6,18 +6,21 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestDiskAgentCounts(t *testing.T) {
-	for _, c := range []struct {
-		list    []int
-		tenants int
-		want    []int
-	}{
-		{[]int{256, 8}, 8, []int{256, 8}},    // both: every tenant has an agent
-		{[]int{256, 8}, 200, []int{256}},     // 8 agents cannot carry 200 tenants
-		{[]int{256, 8}, 1000, []int{1000}},   // one agent per tenant
-		{[]int{8, 256, 8}, 8, []int{8, 256}}, // the list's order, once each
-		{nil, 10, []int{10}},
-	} {
-		require.Equal(t, c.want, diskAgentCounts(c.list, c.tenants), "%v at %d tenants", c.list, c.tenants)
-	}
+func TestParseCounts(t *testing.T) {
+	got, err := parseCounts("0, 8,8,,256", 0)
+	require.NoError(t, err)
+	require.Equal(t, []int{0, 8, 256}, got) // in order, once each
+	_, err = parseCounts("0,8", 1)
+	require.ErrorContains(t, err, `"0" is not a count of at least 1`)
+	_, err = parseCounts("eight", 0)
+	require.ErrorContains(t, err, `"eight"`)
+}
+
+// The rows with one request per agent keep their keys of earlier runs; a
+// capped row names its cap.
+func TestDiskKey(t *testing.T) {
+	require.Equal(t, "grpc/8", diskKey("grpc", 8, 0))
+	require.Equal(t, "http/1000/in-flight-8", diskKey("http", 1000, 8))
+	require.Equal(t, 256, diskAgents(8))
+	require.Equal(t, 1000, diskAgents(1000))
 }

@@ -105,6 +105,41 @@ func TestRunAgainstSink(t *testing.T) {
 	require.Contains(t, rep.LatencyMS, "p99")
 }
 
+// InFlight caps the requests open at once over every agent: the server
+// never sees more, and every agent still has its turn.
+func TestInFlightCapsConcurrentRequests(t *testing.T) {
+	sink := NewSink()
+	var open, most atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := open.Add(1)
+		defer open.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(2 * time.Millisecond) // long enough for the others to pile up
+		sink.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	cfg := Config{Transport: TransportConfig{Protocol: "http", Endpoint: srv.URL, Conns: 16}, Agents: 16, Tenants: 4, Requests: 5}
+	rep, err := Run(context.Background(), cfg)
+	require.NoError(t, err)
+	require.EqualValues(t, 16*5, rep.Requests)
+	require.Greater(t, most.Load(), int64(3), "without a cap, more than 3 requests are open at once")
+
+	most.Store(0)
+	cfg.InFlight = 3
+	rep, err = Run(context.Background(), cfg)
+	require.NoError(t, err)
+	require.EqualValues(t, 16*5, rep.Requests)
+	require.LessOrEqual(t, most.Load(), int64(3))
+	for name, tr := range rep.PerTenant {
+		require.EqualValues(t, 4*5, tr.Requests, name)
+	}
+
+	cfg.InFlight = -1
+	_, err = Run(context.Background(), cfg)
+	require.ErrorContains(t, err, "in-flight cap")
+}
+
 // A gateway that refuses retryably at first: with Retry every request is
 // eventually accepted (and counted once); without, refusals are failures.
 func TestRetry(t *testing.T) {

@@ -45,6 +45,10 @@ type Config struct {
 
 	// Concurrency is the requests each agent has in flight (default 1).
 	Concurrency int
+	// InFlight caps the requests in flight over all agents (0: no cap,
+	// Agents x Concurrency): many VMs of many tenants, few clients' worth
+	// of requests at once. Waiting agents take their turns in order.
+	InFlight int
 	// Rate is requests per second over all agents; 0: as fast as accepted.
 	Rate float64
 	// Duration ends the sending of new requests (0: until Requests are done
@@ -165,6 +169,9 @@ func Run(ctx context.Context, c Config) (Report, error) {
 	if c.Tenants <= 0 || c.Tenants > c.Agents {
 		return Report{}, fmt.Errorf("loadgen: tenants must be between 1 and agents (%d), got %d", c.Agents, c.Tenants)
 	}
+	if c.InFlight < 0 {
+		return Report{}, fmt.Errorf("loadgen: in-flight cap must be >= 0, got %d", c.InFlight)
+	}
 	if !c.Since.IsZero() && (c.Step < time.Millisecond || c.Requests <= 0) {
 		return Report{}, fmt.Errorf("loadgen: Since needs a Step of at least 1ms and a Requests limit, got %s and %d", c.Step, c.Requests)
 	}
@@ -209,6 +216,10 @@ func Run(ctx context.Context, c Config) (Report, error) {
 		interval = time.Duration(float64(workers) / c.Rate * float64(time.Second))
 	}
 	points := c.Shape.Points()
+	var slots chan struct{}
+	if c.InFlight > 0 {
+		slots = make(chan struct{}, c.InFlight)
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for a := 0; a < c.Agents; a++ {
@@ -225,7 +236,7 @@ func Run(ctx context.Context, c Config) (Report, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ag.work(sendCtx, ctx, c, tr, st, interval, points)
+				ag.work(sendCtx, ctx, c, tr, st, interval, points, slots)
 			}()
 		}
 	}
@@ -278,8 +289,9 @@ func (a *agentState) next() (int64, time.Time, bool) {
 }
 
 // work sends the agent's requests while sendCtx lasts and retries each
-// until it is accepted or ctx ends.
-func (a *agentState) work(sendCtx, ctx context.Context, c Config, tr Transport, st *stats, interval time.Duration, points int) {
+// until it is accepted or ctx ends. With slots, each attempt holds one
+// from its send to its answer.
+func (a *agentState) work(sendCtx, ctx context.Context, c Config, tr Transport, st *stats, interval time.Duration, points int, slots chan struct{}) {
 	start := time.Now()
 	if !a.since.IsZero() {
 		start = a.since
@@ -316,9 +328,20 @@ func (a *agentState) work(sendCtx, ctx context.Context, c Config, tr Transport, 
 		}
 		backoff := 50 * time.Millisecond
 		for {
+			if slots != nil {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					st.unacked.Add(1)
+					return
+				}
+			}
 			t0 := time.Now()
 			r := tr.Send(ctx, raw, a.token, a.tenant)
 			st.record(a.tenant, r, time.Since(t0), points)
+			if slots != nil {
+				<-slots
+			}
 			if r.Outcome == Accepted {
 				break
 			}
