@@ -251,6 +251,8 @@ type Row struct {
 	RSSFileMiB float64 `json:"gateway_rss_file_end_mib"`
 	Accepted   float64 `json:"accepted_points_per_second"`
 	Refused    int64   `json:"requests_refused"`
+	// Core0 is how the gateway's core spent the window, whoever ran on it.
+	Core0 CoreShares `json:"core0"`
 }
 
 // inFlight is how many requests the row's agents had in flight at most.
@@ -379,8 +381,9 @@ func run(ctx context.Context, o options) (*Report, error) {
 	}
 	report := func(row Row) {
 		rep.Rows = append(rep.Rows, row)
-		fmt.Fprintf(os.Stderr, "gwbench: %-6s %-4s tenants=%-5d agents=%-5d in-flight=%-4d round=%d  %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB peak (end %.0f: anon %.0f, file %.0f)  p99 %6.1f ms  refused %d\n",
-			row.Pipeline, row.Transport, row.Tenants, row.Agents, row.inFlight(), row.Round, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB, row.RSSEndMiB, row.RSSAnonMiB, row.RSSFileMiB, row.P99ms, row.Refused)
+		fmt.Fprintf(os.Stderr, "gwbench: %-6s %-4s tenants=%-5d agents=%-5d in-flight=%-4d round=%d  %9.0f points/s  cpu %5.1f%%  rss %4.0f MiB peak (end %.0f: anon %.0f, file %.0f)  p99 %6.1f ms  refused %d  core 0: idle %.1f%% steal %.1f%% irq %.1f%%\n",
+			row.Pipeline, row.Transport, row.Tenants, row.Agents, row.inFlight(), row.Round, row.PointsPerSec, row.CPUPercent, row.PeakRSSMiB, row.RSSEndMiB, row.RSSAnonMiB, row.RSSFileMiB, row.P99ms, row.Refused,
+			row.Core0.Idle, row.Core0.Steal, row.Core0.IRQ)
 	}
 	// a, b, c alternating, on each transport.
 	for _, tr := range []struct {
@@ -757,6 +760,7 @@ func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, a
 		return Row{}, ctx.Err()
 	}
 	p0, cpu0, t0 := b.sink.Counts().Points, gw.CPU(), time.Now()
+	core0, coreErr := readCoreTimes(0)
 	var profErr chan error
 	if profile != "" {
 		_ = os.MkdirAll(filepath.Dir(profile), 0o755)
@@ -769,6 +773,7 @@ func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, a
 		return Row{}, ctx.Err()
 	}
 	p1, cpu1, t1 := b.sink.Counts().Points, gw.CPU(), time.Now()
+	core1, coreErr1 := readCoreTimes(0)
 	mem := gw.Memory()
 	if profile != "" {
 		heap := strings.TrimSuffix(profile, filepath.Ext(profile)) + "-heap.pprof"
@@ -801,6 +806,9 @@ func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, a
 		P99ms:    res.rep.LatencyMS["p99"],
 		Accepted: res.rep.PointsPerSecond,
 		Refused:  res.rep.Failed,
+	}
+	if coreErr == nil && coreErr1 == nil {
+		row.Core0 = core1.since(core0)
 	}
 	if cpuSecs > 0 {
 		row.PointsPerCore = float64(p1-p0) / cpuSecs
@@ -1118,9 +1126,10 @@ func printReport(w io.Writer, r *Report) {
 	printSummary(w, r)
 	fmt.Fprintf(w, "\n## gateway on one pinned core (%s, %d cores; %s)\n\n", r.CPU, r.Cores, r.Date)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pipeline\tin\ttenants\tround\tdelivered points/s\tgateway CPU %\tpoints per CPU-s\tpeak RSS MiB\tp99 ms\trefused requests\t")
+	fmt.Fprintln(tw, "pipeline\tin\ttenants\tagents\tin flight\tround\tdelivered points/s\tgateway CPU %\tpoints per CPU-s\tpeak RSS MiB\tp99 ms\trefused requests\tcore 0 idle %\tsteal %\tirq %\t")
 	for _, x := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.1f\t%.0f\t%.0f\t%.1f\t%d\t\n", x.Pipeline, x.Transport, x.Tenants, x.Round, x.PointsPerSec, x.CPUPercent, x.PointsPerCore, x.PeakRSSMiB, x.P99ms, x.Refused)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.0f\t%.1f\t%.0f\t%.0f\t%.1f\t%d\t%.1f\t%.1f\t%.1f\t\n", x.Pipeline, x.Transport, x.Tenants, x.Agents, x.inFlight(), x.Round,
+			x.PointsPerSec, x.CPUPercent, x.PointsPerCore, x.PeakRSSMiB, x.P99ms, x.Refused, x.Core0.Idle, x.Core0.Steal, x.Core0.IRQ)
 	}
 	_ = tw.Flush()
 	keys := make([]string, 0, len(r.Ratios))
