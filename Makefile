@@ -313,7 +313,7 @@ $(BIN)/usage: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	go build -trimpath -o $@ ./cmd/usage
 
-## bench: gateway pipelines a/b/c and the durable gateway d against a and c (one summary table first: d/a, d/c, c/a, memory, the agent) on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes), the usage computation (10/100/1,000 tenants of full agents; 1,000 and 10,000 tenants x 10 VMs x 8 GPUs at a 10 s interval) and the Go micro-benchmarks (BENCHMARKS.md; ~45 min). BENCH_FLAGS=-quick for a look
+## bench: gateway pipelines a/b/c and the durable gateway d against a and c (one summary table first: d/a, d/c, c/a, memory, the agent) on one pinned core, agent footprint, CPU profile, the read path (latency added, memory under 1,000 dashboard refreshes), the usage computation (10/100/1,000 tenants of full agents; 1,000 and 10,000 tenants x 10 VMs x 8 GPUs at a 10 s interval) and the Go micro-benchmarks (BENCHMARKS.md; ~55 min). BENCH_FLAGS=-quick for a look
 BENCH_FLAGS ?=
 bench: $(OTELCOL) $(BUILD)/bench/otelcol-gpu.syms $(BIN)/gwbench $(BIN)/readbench $(BIN)/usagebench $(VM) nvmlsim
 	@mkdir -p $(BUILD)/bench
