@@ -129,7 +129,7 @@ func main() {
 		*l.out = counts
 	}
 	if o.quick {
-		o.tenants, o.httpTenants, o.diskTenants, o.diskTransports, o.diskInFlight = []int{1, 10}, []int{1}, []int{10}, []string{"grpc"}, []int{0}
+		o.tenants, o.httpTenants, o.diskTenants, o.diskTransports, o.diskInFlight = []int{1, 10}, []int{1}, []int{10}, []string{"grpc"}, []int{0, 8}
 		o.rounds, o.warmup, o.measure = 1, time.Second, 2*time.Second
 		o.agentDur, o.agentFastDur = 4*time.Second, 0
 	}

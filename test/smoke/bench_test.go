@@ -121,12 +121,14 @@ func TestBenchHarnessQuick(t *testing.T) {
 		"a/http@1", "b/http@1", "c/http@1", "c/grpc@10", "c+disk/grpc@10"} {
 		require.True(t, seen[k], "no %s row in %s", k, b)
 	}
-	for _, k := range []string{"c/a@grpc/1", "c/b@grpc/1", "c/a@grpc/10", "c/b@grpc/10", "c/a@http/1", "c/b@http/1", "d/c@grpc/10", "d/a@grpc/10"} {
+	for _, k := range []string{"c/a@grpc/1", "c/b@grpc/1", "c/a@grpc/10", "c/b@grpc/10", "c/a@http/1", "c/b@http/1", "d/c@grpc/10", "d/a@grpc/10", "d/a@grpc/10/in-flight-8"} {
 		require.Positive(t, rep.Ratios[k], k)
 	}
 	require.Len(t, rep.Agent, 1)
 	require.Positive(t, rep.Agent[0].RSS)
 	require.Positive(t, rep.Agent[0].PSS)
 	require.Contains(t, string(text), "ratios (median over alternating rounds")
-	require.Contains(t, string(text), "| grpc | 10 (256) |", "the summary table has the durable gateway's row")
+	require.Contains(t, string(text), "| grpc | 10 | 256 | 1 per agent |", "the summary table has the durable gateway's row")
+	require.Contains(t, string(text), "| grpc | 10 | 256 | 8 |", "... and its row with 8 requests in flight")
+	require.Contains(t, string(text), "core 0 idle %", "the rows say how the gateway's core spent the window")
 }
