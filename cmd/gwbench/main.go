@@ -807,7 +807,9 @@ func (b *bench) gatewayWith(ctx context.Context, p, transport string, tenants, a
 		Accepted: res.rep.PointsPerSecond,
 		Refused:  res.rep.Failed,
 	}
-	if coreErr == nil && coreErr1 == nil {
+	if err := errors.Join(coreErr, coreErr1); err != nil {
+		fmt.Fprintln(os.Stderr, "gwbench: core 0's times (its columns stay 0):", err)
+	} else {
 		row.Core0 = core1.since(core0)
 	}
 	if cpuSecs > 0 {
