@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,22 +111,39 @@ func TestRunAgainstSink(t *testing.T) {
 func TestInFlightCapsConcurrentRequests(t *testing.T) {
 	sink := NewSink()
 	var open, most atomic.Int64
+	var hold atomic.Int64 // how long a request waits for a 4th to be open beside it
+	four := make(chan struct{})
+	var fourOnce sync.Once
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := open.Add(1)
 		defer open.Add(-1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
-		time.Sleep(2 * time.Millisecond) // long enough for the others to pile up
+		if n >= 4 {
+			fourOnce.Do(func() { close(four) })
+		}
+		select {
+		case <-four:
+		case <-time.After(time.Duration(hold.Load())):
+		}
 		sink.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
+	// Without a cap the requests wait for each other until 4 are open at
+	// once (for at most 10 s each): the server can see more than 3.
+	hold.Store(int64(10 * time.Second))
 	cfg := Config{Transport: TransportConfig{Protocol: "http", Endpoint: srv.URL, Conns: 16}, Agents: 16, Tenants: 4, Requests: 5}
 	rep, err := Run(context.Background(), cfg)
 	require.NoError(t, err)
 	require.EqualValues(t, 16*5, rep.Requests)
 	require.Greater(t, most.Load(), int64(3), "without a cap, more than 3 requests are open at once")
 
+	// With a cap of 3 each request is held 20 ms, time for a 4th to
+	// arrive were the cap not kept.
 	most.Store(0)
+	hold.Store(int64(20 * time.Millisecond))
+	four = make(chan struct{})
+	fourOnce = sync.Once{}
 	cfg.InFlight = 3
 	rep, err = Run(context.Background(), cfg)
 	require.NoError(t, err)
