@@ -108,8 +108,9 @@ type Stats struct {
 	Parts     int64 // parts in them
 	Rotations int64 // segments started since Open
 	Recycled  int64 // of them, written over a spare instead of a new file
-	// BlockingSyncs: fsyncs since Open that held their thread (no Linux
-	// AIO); with AIO every fsync leaves the scheduler free.
+	// BlockingSyncs: fsyncs since Open that held their thread (neither
+	// the fsync threads nor Linux AIO were available); otherwise every
+	// fsync leaves the scheduler free.
 	BlockingSyncs int64
 }
 
@@ -828,8 +829,8 @@ func (s *Spool) Oldest() (seg uint64, liveBytes, size int64) {
 	return seg, liveBytes, size
 }
 
-// AsyncFsync reports whether fsyncs go through Linux AIO (they leave the
-// scheduler free while the disk works) rather than a blocking fsync.
+// AsyncFsync reports whether fsyncs leave the scheduler free while the disk
+// works (the fsync threads, or Linux AIO) rather than block a thread of it.
 func (s *Spool) AsyncFsync() bool { return s.sync != nil && s.sync.async() }
 
 // Stats of the spool now.

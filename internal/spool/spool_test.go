@@ -179,18 +179,18 @@ func TestConcurrentAppendsAreGrouped(t *testing.T) {
 	require.Less(t, st.Writes, st.Parts, "parts that arrive during a write go together into the next")
 }
 
-// On Linux the group's fsync goes through AIO: the goroutine waits on an
-// eventfd in the runtime's poller instead of holding its thread (and, with
-// GOMAXPROCS=1, the only P) while the disk works.
+// On Linux the group's fsync runs on an fsync thread (or through AIO): the
+// goroutine waits on an eventfd in the runtime's poller instead of holding
+// its thread (and, with GOMAXPROCS=1, the only P) while the disk works.
 func TestFsyncLeavesTheSchedulerFree(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("Linux AIO")
+		t.Skip("Linux: fsync threads or AIO")
 	}
 	dir := t.TempDir()
 	s, _, _, _ := open(t, Options{Dir: dir, Fsync: true})
-	require.True(t, s.AsyncFsync(), "AIO fsync (Linux 4.18+) is available here")
+	require.True(t, s.AsyncFsync(), "the fsync threads (cgo) or AIO fsync (Linux 4.18+) are available here")
 	appendAll(t, s, "metrics/acme", 0, 20)
-	require.True(t, s.AsyncFsync(), "and stayed in use: the kernel took the fsyncs")
+	require.True(t, s.AsyncFsync(), "and stayed in use: the fsyncs succeeded")
 	require.NoError(t, s.Close())
 	s, parts, _, _ := open(t, Options{Dir: dir, Fsync: true})
 	defer func() { require.NoError(t, s.Close()) }()
@@ -250,7 +250,7 @@ func TestACreatedSegmentsSyncNeverStopsAppends(t *testing.T) {
 	st := s.Stats()
 	require.Greater(t, st.Rotations, int64(4))
 	if runtime.GOOS == "linux" {
-		require.Zero(t, st.BlockingSyncs, "every fsync through AIO: none held the only P")
+		require.Zero(t, st.BlockingSyncs, "every fsync on a thread or through AIO: none held the only P")
 	}
 	require.NoError(t, s.Close())
 
