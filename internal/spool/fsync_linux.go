@@ -43,6 +43,7 @@ type syncer struct {
 	ctx uintptr // aio_context_t; 0 without AIO
 
 	blockingN atomic.Int64 // fsyncs that held their thread
+	looked    atomic.Int64 // thread answers found by a look on the timer, not the poller
 }
 
 // iocb is struct iocb of linux/aio_abi.h (little-endian: key, then rw_flags).
@@ -159,19 +160,49 @@ func (s *syncer) threadSync(f *os.File) error {
 		if werr != nil {
 			return
 		}
+		// The request is out: an fsync thread holds fd and will answer on
+		// efd. Nothing returns before that answer is read, or fd (released
+		// when Control returns) could be closed and its number reused under
+		// the thread's fdatasync, and a late answer would be taken for the
+		// next sync's.
 		res, werr = s.waitSync()
+		if werr != nil {
+			res, werr = waitBlocking(s.efd)
+		}
 	}); err != nil {
 		return err
 	}
-	switch {
-	case werr != nil:
-		return fmt.Errorf("waiting for fsync: %w", werr)
-	case res == 1:
+	if werr != nil {
+		// The answer could not be read: the thread may still write efd, so
+		// it stays open (leaked), and this syncer syncs the plain way.
+		s.req, s.event, s.efd = -1, nil, -1
+		s.blockingN.Add(1)
+		return errors.Join(fmt.Errorf("waiting for fsync: %w", werr), f.Sync())
+	}
+	if res == 1 {
 		return nil
-	case res == 0:
-		return errors.New("fsync thread: no answer")
 	}
 	return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: syscall.Errno(res - 1)}
+}
+
+// waitBlocking reads efd's answer, holding the thread until it comes: what
+// is left when the poller cannot wait for it.
+func waitBlocking(efd int) (uint64, error) {
+	var buf [8]byte
+	for {
+		_, err := unix.Read(efd, buf[:])
+		switch {
+		case err == nil:
+			return binary.NativeEndian.Uint64(buf[:]), nil
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
+				return 0, err
+			}
+		default:
+			return 0, err
+		}
+	}
 }
 
 // While a sync's answer has not come, the waiting goroutine looks at its
@@ -204,6 +235,7 @@ func (s *syncer) waitSync() (uint64, error) {
 		}
 		switch _, err := unix.Read(s.efd, buf[:]); err {
 		case nil:
+			s.looked.Add(1)
 			return binary.NativeEndian.Uint64(buf[:]), nil
 		case unix.EAGAIN, unix.EINTR:
 		default:
@@ -258,7 +290,8 @@ func (s *syncer) aioSync(f *os.File) error {
 	return nil
 }
 
-// blocking is how many fsyncs held their thread (no AIO); 0 for a nil
+// blocking is how many fsyncs held their thread (neither the fsync threads
+// nor AIO); 0 for a nil
 // syncer (no fsync at all).
 func (s *syncer) blocking() int64 {
 	if s == nil {

@@ -3,6 +3,7 @@
 package spool
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -11,8 +12,10 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // Every way a syncer syncs answers each caller with its own file's result:
@@ -81,6 +84,23 @@ func TestSyncersAnswerTheirOwnCaller(t *testing.T) {
 	}
 }
 
+// waitBlocking, what is left when the poller cannot wait for a thread's
+// answer, holds on until the answer comes and returns it.
+func TestWaitBlockingWaitsForTheAnswer(t *testing.T) {
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	require.NoError(t, err)
+	defer func() { _ = unix.Close(efd) }()
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		var b [8]byte
+		binary.NativeEndian.PutUint64(b[:], 1+uint64(syscall.EIO))
+		_, _ = unix.Write(efd, b[:])
+	}()
+	res, err := waitBlocking(efd)
+	require.NoError(t, err)
+	require.Equal(t, 1+uint64(syscall.EIO), res)
+}
+
 // Without the fsync threads (a build without cgo) the syncer uses Linux
 // AIO, still leaving the scheduler free.
 func TestSyncerWithoutThreadsUsesAIO(t *testing.T) {
@@ -118,26 +138,7 @@ func BenchmarkSyncWhileBusy(b *testing.B) {
 			}
 			require.NoError(b, f.Sync())
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-			stop := make(chan struct{})
-			var busy sync.WaitGroup
-			for range 2 {
-				busy.Add(1)
-				go func() {
-					defer busy.Done()
-					x := 0
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						for i := range 200_000 { // ~100 µs between switches, as a request's decode
-							x += i * i
-						}
-						runtime.Gosched()
-					}
-				}()
-			}
+			defer keepBusy(2, 100*time.Microsecond)() // as a request's decode between switches
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				if _, err := f.WriteAt(group, int64(i%16*len(group))); err != nil {
@@ -148,8 +149,30 @@ func BenchmarkSyncWhileBusy(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			close(stop)
-			busy.Wait()
 		})
 	}
+}
+
+// keepBusy starts n goroutines that are always ready to run, each spinning
+// for slice between yields, until the returned stop is called.
+func keepBusy(n int, slice time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var busy sync.WaitGroup
+	for range n {
+		busy.Add(1)
+		go func() {
+			defer busy.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for end := time.Now().Add(slice); time.Now().Before(end); {
+				}
+				runtime.Gosched()
+			}
+		}()
+	}
+	return func() { close(done); busy.Wait() }
 }

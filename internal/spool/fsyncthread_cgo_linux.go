@@ -14,10 +14,7 @@ package spool
 // every write and every read of the pipe is one whole request.
 static void *spool_fsync_worker(void *arg) {
 	int rd = (int)(intptr_t)arg;
-	sigset_t all;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL); // process signals go to the runtime's threads
-	for (;;) {
+	for (;;) { // signals blocked (spool_start_fsync_threads): they go to the runtime's threads
 		int32_t req[2];
 		ssize_t n = read(rd, req, sizeof req);
 		if (n < 0 && errno == EINTR)
@@ -33,8 +30,12 @@ static void *spool_fsync_worker(void *arg) {
 }
 
 // spool_start_fsync_threads starts up to n workers reading rd; it returns
-// how many started.
+// how many started. They start with every signal blocked (a thread
+// inherits its creator's mask), so none lands on them before they run.
 static int spool_start_fsync_threads(int rd, int n) {
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int started = 0;
 	for (int i = 0; i < n; i++) {
 		pthread_t t;
@@ -42,6 +43,7 @@ static int spool_start_fsync_threads(int rd, int n) {
 			break;
 		started++;
 	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return started;
 }
 */
