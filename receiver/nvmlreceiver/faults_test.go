@@ -424,7 +424,9 @@ func TestFaultRefusedReadingIsAskedAgain(t *testing.T) {
 		return orig()
 	}
 	cfg := testConfig()
-	cfg.RefusedRetryInterval = 50 * time.Millisecond
+	// Long enough that two scrapes in a row fall within it on a loaded
+	// machine under -race.
+	cfg.RefusedRetryInterval = 2 * time.Second
 	h := startHarness(t, f, cfg)
 	h.scrape(t)
 	h.scrape(t)
@@ -432,7 +434,7 @@ func TestFaultRefusedReadingIsAskedAgain(t *testing.T) {
 	refuse.Store(false) // a permission granted
 	require.Eventually(t, func() bool {
 		return len(points(h.scrape(t), "hw.power", map[string]any{"hw.id": fixedUUID(0)})) == 1
-	}, 5*time.Second, 10*time.Millisecond, "asked again after the interval, and reported")
+	}, 15*time.Second, 50*time.Millisecond, "asked again after the interval, and reported")
 }
 
 // A MIG mode change, and a recovery, ask every refused reading again at once.
