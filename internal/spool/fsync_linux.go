@@ -185,21 +185,29 @@ func (s *syncer) threadSync(f *os.File) error {
 	return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: syscall.Errno(res - 1)}
 }
 
+// readAnswer reads efd without waiting: the answer, whether there was one,
+// or what went wrong.
+func readAnswer(efd int) (uint64, bool, error) {
+	var buf [8]byte
+	_, err := unix.Read(efd, buf[:])
+	switch {
+	case err == nil:
+		return binary.NativeEndian.Uint64(buf[:]), true, nil
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		return 0, false, nil
+	}
+	return 0, false, err
+}
+
 // waitBlocking reads efd's answer, holding the thread until it comes: what
 // is left when the poller cannot wait for it.
 func waitBlocking(efd int) (uint64, error) {
-	var buf [8]byte
 	for {
-		_, err := unix.Read(efd, buf[:])
-		switch {
-		case err == nil:
-			return binary.NativeEndian.Uint64(buf[:]), nil
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
-			fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
-			if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
-				return 0, err
-			}
-		default:
+		if res, ok, err := readAnswer(efd); ok || err != nil {
+			return res, err
+		}
+		fds := []unix.PollFd{{Fd: int32(efd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
 			return 0, err
 		}
 	}
@@ -233,13 +241,11 @@ func (s *syncer) waitSync() (uint64, error) {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, err
 		}
-		switch _, err := unix.Read(s.efd, buf[:]); err {
-		case nil:
-			s.looked.Add(1)
-			return binary.NativeEndian.Uint64(buf[:]), nil
-		case unix.EAGAIN, unix.EINTR:
-		default:
-			return 0, err
+		if res, ok, err := readAnswer(s.efd); ok || err != nil {
+			if ok {
+				s.looked.Add(1)
+			}
+			return res, err
 		}
 	}
 }
@@ -291,8 +297,7 @@ func (s *syncer) aioSync(f *os.File) error {
 }
 
 // blocking is how many fsyncs held their thread (neither the fsync threads
-// nor AIO); 0 for a nil
-// syncer (no fsync at all).
+// nor AIO); 0 for a nil syncer (no fsync at all).
 func (s *syncer) blocking() int64 {
 	if s == nil {
 		return 0
